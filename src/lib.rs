@@ -1,0 +1,2 @@
+//! chat2api: an OpenAI-compatible API gateway on raw tokio sockets.
+#![forbid(unsafe_code)]

@@ -1,5 +1,7 @@
 //! chat2api: an OpenAI-compatible API gateway on raw tokio sockets.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
 pub mod http1;
 pub mod sse;

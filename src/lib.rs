@@ -1,7 +1,25 @@
 //! chat2api: an OpenAI-compatible API gateway on raw tokio sockets.
+//!
+//! The data path, in the order a request travels it:
+//!
+//! - [`server`]: listener and per-connection driver, the only code touching
+//!   client sockets;
+//! - [`http1`]: sans-IO HTTP/1.1: request heads, body framing, encoding;
+//! - [`gateway`]: routes, client keys, request validation, model routing,
+//!   the mock provider and the forwarding of answers;
+//! - [`upstream`]: the pooled HTTP/1.1 (and TLS) client to providers;
+//! - [`sse`]: the zero-copy server-sent-events decoder;
+//! - [`stats`]: lock-free counters.
+//!
+//! Off the data path: [`config`] (the JSON file and the built-in default) and
+//! [`cli`].
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod http1;
+pub mod server;
 pub mod sse;
+pub mod stats;
+pub mod upstream;

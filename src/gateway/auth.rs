@@ -1,0 +1,67 @@
+//! Client authentication (SPEC §3): the key may come as `Authorization: Bearer
+//! KEY`, `X-API-Key: KEY` or `?api_key=KEY`, and is compared in constant time.
+//! Keys are never logged, echoed or forwarded: the upstream request is built
+//! from scratch with the account's own key.
+
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use crate::http1::RequestHead;
+
+pub struct ClientKeys {
+    keys: Vec<Box<[u8]>>,
+}
+
+impl ClientKeys {
+    pub fn new(keys: impl IntoIterator<Item = String>) -> ClientKeys {
+        ClientKeys {
+            keys: keys
+                .into_iter()
+                .map(|k| k.into_bytes().into_boxed_slice())
+                .collect(),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn check(&self, head: &RequestHead) -> Result<(), ApiError> {
+        if self.is_open() {
+            return Ok(());
+        }
+        let presented = presented_key(head).ok_or(ApiError::MissingApiKey)?;
+        // Compare against every key, without stopping at a match, so the time
+        // taken does not say which key (or how much of one) matched.
+        let mut found = subtle::Choice::from(0);
+        for key in &self.keys {
+            found |= key.as_ref().ct_eq(presented);
+        }
+        if bool::from(found) {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidApiKey)
+        }
+    }
+}
+
+/// The key the client presented, in the order of SPEC §3.
+fn presented_key(head: &RequestHead) -> Option<&[u8]> {
+    if let Some(value) = head.header("authorization") {
+        if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
+            let key = value[7..].trim_ascii();
+            if !key.is_empty() {
+                return Some(key);
+            }
+        }
+    }
+    if let Some(key) = head.header("x-api-key") {
+        if !key.is_empty() {
+            return Some(key);
+        }
+    }
+    head.query()?
+        .split(|b| *b == b'&')
+        .find_map(|pair| pair.strip_prefix(b"api_key="))
+        .filter(|k| !k.is_empty())
+}

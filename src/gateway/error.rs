@@ -1,0 +1,179 @@
+//! The gateway's errors, each of which knows its answer (SPEC §4): a status
+//! code and an OpenAI-shaped body `{"error":{"message","type","param","code"}}`.
+
+use bytes::Bytes;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: malformed JSON, a missing or mistyped field. `param` names it.
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    MissingApiKey,
+    InvalidApiKey,
+    NotFound,
+    ModelNotFound(String),
+    MethodNotAllowed,
+    /// A protocol-level error already mapped to its status (413, 414, 431, 400…).
+    Http {
+        status: u16,
+        message: &'static str,
+    },
+    Timeout,
+    NoAvailableAccount(String),
+    Upstream(String),
+    UpstreamTimeout,
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> ApiError {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            param,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::InvalidRequest { .. } => 400,
+            ApiError::MissingApiKey | ApiError::InvalidApiKey => 401,
+            ApiError::NotFound | ApiError::ModelNotFound(_) => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::Timeout => 408,
+            ApiError::Http { status, .. } => *status,
+            ApiError::NoAvailableAccount(_) => 503,
+            ApiError::Upstream(_) => 502,
+            ApiError::UpstreamTimeout => 504,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest { .. }
+            | ApiError::NotFound
+            | ApiError::ModelNotFound(_)
+            | ApiError::MethodNotAllowed
+            | ApiError::Timeout
+            | ApiError::Http { .. } => "invalid_request_error",
+            ApiError::MissingApiKey | ApiError::InvalidApiKey => "authentication_error",
+            ApiError::NoAvailableAccount(_) | ApiError::Upstream(_) | ApiError::UpstreamTimeout => {
+                "upstream_error"
+            }
+        }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::InvalidRequest { .. } => None,
+            ApiError::MissingApiKey => Some("missing_api_key"),
+            ApiError::InvalidApiKey => Some("invalid_api_key"),
+            ApiError::NotFound => Some("not_found"),
+            ApiError::ModelNotFound(_) => Some("model_not_found"),
+            ApiError::MethodNotAllowed => Some("method_not_allowed"),
+            ApiError::Timeout => Some("request_timeout"),
+            ApiError::Http { status, .. } => match status {
+                413 => Some("request_too_large"),
+                414 => Some("uri_too_long"),
+                431 => Some("headers_too_large"),
+                _ => Some("bad_request"),
+            },
+            ApiError::NoAvailableAccount(_) => Some("no_available_account"),
+            ApiError::Upstream(_) => Some("upstream_error"),
+            ApiError::UpstreamTimeout => Some("upstream_timeout"),
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ApiError::InvalidRequest { param, .. } => *param,
+            ApiError::ModelNotFound(_) | ApiError::NoAvailableAccount(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The OpenAI-shaped JSON body.
+    pub fn body(&self) -> Bytes {
+        let body = serde_json::json!({
+            "error": {
+                "message": self.to_string(),
+                "type": self.kind(),
+                "param": self.param(),
+                "code": self.code(),
+            }
+        });
+        Bytes::from(body.to_string())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::InvalidRequest { message, .. } => f.write_str(message),
+            ApiError::MissingApiKey => f.write_str(
+                "Missing API key: send it as 'Authorization: Bearer KEY', 'X-API-Key: KEY' or '?api_key=KEY'.",
+            ),
+            ApiError::InvalidApiKey => f.write_str("Invalid API key."),
+            ApiError::NotFound => f.write_str("Unknown route."),
+            ApiError::ModelNotFound(m) => {
+                write!(f, "The model '{m}' does not exist or is not served by this gateway.")
+            }
+            ApiError::MethodNotAllowed => f.write_str("Method not allowed on this route."),
+            ApiError::Timeout => f.write_str("The client was too slow to send its request."),
+            ApiError::Http { message, .. } => f.write_str(message),
+            ApiError::NoAvailableAccount(m) => {
+                write!(f, "No healthy account is available for the model '{m}'; try again later.")
+            }
+            ApiError::Upstream(m) => write!(f, "Upstream error: {m}"),
+            ApiError::UpstreamTimeout => {
+                f.write_str("The upstream did not answer within the request timeout.")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_openai_shaped() {
+        let cases = [
+            (
+                ApiError::invalid("bad", Some("model")),
+                400,
+                serde_json::Value::Null,
+            ),
+            (ApiError::MissingApiKey, 401, "missing_api_key".into()),
+            (ApiError::InvalidApiKey, 401, "invalid_api_key".into()),
+            (
+                ApiError::ModelNotFound("x".into()),
+                404,
+                "model_not_found".into(),
+            ),
+            (
+                ApiError::NoAvailableAccount("x".into()),
+                503,
+                "no_available_account".into(),
+            ),
+            (
+                ApiError::Upstream("refused".into()),
+                502,
+                "upstream_error".into(),
+            ),
+            (ApiError::UpstreamTimeout, 504, "upstream_timeout".into()),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status(), status);
+            let v: serde_json::Value = serde_json::from_slice(&err.body()).unwrap();
+            let e = &v["error"];
+            assert!(e["message"].is_string());
+            assert!(e["type"].is_string());
+            assert_eq!(e["code"], code);
+            assert!(e.as_object().unwrap().contains_key("param"));
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The gateway: what chat2api answers on its proxy port (SPEC §3–4).
+//!
+//! Owns routing of paths to handlers, client authentication, request
+//! validation, model routing and the answers themselves. It never touches a
+//! socket: the connection driver (`crate::server`) hands it a parsed head and
+//! body, and writes out the [`Response`] it returns.
+
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod mock;
+pub mod proxy;
+pub mod response;
+pub mod router;
+pub mod stream;
+
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{Config, ProviderKind};
+use crate::http1::{Method, RequestHead};
+use crate::stats::{unix_time, Stats};
+use crate::upstream::{Upstream, UpstreamConfig};
+use auth::ClientKeys;
+use error::ApiError;
+use json::Endpoint;
+use response::{Body, Response};
+use router::Router;
+use stream::EventStream;
+
+/// The routes of SPEC §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    Chat,
+    Completions,
+    Models,
+    Model,
+    Health,
+    Stats,
+    Root,
+    Preflight,
+}
+
+impl Route {
+    /// Only `/v1/` routes count in the statistics (SPEC §3).
+    fn is_counted(self) -> bool {
+        matches!(
+            self,
+            Route::Chat | Route::Completions | Route::Models | Route::Model
+        )
+    }
+
+    pub fn has_body(self) -> bool {
+        matches!(self, Route::Chat | Route::Completions)
+    }
+}
+
+/// One request's entry in the statistics. Dropping it unfinished (a client
+/// that went away, a failed stream) counts as a failure.
+pub struct Tally {
+    stats: Arc<Stats>,
+    start: Instant,
+    first_token: bool,
+    finished: bool,
+}
+
+impl Tally {
+    fn new(stats: &Arc<Stats>) -> Tally {
+        stats.request_started();
+        Tally {
+            stats: stats.clone(),
+            start: Instant::now(),
+            first_token: false,
+            finished: false,
+        }
+    }
+
+    /// The first token reached the client (the first event of a stream, or
+    /// the head of a plain answer).
+    pub fn first_token(&mut self) {
+        if !self.first_token {
+            self.first_token = true;
+            self.stats.record_ttft(self.start.elapsed());
+        }
+    }
+
+    pub fn finish(mut self, ok: bool) {
+        self.finished = true;
+        self.stats.request_finished(ok, self.start.elapsed());
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.stats.request_finished(false, self.start.elapsed());
+        }
+    }
+}
+
+/// Everything one loaded config serves with. Shared by the connections of a
+/// listener; a restart builds a new one.
+pub struct Gateway {
+    pub config: Config,
+    pub stats: Arc<Stats>,
+    keys: ClientKeys,
+    router: Router,
+    /// One client per provider (by router index); `None` for the mock.
+    upstreams: Vec<Option<Upstream>>,
+    created: u64,
+    root: Bytes,
+}
+
+impl Gateway {
+    pub fn new(config: Config, stats: Arc<Stats>) -> Result<Gateway, String> {
+        let router = Router::new(&config, &stats);
+        let mut upstreams = Vec::with_capacity(router.providers.len());
+        for p in &router.providers {
+            upstreams.push(match &p.kind {
+                ProviderKind::Mock { .. } => None,
+                ProviderKind::OpenAi { base_url, ca_file } => {
+                    let cfg = UpstreamConfig {
+                        connect_timeout: config.limits.upstream_connect_timeout,
+                        idle_timeout: config.limits.upstream_idle_timeout,
+                        max_idle: config.limits.upstream_max_idle,
+                        limits: crate::server::http_limits(&config.limits),
+                    };
+                    let u = Upstream::new(
+                        base_url.tls,
+                        &base_url.host,
+                        base_url.port,
+                        &base_url.path,
+                        ca_file.as_deref(),
+                        cfg,
+                    )
+                    .map_err(|e| format!("provider '{}': {e}", p.id))?;
+                    Some(u)
+                }
+            });
+        }
+        let root = serde_json::json!({
+            "name": "chat2api",
+            "version": env!("CARGO_PKG_VERSION"),
+            "endpoints": [
+                "POST /v1/chat/completions",
+                "POST /v1/completions",
+                "GET /v1/models",
+                "GET /v1/models/:model",
+                "GET /health",
+                "GET /stats",
+                "GET /"
+            ]
+        });
+        let keys = ClientKeys::new(
+            config
+                .api_keys
+                .iter()
+                .filter(|k| k.enabled)
+                .map(|k| k.key.clone()),
+        );
+        Ok(Gateway {
+            keys,
+            router,
+            upstreams,
+            created: unix_time(),
+            root: Bytes::from(root.to_string()),
+            config,
+            stats,
+        })
+    }
+
+    /// A first look at a request, before its body is read: which route, and
+    /// may this client use it. An error answer here spares reading the body.
+    pub fn admit(&self, head: &RequestHead) -> Result<(Route, Option<Tally>), Box<Response>> {
+        let path = head.path();
+        let method = head.method();
+        let route = match path {
+            b"/v1/chat/completions" => Route::Chat,
+            b"/v1/completions" => Route::Completions,
+            b"/v1/models" => Route::Models,
+            _ if path.starts_with(b"/v1/models/") => Route::Model,
+            b"/health" => Route::Health,
+            b"/stats" => Route::Stats,
+            b"/" => Route::Root,
+            _ if method == Method::Options => Route::Preflight,
+            _ => return Err(Box::new(Response::error(&ApiError::NotFound))),
+        };
+        let route = if method == Method::Options {
+            Route::Preflight
+        } else {
+            route
+        };
+        let tally = route.is_counted().then(|| Tally::new(&self.stats));
+        let method_ok = match route {
+            Route::Chat | Route::Completions => method == Method::Post,
+            Route::Preflight => true,
+            _ => matches!(method, Method::Get | Method::Head),
+        };
+        if !method_ok {
+            return Err(Box::new(
+                Response::error(&ApiError::MethodNotAllowed).with_tally(tally),
+            ));
+        }
+        if route.is_counted() {
+            if let Err(e) = self.keys.check(head) {
+                return Err(Box::new(Response::error(&e).with_tally(tally)));
+            }
+        }
+        Ok((route, tally))
+    }
+
+    /// Answer an admitted request.
+    pub async fn serve(
+        self: &Arc<Self>,
+        route: Route,
+        head: &RequestHead,
+        body: Bytes,
+        tally: Option<Tally>,
+    ) -> Response {
+        let resp = match route {
+            Route::Chat => return self.complete(Endpoint::Chat, head, body, tally).await,
+            Route::Completions => {
+                return self
+                    .complete(Endpoint::Completions, head, body, tally)
+                    .await
+            }
+            Route::Models => Response::json(200, self.models_json()),
+            Route::Model => self.model_json(head.path()),
+            Route::Health => Response::json(200, self.stats.health_json()),
+            Route::Stats => Response::json(200, self.stats.stats_json("running", self.config.port)),
+            Route::Root => Response::json(200, self.root.clone()),
+            Route::Preflight => preflight(head),
+        };
+        resp.with_tally(tally)
+    }
+
+    fn model_object(&self, id: &str, owner: &str) -> serde_json::Value {
+        serde_json::json!({"id": id, "object": "model", "created": self.created, "owned_by": owner})
+    }
+
+    fn models_json(&self) -> Bytes {
+        let data: Vec<_> = self
+            .router
+            .model_names()
+            .map(|(id, owner)| self.model_object(id, owner))
+            .collect();
+        Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+    }
+
+    fn model_json(&self, path: &[u8]) -> Response {
+        let raw = &path[b"/v1/models/".len()..];
+        let name = percent_decode(raw);
+        match self.router.resolve(&name) {
+            Some(r) => {
+                let owner = r.owner(&self.router);
+                Response::json(200, self.model_object(&name, owner).to_string())
+            }
+            None => Response::error(&ApiError::ModelNotFound(name)),
+        }
+    }
+
+    /// `/v1/chat/completions` and `/v1/completions`: validate, route, and try
+    /// accounts until one answers or `retryCount` retries are spent.
+    async fn complete(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        head: &RequestHead,
+        body: Bytes,
+        mut tally: Option<Tally>,
+    ) -> Response {
+        let info = match json::parse_request(&body, endpoint, false) {
+            Ok(info) => info,
+            Err(e) => return Response::error(&e).with_tally(tally),
+        };
+        let Some(resolved) = self.router.resolve(&info.model) else {
+            return Response::error(&ApiError::ModelNotFound(info.model)).with_tally(tally);
+        };
+        let mut tried = Vec::new();
+        let mut last: Option<Response> = None;
+        for _ in 0..=self.config.retry_count {
+            let Some(pick) = self.router.pick(&resolved, &tried) else {
+                break;
+            };
+            tried.push(pick.index());
+            let upstream = self.upstreams[pick.index().0].as_ref();
+            let ProviderKind::Mock { text, token_delay } = &pick.provider.kind else {
+                let Some(upstream) = upstream else { break };
+                let client_model = body.slice(info.model_span.clone());
+                match proxy::forward(
+                    self,
+                    &pick,
+                    upstream,
+                    endpoint,
+                    head,
+                    &body,
+                    &info,
+                    client_model,
+                    &mut tally,
+                )
+                .await
+                {
+                    proxy::Attempt::Done(resp) => return resp.with_tally(tally),
+                    proxy::Attempt::Failed(resp) => {
+                        last = Some(resp);
+                        continue;
+                    }
+                }
+            };
+            // The mock needs the prompt text, which the first parse skipped.
+            let info = match json::parse_request(&body, endpoint, true) {
+                Ok(info) => info,
+                Err(e) => return Response::error(&e).with_tally(tally),
+            };
+            pick.account.record_success();
+            let text = mock::answer_text(text.as_deref(), &info);
+            if info.stream {
+                let s = mock::MockStream::new(endpoint, &text, &info, *token_delay);
+                self.stats
+                    .record_tokens(s.prompt_tokens, s.completion_tokens);
+                return stream_response(EventStream::Mock(s), tally);
+            }
+            let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);
+            self.stats.record_tokens(prompt, completion);
+            if let Some(t) = tally.as_mut() {
+                t.first_token();
+            }
+            return Response::json(200, answer).with_tally(tally);
+        }
+        let resp = last
+            .unwrap_or_else(|| Response::error(&ApiError::NoAvailableAccount(info.model.clone())));
+        resp.with_tally(tally)
+    }
+}
+
+/// A `text/event-stream` answer (SPEC §4: no buffering anywhere on the way).
+pub fn stream_response(stream: EventStream, tally: Option<Tally>) -> Response {
+    Response {
+        status: 200,
+        content_type: response::EVENT_STREAM,
+        headers: vec![
+            ("Cache-Control", Bytes::from_static(b"no-cache")),
+            ("X-Accel-Buffering", Bytes::from_static(b"no")),
+        ],
+        body: Body::Stream(stream),
+        tally,
+    }
+}
+
+/// CORS preflight: allow any origin, the methods we serve and the headers the
+/// browser asks for.
+fn preflight(head: &RequestHead) -> Response {
+    let allow_headers = head
+        .header_bytes("access-control-request-headers")
+        .filter(|h| h.len() <= 1024)
+        .unwrap_or_else(|| Bytes::from_static(b"Authorization, Content-Type, X-API-Key"));
+    Response {
+        status: 204,
+        content_type: response::JSON,
+        headers: vec![
+            (
+                "Access-Control-Allow-Methods",
+                Bytes::from_static(b"GET, POST, OPTIONS"),
+            ),
+            ("Access-Control-Allow-Headers", allow_headers),
+            ("Access-Control-Max-Age", Bytes::from_static(b"86400")),
+        ],
+        body: Body::Empty,
+        tally: None,
+    }
+}
+
+/// Decode `%XX` escapes of a path segment (model ids like `org%2Fmodel`).
+fn percent_decode(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

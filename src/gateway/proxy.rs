@@ -1,0 +1,293 @@
+//! Forwarding one attempt to an OpenAI-compatible upstream, and re-framing its
+//! answer for the client.
+//!
+//! The request body goes out as `prefix | upstream model | suffix` slices of
+//! the client's own body; a plain answer comes back with `model` spliced to
+//! the client's name the same way; a streamed answer is re-framed event by
+//! event by [`UpstreamStream`], each event written the moment it is complete.
+
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::ApiError;
+use super::json::{self, Endpoint, RequestInfo};
+use super::response::Response;
+use super::router::Pick;
+use super::stream::{error_event, EventStream, StreamItem, DONE, KEEP_ALIVE};
+use super::{stream_response, Gateway, Tally};
+use crate::http1::RequestHead;
+use crate::sse::SseDecoder;
+use crate::stats::Stats;
+use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
+
+/// The most an upstream may send as one plain answer or error body.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// The most one streamed event may grow to before the stream is failed.
+const MAX_EVENT_BYTES: usize = 16 << 20;
+
+pub enum Attempt {
+    /// The answer to give the client.
+    Done(Response),
+    /// This account failed in a way another account may not: the response is
+    /// what the client gets if no retry is left.
+    Failed(Response),
+}
+
+/// Statuses after which another account is worth a try: the account's key,
+/// quota or the provider's health, not the request, is at fault.
+fn is_retryable(status: u16) -> bool {
+    matches!(status, 401 | 403 | 408 | 429) || status >= 500
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    gw: &Arc<Gateway>,
+    pick: &Pick<'_>,
+    upstream: &Upstream,
+    endpoint: Endpoint,
+    head: &RequestHead,
+    body: &Bytes,
+    info: &RequestInfo,
+    client_model: Bytes,
+    tally: &mut Option<Tally>,
+) -> Attempt {
+    let parts = json::splice(body, info.model_span.clone(), pick.upstream_model);
+    let path = match endpoint {
+        Endpoint::Chat => "/chat/completions",
+        Endpoint::Completions => "/completions",
+    };
+    let request = UpstreamRequest {
+        method: "POST",
+        path,
+        authorization: Some(&pick.account.authorization),
+        forward: Some(head),
+        content_type: None,
+        body: &parts,
+        first_byte_timeout: gw.config.request_timeout,
+    };
+    let mut resp = match upstream.send(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            pick.account.record_failure(None);
+            let err = if e.is_timeout() {
+                ApiError::UpstreamTimeout
+            } else {
+                ApiError::Upstream(e.to_string())
+            };
+            return Attempt::Failed(Response::error(&err));
+        }
+    };
+    let status = resp.status();
+    if !(200..300).contains(&status) {
+        let retry_after = resp
+            .head()
+            .header("retry-after")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let answer = passthrough_error(status, &mut resp).await;
+        if is_retryable(status) {
+            pick.account.record_failure(retry_after);
+            return Attempt::Failed(answer);
+        }
+        return Attempt::Done(answer);
+    }
+    pick.account.record_success();
+    if let Some(t) = tally.as_mut() {
+        if !info.stream {
+            t.first_token();
+        }
+    }
+    let is_sse = resp
+        .head()
+        .header("content-type")
+        .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    if info.stream && is_sse {
+        let stream = UpstreamStream {
+            response: resp,
+            decoder: SseDecoder::new(),
+            client_model,
+            stats: gw.stats.clone(),
+            keep_alive: gw.config.limits.sse_keepalive_interval,
+            idle_timeout: gw.config.limits.stream_idle_timeout,
+            silent: Duration::ZERO,
+            upstream_ended: false,
+            done: false,
+            failed: false,
+            ended: false,
+        };
+        return Attempt::Done(stream_response(
+            EventStream::Upstream(Box::new(stream)),
+            tally.take(),
+        ));
+    }
+    let answer = match resp.collect(MAX_ANSWER_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return Attempt::Failed(Response::error(&ApiError::Upstream(e.to_string()))),
+    };
+    Attempt::Done(plain_answer(&gw.stats, answer, &client_model))
+}
+
+/// A whole JSON answer with `model` set back to the client's name.
+fn plain_answer(stats: &Stats, answer: Bytes, client_model: &Bytes) -> Response {
+    let mut resp = Response::json(200, Bytes::new());
+    match json::inspect_answer(&answer) {
+        Some(info) => {
+            stats.record_tokens(
+                info.prompt_tokens.unwrap_or(0),
+                info.completion_tokens.unwrap_or(0),
+            );
+            resp.body = match info.model_span {
+                Some(span) => {
+                    super::response::Body::Spliced(json::splice(&answer, span, client_model))
+                }
+                None => super::response::Body::Full(answer),
+            };
+        }
+        None => resp.body = super::response::Body::Full(answer),
+    }
+    resp
+}
+
+/// An upstream 4xx/5xx: its status and body, wrapped in the OpenAI error
+/// shape when it is not already in it (SPEC §4).
+async fn passthrough_error(status: u16, resp: &mut UpstreamResponse) -> Response {
+    let body = resp.collect(MAX_ANSWER_BYTES).await.unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Shape<'a> {
+        #[serde(borrow)]
+        error: &'a serde_json::value::RawValue,
+    }
+    let shaped = serde_json::from_slice::<Shape>(&body)
+        .map(|s| s.error.get().starts_with('{'))
+        .unwrap_or(false);
+    let body = if shaped {
+        body
+    } else {
+        let text = String::from_utf8_lossy(&body);
+        let message = if text.trim().is_empty() {
+            format!("The upstream answered HTTP {status}.")
+        } else {
+            format!("The upstream answered HTTP {status}: {}", text.trim())
+        };
+        Bytes::from(
+            serde_json::json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": status.to_string()}})
+                .to_string(),
+        )
+    };
+    let mut r = Response::json(status, body);
+    if let Some(v) = resp.head().header_bytes("retry-after") {
+        r.headers.push(("Retry-After", v));
+    }
+    r
+}
+
+/// A streamed upstream answer, re-framed event by event.
+pub struct UpstreamStream {
+    response: UpstreamResponse,
+    decoder: SseDecoder,
+    /// The client's model name as a JSON literal, spliced into every chunk.
+    client_model: Bytes,
+    stats: Arc<Stats>,
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    /// How long the upstream has been silent, in whole keep-alive intervals.
+    silent: Duration,
+    upstream_ended: bool,
+    done: bool,
+    failed: bool,
+    ended: bool,
+}
+
+impl UpstreamStream {
+    /// Cancel-safe: the only await is `UpstreamResponse::data`, itself
+    /// cancel-safe, and all state changes happen after it returns.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let event = match self.decoder.next_event() {
+                Some(ev) => Some(ev),
+                None if self.upstream_ended => self.decoder.finish(),
+                None => None,
+            };
+            if let Some(ev) = event {
+                if ev.is_done() {
+                    return Some(self.finish_done());
+                }
+                return Some(StreamItem::Data(self.rewrite(ev.data)));
+            }
+            if self.upstream_ended {
+                // SPEC §4: `[DONE]` even when the upstream forgot it.
+                return Some(self.finish_done());
+            }
+            if self.decoder.pending_len() > MAX_EVENT_BYTES {
+                return Some(self.fail(ApiError::Upstream(
+                    "a streamed event exceeded 16 MiB".into(),
+                )));
+            }
+            match tokio::time::timeout(self.keep_alive, self.response.data()).await {
+                Ok(Ok(Some(piece))) => {
+                    self.silent = Duration::ZERO;
+                    self.decoder.push(piece);
+                }
+                Ok(Ok(None)) => self.upstream_ended = true,
+                Ok(Err(e)) => return Some(self.fail(stream_error(e))),
+                Err(_) => {
+                    self.silent += self.keep_alive;
+                    if self.silent >= self.idle_timeout {
+                        return Some(self.fail(ApiError::Upstream(format!(
+                            "the upstream sent nothing for {} s",
+                            self.silent.as_secs()
+                        ))));
+                    }
+                    return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
+                }
+            }
+        }
+    }
+
+    fn rewrite(&self, data: Bytes) -> [Bytes; 3] {
+        match json::inspect_answer(&data) {
+            Some(info) => {
+                if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
+                    self.stats.record_tokens(
+                        info.prompt_tokens.unwrap_or(0),
+                        info.completion_tokens.unwrap_or(0),
+                    );
+                }
+                match info.model_span {
+                    Some(span) => json::splice(&data, span, &self.client_model),
+                    None => [data, Bytes::new(), Bytes::new()],
+                }
+            }
+            None => [data, Bytes::new(), Bytes::new()],
+        }
+    }
+
+    fn finish_done(&mut self) -> StreamItem {
+        self.done = true;
+        self.ended = true;
+        StreamItem::Raw(Bytes::from_static(DONE))
+    }
+
+    fn fail(&mut self, err: ApiError) -> StreamItem {
+        self.failed = true;
+        self.ended = true;
+        StreamItem::Raw(error_event(&err))
+    }
+
+    pub fn completed(&self) -> bool {
+        self.done
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+}
+
+fn stream_error(e: UpstreamError) -> ApiError {
+    ApiError::Upstream(format!("the stream broke off: {e}"))
+}

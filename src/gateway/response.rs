@@ -1,0 +1,63 @@
+//! What a handler answers: a status, a few headers and a body that is either
+//! whole (`Bytes`, or slices of one) or a stream of server-sent events. The
+//! connection driver turns it into bytes on the wire.
+
+use bytes::Bytes;
+
+use super::error::ApiError;
+use super::stream::EventStream;
+use super::Tally;
+
+pub const JSON: &str = "application/json";
+pub const HTML: &str = "text/html; charset=utf-8";
+pub const EVENT_STREAM: &str = "text/event-stream";
+pub const PROMETHEUS: &str = "text/plain; version=0.0.4";
+
+pub enum Body {
+    Empty,
+    Full(Bytes),
+    /// A JSON document with one field replaced: `prefix | value | suffix`.
+    Spliced([Bytes; 3]),
+    Stream(EventStream),
+}
+
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// Headers beyond the ones every answer gets.
+    pub headers: Vec<(&'static str, Bytes)>,
+    pub body: Body,
+    /// The statistics record of a `/v1/` request, closed when the answer is
+    /// fully written (or dropped unfinished, which counts as a failure).
+    pub tally: Option<Tally>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Response {
+        Response {
+            status,
+            content_type: JSON,
+            headers: Vec::new(),
+            body: Body::Full(body.into()),
+            tally: None,
+        }
+    }
+
+    pub fn error(err: &ApiError) -> Response {
+        let mut r = Response::json(err.status(), err.body());
+        if matches!(err, ApiError::MethodNotAllowed) {
+            r.headers
+                .push(("Allow", Bytes::from_static(b"GET, POST, OPTIONS")));
+        }
+        r
+    }
+
+    pub fn with_tally(mut self, tally: Option<Tally>) -> Response {
+        self.tally = tally;
+        self
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}

@@ -1,0 +1,61 @@
+//! Streamed answers: a source of server-sent events the connection driver
+//! pulls from and writes out as each one arrives.
+
+use bytes::Bytes;
+
+use super::mock::MockStream;
+use super::proxy::UpstreamStream;
+
+/// `data: [DONE]\n\n`, the end of every successful stream (SPEC §4).
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+/// Sent while an upstream is silent so that intermediaries keep the stream.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+pub enum StreamItem {
+    /// One event's JSON payload as slices; written as `data: ` + slices + `\n\n`.
+    Data([Bytes; 3]),
+    /// Pre-framed bytes: `[DONE]`, a keep-alive comment, an error event.
+    Raw(Bytes),
+}
+
+pub enum EventStream {
+    Mock(MockStream),
+    Upstream(Box<UpstreamStream>),
+}
+
+impl EventStream {
+    /// The next item, or `None` at the end. Cancel-safe: the driver may drop
+    /// this future to write a keep-alive comment and call it again.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        match self {
+            EventStream::Mock(m) => m.next().await,
+            EventStream::Upstream(u) => u.next().await,
+        }
+    }
+
+    /// True once the stream ended with `[DONE]` (a success, SPEC §3).
+    pub fn completed(&self) -> bool {
+        match self {
+            EventStream::Mock(m) => m.completed(),
+            EventStream::Upstream(u) => u.completed(),
+        }
+    }
+
+    /// True when an error event was sent: the connection must be closed.
+    pub fn failed(&self) -> bool {
+        match self {
+            EventStream::Mock(_) => false,
+            EventStream::Upstream(u) => u.failed(),
+        }
+    }
+}
+
+/// An error event: `data: {"error":{...}}\n\n`.
+pub fn error_event(err: &super::error::ApiError) -> Bytes {
+    let body = err.body();
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}

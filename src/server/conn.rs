@@ -1,0 +1,338 @@
+//! The per-connection driver: the only code that reads and writes client
+//! sockets. It feeds bytes to the sans-IO parsers of `crate::http1`, hands
+//! complete requests to the gateway, and writes the answers back in order
+//! (pipelined requests wait in the read buffer until their turn).
+//!
+//! While a request is being served, the socket is still watched: a client
+//! that disconnects cancels its request at once (the upstream request is
+//! dropped, and its connection with it).
+
+use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use super::write::{body_parts, encode_head, write_all_vectored, write_end, write_item, Framing};
+use crate::config::Limits as ConfigLimits;
+use crate::gateway::error::ApiError;
+use crate::gateway::response::{Body, Response};
+use crate::gateway::stream::StreamItem;
+use crate::gateway::Gateway;
+use crate::http1::{
+    parse_request, BodyDecoder, BodyFraming, Frame, HttpError, Limits, Method, RequestHead, Version,
+};
+
+/// Read-buffer space made available before each read.
+const READ_CHUNK: usize = 4096;
+/// The largest single reservation while reading a long body, so that a
+/// client announcing 50 MiB and sending nothing costs us nothing.
+const BODY_CHUNK: usize = 1 << 20;
+
+/// Why a connection ends.
+enum End {
+    /// Closed cleanly (idle timeout, shutdown, client closed between requests).
+    Quiet,
+    /// Answer this error, then close.
+    Error(ApiError),
+}
+
+impl From<HttpError> for End {
+    fn from(e: HttpError) -> End {
+        End::Error(ApiError::Http {
+            status: e.status(),
+            message: e.reason(),
+        })
+    }
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    gateway: Arc<Gateway>,
+    limits: Limits,
+    timeouts: Timeouts,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    body: Duration,
+    idle: Duration,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, gateway: Arc<Gateway>, shutdown: watch::Receiver<bool>) -> Conn {
+        let _ = stream.set_nodelay(true);
+        let l: &ConfigLimits = &gateway.config.limits;
+        let timeouts = Timeouts {
+            header: l.header_read_timeout,
+            body: l.body_read_timeout,
+            idle: l.keep_alive_timeout,
+        };
+        Conn {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::with_capacity(512),
+            limits: super::http_limits(l),
+            timeouts,
+            gateway,
+            shutdown,
+        }
+    }
+
+    pub async fn run(mut self) {
+        self.gateway.stats.connection_opened();
+        let end = self.serve_requests().await;
+        if let End::Error(err) = end {
+            let resp = Response::error(&err);
+            let _ = self.write_whole(resp, false, true).await;
+        }
+        let _ = self.stream.shutdown().await;
+        self.gateway.stats.connection_closed();
+    }
+
+    async fn serve_requests(&mut self) -> End {
+        loop {
+            let head = match self.read_head().await {
+                Ok(head) => head,
+                Err(end) => return end,
+            };
+            let is_head = head.method() == Method::Head;
+            let http10 = head.version() == Version::Http10;
+            let mut close = !head.keep_alive();
+            let (route, tally) = match self.gateway.admit(&head) {
+                Ok(admitted) => admitted,
+                Err(resp) => {
+                    // The body was not read: unless there is none, the
+                    // connection cannot be reused (RFC 9112 §9.3).
+                    close |= head.framing() != BodyFraming::Empty;
+                    if self.write_whole(*resp, is_head, close).await.is_err() || close {
+                        return End::Quiet;
+                    }
+                    continue;
+                }
+            };
+            let body = match self.read_body(&head).await {
+                Ok(body) => body,
+                Err(end) => return end,
+            };
+            let Some(resp) = self.serve_watching(route, &head, body, tally).await else {
+                return End::Quiet; // the client went away
+            };
+            close |= *self.shutdown.borrow();
+            let ok = match resp.body {
+                Body::Stream(_) => self.write_stream(resp, http10, &mut close).await,
+                _ => self.write_whole(resp, is_head, close).await.is_ok(),
+            };
+            if !ok || close {
+                return End::Quiet;
+            }
+        }
+    }
+
+    /// Wait for a whole request head: up to the keep-alive timeout for its
+    /// first byte, then up to the header timeout for the rest (SPEC §6).
+    async fn read_head(&mut self) -> Result<RequestHead, End> {
+        let mut deadline = (!self.rbuf.is_empty()).then(|| Instant::now() + self.timeouts.header);
+        loop {
+            if !self.rbuf.is_empty() {
+                if let Some(head) = parse_request(&mut self.rbuf, &self.limits)? {
+                    return Ok(head);
+                }
+            }
+            self.rbuf.reserve(READ_CHUNK);
+            let read = match deadline {
+                Some(d) => match timeout_at(d, self.stream.read_buf(&mut self.rbuf)).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(End::Error(ApiError::Timeout)),
+                },
+                None => {
+                    let idle = self.timeouts.idle;
+                    tokio::select! {
+                        r = timeout(idle, self.stream.read_buf(&mut self.rbuf)) => match r {
+                            Ok(r) => r,
+                            Err(_) => return Err(End::Quiet),
+                        },
+                        _ = self.shutdown.wait_for(|stop| *stop) => return Err(End::Quiet),
+                    }
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return Err(End::Quiet),
+                Ok(_) => {
+                    deadline.get_or_insert_with(|| Instant::now() + self.timeouts.header);
+                }
+            }
+        }
+    }
+
+    /// Read the request body: zero-copy for `Content-Length` (a slice of the
+    /// read buffer), de-chunked into one buffer for `chunked`.
+    async fn read_body(&mut self, head: &RequestHead) -> Result<Bytes, End> {
+        let framing = head.framing();
+        if framing == BodyFraming::Empty {
+            return Ok(Bytes::new());
+        }
+        if head.expect_continue() {
+            let have_all = matches!(framing, BodyFraming::Length(n) if self.rbuf.len() as u64 >= n);
+            if !have_all
+                && self
+                    .stream
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                return Err(End::Quiet);
+            }
+        }
+        if let BodyFraming::Length(n) = framing {
+            let n = n as usize; // bounded by max_body_bytes in the parser
+            while self.rbuf.len() < n {
+                self.rbuf.reserve((n - self.rbuf.len()).min(BODY_CHUNK));
+                self.read_more().await?;
+            }
+            return Ok(self.rbuf.split_to(n).freeze());
+        }
+        let mut decoder = BodyDecoder::new(framing, &self.limits);
+        let mut body = BytesMut::new();
+        loop {
+            match decoder.decode(&mut self.rbuf)? {
+                Some(Frame::Data(piece)) => body.extend_from_slice(&piece),
+                Some(Frame::End) => return Ok(body.freeze()),
+                None => {
+                    self.rbuf.reserve(READ_CHUNK);
+                    self.read_more().await?;
+                }
+            }
+        }
+    }
+
+    /// One read while a body is expected: a gap longer than the body timeout
+    /// is a slow client (408), an early EOF a truncated request.
+    async fn read_more(&mut self) -> Result<(), End> {
+        match timeout(self.timeouts.body, self.stream.read_buf(&mut self.rbuf)).await {
+            Err(_) => Err(End::Error(ApiError::Timeout)),
+            Ok(Ok(0)) | Ok(Err(_)) => Err(End::Quiet),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Serve the request while watching the socket: bytes that arrive are
+    /// kept for the next (pipelined) request; EOF means the client is gone,
+    /// and dropping the handler future cancels whatever it was waiting on.
+    async fn serve_watching(
+        &mut self,
+        route: crate::gateway::Route,
+        head: &RequestHead,
+        body: Bytes,
+        tally: Option<crate::gateway::Tally>,
+    ) -> Option<Response> {
+        let gateway = self.gateway.clone();
+        let serve = gateway.serve(route, head, body, tally);
+        tokio::pin!(serve);
+        let max = self.limits.max_head_bytes;
+        loop {
+            tokio::select! {
+                biased;
+                resp = &mut serve => return Some(resp),
+                r = read_some(&mut self.stream, &mut self.rbuf), if self.rbuf.len() < max => {
+                    if !matches!(r, Ok(n) if n > 0) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write a whole answer: head and body in one vectored write.
+    async fn write_whole(
+        &mut self,
+        resp: Response,
+        is_head: bool,
+        close: bool,
+    ) -> std::io::Result<()> {
+        let parts = body_parts(&resp.body);
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.wbuf.clear();
+        encode_head(&mut self.wbuf, &resp, Framing::Length(len as u64), close);
+        let mut slices = [IoSlice::new(&[]); 4];
+        slices[0] = IoSlice::new(&self.wbuf);
+        let mut n = 1;
+        if !is_head {
+            for p in parts {
+                slices[n] = IoSlice::new(p);
+                n += 1;
+            }
+        }
+        let result = write_all_vectored(&mut self.stream, &mut slices[..n]).await;
+        if let Some(tally) = resp.tally {
+            tally.finish(result.is_ok() && (200..300).contains(&resp.status));
+        }
+        result
+    }
+
+    /// Write a streamed answer, event by event as the source yields them,
+    /// still watching for the client to leave. Returns false when the
+    /// connection must end.
+    async fn write_stream(&mut self, resp: Response, http10: bool, close: &mut bool) -> bool {
+        let framing = if http10 {
+            Framing::Close
+        } else {
+            Framing::Chunked
+        };
+        *close |= http10;
+        self.wbuf.clear();
+        encode_head(&mut self.wbuf, &resp, framing, *close);
+        let Response {
+            body, mut tally, ..
+        } = resp;
+        let Body::Stream(mut source) = body else {
+            return false;
+        };
+        if self.stream.write_all(&self.wbuf).await.is_err() {
+            return false;
+        }
+        let max = self.limits.max_head_bytes;
+        loop {
+            let item = tokio::select! {
+                biased;
+                r = read_some(&mut self.stream, &mut self.rbuf), if self.rbuf.len() < max => {
+                    if matches!(r, Ok(n) if n > 0) {
+                        continue;
+                    }
+                    return false; // client gone: dropping `source` cancels the upstream
+                }
+                item = source.next() => item,
+            };
+            let Some(item) = item else { break };
+            if matches!(item, StreamItem::Data(_)) {
+                if let Some(t) = tally.as_mut() {
+                    t.first_token();
+                }
+            }
+            if write_item(&mut self.stream, &item, framing).await.is_err() {
+                return false;
+            }
+        }
+        if write_end(&mut self.stream, framing).await.is_err() {
+            return false;
+        }
+        if let Some(t) = tally {
+            t.finish(source.completed());
+        }
+        // SPEC §4: a stream that failed after it began closes the connection.
+        *close |= source.failed();
+        true
+    }
+}
+
+async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    stream.read_buf(buf).await
+}

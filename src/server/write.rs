@@ -1,0 +1,130 @@
+//! Turning a [`Response`] into bytes on the wire: the head is rendered into a
+//! small reused buffer and written together with the body slices in one
+//! vectored write; stream events go out as HTTP/1.1 chunks whose size line is
+//! a stack buffer beside the payload, never copied into it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::io::{self, IoSlice};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::gateway::response::{Body, Response};
+use crate::gateway::stream::StreamItem;
+use crate::http1::encode::{reason_phrase, write_decimal, ChunkSize, CHUNK_END, LAST_CHUNK};
+
+/// Write every byte of `bufs`, however the kernel splits the writes.
+pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = w.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// How the body of an answer is framed on this connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Framing {
+    Length(u64),
+    /// HTTP/1.1 streams.
+    Chunked,
+    /// HTTP/1.0 streams: the end of the body is the end of the connection.
+    Close,
+}
+
+/// Render the status line and headers of `resp` into `dst`.
+pub fn encode_head(dst: &mut BytesMut, resp: &Response, framing: Framing, close: bool) {
+    dst.put_slice(b"HTTP/1.1 ");
+    write_decimal(dst, resp.status as u64);
+    dst.put_u8(b' ');
+    dst.put_slice(reason_phrase(resp.status).as_bytes());
+    dst.put_slice(b"\r\n");
+    if !matches!(resp.body, Body::Empty) {
+        dst.put_slice(b"Content-Type: ");
+        dst.put_slice(resp.content_type.as_bytes());
+        dst.put_slice(b"\r\n");
+    }
+    match framing {
+        // RFC 9110 §8.6: no Content-Length in a 204.
+        Framing::Length(_) if resp.status == 204 => {}
+        Framing::Length(n) => {
+            dst.put_slice(b"Content-Length: ");
+            write_decimal(dst, n);
+            dst.put_slice(b"\r\n");
+        }
+        Framing::Chunked => dst.put_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Close => {}
+    }
+    dst.put_slice(b"Access-Control-Allow-Origin: *\r\n");
+    for (name, value) in &resp.headers {
+        dst.put_slice(name.as_bytes());
+        dst.put_slice(b": ");
+        dst.put_slice(value);
+        dst.put_slice(b"\r\n");
+    }
+    if close {
+        dst.put_slice(b"Connection: close\r\n");
+    }
+    dst.put_slice(b"\r\n");
+}
+
+/// The whole-body slices of a non-streamed answer.
+pub fn body_parts(body: &Body) -> &[Bytes] {
+    match body {
+        Body::Full(b) => std::slice::from_ref(b),
+        Body::Spliced(parts) => parts,
+        Body::Empty | Body::Stream(_) => &[],
+    }
+}
+
+/// Write one stream item, chunked or raw.
+pub async fn write_item<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    item: &StreamItem,
+    framing: Framing,
+) -> io::Result<()> {
+    const DATA: &[u8] = b"data: ";
+    const END: &[u8] = b"\n\n";
+    let data_parts: [&[u8]; 5];
+    let raw_part: [&[u8]; 1];
+    let payload: &[&[u8]] = match item {
+        StreamItem::Data([a, b, c]) => {
+            data_parts = [DATA, a, b, c, END];
+            &data_parts
+        }
+        StreamItem::Raw(r) => {
+            raw_part = [r];
+            &raw_part
+        }
+    };
+    let len = payload.iter().map(|p| p.len()).sum();
+    let size = ChunkSize::new(len);
+    let mut slices: [IoSlice<'_>; 7] = [IoSlice::new(&[]); 7];
+    let mut n = 0;
+    if framing == Framing::Chunked {
+        slices[0] = IoSlice::new(size.as_bytes());
+        n = 1;
+    }
+    for p in payload {
+        slices[n] = IoSlice::new(p);
+        n += 1;
+    }
+    if framing == Framing::Chunked {
+        slices[n] = IoSlice::new(CHUNK_END);
+        n += 1;
+    }
+    write_all_vectored(w, &mut slices[..n]).await
+}
+
+/// The end of a stream: the last chunk, or nothing for a close-delimited body.
+pub async fn write_end<W: AsyncWrite + Unpin>(w: &mut W, framing: Framing) -> io::Result<()> {
+    if framing == Framing::Chunked {
+        w.write_all(LAST_CHUNK).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! The binary itself: flags, `--check-config`, signals (SPEC §1).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chat2api");
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("chat2api-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Start the binary and wait for its "listening on http://ADDR" line.
+fn spawn(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("CHAT2API_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("DEEPSEEK_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .trim()
+        .to_owned();
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = stderr.read_to_string(&mut sink);
+    });
+    (child, addr)
+}
+
+fn get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--config", "--host", "--port", "--check-config"] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    let out = Command::new(BIN).arg("--bogus").output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn check_config_prints_the_routing_table_without_secrets() {
+    let path = temp_file(
+        "ok.json",
+        r#"{"apiKeys":["sk-very-secret-client"],
+            "providers":[{"id":"up","type":"openai","baseUrl":"http://127.0.0.1:9/v1",
+              "accounts":[{"id":"main","apiKey":"sk-very-secret-upstream"}],"models":{"DeepSeek-V3.2":"deepseek-chat"}},
+              {"id":"local","type":"mock","models":["mock-echo"]}]}"#,
+    );
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("DeepSeek-V3.2")
+            && text.contains("deepseek-chat")
+            && text.contains("mock-echo"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-very-secret"), "{text}");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let path = temp_file(
+        "typo.json",
+        r#"{"providers":[{"id":"local","type":"mock","models":["m"],"tokenDelay":5}]}"#,
+    );
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("providers[0].tokenDelay"), "{err}");
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let (mut child, addr) = spawn(&["--port", "0"]);
+    assert!(get(&addr, "/health").contains("\"running\""));
+    signal(&child, "-TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "port still open after exit"
+    );
+}
+
+#[test]
+fn sighup_rereads_the_config_file() {
+    let path = temp_file(
+        "reload.json",
+        r#"{"port":0,"providers":[{"id":"local","type":"mock","models":["before"]}]}"#,
+    );
+    let (mut child, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    assert!(get(&addr, "/v1/models").contains("\"before\""));
+    let port = addr.rsplit(':').next().unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"port":{port},"providers":[{{"id":"local","type":"mock","models":["after"]}}]}}"#
+        ),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = write!(
+                s,
+                "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.contains("\"after\"") {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "config not reloaded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, "-INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

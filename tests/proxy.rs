@@ -1,0 +1,446 @@
+//! Forwarding to an OpenAI-compatible upstream (SPEC §2–4), against a mock
+//! upstream on raw sockets whose every byte the test scripts.
+
+mod support;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+use support::upstream::{
+    chat_answer, chunk, chunked, json_answer, send, MockUpstream, Step, SSE_HEAD,
+};
+use support::TestGateway;
+
+fn config(base_url: &str, extra: &str) -> String {
+    config_with(base_url, 1, extra)
+}
+
+fn config_with(base_url: &str, retries: u32, extra: &str) -> String {
+    format!(
+        r#"{{
+  "apiKeys": ["sk-client"],
+  "requestTimeout": 1000,
+  "retryCount": {retries},
+  "providers": [{{
+    "id": "up", "type": "openai", "baseUrl": "{base_url}",
+    "accounts": [{{"id": "a", "apiKey": "sk-upstream-a"}}],
+    "models": {{"DeepSeek-V3.2": "deepseek-chat", "other": "other-up"}}
+  }}]{extra}
+}}"#
+    )
+}
+
+const STREAM_BODY: &str = r#"{"model":"DeepSeek-V3.2","messages":[{"role":"user","content":"Hi"}],"stream":true,"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#;
+const PLAIN_BODY: &str = r#"{"model":"DeepSeek-V3.2","messages":[{"role":"user","content":"Hi"}],"temperature":0.5,"response_format":{"type":"json_object"}}"#;
+
+#[tokio::test]
+async fn plain_request_is_rewritten_both_ways() {
+    let up = MockUpstream::start(|_| json_answer(&chat_answer("deepseek-chat", "hey"))).await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let r = gw
+        .request(&format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer sk-client\r\nX-API-Key: sk-client\r\nCookie: c=1\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nOpenAI-Organization: org-1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{PLAIN_BODY}",
+            PLAIN_BODY.len()
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["model"], "DeepSeek-V3.2");
+    assert_eq!(v["choices"][0]["message"]["content"], "hey");
+
+    let seen = up.last();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(seen.header("authorization"), Some("Bearer sk-upstream-a"));
+    assert_eq!(seen.header("host"), Some(up.addr.to_string().as_str()));
+    for gone in [
+        "x-api-key",
+        "cookie",
+        "x-secret",
+        "keep-alive",
+        "connection",
+    ] {
+        assert!(
+            seen.header(gone).is_none()
+                || gone == "connection" && seen.header(gone) != Some("keep-alive, X-Secret"),
+            "{gone} was forwarded"
+        );
+    }
+    assert_eq!(seen.header("openai-organization"), Some("org-1"));
+    assert_eq!(seen.header("accept-encoding"), Some("identity"));
+    assert_eq!(
+        seen.header("content-length"),
+        Some(seen.body.len().to_string().as_str())
+    );
+    let body = seen.json();
+    assert_eq!(body["model"], "deepseek-chat");
+    assert_eq!(body["temperature"], 0.5);
+    assert_eq!(body["response_format"]["type"], "json_object");
+    // Everything but the model passes through byte for byte.
+    let expected = PLAIN_BODY.replace("\"DeepSeek-V3.2\"", "\"deepseek-chat\"");
+    assert_eq!(String::from_utf8(seen.body.clone()).unwrap(), expected);
+
+    let s = gw.get("/stats").await.json();
+    assert_eq!(s["tokens"]["prompt"], 3);
+    assert_eq!(s["accountUsage"]["up/a"], 1);
+}
+
+#[tokio::test]
+async fn stream_events_are_reframed_with_the_alias() {
+    let up = MockUpstream::start(|_| {
+        let mut s = String::from(SSE_HEAD);
+        for w in ["Hel", "lo", "!"] {
+            s.push_str(&chunked(&format!(
+                "data: {}\n\n",
+                chunk("deepseek-chat", w)
+            )));
+        }
+        s.push_str(&chunked(": comment\n\ndata: [DONE]\n\n"));
+        s.push_str("0\r\n\r\n");
+        vec![send(s)]
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-accel-buffering"), Some("no"));
+    let events = r.events();
+    assert_eq!(events.len(), 4, "{events:?}");
+    for (e, w) in events.iter().zip(["Hel", "lo", "!"]) {
+        assert_eq!(e, &chunk("DeepSeek-V3.2", w));
+    }
+    assert_eq!(events[3], "[DONE]");
+    // The tools passed through untouched.
+    assert_eq!(up.last().json()["tools"][0]["function"]["name"], "f");
+}
+
+/// Any framing and any cut of the upstream's events gives the same events.
+#[tokio::test]
+async fn events_cut_anywhere_with_any_line_ending() {
+    for eol in ["\n", "\r\n", "\r"] {
+        let payloads: Vec<String> = ["a", "b c", "d"]
+            .iter()
+            .map(|w| chunk("deepseek-chat", w))
+            .collect();
+        let mut body = String::from(":hi");
+        body.push_str(eol);
+        body.push_str(eol);
+        for p in &payloads {
+            body.push_str(&format!("data: {p}{eol}{eol}"));
+        }
+        body.push_str(&format!("data: [DONE]{eol}{eol}"));
+        let step = 1 + body.len() / 40;
+        let pieces: Vec<String> = body
+            .as_bytes()
+            .chunks(step)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        let up = MockUpstream::start(move |_| {
+            let mut steps = vec![send(SSE_HEAD)];
+            for p in &pieces {
+                steps.push(send(chunked(p)));
+                steps.push(Step::Sleep(Duration::from_millis(1)));
+            }
+            steps.push(send("0\r\n\r\n"));
+            steps
+        })
+        .await;
+        let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+        let r = gw
+            .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
+            .await;
+        let events = r.events();
+        let expected: Vec<String> = ["a", "b c", "d"]
+            .iter()
+            .map(|w| chunk("DeepSeek-V3.2", w))
+            .chain(["[DONE]".to_owned()])
+            .collect();
+        assert_eq!(events, expected, "eol {eol:?}");
+    }
+}
+
+#[tokio::test]
+async fn close_delimited_stream_without_done_still_ends_with_done() {
+    let up = MockUpstream::start(|_| {
+        vec![
+            send(format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: {}\n\n",
+                chunk("deepseek-chat", "x")
+            )),
+            Step::Close,
+        ]
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
+        .await;
+    assert_eq!(
+        r.events(),
+        vec![chunk("DeepSeek-V3.2", "x"), "[DONE]".to_owned()]
+    );
+    let s = gw.get("/stats").await.json();
+    assert_eq!(s["successRequests"], 1);
+}
+
+#[tokio::test]
+async fn upstream_dying_mid_stream_ends_with_an_error_event_and_close() {
+    let up = MockUpstream::start(|_| {
+        vec![
+            send(SSE_HEAD),
+            send(chunked(&format!(
+                "data: {}\n\n",
+                chunk("deepseek-chat", "x")
+            ))),
+            Step::Close,
+        ]
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let mut c = gw.connect().await;
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{STREAM_BODY}",
+            STREAM_BODY.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let r = c.response().await.unwrap();
+    let events = r.events();
+    assert_eq!(events[0], chunk("DeepSeek-V3.2", "x"));
+    let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(last["error"]["message"].is_string(), "{events:?}");
+    assert!(!events.contains(&"[DONE]".to_owned()));
+    assert!(c.is_closed().await);
+    let s = gw.get("/stats").await.json();
+    assert_eq!(s["failedRequests"], 1);
+}
+
+#[tokio::test]
+async fn slow_first_byte_is_504() {
+    let up = MockUpstream::start(|_| vec![Step::Sleep(Duration::from_secs(3))]).await;
+    let gw = TestGateway::start(&config_with(&up.base_url(), 0, "")).await;
+    let start = Instant::now();
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!((r.status, r.error_code()), (504, "upstream_timeout".into()));
+    assert!(start.elapsed() < Duration::from_millis(2500));
+}
+
+#[tokio::test]
+async fn refused_connection_is_502() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}/v1"), "")).await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!((r.status, r.error_code()), (502, "upstream_error".into()));
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_through_after_retries() {
+    let up = MockUpstream::start(|req| {
+        let key = req.header("authorization").unwrap_or("").to_owned();
+        if key.ends_with("-a") {
+            vec![send("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops")]
+        } else {
+            vec![send("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Type: application/json\r\nContent-Length: 52\r\n\r\n{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}")]
+        }
+    })
+    .await;
+    let cfg = config(&up.base_url(), "").replace(
+        r#"[{"id": "a", "apiKey": "sk-upstream-a"}]"#,
+        r#"[{"id": "a", "apiKey": "sk-upstream-a"}, {"id": "b", "apiKey": "sk-upstream-b"}]"#,
+    );
+    let gw = TestGateway::start(&cfg.replace(
+        "\"requestTimeout\"",
+        "\"loadBalanceStrategy\": \"failover\", \"requestTimeout\"",
+    ))
+    .await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    // Account a answered 500, so b was tried and its 429 is the answer.
+    assert_eq!(up.count(), 2);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("30"));
+    assert_eq!(r.json()["error"]["message"], "slow down");
+    // Only a (500, not resting) is left: its error is wrapped in the OpenAI shape.
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!(r.status, 500);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("oops"));
+}
+
+#[tokio::test]
+async fn accounts_rest_after_three_failures_then_503() {
+    let up = MockUpstream::start(|_| {
+        vec![send(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+        )]
+    })
+    .await;
+    let gw = TestGateway::start(&config_with(&up.base_url(), 0, "")).await;
+    for _ in 0..3 {
+        let r = gw
+            .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+            .await;
+        assert_eq!(r.status, 503);
+        assert_ne!(r.error_code(), "no_available_account");
+    }
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (503, "no_available_account".into())
+    );
+    assert_eq!(up.count(), 3);
+}
+
+#[tokio::test]
+async fn pooled_connections_are_reused() {
+    let up = MockUpstream::start(|_| json_answer(&chat_answer("deepseek-chat", "x"))).await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    for _ in 0..5 {
+        let r = gw
+            .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(up.count(), 5);
+    assert_eq!(up.accepts.load(SeqCst), 1);
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_at_once() {
+    let up = MockUpstream::start(|_| {
+        vec![
+            send(SSE_HEAD),
+            send(chunked(&format!(
+                "data: {}\n\n",
+                chunk("deepseek-chat", "x")
+            ))),
+            Step::Hang,
+        ]
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let mut c = gw.connect().await;
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{STREAM_BODY}",
+            STREAM_BODY.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    // Wait for the first event, then leave.
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("\n\n") {
+        let mut tmp = [0u8; 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut tmp)
+            .await
+            .unwrap();
+        got.extend_from_slice(&tmp[..n]);
+    }
+    drop(c);
+    let start = Instant::now();
+    while up.peer_closed.load(SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "upstream still open after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // While waiting for the first byte too.
+    let up2 = MockUpstream::start(|_| vec![Step::Hang]).await;
+    let gw2 = TestGateway::start(&config(&up2.base_url(), "").replace("1000", "60000")).await;
+    let mut c = gw2.connect().await;
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{PLAIN_BODY}",
+            PLAIN_BODY.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    while up2.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(c);
+    let start = Instant::now();
+    while up2.peer_closed.load(SeqCst) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "upstream still open after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn silent_upstream_gets_keep_alive_comments() {
+    let up = MockUpstream::start(|_| {
+        vec![
+            send(SSE_HEAD),
+            Step::Sleep(Duration::from_millis(350)),
+            send(chunked(&format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                chunk("deepseek-chat", "x")
+            ))),
+            send("0\r\n\r\n"),
+        ]
+    })
+    .await;
+    let gw = TestGateway::start(&config(
+        &up.base_url(),
+        r#", "limits": {"sseKeepaliveInterval": 100}"#,
+    ))
+    .await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
+        .await;
+    let text = r.text();
+    assert!(text.starts_with(": keep-alive\n\n"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn tls_upstream_with_a_private_ca() {
+    let (up, ca) =
+        MockUpstream::start_tls(|_| json_answer(&chat_answer("deepseek-chat", "secure"))).await;
+    let base = format!("https://localhost:{}/v1", up.addr.port());
+    let cfg = config(&base, "").replace(
+        r#""baseUrl": ""#,
+        &format!(r#""caFile": "{}", "baseUrl": ""#, ca.display()),
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "secure");
+    assert_eq!(
+        up.last().header("host"),
+        Some(format!("localhost:{}", up.addr.port()).as_str())
+    );
+    // Without the CA the certificate is refused: 502.
+    let gw = TestGateway::start(&config(&base, "")).await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!((r.status, r.error_code()), (502, "upstream_error".into()));
+}

@@ -1,0 +1,216 @@
+//! The official OpenAI SDKs against the real binary, and the README's
+//! examples run exactly as written.
+//!
+//! The SDKs come from PyPI and npm: `.ci/run` installs them (a virtualenv in
+//! `.venv`, `tests/sdk/node_modules`) and sets `CHAT2API_REQUIRE_SDK=1`, so in
+//! CI a missing SDK fails the test instead of skipping it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chat2api");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the binary; returns it and the address it listens on.
+fn start(args: &[&str]) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("CHAT2API_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("DEEPSEEK_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .trim()
+        .to_owned();
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = stderr.read_to_string(&mut sink);
+    });
+    (Server(child), addr)
+}
+
+fn required() -> bool {
+    std::env::var("CHAT2API_REQUIRE_SDK").is_ok_and(|v| v == "1")
+}
+
+fn python() -> Option<PathBuf> {
+    let venv = Path::new(ROOT).join(".venv/bin/python");
+    let py = std::env::var_os("CHAT2API_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or(venv);
+    let ok = Command::new(&py)
+        .args(["-c", "import openai"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(
+        !required(),
+        "the openai Python SDK is not installed at {}",
+        py.display()
+    );
+    eprintln!("skipped: no Python with the openai SDK (run .ci/run once)");
+    None
+}
+
+fn node() -> Option<PathBuf> {
+    let modules = Path::new(ROOT).join("tests/sdk/node_modules/openai");
+    if modules.exists() && Command::new("node").arg("--version").output().is_ok() {
+        return Some(PathBuf::from("node"));
+    }
+    assert!(
+        !required(),
+        "the openai JavaScript SDK is not installed in tests/sdk"
+    );
+    eprintln!("skipped: no node_modules/openai in tests/sdk (run .ci/run once)");
+    None
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sdk_config() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("chat2api-sdk-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{"port":0,"apiKeys":["sk-test"],
+            "providers":[{"id":"local","type":"mock","models":["mock-echo","DeepSeek-V3.2"]}]}"#,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn python_sdk() {
+    let Some(py) = python() else { return };
+    let config = sdk_config();
+    let (_server, addr) = start(&["--config", config.to_str().unwrap()]);
+    run(Command::new(py)
+        .arg(Path::new(ROOT).join("tests/sdk/sdk_test.py"))
+        .arg(format!("http://{addr}/v1")));
+}
+
+#[test]
+fn javascript_sdk() {
+    let Some(node) = node() else { return };
+    let config = sdk_config();
+    let (_server, addr) = start(&["--config", config.to_str().unwrap()]);
+    run(Command::new(node)
+        .arg(Path::new(ROOT).join("tests/sdk/sdk_test.mjs"))
+        .arg(format!("http://{addr}/v1")));
+}
+
+/// The fenced code blocks of the README with the given info string.
+fn readme_blocks(lang: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match &mut current {
+            None if line.trim_end() == format!("```{lang}") => current = Some(String::new()),
+            Some(block) if line.trim_end() == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+fn wait_for(addr: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The Proxy Settings page's examples, as the README gives them, against the
+/// first README command's gateway (built-in default on port 8080).
+#[test]
+fn readme_examples_run_as_written() {
+    let (_server, addr) = start(&[]);
+    assert_eq!(addr, "127.0.0.1:8080");
+    wait_for(&addr);
+    let curls = readme_blocks("bash")
+        .into_iter()
+        .filter(|b| b.starts_with("curl http://localhost:8080/v1/chat/completions"))
+        .collect::<Vec<_>>();
+    assert!(curls.len() >= 2, "the README lost its curl examples");
+    for block in curls {
+        let out = Command::new("bash").arg("-c").arg(&block).output().unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && body.contains("DeepSeek-V3.2"),
+            "{block}\n{body}"
+        );
+        if block.contains("\"stream\": true") {
+            assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+        }
+    }
+    let python_blocks = readme_blocks("python");
+    assert!(
+        !python_blocks.is_empty(),
+        "the README lost its Python example"
+    );
+    if let Some(py) = python() {
+        for block in python_blocks {
+            let script = format!("{block}\nassert response.model == 'DeepSeek-V3.2', response\n");
+            run(Command::new(&py).arg("-c").arg(script));
+        }
+    }
+    let js_blocks = readme_blocks("javascript");
+    assert!(
+        !js_blocks.is_empty(),
+        "the README lost its JavaScript example"
+    );
+    if let Some(node) = node() {
+        for (i, block) in js_blocks.iter().enumerate() {
+            // Written beside tests/sdk/node_modules so `import 'openai'` resolves.
+            let path = Path::new(ROOT).join(format!("tests/sdk/readme_example_{i}.mjs"));
+            std::fs::write(&path, format!("{block}\nif (response.model !== 'DeepSeek-V3.2') throw new Error(JSON.stringify(response));\n")).unwrap();
+            let result = Command::new(&node).arg(&path).output();
+            let _ = std::fs::remove_file(&path);
+            let out = result.unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -1,0 +1,43 @@
+// Drive chat2api with the official OpenAI JavaScript SDK (run by tests/sdk.rs).
+// Usage: node sdk_test.mjs BASE_URL
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+
+const baseURL = process.argv[2];
+const client = new OpenAI({ apiKey: 'sk-test', baseURL, maxRetries: 0 });
+
+const r = await client.chat.completions.create({
+  model: 'DeepSeek-V3.2',
+  messages: [{ role: 'user', content: 'Hello!' }],
+});
+assert.equal(r.model, 'DeepSeek-V3.2');
+assert.match(r.choices[0].message.content, /Hello!/);
+
+let text = '';
+let usage = null;
+const stream = await client.chat.completions.create({
+  model: 'mock-echo',
+  messages: [{ role: 'user', content: 'stream me' }],
+  stream: true,
+  stream_options: { include_usage: true },
+});
+for await (const chunk of stream) {
+  assert.equal(chunk.model, 'mock-echo');
+  if (chunk.usage) usage = chunk.usage;
+  for (const c of chunk.choices) text += c.delta.content ?? '';
+}
+assert.ok(text.endsWith('You said: stream me'), text);
+assert.ok(usage && usage.completion_tokens > 0);
+
+const models = [];
+for await (const m of client.models.list()) models.push(m.id);
+assert.ok(models.includes('mock-echo'));
+
+await assert.rejects(
+  client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }),
+  (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found',
+);
+const bad = new OpenAI({ apiKey: 'wrong', baseURL, maxRetries: 0 });
+await assert.rejects(bad.models.list(), (e) => e instanceof OpenAI.AuthenticationError);
+
+console.log('javascript sdk: ok');

@@ -1,0 +1,68 @@
+"""Drive chat2api with the official OpenAI Python SDK (run by tests/sdk.rs).
+
+Usage: python sdk_test.py BASE_URL   (e.g. http://127.0.0.1:PORT/v1)
+Exits non-zero with a message on the first mismatch.
+"""
+import sys
+
+import openai
+from openai import OpenAI
+
+base_url = sys.argv[1]
+client = OpenAI(api_key="sk-test", base_url=base_url, max_retries=0)
+
+# Plain chat.
+r = client.chat.completions.create(
+    model="DeepSeek-V3.2", messages=[{"role": "user", "content": "Hello!"}]
+)
+assert r.model == "DeepSeek-V3.2", r.model
+assert "Hello!" in r.choices[0].message.content, r.choices[0].message.content
+assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+# Streamed chat with usage.
+text = ""
+usage = None
+chunks = 0
+with client.chat.completions.create(
+    model="mock-echo",
+    messages=[{"role": "user", "content": "stream me"}],
+    stream=True,
+    stream_options={"include_usage": True},
+) as stream:
+    for chunk in stream:
+        chunks += 1
+        assert chunk.model == "mock-echo", chunk.model
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            text += c.delta.content or ""
+assert text.endswith("You said: stream me"), text
+assert usage is not None and usage.completion_tokens > 0
+assert chunks > 3
+
+# Legacy completions, plain and streamed.
+r = client.completions.create(model="mock-echo", prompt="Say this")
+assert "Say this" in r.choices[0].text
+pieces = [c.choices[0].text for c in client.completions.create(model="mock-echo", prompt="p", stream=True) if c.choices]
+assert "".join(pieces).endswith("You said: p"), pieces
+
+# Models.
+ids = [m.id for m in client.models.list()]
+assert "mock-echo" in ids and "DeepSeek-V3.2" in ids, ids
+assert client.models.retrieve("mock-echo").id == "mock-echo"
+
+# Errors arrive as the SDK's typed exceptions.
+try:
+    client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise SystemExit("expected NotFoundError")
+except openai.NotFoundError as e:
+    assert e.status_code == 404 and e.code == "model_not_found", (e.status_code, e.code)
+
+bad = OpenAI(api_key="wrong-key", base_url=base_url, max_retries=0)
+try:
+    bad.models.list()
+    raise SystemExit("expected AuthenticationError")
+except openai.AuthenticationError as e:
+    assert e.status_code == 401
+
+print("python sdk: ok")

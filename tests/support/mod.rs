@@ -1,0 +1,258 @@
+//! Helpers for the integration tests: a gateway started in-process on an
+//! ephemeral port, and a raw HTTP/1.1 client that shows exactly what came
+//! over the wire.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use chat2api::config::Config;
+use chat2api::gateway::Gateway;
+use chat2api::server::Listener;
+use chat2api::stats::Stats;
+
+/// A gateway listening on 127.0.0.1 with an ephemeral port.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub listener: Option<Listener>,
+    pub stats: Arc<Stats>,
+}
+
+impl TestGateway {
+    /// Start from a JSON config; `host`/`port` are forced to 127.0.0.1:0.
+    pub async fn start(json: &str) -> TestGateway {
+        let env = |name: &str| std::env::var(name).ok();
+        let mut config = Config::from_json(json, &env).expect("test config");
+        config.host = "127.0.0.1".into();
+        config.port = 0;
+        Self::with_config(config).await
+    }
+
+    /// The built-in default, as with no config file and no keys set.
+    pub async fn builtin() -> TestGateway {
+        let mut config = Config::builtin(&|_| None);
+        config.host = "127.0.0.1".into();
+        config.port = 0;
+        Self::with_config(config).await
+    }
+
+    pub async fn with_config(config: Config) -> TestGateway {
+        let stats = Arc::new(Stats::new());
+        let gateway = Arc::new(Gateway::new(config, stats.clone()).expect("gateway"));
+        let listener = Listener::start(gateway).await.expect("listen");
+        TestGateway {
+            addr: listener.local_addr(),
+            listener: Some(listener),
+            stats,
+        }
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+
+    /// One request on a fresh connection.
+    pub async fn request(&self, raw: &str) -> Response {
+        let mut c = self.connect().await;
+        c.send(raw.as_bytes()).await;
+        c.response().await.expect("a response")
+    }
+
+    pub async fn post_json(&self, path: &str, auth: Option<&str>, body: &str) -> Response {
+        let auth = auth
+            .map(|k| format!("Authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        self.request(&format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+            .await
+    }
+}
+
+/// A parsed response, with the body de-chunked.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The body exactly as it came (chunk framing included).
+    pub raw_body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `data:` payloads of an event-stream body.
+    pub fn events(&self) -> Vec<String> {
+        let text = self.text();
+        text.split("\n\n")
+            .filter_map(|ev| ev.strip_prefix("data: "))
+            .map(|s| s.to_owned())
+            .collect()
+    }
+
+    pub fn error_code(&self) -> serde_json::Value {
+        self.json()["error"]["code"].clone()
+    }
+}
+
+/// A raw client connection.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("send");
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 8192];
+        match tokio::time::timeout(READ_TIMEOUT, self.stream.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+            Err(_) => panic!("no answer within {READ_TIMEOUT:?}"),
+        }
+    }
+
+    /// Read one response; `None` if the connection closed first.
+    pub async fn response(&mut self) -> Option<Response> {
+        self.response_to(false).await
+    }
+
+    pub async fn response_to(&mut self, head_request: bool) -> Option<Response> {
+        let (status, headers, head_len) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            match r.parse(&self.buf).expect("valid response head") {
+                httparse::Status::Complete(n) => {
+                    let headers: Vec<(String, String)> = r
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let status = r.code.unwrap();
+                    if (100..200).contains(&status) {
+                        self.buf.drain(..n);
+                        continue;
+                    }
+                    break (status, headers, n);
+                }
+                httparse::Status::Partial => {
+                    if !self.fill().await {
+                        assert!(self.buf.is_empty(), "connection closed mid-head");
+                        return None;
+                    }
+                }
+            }
+        };
+        self.buf.drain(..head_len);
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        let mut raw_body = Vec::new();
+        if head_request || status == 204 || status == 304 {
+        } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let line_end = loop {
+                    if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break p;
+                    }
+                    assert!(self.fill().await, "closed inside a chunk size line");
+                };
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&self.buf[..line_end]).unwrap().trim(),
+                    16,
+                )
+                .expect("hex chunk size");
+                while self.buf.len() < line_end + 2 + size + 2 {
+                    assert!(self.fill().await, "closed inside a chunk");
+                }
+                raw_body.extend(self.buf.drain(..line_end + 2 + size + 2));
+                let start = raw_body.len() - size - 2;
+                body.extend_from_slice(&raw_body[start..start + size]);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else if let Some(len) = find("content-length") {
+            let len: usize = len.parse().unwrap();
+            while self.buf.len() < len {
+                assert!(self.fill().await, "closed inside a body");
+            }
+            body = self.buf.drain(..len).collect();
+            raw_body = body.clone();
+        } else {
+            while self.fill().await {}
+            body = std::mem::take(&mut self.buf);
+            raw_body = body.clone();
+        }
+        Some(Response {
+            status,
+            headers,
+            body,
+            raw_body,
+        })
+    }
+
+    /// True when the server closed the connection (EOF within the timeout).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut tmp = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut tmp)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+pub const CHAT_BODY: &str =
+    r#"{"model":"mock-echo","messages":[{"role":"user","content":"Hello there!"}]}"#;

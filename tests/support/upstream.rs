@@ -1,0 +1,303 @@
+//! A mock OpenAI-compatible upstream on raw tokio sockets, so that the bytes
+//! it sends (framing included) are exactly what a test scripts.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A request as the upstream received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("upstream got JSON")
+    }
+}
+
+/// One step of a scripted answer.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Send(Vec<u8>),
+    Sleep(Duration),
+    /// Close the connection (after what was sent).
+    Close,
+    /// Never answer; wait for the peer to close.
+    Hang,
+}
+
+pub fn send(bytes: impl AsRef<[u8]>) -> Step {
+    Step::Send(bytes.as_ref().to_vec())
+}
+
+type Script = dyn Fn(&Recorded) -> Vec<Step> + Send + Sync;
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub accepts: Arc<AtomicUsize>,
+    /// Connections on which the upstream saw the peer (the gateway) close.
+    pub peer_closed: Arc<AtomicUsize>,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl MockUpstream {
+    pub async fn start(
+        script: impl Fn(&Recorded) -> Vec<Step> + Send + Sync + 'static,
+    ) -> MockUpstream {
+        Self::start_with(script, None).await
+    }
+
+    /// The same over TLS, with a certificate for `localhost` and 127.0.0.1
+    /// signed by a fresh CA; returns the path of that CA's PEM file.
+    pub async fn start_tls(
+        script: impl Fn(&Recorded) -> Vec<Step> + Send + Sync + 'static,
+    ) -> (MockUpstream, std::path::PathBuf) {
+        let (acceptor, ca_path) = tls_acceptor();
+        (Self::start_with(script, Some(acceptor)).await, ca_path)
+    }
+
+    async fn start_with(
+        script: impl Fn(&Recorded) -> Vec<Step> + Send + Sync + 'static,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> MockUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let peer_closed = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let (a, p, r) = (accepts.clone(), peer_closed.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                a.fetch_add(1, SeqCst);
+                let _ = stream.set_nodelay(true);
+                let (script, r, p) = (script.clone(), r.clone(), p.clone());
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve(stream, script, r, p));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                serve(s, script, r, p).await;
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        MockUpstream {
+            addr,
+            accepts,
+            peer_closed,
+            requests,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a request reached the upstream")
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    script: Arc<Script>,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    peer_closed: Arc<AtomicUsize>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(req) = read_request(&mut stream, &mut buf).await else {
+            peer_closed.fetch_add(1, SeqCst);
+            return;
+        };
+        log.lock().unwrap().push(req.clone());
+        for step in script(&req) {
+            match step {
+                Step::Send(bytes) => {
+                    if stream.write_all(&bytes).await.is_err() {
+                        peer_closed.fetch_add(1, SeqCst);
+                        return;
+                    }
+                }
+                Step::Sleep(d) => {
+                    // Sleep, but notice a peer that closes meanwhile.
+                    let mut tmp = [0u8; 1024];
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        r = stream.read(&mut tmp) => {
+                            if matches!(r, Ok(0) | Err(_)) {
+                                peer_closed.fetch_add(1, SeqCst);
+                                return;
+                            }
+                        }
+                    }
+                }
+                Step::Close => return,
+                Step::Hang => {
+                    let mut tmp = [0u8; 1024];
+                    loop {
+                        match stream.read(&mut tmp).await {
+                            Ok(0) | Err(_) => {
+                                peer_closed.fetch_add(1, SeqCst);
+                                return;
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Recorded> {
+    loop {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Request::new(&mut hs);
+        if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let method = r.method.unwrap().to_owned();
+            let path = r.path.unwrap().to_owned();
+            let len: usize = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            while buf.len() < n + len {
+                if !fill(stream, buf).await {
+                    return None;
+                }
+            }
+            let body = buf[n..n + len].to_vec();
+            buf.drain(..n + len);
+            return Some(Recorded {
+                method,
+                path,
+                headers,
+                body,
+            });
+        }
+        if !fill(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
+    let mut tmp = [0u8; 8192];
+    match stream.read(&mut tmp).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&tmp[..n]);
+            true
+        }
+    }
+}
+
+/// A 200 JSON answer with Content-Length.
+pub fn json_answer(body: &str) -> Vec<Step> {
+    vec![send(format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))]
+}
+
+/// A chat.completion answer naming `model`.
+pub fn chat_answer(model: &str, content: &str) -> String {
+    serde_json::json!({
+        "id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    })
+    .to_string()
+}
+
+/// One chat.completion.chunk event payload.
+pub fn chunk(model: &str, content: &str) -> String {
+    serde_json::json!({
+        "id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]
+    })
+    .to_string()
+}
+
+/// The head of a chunked event-stream answer.
+pub const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+/// `bytes` as one HTTP chunk.
+pub fn chunked(bytes: &str) -> String {
+    format!("{:x}\r\n{bytes}\r\n", bytes.len())
+}
+
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "chat2api-test-ca-{}-{}.pem",
+        std::process::id(),
+        N.fetch_add(1, SeqCst)
+    ));
+    std::fs::write(&path, ca.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), path)
+}

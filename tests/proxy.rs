@@ -444,3 +444,76 @@ async fn tls_upstream_with_a_private_ca() {
         .await;
     assert_eq!((r.status, r.error_code()), (502, "upstream_error".into()));
 }
+
+#[tokio::test]
+async fn completions_through_a_chat_only_provider() {
+    let up = MockUpstream::start(|req| {
+        if req.json()["stream"] == true {
+            let mut s = String::from(SSE_HEAD);
+            s.push_str(&chunked(&format!("data: {}\n\n", chunk("deepseek-chat", "Hel"))));
+            s.push_str(&chunked(&format!("data: {}\n\ndata: [DONE]\n\n", chunk("deepseek-chat", "lo"))));
+            s.push_str("0\r\n\r\n");
+            vec![send(s)]
+        } else {
+            json_answer(&chat_answer("deepseek-chat", "Hello"))
+        }
+    })
+    .await;
+    let cfg = config(&up.base_url(), "").replace(
+        r#""models": {"DeepSeek-V3.2""#,
+        r#""completions": "chat", "models": {"DeepSeek-V3.2""#,
+    );
+    let gw = TestGateway::start(&cfg).await;
+    let r = gw
+        .post_json("/v1/completions", Some("sk-client"), r#"{"model":"DeepSeek-V3.2","prompt":"Say hi","max_tokens":7}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["model"], "DeepSeek-V3.2");
+    assert_eq!(v["choices"][0]["text"], "Hello");
+    let seen = up.last();
+    assert_eq!(seen.path, "/v1/chat/completions");
+    let sent = seen.json();
+    assert_eq!(sent["messages"][0]["content"], "Say hi");
+    assert_eq!(sent["model"], "deepseek-chat");
+    assert_eq!(sent["max_tokens"], 7);
+    assert!(sent.get("prompt").is_none());
+
+    let r = gw
+        .post_json("/v1/completions", Some("sk-client"), r#"{"model":"DeepSeek-V3.2","prompt":"Say hi","stream":true}"#)
+        .await;
+    let events = r.events();
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
+        .inspect(|c| assert_eq!((c["object"].as_str(), c["model"].as_str()), (Some("text_completion"), Some("DeepSeek-V3.2"))))
+        .map(|c| c["choices"][0]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text, "Hello");
+}
+
+#[tokio::test]
+async fn round_robin_spreads_over_accounts_and_keyless_accounts_send_no_key() {
+    let up = MockUpstream::start(|_| json_answer(&chat_answer("deepseek-chat", "x"))).await;
+    let cfg = config(&up.base_url(), "").replace(
+        r#"[{"id": "a", "apiKey": "sk-upstream-a"}]"#,
+        r#"[{"id": "a", "apiKey": "sk-upstream-a"}, {"id": "local"}]"#,
+    );
+    let gw = TestGateway::start(&cfg).await;
+    for _ in 0..4 {
+        assert_eq!(gw.post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY).await.status, 200);
+    }
+    let keys: Vec<Option<String>> = up
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert_eq!(keys.iter().filter(|k| k.as_deref() == Some("Bearer sk-upstream-a")).count(), 2);
+    assert_eq!(keys.iter().filter(|k| k.is_none()).count(), 2);
+    let s = gw.get("/stats").await.json();
+    assert_eq!((s["accountUsage"]["up/a"].as_u64(), s["accountUsage"]["up/local"].as_u64()), (Some(2), Some(2)));
+}

@@ -98,35 +98,51 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn sdk_config() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("chat2api-sdk-{}.json", std::process::id()));
-    std::fs::write(
-        &path,
-        r#"{"port":0,"apiKeys":["sk-test"],
-            "providers":[{"id":"local","type":"mock","models":["mock-echo","DeepSeek-V3.2"]}]}"#,
-    )
-    .unwrap();
+fn write_config(name: &str, json: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("chat2api-sdk-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, json).unwrap();
     path
+}
+
+/// Two gateways: a back one serving the mock, and the front one the SDKs
+/// talk to, which serves the mock itself and `proxied-echo` through the back
+/// one, so that the SDKs also stream through the upstream client and the
+/// SSE re-framer. Returns both servers and the front base URL.
+fn gateways() -> (Server, Server, String) {
+    let back = write_config(
+        "back",
+        r#"{"port":0,"providers":[{"id":"back","type":"mock","models":["mock-echo"]}]}"#,
+    );
+    let (back_server, back_addr) = start(&["--config", back.to_str().unwrap()]);
+    let front = write_config(
+        "front",
+        &format!(
+            r#"{{"port":0,"apiKeys":["sk-test"],
+                "providers":[{{"id":"local","type":"mock","models":["mock-echo","DeepSeek-V3.2"]}},
+                  {{"id":"back","type":"openai","baseUrl":"http://{back_addr}/v1",
+                    "accounts":[{{"id":"a","apiKey":"sk-back"}}],"models":{{"proxied-echo":"mock-echo"}}}}]}}"#
+        ),
+    );
+    let (front_server, front_addr) = start(&["--config", front.to_str().unwrap()]);
+    (back_server, front_server, format!("http://{front_addr}/v1"))
 }
 
 #[test]
 fn python_sdk() {
     let Some(py) = python() else { return };
-    let config = sdk_config();
-    let (_server, addr) = start(&["--config", config.to_str().unwrap()]);
+    let (_back, _front, base) = gateways();
     run(Command::new(py)
         .arg(Path::new(ROOT).join("tests/sdk/sdk_test.py"))
-        .arg(format!("http://{addr}/v1")));
+        .args([base.as_str(), "mock-echo", "proxied-echo"]));
 }
 
 #[test]
 fn javascript_sdk() {
     let Some(node) = node() else { return };
-    let config = sdk_config();
-    let (_server, addr) = start(&["--config", config.to_str().unwrap()]);
+    let (_back, _front, base) = gateways();
     run(Command::new(node)
         .arg(Path::new(ROOT).join("tests/sdk/sdk_test.mjs"))
-        .arg(format!("http://{addr}/v1")));
+        .args([base.as_str(), "mock-echo", "proxied-echo"]));
 }
 
 /// The fenced code blocks of the README with the given info string.

@@ -276,6 +276,21 @@ pub fn quoted(name: &str) -> Bytes {
     Bytes::from(serde_json::to_string(name).unwrap_or_else(|_| "\"\"".to_owned()))
 }
 
+/// Fuzzing entry point: request validation and answer inspection must
+/// never panic, and a located `model` span must hold a JSON string.
+#[doc(hidden)]
+pub fn fuzz_request_json(data: &[u8]) {
+    for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+        if let Ok(info) = parse_request(data, endpoint, true) {
+            assert_eq!(data[info.model_span.start], b'"');
+            assert_eq!(data[info.model_span.end - 1], b'"');
+        }
+    }
+    if let Some(AnswerInfo { model_span: Some(span), .. }) = inspect_answer(data) {
+        assert_eq!(data[span.start], b'"');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +356,14 @@ mod tests {
                 }
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
+        }
+    }
+
+    #[test]
+    fn fuzz_seeds_replay() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/request_json");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            fuzz_request_json(&std::fs::read(entry.unwrap().path()).unwrap());
         }
     }
 

@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod response;
 pub mod router;
 pub mod stream;
+pub mod translate;
 
 use bytes::Bytes;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use super::json::{self, Endpoint, RequestInfo};
 use super::response::Response;
 use super::router::Pick;
 use super::stream::{error_event, EventStream, StreamItem, DONE, KEEP_ALIVE};
-use super::{stream_response, Gateway, Tally};
+use super::{stream_response, translate, Gateway, Tally};
 use crate::http1::RequestHead;
 use crate::sse::SseDecoder;
 use crate::stats::Stats;
@@ -52,15 +52,27 @@ pub async fn forward(
     client_model: Bytes,
     tally: &mut Option<Tally>,
 ) -> Attempt {
-    let parts = json::splice(body, info.model_span.clone(), pick.upstream_model);
-    let path = match endpoint {
-        Endpoint::Chat => "/chat/completions",
-        Endpoint::Completions => "/completions",
+    // A `completions: "chat"` provider gets a chat request instead, and its
+    // answers are turned back into text completions.
+    let via_chat = endpoint == Endpoint::Completions && !pick.provider.native_completions;
+    let (path, parts) = if via_chat {
+        let upstream_model: String = serde_json::from_slice(pick.upstream_model).unwrap_or_default();
+        match translate::completion_to_chat(body, &upstream_model) {
+            Ok(chat) => ("/chat/completions", [chat, Bytes::new(), Bytes::new()]),
+            Err(e) => return Attempt::Done(Response::error(&e)),
+        }
+    } else {
+        let path = match endpoint {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+        };
+        (path, json::splice(body, info.model_span.clone(), pick.upstream_model))
     };
+    let translate = via_chat.then(|| info.model.clone());
     let request = UpstreamRequest {
         method: "POST",
         path,
-        authorization: Some(&pick.account.authorization),
+        authorization: Some(&pick.account.authorization[..]).filter(|a| !a.is_empty()),
         forward: Some(head),
         content_type: None,
         body: &parts,
@@ -108,6 +120,7 @@ pub async fn forward(
             response: resp,
             decoder: SseDecoder::new(),
             client_model,
+            translate,
             stats: gw.stats.clone(),
             keep_alive: gw.config.limits.sse_keepalive_interval,
             idle_timeout: gw.config.limits.stream_idle_timeout,
@@ -126,7 +139,19 @@ pub async fn forward(
         Ok(b) => b,
         Err(e) => return Attempt::Failed(Response::error(&ApiError::Upstream(e.to_string()))),
     };
+    if let Some(name) = &translate {
+        if let Some(converted) = translate::chat_to_completion(&answer, name) {
+            record_usage(&gw.stats, &converted);
+            return Attempt::Done(Response::json(200, converted));
+        }
+    }
     Attempt::Done(plain_answer(&gw.stats, answer, &client_model))
+}
+
+fn record_usage(stats: &Stats, answer: &[u8]) {
+    if let Some(info) = json::inspect_answer(answer) {
+        stats.record_tokens(info.prompt_tokens.unwrap_or(0), info.completion_tokens.unwrap_or(0));
+    }
 }
 
 /// A whole JSON answer with `model` set back to the client's name.
@@ -189,6 +214,9 @@ pub struct UpstreamStream {
     decoder: SseDecoder,
     /// The client's model name as a JSON literal, spliced into every chunk.
     client_model: Bytes,
+    /// For a `completions: "chat"` provider: the client's model name; each
+    /// chat chunk is turned into a `text_completion` chunk.
+    translate: Option<String>,
     stats: Arc<Stats>,
     keep_alive: Duration,
     idle_timeout: Duration,
@@ -250,6 +278,12 @@ impl UpstreamStream {
     }
 
     fn rewrite(&self, data: Bytes) -> [Bytes; 3] {
+        if let Some(name) = &self.translate {
+            if let Some(converted) = translate::chat_to_completion(&data, name) {
+                record_usage(&self.stats, &converted);
+                return [converted, Bytes::new(), Bytes::new()];
+            }
+        }
         match json::inspect_answer(&data) {
             Some(info) => {
                 if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {

@@ -40,7 +40,8 @@ pub struct Provider {
 
 pub struct Account {
     pub id: String,
-    /// `Bearer KEY`, rendered once.
+    /// `Bearer KEY`, rendered once; empty for an account without a key
+    /// (local servers), which then sends no `Authorization` at all.
     pub authorization: Bytes,
     daily_limit: u64,
     enabled: bool,
@@ -55,7 +56,11 @@ impl Account {
     fn new(id: &str, key: &str, daily_limit: u64, enabled: bool, counter: Counter) -> Account {
         Account {
             id: id.to_owned(),
-            authorization: Bytes::from(format!("Bearer {key}")),
+            authorization: if key.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::from(format!("Bearer {key}"))
+            },
             daily_limit,
             enabled,
             day: AtomicU64::new(today()),

@@ -132,6 +132,14 @@ async fn accept_loop(
 ) {
     let max = gateway.config.limits.max_connections;
     loop {
+        // At the connection cap, leave further clients in the kernel's
+        // accept queue until a connection ends.
+        while live.load(Relaxed) >= max {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => return,
@@ -145,10 +153,6 @@ async fn accept_loop(
                 continue;
             }
         };
-        if live.load(Relaxed) >= max {
-            drop(stream);
-            continue;
-        }
         live.fetch_add(1, Relaxed);
         let guard = LiveGuard(live.clone());
         let conn = conn::Conn::new(stream, gateway.clone(), stop.clone());

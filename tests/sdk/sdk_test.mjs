@@ -1,9 +1,12 @@
 // Drive chat2api with the official OpenAI JavaScript SDK (run by tests/sdk.rs).
-// Usage: node sdk_test.mjs BASE_URL
+// Usage: node sdk_test.mjs BASE_URL [MODEL ...]
+// The MODELs (default: mock-echo) are streamed and must echo, as the mock does
+// directly or behind another gateway.
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 
 const baseURL = process.argv[2];
+const echoModels = process.argv.length > 3 ? process.argv.slice(3) : ['mock-echo'];
 const client = new OpenAI({ apiKey: 'sk-test', baseURL, maxRetries: 0 });
 
 const r = await client.chat.completions.create({
@@ -13,21 +16,23 @@ const r = await client.chat.completions.create({
 assert.equal(r.model, 'DeepSeek-V3.2');
 assert.match(r.choices[0].message.content, /Hello!/);
 
-let text = '';
-let usage = null;
-const stream = await client.chat.completions.create({
-  model: 'mock-echo',
-  messages: [{ role: 'user', content: 'stream me' }],
-  stream: true,
-  stream_options: { include_usage: true },
-});
-for await (const chunk of stream) {
-  assert.equal(chunk.model, 'mock-echo');
-  if (chunk.usage) usage = chunk.usage;
-  for (const c of chunk.choices) text += c.delta.content ?? '';
+for (const model of echoModels) {
+  let text = '';
+  let usage = null;
+  const stream = await client.chat.completions.create({
+    model,
+    messages: [{ role: 'user', content: 'stream me' }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  for await (const chunk of stream) {
+    assert.equal(chunk.model, model);
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) text += c.delta.content ?? '';
+  }
+  assert.ok(text.endsWith('You said: stream me'), `${model}: ${text}`);
+  assert.ok(usage && usage.completion_tokens > 0, model);
 }
-assert.ok(text.endsWith('You said: stream me'), text);
-assert.ok(usage && usage.completion_tokens > 0);
 
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);

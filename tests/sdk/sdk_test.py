@@ -1,6 +1,8 @@
 """Drive chat2api with the official OpenAI Python SDK (run by tests/sdk.rs).
 
-Usage: python sdk_test.py BASE_URL   (e.g. http://127.0.0.1:PORT/v1)
+Usage: python sdk_test.py BASE_URL [MODEL ...]   (e.g. http://127.0.0.1:PORT/v1)
+The MODELs (default: mock-echo) are streamed and asked plainly; each must
+answer by echoing, as the mock does directly or behind another gateway.
 Exits non-zero with a message on the first mismatch.
 """
 import sys
@@ -9,6 +11,7 @@ import openai
 from openai import OpenAI
 
 base_url = sys.argv[1]
+echo_models = sys.argv[2:] or ["mock-echo"]
 client = OpenAI(api_key="sk-test", base_url=base_url, max_retries=0)
 
 # Plain chat.
@@ -19,26 +22,29 @@ assert r.model == "DeepSeek-V3.2", r.model
 assert "Hello!" in r.choices[0].message.content, r.choices[0].message.content
 assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
 
-# Streamed chat with usage.
-text = ""
-usage = None
-chunks = 0
-with client.chat.completions.create(
-    model="mock-echo",
-    messages=[{"role": "user", "content": "stream me"}],
-    stream=True,
-    stream_options={"include_usage": True},
-) as stream:
-    for chunk in stream:
-        chunks += 1
-        assert chunk.model == "mock-echo", chunk.model
-        if chunk.usage:
-            usage = chunk.usage
-        for c in chunk.choices:
-            text += c.delta.content or ""
-assert text.endswith("You said: stream me"), text
-assert usage is not None and usage.completion_tokens > 0
-assert chunks > 3
+# Streamed chat with usage, for every echoing model.
+for model in echo_models:
+    text = ""
+    usage = None
+    chunks = 0
+    with client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "stream me"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as stream:
+        for chunk in stream:
+            chunks += 1
+            assert chunk.model == model, (chunk.model, model)
+            if chunk.usage:
+                usage = chunk.usage
+            for c in chunk.choices:
+                text += c.delta.content or ""
+    assert text.endswith("You said: stream me"), (model, text)
+    assert usage is not None and usage.completion_tokens > 0, model
+    assert chunks > 3, model
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "plain"}])
+    assert r.model == model and r.choices[0].message.content.endswith("You said: plain"), r
 
 # Legacy completions, plain and streamed.
 r = client.completions.create(model="mock-echo", prompt="Say this")

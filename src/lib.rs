@@ -1,2 +1,3 @@
 //! chat2api: an OpenAI-compatible API gateway on raw tokio sockets.
 #![forbid(unsafe_code)]
+pub mod http1;

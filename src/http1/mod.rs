@@ -193,6 +193,27 @@ mod tests {
         assert_eq!(l.max_body_bytes, 52_428_800);
     }
 
+    /// Every committed seed (and every crash kept there) replays as a test.
+    #[test]
+    fn fuzz_corpora_replay() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 2] = [
+            ("parse_request", fuzz_parse_request),
+            ("chunked_body", fuzz_chunked),
+        ];
+        for (dir, run) in targets {
+            let entries = std::fs::read_dir(root.join(dir)).expect("corpus directory");
+            let mut seen = 0;
+            for entry in entries {
+                let data = std::fs::read(entry.expect("corpus entry").path()).expect("seed");
+                run(&data);
+                seen += 1;
+            }
+            assert!(seen > 0, "no seeds in {dir}");
+        }
+    }
+
     #[test]
     fn fuzz_entry_points_run_on_seeds() {
         fuzz_parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n");

@@ -1,0 +1,110 @@
+//! The byte stream under one upstream connection: plain TCP or TLS over TCP.
+//!
+//! Owns [`Stream`], the enum the client reads and writes, and the idle-socket
+//! probe the pool runs on checkout. It must not parse HTTP or decide whether
+//! a connection may be reused: the client does that from the response head.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// One connection to an upstream. Both variants are `Unpin`, so the trait
+/// impls below delegate with `Pin::new` and need no pin projection.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    /// Boxed: a rustls client session is a few KiB, a `TcpStream` a few words.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket under the stream.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// Whether an idle connection is still usable, as pingora decides it: an
+    /// idle socket that has become readable is dead. Between two HTTP/1.1
+    /// exchanges the server has nothing to say (RFC 9112 §9.3); readable
+    /// means EOF (it closed, e.g. on its own keep-alive timeout), a reset,
+    /// or stray bytes that would be mistaken for the next response. For TLS
+    /// the raw socket is read: the bytes would be a close_notify alert or
+    /// garbage, and either way the connection is unusable.
+    ///
+    /// `try_read` is non-blocking and only consults the readiness the tokio
+    /// reactor has recorded, so a FIN that arrived an instant ago may still
+    /// look healthy; the client's retry-once on a reused connection covers
+    /// that race.
+    pub(crate) fn is_idle_healthy(&self) -> bool {
+        let mut probe = [0u8; 1];
+        match self.tcp().try_read(&mut probe) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            // Ok(0) is EOF, Ok(_) is unexpected data: both dead.
+            Ok(_) => false,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

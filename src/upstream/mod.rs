@@ -1,0 +1,649 @@
+//! The upstream HTTP/1.1 client: owns the connections to providers.
+//!
+//! One [`Upstream`] per provider origin (scheme, host, port, base path). It
+//! connects (DNS, TCP, TLS, within the connect timeout), writes a request
+//! head and its body in one vectored write, waits for the response head
+//! within the first-byte timeout, and hands the body out as zero-copy
+//! slices of its read buffer. Connections that ended an exchange cleanly go
+//! back to a per-upstream [`pool`]; any other connection is closed.
+//!
+//! Protocol rules live in the sans-IO [`crate::http1`] layer (response heads
+//! and body framing) and in `request` (the head we send); this module is the
+//! connection driver around them. It must not know about JSON, models,
+//! accounts or client keys: the gateway builds the path, the upstream
+//! `Authorization` value and the body, and reads what comes back.
+//!
+//! Files: `mod.rs` the client and its error, [`pool`] the idle set,
+//! [`tls`] the rustls configuration, `io` the plain/TLS stream, `request`
+//! the request head encoder.
+
+mod io;
+pub mod pool;
+mod request;
+pub mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io::IoSlice;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::http1::{self, BodyDecoder, Frame, HttpError, Limits, RequestHead, ResponseHead};
+use io::Stream;
+use request::{HeadFields, Target};
+
+/// Default [`UpstreamConfig::connect_timeout`] (SPEC §6: upstream connect 5 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`UpstreamConfig::idle_timeout`]: below the 30–60 s keep-alive
+/// timeouts common at provider load balancers, so we drop a connection
+/// before the server is likely to.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default [`UpstreamConfig::max_idle`].
+pub const DEFAULT_MAX_IDLE: usize = 64;
+
+/// Bytes the read buffer is grown by before a read. One TLS record is at
+/// most 16 KiB of plaintext, so one read can take a whole record.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Settings of one upstream. `Default` gives the SPEC values.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// DNS, TCP connect and TLS handshake together.
+    pub connect_timeout: Duration,
+    /// How long a pooled connection may sit idle before it is dropped.
+    pub idle_timeout: Duration,
+    /// Idle connections kept for reuse; 0 disables pooling.
+    pub max_idle: usize,
+    /// Limits applied to responses (head size, header count, body size).
+    pub limits: Limits,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_idle: DEFAULT_MAX_IDLE,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What went wrong talking to an upstream. The gateway answers 502
+/// `upstream_error` for all of them except [`FirstByteTimeout`], which is
+/// 504 `upstream_timeout` (SPEC §4).
+///
+/// [`FirstByteTimeout`]: UpstreamError::FirstByteTimeout
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// DNS failed, or every address refused or was unreachable.
+    Connect(String),
+    /// DNS, TCP and TLS did not complete within the connect timeout.
+    ConnectTimeout,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls(String),
+    /// A read or write failed after the connection was up (reset etc.).
+    Io(String),
+    /// The response is not valid HTTP/1.1 or breaks a limit; the connection
+    /// was discarded.
+    Protocol(HttpError),
+    /// No complete response head within the first-byte timeout.
+    FirstByteTimeout,
+    /// The upstream closed the connection before a complete head or body.
+    ClosedEarly,
+}
+
+impl UpstreamError {
+    /// Whether this is the upstream taking too long to answer (504).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::FirstByteTimeout)
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Connect(e) => write!(f, "cannot connect to upstream: {e}"),
+            UpstreamError::ConnectTimeout => f.write_str("upstream connect timed out"),
+            UpstreamError::Tls(e) => write!(f, "upstream TLS handshake failed: {e}"),
+            UpstreamError::Io(e) => write!(f, "upstream connection failed: {e}"),
+            UpstreamError::Protocol(e) => write!(f, "invalid upstream response: {e}"),
+            UpstreamError::FirstByteTimeout => f.write_str("upstream did not answer in time"),
+            UpstreamError::ClosedEarly => {
+                f.write_str("upstream closed the connection before the response was complete")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+/// One request to send. Borrowed from the caller: nothing is copied but the
+/// head, which is encoded into a fresh buffer. `Debug` leaves out the
+/// `Authorization` value and the body (SPEC §5: no keys, no bodies in logs).
+#[derive(Clone, Copy)]
+pub struct UpstreamRequest<'a> {
+    /// `"POST"` or `"GET"`.
+    pub method: &'static str,
+    /// Appended to the base path, e.g. `"/chat/completions"`.
+    pub path: &'a str,
+    /// The whole `Authorization` value, e.g. `b"Bearer sk-..."`.
+    pub authorization: Option<&'a [u8]>,
+    /// The client's head: its end-to-end fields are forwarded.
+    pub forward: Option<&'a RequestHead>,
+    /// Defaults to `application/json` when the body is not empty.
+    pub content_type: Option<&'a [u8]>,
+    /// The body as slices, written in one vectored write after the head.
+    pub body: &'a [Bytes],
+    /// From the end of the write to a complete response head.
+    pub first_byte_timeout: Duration,
+}
+
+impl fmt::Debug for UpstreamRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body_len: usize = self.body.iter().map(Bytes::len).sum();
+        f.debug_struct("UpstreamRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("authorization", &self.authorization.map(|_| "<redacted>"))
+            .field("forward", &self.forward.is_some())
+            .field("body_len", &body_len)
+            .field("first_byte_timeout", &self.first_byte_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection to one upstream origin, with its pool. Cheap to share in an
+/// `Arc`; every method takes `&self`.
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+/// What responses need after `send` returned: the pool to check their
+/// connection into, and the limits to decode with.
+struct Inner {
+    /// Without brackets, for DNS.
+    host: String,
+    port: u16,
+    tls: Option<tls::Connector>,
+    target: Target,
+    cfg: UpstreamConfig,
+    pool: pool::Pool<Stream>,
+    /// TCP connections opened. `Relaxed`: a statistic, synchronising nothing.
+    opened: AtomicU64,
+}
+
+/// A failed attempt, and whether it may be retried on a fresh connection.
+struct Failed {
+    error: UpstreamError,
+    retryable: bool,
+}
+
+impl Upstream {
+    /// An upstream at `host:port` whose requests go under `base_path`
+    /// (`"/v1"`). `tls == false` is plain TCP. `ca_file` adds the PEM
+    /// certificates of a private CA to the webpki roots. No connection is
+    /// opened until the first request.
+    pub fn new(
+        tls: bool,
+        host: &str,
+        port: u16,
+        base_path: &str,
+        ca_file: Option<&Path>,
+        cfg: UpstreamConfig,
+    ) -> Result<Upstream, String> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if bare.is_empty()
+            || !bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        {
+            return Err(format!("invalid upstream host {host:?}"));
+        }
+        let connector = match tls {
+            true => Some(tls::Connector::new(bare, ca_file)?),
+            false => None,
+        };
+        let target = Target::new(tls, bare, port, base_path)?;
+        let pool = pool::Pool::new(cfg.max_idle, cfg.idle_timeout);
+        Ok(Upstream {
+            inner: Arc::new(Inner {
+                host: bare.to_owned(),
+                port,
+                tls: connector,
+                target,
+                cfg,
+                pool,
+                opened: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Connections opened so far (for stats and tests).
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.opened.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections in the pool right now.
+    pub fn idle_connections(&self) -> usize {
+        self.inner.pool.idle()
+    }
+
+    /// Sends one request and waits for the final response head (interim 1xx
+    /// responses are skipped by the parser).
+    ///
+    /// A pooled connection is tried first. If it fails before a single byte
+    /// of response arrived — the write failed, or it was closed or reset
+    /// before the head — the request is sent once more on a fresh
+    /// connection. This is the keep-alive race: a server may close an idle
+    /// connection at any time (RFC 9112 §9.3.1, §9.6) and our request can
+    /// cross its FIN. RFC 9110 §9.2.2 allows retrying a non-idempotent
+    /// request only with "some means to detect that the original request was
+    /// never applied", and RFC 9112 §9.3.1 tells a proxy not to retry
+    /// non-idempotent requests automatically; we take a reused connection
+    /// that ends without one response byte as that means, as pingora and
+    /// hyper do. The residual risk (an upstream that applied the request,
+    /// then died before answering) is accepted for POST to a model API. A
+    /// fresh connection, a timeout, or a failure after response bytes
+    /// arrived is never retried.
+    pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
+        if req.method.is_empty()
+            || !req.method.bytes().all(|b| b.is_ascii_alphabetic())
+            || !request::is_valid_target(req.path.as_bytes())
+        {
+            return Err(UpstreamError::Protocol(HttpError::Malformed(
+                "invalid upstream request method or path",
+            )));
+        }
+        let body_len: u64 = req.body.iter().map(|b| b.len() as u64).sum();
+        // RFC 9110 §8.6: a request whose method defines a meaning for content
+        // carries Content-Length even when it is 0.
+        let content_length = match body_len > 0 || matches!(req.method, "POST" | "PUT" | "PATCH") {
+            true => Some(body_len),
+            false => None,
+        };
+        let content_type = match (req.content_type, body_len) {
+            (Some(ct), _) => Some(ct),
+            (None, 0) => None,
+            (None, _) => Some(&b"application/json"[..]),
+        };
+        let forwarded_len = req.forward.map_or(0, |h| h.as_bytes().len());
+        let mut head = BytesMut::with_capacity(256 + forwarded_len);
+        request::encode_head(
+            &mut head,
+            &self.inner.target,
+            &HeadFields {
+                method: req.method,
+                path: req.path,
+                authorization: req.authorization,
+                content_type,
+                forward: req.forward,
+                content_length,
+            },
+        );
+        // RFC 9112 §6.3 rule 1: a response to HEAD never has a body.
+        let head_request = req.method == "HEAD";
+        let exchange = |conn, reused| {
+            self.exchange(
+                conn,
+                reused,
+                &head,
+                req.body,
+                req.first_byte_timeout,
+                head_request,
+            )
+        };
+
+        if let Some(conn) = self.inner.pool.checkout(Stream::is_idle_healthy) {
+            match exchange(conn, true).await {
+                Ok(response) => return Ok(response),
+                Err(Failed {
+                    retryable: true, ..
+                }) => {}
+                Err(failed) => return Err(failed.error),
+            }
+        }
+        let conn = self.connect().await?;
+        exchange(conn, false).await.map_err(|failed| failed.error)
+    }
+
+    /// Opens a connection: DNS, TCP (addresses tried in order), TLS, all
+    /// within the connect timeout.
+    async fn connect(&self) -> Result<Stream, UpstreamError> {
+        let inner = &*self.inner;
+        tokio::time::timeout(inner.cfg.connect_timeout, inner.open())
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+    }
+
+    async fn exchange(
+        &self,
+        mut conn: Stream,
+        reused: bool,
+        head: &[u8],
+        body: &[Bytes],
+        first_byte_timeout: Duration,
+        head_request: bool,
+    ) -> Result<UpstreamResponse, Failed> {
+        let fail = |error, retryable: bool| Failed {
+            error,
+            retryable: reused && retryable,
+        };
+        // The write shares the budget's length: an upstream that stops
+        // reading our body is as stuck as one that never answers.
+        match tokio::time::timeout(first_byte_timeout, write_request(&mut conn, head, body)).await {
+            Err(_) => return Err(fail(UpstreamError::FirstByteTimeout, false)),
+            // Nothing was answered, and the upstream cannot act on a
+            // request it did not fully receive.
+            Ok(Err(e)) => return Err(fail(UpstreamError::Io(e.to_string()), true)),
+            Ok(Ok(())) => {}
+        }
+        let limits = &self.inner.cfg.limits;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let read = read_head(&mut conn, &mut buf, limits, head_request);
+        let head = match tokio::time::timeout(first_byte_timeout, read).await {
+            Err(_) => return Err(fail(UpstreamError::FirstByteTimeout, false)),
+            Ok(Err(failed)) => return Err(fail(failed.error, failed.retryable)),
+            Ok(Ok(head)) => head,
+        };
+        if head.status() == 101 {
+            // We never send Upgrade, so a switch is not allowed
+            // (RFC 9110 §15.2.2) and the connection no longer speaks HTTP.
+            return Err(fail(
+                UpstreamError::Protocol(HttpError::Malformed("unexpected 101 response")),
+                false,
+            ));
+        }
+        Ok(UpstreamResponse::new(
+            head,
+            conn,
+            buf,
+            Arc::clone(&self.inner),
+        ))
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("host", &self.inner.host)
+            .field("port", &self.inner.port)
+            .field("tls", &self.inner.tls.is_some())
+            .field("target", &self.inner.target)
+            .field("pool", &self.inner.pool)
+            .finish()
+    }
+}
+
+impl Inner {
+    async fn open(&self) -> Result<Stream, UpstreamError> {
+        let host = self.host.as_str();
+        let addrs = tokio::net::lookup_host((host, self.port))
+            .await
+            .map_err(|e| UpstreamError::Connect(format!("resolving {host}: {e}")))?;
+        let mut last_error = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    tcp = Some(stream);
+                    break;
+                }
+                Err(e) => last_error = Some(format!("{addr}: {e}")),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| {
+            UpstreamError::Connect(
+                last_error.unwrap_or_else(|| format!("{host} resolved to no address")),
+            )
+        })?;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        // Heads and SSE events are small writes that must leave at once;
+        // Nagle would hold them for the previous segment's ACK.
+        tcp.set_nodelay(true)
+            .map_err(|e| UpstreamError::Io(e.to_string()))?;
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(connector) => connector
+                .connect(tcp)
+                .await
+                .map(|tls| Stream::Tls(Box::new(tls)))
+                .map_err(UpstreamError::Tls),
+        }
+    }
+}
+
+/// Writes the head and the body slices with as few `writev` calls as the
+/// socket allows, then flushes (TLS buffers records until then).
+///
+/// A partial write advances past the written bytes by hand instead of with
+/// `IoSlice::advance_slices`, which is newer than the crate's MSRV (1.80).
+async fn write_request(conn: &mut Stream, head: &[u8], body: &[Bytes]) -> std::io::Result<()> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len());
+    parts.push(head);
+    parts.extend(body.iter().map(|b| &b[..]).filter(|b| !b.is_empty()));
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    // Index of the first part not completely written.
+    let mut first = 0;
+    while first < parts.len() {
+        // `first < parts.len() == slices.len()` by the loop condition.
+        let mut n = conn.write_vectored(&slices[first..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while let Some(part) = parts.get(first) {
+            if n < part.len() {
+                break;
+            }
+            n -= part.len();
+            first += 1;
+        }
+        if let (Some(part), Some(slice)) = (parts.get_mut(first), slices.get_mut(first)) {
+            // The loop above stopped at this part because `n < part.len()`.
+            *part = &part[n..];
+            *slice = IoSlice::new(part);
+        }
+    }
+    conn.flush().await
+}
+
+/// Reads until `buf` holds a complete final response head. Retryable when
+/// the connection ended before any byte arrived.
+async fn read_head(
+    conn: &mut Stream,
+    buf: &mut BytesMut,
+    limits: &Limits,
+    head_request: bool,
+) -> Result<ResponseHead, Failed> {
+    let mut received = 0usize;
+    loop {
+        match http1::parse_response(buf, limits, head_request) {
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Failed {
+                    error: UpstreamError::Protocol(e),
+                    retryable: false,
+                })
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        let (error, retryable) = match conn.read_buf(buf).await {
+            Ok(0) => (UpstreamError::ClosedEarly, received == 0),
+            Ok(n) => {
+                received += n;
+                continue;
+            }
+            Err(e) => (UpstreamError::Io(e.to_string()), received == 0),
+        };
+        return Err(Failed { error, retryable });
+    }
+}
+
+/// A response whose head has arrived. The body is read with
+/// [`data`](Self::data) or [`collect`](Self::collect).
+///
+/// The connection goes back to the pool when the body is complete, the
+/// response allows keep-alive (RFC 9112 §9.3: no `Connection: close`, not
+/// close-delimited) and nothing followed the body. Dropping the response
+/// before the end of its body closes the connection: the unread rest would
+/// otherwise be taken for the next response.
+pub struct UpstreamResponse {
+    head: ResponseHead,
+    decoder: BodyDecoder,
+    /// Bytes read but not yet decoded. Persistent across `data` calls, so a
+    /// cancelled read loses nothing.
+    buf: BytesMut,
+    /// `None` once the connection is checked in, closed or failed.
+    conn: Option<Stream>,
+    upstream: Arc<Inner>,
+    keep_alive: bool,
+    /// The error that ended the body; repeated on later calls.
+    failed: Option<UpstreamError>,
+}
+
+impl UpstreamResponse {
+    fn new(head: ResponseHead, conn: Stream, buf: BytesMut, upstream: Arc<Inner>) -> Self {
+        let decoder = BodyDecoder::new(head.framing(), &upstream.cfg.limits);
+        let keep_alive = head.keep_alive();
+        let mut response = UpstreamResponse {
+            head,
+            decoder,
+            buf,
+            conn: Some(conn),
+            upstream,
+            keep_alive,
+            failed: None,
+        };
+        if response.decoder.is_done() {
+            // No body (204, 304, Content-Length: 0): the connection is free
+            // now, even if the caller never asks for the body.
+            response.finish();
+        }
+        response
+    }
+
+    pub fn status(&self) -> u16 {
+        self.head.status()
+    }
+
+    pub fn head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    /// The next piece of the decoded body, a zero-copy slice of the read
+    /// buffer; `Ok(None)` at the end.
+    ///
+    /// Cancel-safe: the only await is `read_buf` into the response's own
+    /// buffer (tokio documents it as cancel-safe, and for TLS the bytes sit
+    /// in the rustls session until read), and decoding is synchronous, so
+    /// dropping this future inside `select!` loses no byte.
+    pub async fn data(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        loop {
+            if let Some(error) = &self.failed {
+                return Err(error.clone());
+            }
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Frame::Data(data))) => {
+                    if self.decoder.is_done() {
+                        // The last byte of a Content-Length body: free the
+                        // connection without waiting for another call.
+                        self.finish();
+                    }
+                    return Ok(Some(data));
+                }
+                Ok(Some(Frame::End)) => {
+                    self.finish();
+                    return Ok(None);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(UpstreamError::Protocol(e))),
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                // The decoder is not done and nothing can be read any more.
+                return Err(self.fail(UpstreamError::ClosedEarly));
+            };
+            self.buf.reserve(READ_CHUNK);
+            match conn.read_buf(&mut self.buf).await {
+                Ok(0) => match self.decoder.on_eof() {
+                    // RFC 9112 §6.3 rule 8: a close-delimited body ends here.
+                    Ok(()) => self.conn = None,
+                    // RFC 9112 §8: a length or chunked body cut short is
+                    // incomplete, never passed on as complete.
+                    Err(_) => return Err(self.fail(UpstreamError::ClosedEarly)),
+                },
+                Ok(_) => {}
+                Err(e) => return Err(self.fail(UpstreamError::Io(e.to_string()))),
+            }
+        }
+    }
+
+    /// The whole body, at most `max` bytes (else
+    /// `Protocol(HttpError::BodyTooLarge)` and the connection is closed).
+    /// One piece is returned as is; several are joined once.
+    pub async fn collect(&mut self, max: usize) -> Result<Bytes, UpstreamError> {
+        let too_large = UpstreamError::Protocol(HttpError::BodyTooLarge);
+        if let http1::BodyFraming::Length(n) = self.head.framing() {
+            if n > max as u64 {
+                return Err(self.fail(too_large));
+            }
+        }
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(part) = self.data().await? {
+            total = total.saturating_add(part.len());
+            if total > max {
+                return Err(self.fail(too_large));
+            }
+            parts.push(part);
+        }
+        Ok(match parts.len() {
+            0 => Bytes::new(),
+            1 => parts.swap_remove(0),
+            _ => {
+                let mut joined = BytesMut::with_capacity(total);
+                for part in &parts {
+                    joined.extend_from_slice(part);
+                }
+                joined.freeze()
+            }
+        })
+    }
+
+    /// The body is complete: check the connection in if it may be reused.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Bytes after the body would be read as the next response (a
+            // server that pipelines answers we did not ask for is broken).
+            if self.keep_alive && self.buf.is_empty() {
+                self.upstream.pool.checkin(conn);
+            }
+        }
+    }
+
+    /// Ends the body with `error`; the connection is closed, never pooled.
+    fn fail(&mut self, error: UpstreamError) -> UpstreamError {
+        self.conn = None;
+        self.buf.clear();
+        self.failed = Some(error.clone());
+        error
+    }
+}
+
+impl fmt::Debug for UpstreamResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamResponse")
+            .field("status", &self.head.status())
+            .field("framing", &self.head.framing())
+            .field("open", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}

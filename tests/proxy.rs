@@ -181,7 +181,7 @@ async fn close_delimited_stream_without_done_still_ends_with_done() {
         vec![chunk("DeepSeek-V3.2", "x"), "[DONE]".to_owned()]
     );
     let s = gw.get("/stats").await.json();
-    assert_eq!(s["successRequests"], 1);
+    assert_eq!(s["successRequests"], 1, "{s}");
 }
 
 #[tokio::test]
@@ -252,7 +252,11 @@ async fn upstream_errors_pass_through_after_retries() {
         if key.ends_with("-a") {
             vec![send("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops")]
         } else {
-            vec![send("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Type: application/json\r\nContent-Length: 52\r\n\r\n{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}")]
+            let body = r#"{"error":{"message":"slow down","type":"rate_limit"}}"#;
+            vec![send(format!(
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ))]
         }
     })
     .await;
@@ -450,8 +454,14 @@ async fn completions_through_a_chat_only_provider() {
     let up = MockUpstream::start(|req| {
         if req.json()["stream"] == true {
             let mut s = String::from(SSE_HEAD);
-            s.push_str(&chunked(&format!("data: {}\n\n", chunk("deepseek-chat", "Hel"))));
-            s.push_str(&chunked(&format!("data: {}\n\ndata: [DONE]\n\n", chunk("deepseek-chat", "lo"))));
+            s.push_str(&chunked(&format!(
+                "data: {}\n\n",
+                chunk("deepseek-chat", "Hel")
+            )));
+            s.push_str(&chunked(&format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                chunk("deepseek-chat", "lo")
+            )));
             s.push_str("0\r\n\r\n");
             vec![send(s)]
         } else {
@@ -465,7 +475,11 @@ async fn completions_through_a_chat_only_provider() {
     );
     let gw = TestGateway::start(&cfg).await;
     let r = gw
-        .post_json("/v1/completions", Some("sk-client"), r#"{"model":"DeepSeek-V3.2","prompt":"Say hi","max_tokens":7}"#)
+        .post_json(
+            "/v1/completions",
+            Some("sk-client"),
+            r#"{"model":"DeepSeek-V3.2","prompt":"Say hi","max_tokens":7}"#,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
@@ -481,14 +495,23 @@ async fn completions_through_a_chat_only_provider() {
     assert!(sent.get("prompt").is_none());
 
     let r = gw
-        .post_json("/v1/completions", Some("sk-client"), r#"{"model":"DeepSeek-V3.2","prompt":"Say hi","stream":true}"#)
+        .post_json(
+            "/v1/completions",
+            Some("sk-client"),
+            r#"{"model":"DeepSeek-V3.2","prompt":"Say hi","stream":true}"#,
+        )
         .await;
     let events = r.events();
     assert_eq!(events.last().unwrap(), "[DONE]");
     let text: String = events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
-        .inspect(|c| assert_eq!((c["object"].as_str(), c["model"].as_str()), (Some("text_completion"), Some("DeepSeek-V3.2"))))
+        .inspect(|c| {
+            assert_eq!(
+                (c["object"].as_str(), c["model"].as_str()),
+                (Some("text_completion"), Some("DeepSeek-V3.2"))
+            )
+        })
         .map(|c| c["choices"][0]["text"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(text, "Hello");
@@ -503,7 +526,12 @@ async fn round_robin_spreads_over_accounts_and_keyless_accounts_send_no_key() {
     );
     let gw = TestGateway::start(&cfg).await;
     for _ in 0..4 {
-        assert_eq!(gw.post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY).await.status, 200);
+        assert_eq!(
+            gw.post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+                .await
+                .status,
+            200
+        );
     }
     let keys: Vec<Option<String>> = up
         .requests
@@ -512,8 +540,19 @@ async fn round_robin_spreads_over_accounts_and_keyless_accounts_send_no_key() {
         .iter()
         .map(|r| r.header("authorization").map(str::to_owned))
         .collect();
-    assert_eq!(keys.iter().filter(|k| k.as_deref() == Some("Bearer sk-upstream-a")).count(), 2);
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.as_deref() == Some("Bearer sk-upstream-a"))
+            .count(),
+        2
+    );
     assert_eq!(keys.iter().filter(|k| k.is_none()).count(), 2);
     let s = gw.get("/stats").await.json();
-    assert_eq!((s["accountUsage"]["up/a"].as_u64(), s["accountUsage"]["up/local"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (
+            s["accountUsage"]["up/a"].as_u64(),
+            s["accountUsage"]["up/local"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
 }

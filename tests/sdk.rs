@@ -99,7 +99,8 @@ fn run(cmd: &mut Command) {
 }
 
 fn write_config(name: &str, json: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("chat2api-sdk-{}-{name}.json", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("chat2api-sdk-{}-{name}.json", std::process::id()));
     std::fs::write(&path, json).unwrap();
     path
 }

@@ -286,7 +286,11 @@ pub fn fuzz_request_json(data: &[u8]) {
             assert_eq!(data[info.model_span.end - 1], b'"');
         }
     }
-    if let Some(AnswerInfo { model_span: Some(span), .. }) = inspect_answer(data) {
+    if let Some(AnswerInfo {
+        model_span: Some(span),
+        ..
+    }) = inspect_answer(data)
+    {
         assert_eq!(data[span.start], b'"');
     }
 }

@@ -56,7 +56,8 @@ pub async fn forward(
     // answers are turned back into text completions.
     let via_chat = endpoint == Endpoint::Completions && !pick.provider.native_completions;
     let (path, parts) = if via_chat {
-        let upstream_model: String = serde_json::from_slice(pick.upstream_model).unwrap_or_default();
+        let upstream_model: String =
+            serde_json::from_slice(pick.upstream_model).unwrap_or_default();
         match translate::completion_to_chat(body, &upstream_model) {
             Ok(chat) => ("/chat/completions", [chat, Bytes::new(), Bytes::new()]),
             Err(e) => return Attempt::Done(Response::error(&e)),
@@ -66,7 +67,10 @@ pub async fn forward(
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
         };
-        (path, json::splice(body, info.model_span.clone(), pick.upstream_model))
+        (
+            path,
+            json::splice(body, info.model_span.clone(), pick.upstream_model),
+        )
     };
     let translate = via_chat.then(|| info.model.clone());
     let request = UpstreamRequest {
@@ -130,10 +134,9 @@ pub async fn forward(
             failed: false,
             ended: false,
         };
-        return Attempt::Done(stream_response(
-            EventStream::Upstream(Box::new(stream)),
-            tally.take(),
-        ));
+        // The caller attaches the tally to whichever answer it returns.
+        let stream = EventStream::Upstream(Box::new(stream));
+        return Attempt::Done(stream_response(stream, None));
     }
     let answer = match resp.collect(MAX_ANSWER_BYTES).await {
         Ok(b) => b,
@@ -150,7 +153,10 @@ pub async fn forward(
 
 fn record_usage(stats: &Stats, answer: &[u8]) {
     if let Some(info) = json::inspect_answer(answer) {
-        stats.record_tokens(info.prompt_tokens.unwrap_or(0), info.completion_tokens.unwrap_or(0));
+        stats.record_tokens(
+            info.prompt_tokens.unwrap_or(0),
+            info.completion_tokens.unwrap_or(0),
+        );
     }
 }
 

@@ -32,7 +32,10 @@ pub fn completion_to_chat(body: &[u8], upstream_model: &str) -> Result<Bytes, Ap
         req.remove(*key);
     }
     req.insert("model".into(), Value::String(upstream_model.to_owned()));
-    req.insert("messages".into(), json!([{"role": "user", "content": prompt}]));
+    req.insert(
+        "messages".into(),
+        json!([{"role": "user", "content": prompt}]),
+    );
     Ok(Bytes::from(Value::Object(req).to_string()))
 }
 
@@ -83,7 +86,11 @@ mod tests {
         assert_eq!(out["model"], "up");
         assert_eq!(out["messages"][0]["content"], "a\nb");
         assert_eq!(out["max_tokens"], 5);
-        assert!(out.get("prompt").is_none() && out.get("echo").is_none() && out.get("logprobs").is_none());
+        assert!(
+            out.get("prompt").is_none()
+                && out.get("echo").is_none()
+                && out.get("logprobs").is_none()
+        );
     }
 
     #[test]

@@ -11,14 +11,15 @@
 //! - [`sse`]: the zero-copy server-sent-events decoder;
 //! - [`stats`]: lock-free counters.
 //!
-//! Off the data path: [`config`] (the JSON file and the built-in default) and
-//! [`cli`].
+//! Off the data path: [`config`] (the JSON file and the built-in default),
+//! [`cli`] and [`management`] (start, stop, restart and the status API).
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http1;
+pub mod management;
 pub mod server;
 pub mod sse;
 pub mod stats;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use chat2api::cli::{self, CliAction};
 use chat2api::config::Config;
-use chat2api::gateway::Gateway;
-use chat2api::server::Listener;
+use chat2api::management::control::{Loader, ProxyControl};
 use chat2api::stats::Stats;
 
 #[global_allocator]
@@ -67,15 +66,14 @@ fn load(cli: &cli::Cli) -> Result<Config, String> {
 async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let stats = Arc::new(Stats::new());
-    let drain = config.limits.drain_timeout;
-    let gateway = Arc::new(Gateway::new(config, stats.clone())?);
-    let mut listener = Listener::start(gateway)
-        .await
-        .map_err(|e| format!("cannot listen: {e}"))?;
+    let loader: Loader = Box::new(move || load(&cli));
+    let control = Arc::new(ProxyControl::new(config, stats, loader));
+    control.start().await?;
+    let status = control.status().await;
     eprintln!(
         "chat2api {} listening on http://{}",
         env!("CARGO_PKG_VERSION"),
-        listener.local_addr()
+        authority(&status.host, status.port)
     );
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -84,40 +82,32 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            _ = sighup.recv() => {
-                let config = match load(&cli) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("chat2api: restart refused, keeping the running config: {e}");
-                        continue;
-                    }
-                };
-                let gateway = match Gateway::new(config, stats.clone()) {
-                    Ok(g) => Arc::new(g),
-                    Err(e) => {
-                        eprintln!("chat2api: restart refused, keeping the running config: {e}");
-                        continue;
-                    }
-                };
-                let mut old = listener;
-                old.close().await;
-                listener = match Listener::start(gateway).await {
-                    Ok(l) => l,
-                    Err(e) => return Err(format!("restart: cannot listen: {e}")),
-                };
-                eprintln!("chat2api restarted on http://{}", listener.local_addr());
-                tokio::spawn(async move { old.drain(drain).await });
-            }
+            _ = sighup.recv() => match control.restart().await {
+                Ok(()) => {
+                    let status = control.status().await;
+                    eprintln!("chat2api restarted on http://{}", authority(&status.host, status.port));
+                }
+                Err(e) => eprintln!("chat2api: restart failed: {e}"),
+            },
         }
     }
+    let drain = control.drain_timeout().await;
     eprintln!(
         "chat2api: shutting down, draining for up to {} s",
         drain.as_secs()
     );
-    let left = listener.stop(drain).await;
-    stats.proxy_stopped();
+    let left = control.shutdown().await;
     if left > 0 {
         eprintln!("chat2api: {left} connection(s) still open at the drain deadline");
     }
     Ok(())
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }

@@ -19,8 +19,9 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, Limits, ProviderKind};
 use crate::http1::{Method, RequestHead};
+use crate::server::Service;
 use crate::stats::{unix_time, Stats};
 use crate::upstream::{Upstream, UpstreamConfig};
 use auth::ClientKeys;
@@ -111,6 +112,9 @@ pub struct Gateway {
     upstreams: Vec<Option<Upstream>>,
     created: u64,
     root: Bytes,
+    /// The port the listener actually bound, for `/stats` (the config may
+    /// say 0).
+    bound_port: std::sync::atomic::AtomicU16,
 }
 
 impl Gateway {
@@ -166,14 +170,30 @@ impl Gateway {
             upstreams,
             created: unix_time(),
             root: Bytes::from(root.to_string()),
+            bound_port: std::sync::atomic::AtomicU16::new(config.port),
             config,
             stats,
         })
     }
+}
 
-    /// A first look at a request, before its body is read: which route, and
-    /// may this client use it. An error answer here spares reading the body.
-    pub fn admit(&self, head: &RequestHead) -> Result<(Route, Option<Tally>), Box<Response>> {
+impl Service for Gateway {
+    type Route = Route;
+
+    fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    fn connection_opened(&self) {
+        self.stats.connection_opened();
+    }
+
+    fn connection_closed(&self) {
+        self.stats.connection_closed();
+    }
+
+    /// Which route, and may this client use it.
+    fn admit(&self, head: &RequestHead) -> Result<(Route, Option<Tally>), Box<Response>> {
         let path = head.path();
         let method = head.method();
         let route = match path {
@@ -211,8 +231,7 @@ impl Gateway {
         Ok((route, tally))
     }
 
-    /// Answer an admitted request.
-    pub async fn serve(
+    async fn serve(
         self: &Arc<Self>,
         route: Route,
         head: &RequestHead,
@@ -229,11 +248,21 @@ impl Gateway {
             Route::Models => Response::json(200, self.models_json()),
             Route::Model => self.model_json(head.path()),
             Route::Health => Response::json(200, self.stats.health_json()),
-            Route::Stats => Response::json(200, self.stats.stats_json("running", self.config.port)),
+            Route::Stats => {
+                let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
+                Response::json(200, self.stats.stats_json("running", port))
+            }
             Route::Root => Response::json(200, self.root.clone()),
             Route::Preflight => preflight(head),
         };
         resp.with_tally(tally)
+    }
+}
+
+impl Gateway {
+    pub fn set_bound_port(&self, port: u16) {
+        self.bound_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn model_object(&self, id: &str, owner: &str) -> serde_json::Value {

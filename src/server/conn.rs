@@ -1,6 +1,6 @@
 //! The per-connection driver: the only code that reads and writes client
 //! sockets. It feeds bytes to the sans-IO parsers of `crate::http1`, hands
-//! complete requests to the gateway, and writes the answers back in order
+//! complete requests to its [`Service`], and writes the answers back in order
 //! (pipelined requests wait in the read buffer until their turn).
 //!
 //! While a request is being served, the socket is still watched: a client
@@ -17,11 +17,12 @@ use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::write::{body_parts, encode_head, write_all_vectored, write_end, write_item, Framing};
+use super::Service;
 use crate::config::Limits as ConfigLimits;
 use crate::gateway::error::ApiError;
 use crate::gateway::response::{Body, Response};
 use crate::gateway::stream::StreamItem;
-use crate::gateway::Gateway;
+use crate::gateway::Tally;
 use crate::http1::{
     parse_request, BodyDecoder, BodyFraming, Frame, HttpError, Limits, Method, RequestHead, Version,
 };
@@ -49,11 +50,11 @@ impl From<HttpError> for End {
     }
 }
 
-pub struct Conn {
+pub struct Conn<S: Service> {
     stream: TcpStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
-    gateway: Arc<Gateway>,
+    service: Arc<S>,
     limits: Limits,
     timeouts: Timeouts,
     shutdown: watch::Receiver<bool>,
@@ -66,10 +67,10 @@ struct Timeouts {
     idle: Duration,
 }
 
-impl Conn {
-    pub fn new(stream: TcpStream, gateway: Arc<Gateway>, shutdown: watch::Receiver<bool>) -> Conn {
+impl<S: Service> Conn<S> {
+    pub fn new(stream: TcpStream, service: Arc<S>, shutdown: watch::Receiver<bool>) -> Conn<S> {
         let _ = stream.set_nodelay(true);
-        let l: &ConfigLimits = &gateway.config.limits;
+        let l: &ConfigLimits = service.limits();
         let timeouts = Timeouts {
             header: l.header_read_timeout,
             body: l.body_read_timeout,
@@ -81,20 +82,20 @@ impl Conn {
             wbuf: BytesMut::with_capacity(512),
             limits: super::http_limits(l),
             timeouts,
-            gateway,
+            service,
             shutdown,
         }
     }
 
     pub async fn run(mut self) {
-        self.gateway.stats.connection_opened();
+        self.service.connection_opened();
         let end = self.serve_requests().await;
         if let End::Error(err) = end {
             let resp = Response::error(&err);
             let _ = self.write_whole(resp, false, true).await;
         }
         let _ = self.stream.shutdown().await;
-        self.gateway.stats.connection_closed();
+        self.service.connection_closed();
     }
 
     async fn serve_requests(&mut self) -> End {
@@ -106,7 +107,7 @@ impl Conn {
             let is_head = head.method() == Method::Head;
             let http10 = head.version() == Version::Http10;
             let mut close = !head.keep_alive();
-            let (route, tally) = match self.gateway.admit(&head) {
+            let (route, tally) = match self.service.admit(&head) {
                 Ok(admitted) => admitted,
                 Err(resp) => {
                     // The body was not read: unless there is none, the
@@ -228,13 +229,13 @@ impl Conn {
     /// and dropping the handler future cancels whatever it was waiting on.
     async fn serve_watching(
         &mut self,
-        route: crate::gateway::Route,
+        route: S::Route,
         head: &RequestHead,
         body: Bytes,
-        tally: Option<crate::gateway::Tally>,
+        tally: Option<Tally>,
     ) -> Option<Response> {
-        let gateway = self.gateway.clone();
-        let serve = gateway.serve(route, head, body, tally);
+        let service = self.service.clone();
+        let serve = service.serve(route, head, body, tally);
         tokio::pin!(serve);
         let max = self.limits.max_head_bytes;
         loop {

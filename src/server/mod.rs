@@ -1,12 +1,15 @@
-//! The proxy listener: binding, accepting, and stopping with a drain.
+//! Listeners: binding, accepting, and stopping with a drain.
 //!
 //! Owns the listening socket and the set of live connections; each accepted
-//! socket gets its own task running a [`conn::Conn`]. Knows nothing of routes
-//! or JSON.
+//! socket gets its own task running a [`conn::Conn`], which hands requests to
+//! a [`Service`] (the proxy's gateway, or the management API). Knows nothing
+//! of routes or JSON.
 
 pub mod conn;
 pub mod write;
 
+use bytes::Bytes;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -17,8 +20,35 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Limits as ConfigLimits;
-use crate::gateway::Gateway;
-use crate::http1::Limits;
+use crate::gateway::response::Response;
+use crate::gateway::Tally;
+use crate::http1::{Limits, RequestHead};
+
+/// What a listener serves. The connection driver parses, frames and writes;
+/// the service decides what to answer.
+pub trait Service: Send + Sync + 'static {
+    /// What `admit` learned about a request, handed back to `serve`.
+    type Route: Send;
+
+    fn limits(&self) -> &ConfigLimits;
+
+    /// A client connection opened or closed (the proxy counts them).
+    fn connection_opened(&self) {}
+    fn connection_closed(&self) {}
+
+    /// A first look at a request, before its body is read: an error answer
+    /// here spares reading the body.
+    fn admit(&self, head: &RequestHead) -> Result<(Self::Route, Option<Tally>), Box<Response>>;
+
+    /// Answer an admitted request.
+    fn serve<'a>(
+        self: &'a Arc<Self>,
+        route: Self::Route,
+        head: &'a RequestHead,
+        body: Bytes,
+        tally: Option<Tally>,
+    ) -> impl Future<Output = Response> + Send + 'a;
+}
 
 /// The protocol limits of the HTTP/1.1 layer, from the config.
 pub fn http_limits(l: &ConfigLimits) -> Limits {
@@ -41,21 +71,13 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Bind `host:port` and start serving `gateway`.
-    pub async fn start(gateway: Arc<Gateway>) -> io::Result<Listener> {
-        let host = gateway.config.host.clone();
-        let port = gateway.config.port;
-        let listener = bind(&host, port).await?;
+    /// Bind `host:port` and start serving `service`.
+    pub async fn start<S: Service>(service: Arc<S>, host: &str, port: u16) -> io::Result<Listener> {
+        let listener = bind(host, port).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stop_rx) = watch::channel(false);
         let live = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            gateway.clone(),
-            stop_rx,
-            live.clone(),
-        ));
-        gateway.stats.proxy_started();
+        let accept = tokio::spawn(accept_loop(listener, service, stop_rx, live.clone()));
         Ok(Listener {
             addr,
             shutdown,
@@ -124,13 +146,13 @@ impl Drop for LiveGuard {
     }
 }
 
-async fn accept_loop(
+async fn accept_loop<S: Service>(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    service: Arc<S>,
     mut stop: watch::Receiver<bool>,
     live: Arc<AtomicUsize>,
 ) {
-    let max = gateway.config.limits.max_connections;
+    let max = service.limits().max_connections;
     loop {
         // At the connection cap, leave further clients in the kernel's
         // accept queue until a connection ends.
@@ -155,7 +177,7 @@ async fn accept_loop(
         };
         live.fetch_add(1, Relaxed);
         let guard = LiveGuard(live.clone());
-        let conn = conn::Conn::new(stream, gateway.clone(), stop.clone());
+        let conn = conn::Conn::new(stream, service.clone(), stop.clone());
         tokio::spawn(async move {
             conn.run().await;
             drop(guard);

@@ -43,8 +43,13 @@ impl TestGateway {
 
     pub async fn with_config(config: Config) -> TestGateway {
         let stats = Arc::new(Stats::new());
+        let (host, port) = (config.host.clone(), config.port);
         let gateway = Arc::new(Gateway::new(config, stats.clone()).expect("gateway"));
-        let listener = Listener::start(gateway).await.expect("listen");
+        let listener = Listener::start(gateway.clone(), &host, port)
+            .await
+            .expect("listen");
+        gateway.set_bound_port(listener.local_addr().port());
+        stats.proxy_started();
         TestGateway {
             addr: listener.local_addr(),
             listener: Some(listener),

@@ -1,0 +1,2 @@
+//! Management: controlling the proxy listener (start, stop, restart).
+pub mod control;

@@ -18,13 +18,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// A shared counter handle, resolved once at config load.
 pub type Counter = Arc<AtomicU64>;
 
-/// The three families of labelled usage counters of SPEC §3 `/stats`.
+/// The families of labelled names: the three usage counters of SPEC §3
+/// `/stats`, and upstream model names (only named in the request log).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Label {
     Model,
     Provider,
     Account,
+    UpstreamModel,
 }
+
+/// A labelled name's place in the registry: stable for the process's life,
+/// so a log record can name it with a number.
+pub type LabelId = u32;
+pub const NO_LABEL: LabelId = u32::MAX;
 
 /// Process-lifetime statistics.
 pub struct Stats {
@@ -42,6 +49,7 @@ pub struct Stats {
     ttft: Histogram,
     per_minute: MinuteWindow,
     labels: Mutex<Vec<(Label, String, Counter)>>,
+    log: RequestLog,
 }
 
 impl Default for Stats {
@@ -65,19 +73,29 @@ impl Stats {
             ttft: Histogram::new(),
             per_minute: MinuteWindow::new(),
             labels: Mutex::new(Vec::new()),
+            log: RequestLog::new(),
         }
     }
 
     /// The counter for `(label, name)`, created on first use. Called at config
     /// load; the same name keeps its count across restarts.
     pub fn counter(&self, label: Label, name: &str) -> Counter {
+        self.label(label, name).1
+    }
+
+    /// The id and counter of `(label, name)`, created on first use.
+    pub fn label(&self, label: Label, name: &str) -> (LabelId, Counter) {
         let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, _, c)) = labels.iter().find(|(l, n, _)| *l == label && n == name) {
-            return c.clone();
+        if let Some(i) = labels.iter().position(|(l, n, _)| *l == label && n == name) {
+            return (i as LabelId, labels[i].2.clone());
         }
         let c = Counter::default();
         labels.push((label, name.to_owned(), c.clone()));
-        c
+        ((labels.len() - 1) as LabelId, c)
+    }
+
+    fn label_name(labels: &[(Label, String, Counter)], id: LabelId) -> Option<&str> {
+        labels.get(id as usize).map(|(_, n, _)| n.as_str())
     }
 
     pub fn proxy_started(&self) {
@@ -118,7 +136,7 @@ impl Stats {
 
     /// The request ended: `ok` is a completed 2xx answer (a stream that ended
     /// with `[DONE]`).
-    pub fn request_finished(&self, ok: bool, latency: Duration) {
+    fn request_finished(&self, ok: bool, latency: Duration) {
         if ok {
             self.success.fetch_add(1, Relaxed);
         } else {
@@ -127,11 +145,7 @@ impl Stats {
         self.latency.record(latency);
     }
 
-    pub fn record_ttft(&self, ttft: Duration) {
-        self.ttft.record(ttft);
-    }
-
-    pub fn record_tokens(&self, prompt: u64, completion: u64) {
+    fn record_tokens(&self, prompt: u64, completion: u64) {
         self.prompt_tokens.fetch_add(prompt, Relaxed);
         self.completion_tokens.fetch_add(completion, Relaxed);
     }
@@ -360,6 +374,287 @@ impl MinuteWindow {
     }
 }
 
+/// Which labelled names a request was routed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteIds {
+    pub model: LabelId,
+    pub provider: LabelId,
+    pub account: LabelId,
+    pub upstream_model: LabelId,
+}
+
+impl Default for RouteIds {
+    fn default() -> Self {
+        RouteIds {
+            model: NO_LABEL,
+            provider: NO_LABEL,
+            account: NO_LABEL,
+            upstream_model: NO_LABEL,
+        }
+    }
+}
+
+/// One `/v1/` request's entry in the statistics, carried along with the
+/// request and closed once its answer is written. Dropping it unfinished
+/// (a client that went away mid-answer) counts as a failure, logged with
+/// status 499 as nginx does.
+pub struct Tally {
+    stats: Arc<Stats>,
+    start: Instant,
+    ttft: Option<Duration>,
+    tokens: (u64, u64),
+    route: RouteIds,
+    stream: bool,
+    finished: bool,
+}
+
+/// The status logged for a request whose client left before its answer ended.
+pub const CLIENT_GONE: u16 = 499;
+
+impl Tally {
+    pub fn new(stats: &Arc<Stats>) -> Tally {
+        stats.request_started();
+        Tally {
+            stats: stats.clone(),
+            start: Instant::now(),
+            ttft: None,
+            tokens: (0, 0),
+            route: RouteIds::default(),
+            stream: false,
+            finished: false,
+        }
+    }
+
+    /// The first token reached the client (the first event of a stream, or
+    /// the head of a plain answer).
+    pub fn first_token(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.start.elapsed());
+        }
+    }
+
+    pub fn tokens(&mut self, prompt: u64, completion: u64) {
+        self.tokens = (prompt, completion);
+    }
+
+    pub fn route(&mut self, route: RouteIds) {
+        self.route = route;
+    }
+
+    pub fn streamed(&mut self) {
+        self.stream = true;
+    }
+
+    /// Close the record: `ok` is a completed 2xx answer; `error` the code of
+    /// an error answer or of a stream that broke off.
+    pub fn finish(mut self, status: u16, ok: bool, error: Option<&'static str>) {
+        self.close(status, ok, error);
+    }
+
+    fn close(&mut self, status: u16, ok: bool, error: Option<&'static str>) {
+        self.finished = true;
+        let latency = self.start.elapsed();
+        let stats = &self.stats;
+        stats.request_finished(ok, latency);
+        if let Some(ttft) = self.ttft {
+            stats.ttft.record(ttft);
+        }
+        stats.record_tokens(self.tokens.0, self.tokens.1);
+        stats.log.push(&LogRecord {
+            time_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            status,
+            stream: self.stream,
+            error: error.map_or(0, log_error_index),
+            latency_us: latency.as_micros() as u64,
+            ttft_us: self.ttft.map_or(u64::MAX, |d| d.as_micros() as u64),
+            tokens: self.tokens,
+            route: self.route,
+        });
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.close(CLIENT_GONE, false, Some("client_gone"));
+        }
+    }
+}
+
+/// Error codes a log record can name, by index (0 = none). Codes outside
+/// this list are logged as `error`.
+const LOG_ERRORS: &[&str] = &[
+    "",
+    "error",
+    "invalid_request_error",
+    "missing_api_key",
+    "invalid_api_key",
+    "not_found",
+    "model_not_found",
+    "method_not_allowed",
+    "request_timeout",
+    "request_too_large",
+    "uri_too_long",
+    "headers_too_large",
+    "bad_request",
+    "no_available_account",
+    "upstream_error",
+    "upstream_timeout",
+    "upstream_status",
+    "stream_error",
+    "client_gone",
+];
+
+fn log_error_index(code: &str) -> u8 {
+    LOG_ERRORS.iter().position(|c| *c == code).unwrap_or(1) as u8
+}
+
+/// One finished request, as the log keeps it: numbers only, no keys, no
+/// bodies, names by label id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LogRecord {
+    time_ms: u64,
+    status: u16,
+    stream: bool,
+    error: u8,
+    latency_us: u64,
+    ttft_us: u64,
+    tokens: (u64, u64),
+    route: RouteIds,
+}
+
+/// How many recent requests the log keeps.
+pub const LOG_CAPACITY: usize = 256;
+const LOG_WORDS: usize = 7;
+
+/// A ring of the most recent requests, written without a lock.
+///
+/// Each slot is a seqlock made of atomics: the writer marks the slot odd,
+/// stores the words and marks it even with its sequence number; a reader
+/// keeps a slot only if it saw the same even mark before and after reading
+/// the words. The Release/Acquire pairs order the words against the marks;
+/// this is the one place in this module that needs more than `Relaxed`.
+struct RequestLog {
+    next: AtomicU64,
+    slots: Box<[LogSlot]>,
+}
+
+struct LogSlot {
+    seq: AtomicU64,
+    words: [AtomicU64; LOG_WORDS],
+}
+
+impl RequestLog {
+    fn new() -> RequestLog {
+        RequestLog {
+            next: AtomicU64::new(0),
+            slots: (0..LOG_CAPACITY)
+                .map(|_| LogSlot {
+                    seq: AtomicU64::new(0),
+                    words: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
+                .collect(),
+        }
+    }
+
+    fn push(&self, r: &LogRecord) {
+        use std::sync::atomic::{fence, Ordering::Release};
+        let n = self.next.fetch_add(1, Relaxed);
+        let slot = &self.slots[(n % LOG_CAPACITY as u64) as usize];
+        slot.seq.store(2 * n + 1, Relaxed);
+        fence(Release);
+        let words = [
+            r.time_ms,
+            r.status as u64 | (r.stream as u64) << 16 | (r.error as u64) << 24,
+            r.latency_us,
+            r.ttft_us,
+            r.tokens.0.min(u32::MAX as u64) | r.tokens.1.min(u32::MAX as u64) << 32,
+            r.route.model as u64 | (r.route.provider as u64) << 32,
+            r.route.account as u64 | (r.route.upstream_model as u64) << 32,
+        ];
+        for (w, v) in slot.words.iter().zip(words) {
+            w.store(v, Relaxed);
+        }
+        slot.seq.store(2 * n + 2, Release);
+    }
+
+    /// The records still in the ring, newest first.
+    fn records(&self) -> Vec<LogRecord> {
+        use std::sync::atomic::{fence, Ordering::Acquire};
+        let mut out: Vec<(u64, LogRecord)> = Vec::with_capacity(LOG_CAPACITY);
+        for slot in self.slots.iter() {
+            let before = slot.seq.load(Acquire);
+            if before == 0 || before % 2 == 1 {
+                continue;
+            }
+            let w: [u64; LOG_WORDS] = std::array::from_fn(|i| slot.words[i].load(Relaxed));
+            fence(Acquire);
+            if slot.seq.load(Relaxed) != before {
+                continue; // overwritten while we read it
+            }
+            let lo = |x: u64| (x & 0xffff_ffff) as u32;
+            out.push((
+                before,
+                LogRecord {
+                    time_ms: w[0],
+                    status: (w[1] & 0xffff) as u16,
+                    stream: (w[1] >> 16) & 1 == 1,
+                    error: ((w[1] >> 24) & 0xff) as u8,
+                    latency_us: w[2],
+                    ttft_us: w[3],
+                    tokens: (w[4] & 0xffff_ffff, w[4] >> 32),
+                    route: RouteIds {
+                        model: lo(w[5]),
+                        provider: (w[5] >> 32) as u32,
+                        account: lo(w[6]),
+                        upstream_model: (w[6] >> 32) as u32,
+                    },
+                },
+            ));
+        }
+        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+impl Stats {
+    /// The request log of `/v0/management/logs`, newest first: a JSON array.
+    pub fn log_json(&self) -> String {
+        let records = self.log.records();
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        let name = |id: LabelId| Stats::label_name(&labels, id).map(json_str);
+        let entries: Vec<String> = records
+            .iter()
+            .map(|r| {
+                let opt = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
+                let ms = |us: u64| round3(us as f64 / 1000.0);
+                format!(
+                    "{{\"time\":{},\"model\":{},\"actualModel\":{},\"provider\":{},\"account\":{},\"status\":{},\"latency\":{},\"ttft\":{},\"stream\":{},\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"error\":{}}}",
+                    r.time_ms,
+                    opt(name(r.route.model)),
+                    opt(name(r.route.upstream_model)),
+                    opt(name(r.route.provider)),
+                    opt(name(r.route.account)),
+                    r.status,
+                    ms(r.latency_us),
+                    if r.ttft_us == u64::MAX { "null".to_owned() } else { ms(r.ttft_us).to_string() },
+                    r.stream,
+                    r.tokens.0,
+                    r.tokens.1,
+                    match r.error {
+                        0 => "null".to_owned(),
+                        e => json_str(LOG_ERRORS.get(e as usize).copied().unwrap_or("error")),
+                    },
+                )
+            })
+            .collect();
+        format!("[{}]", entries.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,9 +701,10 @@ mod tests {
         let m = s.counter(Label::Model, "DeepSeek-V3.2");
         m.fetch_add(7, Relaxed);
         assert!(Arc::ptr_eq(&m, &s.counter(Label::Model, "DeepSeek-V3.2")));
-        s.request_started();
-        s.request_finished(true, Duration::from_millis(12));
-        s.record_tokens(3, 4);
+        let s = Arc::new(s);
+        let mut t = Tally::new(&s);
+        t.tokens(3, 4);
+        t.finish(200, true, None);
         let v: serde_json::Value = serde_json::from_str(&s.stats_json("running", 8080)).unwrap();
         assert_eq!(v["modelUsage"]["DeepSeek-V3.2"], 7);
         assert_eq!(v["totalRequests"], 1);
@@ -416,5 +712,44 @@ mod tests {
         assert_eq!(v["tokens"]["completion"], 4);
         let h: serde_json::Value = serde_json::from_str(&s.health_json()).unwrap();
         assert_eq!(h["statistics"]["successRequests"], 1);
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_requests_with_their_names() {
+        let s = Arc::new(Stats::new());
+        let route = RouteIds {
+            model: s.label(Label::Model, "DeepSeek-V3.2").0,
+            provider: s.label(Label::Provider, "deepseek").0,
+            account: s.label(Label::Account, "deepseek/main").0,
+            upstream_model: s.label(Label::UpstreamModel, "deepseek-chat").0,
+        };
+        for i in 0..(LOG_CAPACITY + 10) {
+            let mut t = Tally::new(&s);
+            t.route(route);
+            t.tokens(i as u64, 1);
+            if i % 2 == 0 {
+                t.streamed();
+                t.first_token();
+            }
+            t.finish(200, true, None);
+        }
+        drop(Tally::new(&s)); // a client that left: logged as 499
+        let log: serde_json::Value = serde_json::from_str(&s.log_json()).unwrap();
+        let log = log.as_array().unwrap();
+        assert_eq!(log.len(), LOG_CAPACITY);
+        assert_eq!(log[0]["status"], 499);
+        assert_eq!(log[0]["error"], "client_gone");
+        assert!(log[0]["model"].is_null());
+        let newest = &log[1];
+        assert_eq!(newest["model"], "DeepSeek-V3.2");
+        assert_eq!(newest["actualModel"], "deepseek-chat");
+        assert_eq!(newest["account"], "deepseek/main");
+        assert_eq!(newest["tokens"]["prompt"], (LOG_CAPACITY + 9) as u64);
+        assert_eq!(newest["stream"], false);
+        assert!(newest["ttft"].is_null());
+        assert_eq!(log[2]["stream"], true);
+        assert!(log[2]["ttft"].is_number());
+        let v: serde_json::Value = serde_json::from_str(&s.stats_json("running", 1)).unwrap();
+        assert_eq!(v["failedRequests"], 1);
     }
 }

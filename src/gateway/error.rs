@@ -93,6 +93,11 @@ impl ApiError {
         }
     }
 
+    /// The code the request log names this error by.
+    pub fn log_code(&self) -> &'static str {
+        self.code().unwrap_or(self.kind())
+    }
+
     /// The OpenAI-shaped JSON body.
     pub fn body(&self) -> Bytes {
         let body = serde_json::json!({

@@ -17,12 +17,11 @@ pub mod translate;
 
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::config::{Config, Limits, ProviderKind};
 use crate::http1::{Method, RequestHead};
 use crate::server::Service;
-use crate::stats::{unix_time, Stats};
+use crate::stats::{unix_time, Stats, Tally};
 use crate::upstream::{Upstream, UpstreamConfig};
 use auth::ClientKeys;
 use error::ApiError;
@@ -55,49 +54,6 @@ impl Route {
 
     pub fn has_body(self) -> bool {
         matches!(self, Route::Chat | Route::Completions)
-    }
-}
-
-/// One request's entry in the statistics. Dropping it unfinished (a client
-/// that went away, a failed stream) counts as a failure.
-pub struct Tally {
-    stats: Arc<Stats>,
-    start: Instant,
-    first_token: bool,
-    finished: bool,
-}
-
-impl Tally {
-    fn new(stats: &Arc<Stats>) -> Tally {
-        stats.request_started();
-        Tally {
-            stats: stats.clone(),
-            start: Instant::now(),
-            first_token: false,
-            finished: false,
-        }
-    }
-
-    /// The first token reached the client (the first event of a stream, or
-    /// the head of a plain answer).
-    pub fn first_token(&mut self) {
-        if !self.first_token {
-            self.first_token = true;
-            self.stats.record_ttft(self.start.elapsed());
-        }
-    }
-
-    pub fn finish(mut self, ok: bool) {
-        self.finished = true;
-        self.stats.request_finished(ok, self.start.elapsed());
-    }
-}
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.stats.request_finished(false, self.start.elapsed());
-        }
     }
 }
 
@@ -313,6 +269,9 @@ impl Gateway {
                 break;
             };
             tried.push(pick.index());
+            if let Some(t) = tally.as_mut() {
+                t.route(pick.ids);
+            }
             let upstream = self.upstreams[pick.index().0].as_ref();
             let ProviderKind::Mock { text, token_delay } = &pick.provider.kind else {
                 let Some(upstream) = upstream else { break };
@@ -346,14 +305,12 @@ impl Gateway {
             let text = mock::answer_text(text.as_deref(), &info);
             if info.stream {
                 let s = mock::MockStream::new(endpoint, &text, &info, *token_delay);
-                self.stats
-                    .record_tokens(s.prompt_tokens, s.completion_tokens);
                 return stream_response(EventStream::Mock(s), tally);
             }
             let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);
-            self.stats.record_tokens(prompt, completion);
             if let Some(t) = tally.as_mut() {
                 t.first_token();
+                t.tokens(prompt, completion);
             }
             return Response::json(200, answer).with_tally(tally);
         }
@@ -373,8 +330,10 @@ pub fn stream_response(stream: EventStream, tally: Option<Tally>) -> Response {
             ("X-Accel-Buffering", Bytes::from_static(b"no")),
         ],
         body: Body::Stream(stream),
-        tally,
+        tally: None,
+        error: None,
     }
+    .with_tally(tally)
 }
 
 /// CORS preflight: allow any origin, the methods we serve and the headers the
@@ -397,6 +356,7 @@ fn preflight(head: &RequestHead) -> Response {
         ],
         body: Body::Empty,
         tally: None,
+        error: None,
     }
 }
 

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use super::error::ApiError;
 use super::json::{self, Endpoint, RequestInfo};
-use super::response::Response;
+use super::response::{Body, Response};
 use super::router::Pick;
 use super::stream::{error_event, EventStream, StreamItem, DONE, KEEP_ALIVE};
-use super::{stream_response, translate, Gateway, Tally};
+use super::{stream_response, translate, Gateway};
 use crate::http1::RequestHead;
 use crate::sse::SseDecoder;
-use crate::stats::Stats;
+use crate::stats::Tally;
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
 /// The most an upstream may send as one plain answer or error body.
@@ -125,7 +125,7 @@ pub async fn forward(
             decoder: SseDecoder::new(),
             client_model,
             translate,
-            stats: gw.stats.clone(),
+            usage: (0, 0),
             keep_alive: gw.config.limits.sse_keepalive_interval,
             idle_timeout: gw.config.limits.stream_idle_timeout,
             silent: Duration::ZERO,
@@ -142,42 +142,27 @@ pub async fn forward(
         Ok(b) => b,
         Err(e) => return Attempt::Failed(Response::error(&ApiError::Upstream(e.to_string()))),
     };
-    if let Some(name) = &translate {
-        if let Some(converted) = translate::chat_to_completion(&answer, name) {
-            record_usage(&gw.stats, &converted);
-            return Attempt::Done(Response::json(200, converted));
-        }
-    }
-    Attempt::Done(plain_answer(&gw.stats, answer, &client_model))
+    let answer = match &translate {
+        Some(name) => translate::chat_to_completion(&answer, name).unwrap_or(answer),
+        None => answer,
+    };
+    Attempt::Done(plain_answer(answer, &client_model, tally))
 }
 
-fn record_usage(stats: &Stats, answer: &[u8]) {
-    if let Some(info) = json::inspect_answer(answer) {
-        stats.record_tokens(
+/// A whole JSON answer with `model` set back to the client's name.
+fn plain_answer(answer: Bytes, client_model: &Bytes, tally: &mut Option<Tally>) -> Response {
+    let mut resp = Response::json(200, Bytes::new());
+    let info = json::inspect_answer(&answer).unwrap_or_default();
+    if let Some(t) = tally.as_mut() {
+        t.tokens(
             info.prompt_tokens.unwrap_or(0),
             info.completion_tokens.unwrap_or(0),
         );
     }
-}
-
-/// A whole JSON answer with `model` set back to the client's name.
-fn plain_answer(stats: &Stats, answer: Bytes, client_model: &Bytes) -> Response {
-    let mut resp = Response::json(200, Bytes::new());
-    match json::inspect_answer(&answer) {
-        Some(info) => {
-            stats.record_tokens(
-                info.prompt_tokens.unwrap_or(0),
-                info.completion_tokens.unwrap_or(0),
-            );
-            resp.body = match info.model_span {
-                Some(span) => {
-                    super::response::Body::Spliced(json::splice(&answer, span, client_model))
-                }
-                None => super::response::Body::Full(answer),
-            };
-        }
-        None => resp.body = super::response::Body::Full(answer),
-    }
+    resp.body = match info.model_span {
+        Some(span) => Body::Spliced(json::splice(&answer, span, client_model)),
+        None => Body::Full(answer),
+    };
     resp
 }
 
@@ -208,6 +193,7 @@ async fn passthrough_error(status: u16, resp: &mut UpstreamResponse) -> Response
         )
     };
     let mut r = Response::json(status, body);
+    r.error = Some("upstream_status");
     if let Some(v) = resp.head().header_bytes("retry-after") {
         r.headers.push(("Retry-After", v));
     }
@@ -223,7 +209,8 @@ pub struct UpstreamStream {
     /// For a `completions: "chat"` provider: the client's model name; each
     /// chat chunk is turned into a `text_completion` chunk.
     translate: Option<String>,
-    stats: Arc<Stats>,
+    /// Token counts from the upstream's `usage`, when it sent one.
+    usage: (u64, u64),
     keep_alive: Duration,
     idle_timeout: Duration,
     /// How long the upstream has been silent, in whole keep-alive intervals.
@@ -283,28 +270,27 @@ impl UpstreamStream {
         }
     }
 
-    fn rewrite(&self, data: Bytes) -> [Bytes; 3] {
-        if let Some(name) = &self.translate {
-            if let Some(converted) = translate::chat_to_completion(&data, name) {
-                record_usage(&self.stats, &converted);
-                return [converted, Bytes::new(), Bytes::new()];
-            }
+    fn rewrite(&mut self, data: Bytes) -> [Bytes; 3] {
+        let data = match &self.translate {
+            Some(name) => translate::chat_to_completion(&data, name).unwrap_or(data),
+            None => data,
+        };
+        let info = json::inspect_answer(&data).unwrap_or_default();
+        if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
+            self.usage = (
+                info.prompt_tokens.unwrap_or(0),
+                info.completion_tokens.unwrap_or(0),
+            );
         }
-        match json::inspect_answer(&data) {
-            Some(info) => {
-                if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
-                    self.stats.record_tokens(
-                        info.prompt_tokens.unwrap_or(0),
-                        info.completion_tokens.unwrap_or(0),
-                    );
-                }
-                match info.model_span {
-                    Some(span) => json::splice(&data, span, &self.client_model),
-                    None => [data, Bytes::new(), Bytes::new()],
-                }
-            }
-            None => [data, Bytes::new(), Bytes::new()],
+        match info.model_span {
+            // A translated chunk already names the client's model.
+            Some(span) if self.translate.is_none() => json::splice(&data, span, &self.client_model),
+            _ => [data, Bytes::new(), Bytes::new()],
         }
+    }
+
+    pub fn usage(&self) -> (u64, u64) {
+        self.usage
     }
 
     fn finish_done(&mut self) -> StreamItem {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::error::ApiError;
 use super::stream::EventStream;
-use super::Tally;
+use crate::stats::Tally;
 
 pub const JSON: &str = "application/json";
 pub const HTML: &str = "text/html; charset=utf-8";
@@ -30,6 +30,8 @@ pub struct Response {
     /// The statistics record of a `/v1/` request, closed when the answer is
     /// fully written (or dropped unfinished, which counts as a failure).
     pub tally: Option<Tally>,
+    /// The error code of an error answer, for the request log.
+    pub error: Option<&'static str>,
 }
 
 impl Response {
@@ -40,11 +42,13 @@ impl Response {
             headers: Vec::new(),
             body: Body::Full(body.into()),
             tally: None,
+            error: None,
         }
     }
 
     pub fn error(err: &ApiError) -> Response {
         let mut r = Response::json(err.status(), err.body());
+        r.error = Some(err.log_code());
         if matches!(err, ApiError::MethodNotAllowed) {
             r.headers
                 .push(("Allow", Bytes::from_static(b"GET, POST, OPTIONS")));
@@ -52,9 +56,22 @@ impl Response {
         r
     }
 
-    pub fn with_tally(mut self, tally: Option<Tally>) -> Response {
+    pub fn with_tally(mut self, mut tally: Option<Tally>) -> Response {
+        if let (Some(t), Body::Stream(_)) = (tally.as_mut(), &self.body) {
+            t.streamed();
+        }
         self.tally = tally;
         self
+    }
+
+    /// Close the statistics record once the answer is written (`written`
+    /// false: the client is gone).
+    pub fn finish_tally(&mut self, written: bool) {
+        if let Some(t) = self.tally.take() {
+            if written {
+                t.finish(self.status, self.is_success(), self.error);
+            }
+        }
     }
 
     pub fn is_success(&self) -> bool {

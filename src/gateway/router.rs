@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ProviderKind, Strategy};
-use crate::stats::{Counter, Label, Stats};
+use crate::stats::{Counter, Label, LabelId, RouteIds, Stats};
 
 /// Consecutive failures after which an account rests (SPEC §2).
 pub const FAILURES_BEFORE_REST: u32 = 3;
@@ -36,6 +36,7 @@ pub struct Provider {
     pub accounts: Vec<Account>,
     pub native_completions: bool,
     counter: Counter,
+    label: LabelId,
 }
 
 pub struct Account {
@@ -50,10 +51,17 @@ pub struct Account {
     failures: AtomicU32,
     resting_until_ms: AtomicU64,
     counter: Counter,
+    label: LabelId,
 }
 
 impl Account {
-    fn new(id: &str, key: &str, daily_limit: u64, enabled: bool, counter: Counter) -> Account {
+    fn new(
+        id: &str,
+        key: &str,
+        daily_limit: u64,
+        enabled: bool,
+        label: (LabelId, Counter),
+    ) -> Account {
         Account {
             id: id.to_owned(),
             authorization: if key.is_empty() {
@@ -67,7 +75,8 @@ impl Account {
             used_today: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             resting_until_ms: AtomicU64::new(0),
-            counter,
+            counter: label.1,
+            label: label.0,
         }
     }
 
@@ -118,6 +127,7 @@ impl Account {
 struct Target {
     provider: usize,
     upstream_model: Bytes,
+    upstream_label: LabelId,
 }
 
 /// A client-visible model with every provider that serves it.
@@ -126,6 +136,7 @@ pub struct Route {
     targets: Vec<Target>,
     next: AtomicUsize,
     counter: Counter,
+    label: LabelId,
 }
 
 struct Mapping {
@@ -147,6 +158,8 @@ pub struct Pick<'a> {
     /// The upstream's model name as a JSON string literal.
     pub upstream_model: &'a Bytes,
     index: (usize, usize),
+    /// The names this attempt is logged under.
+    pub ids: RouteIds,
 }
 
 pub struct Router {
@@ -169,34 +182,39 @@ impl Router {
                 .accounts
                 .iter()
                 .map(|a| {
-                    let c = stats.counter(Label::Account, &format!("{}/{}", p.id, a.id));
-                    Account::new(&a.id, &a.api_key, a.daily_limit, a.enabled, c)
+                    let l = stats.label(Label::Account, &format!("{}/{}", p.id, a.id));
+                    Account::new(&a.id, &a.api_key, a.daily_limit, a.enabled, l)
                 })
                 .collect();
             if accounts.is_empty() && matches!(p.kind, ProviderKind::Mock { .. }) {
-                let c = stats.counter(Label::Account, &format!("{}/default", p.id));
-                accounts.push(Account::new("default", "", 0, true, c));
+                let l = stats.label(Label::Account, &format!("{}/default", p.id));
+                accounts.push(Account::new("default", "", 0, true, l));
             }
+            let (label, counter) = stats.label(Label::Provider, &p.id);
             providers.push(Provider {
                 id: p.id.clone(),
                 kind: p.kind.clone(),
                 accounts,
                 native_completions: matches!(p.completions, crate::config::CompletionsMode::Native),
-                counter: stats.counter(Label::Provider, &p.id),
+                counter,
+                label,
             });
             for (client, upstream) in &p.models {
                 let ri = *by_name.entry(client.clone()).or_insert_with(|| {
+                    let (label, counter) = stats.label(Label::Model, client);
                     routes.push(Route {
                         name: client.clone(),
                         targets: Vec::new(),
                         next: AtomicUsize::new(0),
-                        counter: stats.counter(Label::Model, client),
+                        counter,
+                        label,
                     });
                     routes.len() - 1
                 });
                 routes[ri].targets.push(Target {
                     provider: pi,
                     upstream_model: crate::gateway::json::quoted(upstream),
+                    upstream_label: stats.label(Label::UpstreamModel, upstream).0,
                 });
             }
         }
@@ -345,6 +363,12 @@ impl Router {
             account: a,
             upstream_model: &t.upstream_model,
             index: idx,
+            ids: RouteIds {
+                model: route.label,
+                provider: p.label,
+                account: a.label,
+                upstream_model: t.upstream_label,
+            },
         }
     }
 }
@@ -412,7 +436,7 @@ mod tests {
 
     #[test]
     fn accounts_rest_after_three_failures() {
-        let a = Account::new("a", "k", 0, true, Counter::default());
+        let a = Account::new("a", "k", 0, true, (0, Counter::default()));
         let now = now_ms();
         a.record_failure(None);
         a.record_failure(None);
@@ -424,7 +448,7 @@ mod tests {
 
     #[test]
     fn daily_limit_is_enforced() {
-        let a = Account::new("a", "k", 2, true, Counter::default());
+        let a = Account::new("a", "k", 2, true, (0, Counter::default()));
         a.record_use();
         assert!(a.is_healthy(now_ms()));
         a.record_use();

@@ -41,6 +41,14 @@ impl EventStream {
         }
     }
 
+    /// Prompt and completion tokens, as far as known.
+    pub fn usage(&self) -> (u64, u64) {
+        match self {
+            EventStream::Mock(m) => (m.prompt_tokens, m.completion_tokens),
+            EventStream::Upstream(u) => u.usage(),
+        }
+    }
+
     /// True when an error event was sent: the connection must be closed.
     pub fn failed(&self) -> bool {
         match self {

@@ -22,10 +22,10 @@ use crate::config::Limits as ConfigLimits;
 use crate::gateway::error::ApiError;
 use crate::gateway::response::{Body, Response};
 use crate::gateway::stream::StreamItem;
-use crate::gateway::Tally;
 use crate::http1::{
     parse_request, BodyDecoder, BodyFraming, Frame, HttpError, Limits, Method, RequestHead, Version,
 };
+use crate::stats::Tally;
 
 /// Read-buffer space made available before each read.
 const READ_CHUNK: usize = 4096;
@@ -254,7 +254,7 @@ impl<S: Service> Conn<S> {
     /// Write a whole answer: head and body in one vectored write.
     async fn write_whole(
         &mut self,
-        resp: Response,
+        mut resp: Response,
         is_head: bool,
         close: bool,
     ) -> std::io::Result<()> {
@@ -272,9 +272,7 @@ impl<S: Service> Conn<S> {
             }
         }
         let result = write_all_vectored(&mut self.stream, &mut slices[..n]).await;
-        if let Some(tally) = resp.tally {
-            tally.finish(result.is_ok() && (200..300).contains(&resp.status));
-        }
+        resp.finish_tally(result.is_ok());
         result
     }
 
@@ -324,8 +322,11 @@ impl<S: Service> Conn<S> {
         if write_end(&mut self.stream, framing).await.is_err() {
             return false;
         }
-        if let Some(t) = tally {
-            t.finish(source.completed());
+        if let Some(mut t) = tally {
+            let (prompt, completion) = source.usage();
+            t.tokens(prompt, completion);
+            let error = source.failed().then_some("stream_error");
+            t.finish(200, source.completed(), error);
         }
         // SPEC §4: a stream that failed after it began closes the connection.
         *close |= source.failed();

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Limits as ConfigLimits;
 use crate::gateway::response::Response;
-use crate::gateway::Tally;
 use crate::http1::{Limits, RequestHead};
+use crate::stats::Tally;
 
 /// What a listener serves. The connection driver parses, frames and writes;
 /// the service decides what to answer.

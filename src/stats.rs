@@ -615,7 +615,7 @@ impl RequestLog {
                 },
             ));
         }
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         out.into_iter().map(|(_, r)| r).collect()
     }
 }

@@ -556,3 +556,58 @@ async fn round_robin_spreads_over_accounts_and_keyless_accounts_send_no_key() {
         (Some(2), Some(2))
     );
 }
+
+/// SPEC §4: each event is flushed as it arrives; nothing waits for the next.
+#[tokio::test]
+async fn each_event_reaches_the_client_before_the_next_is_sent() {
+    let up = MockUpstream::start(|_| {
+        vec![
+            send(SSE_HEAD),
+            send(chunked(&format!(
+                "data: {}\n\n",
+                chunk("deepseek-chat", "first")
+            ))),
+            Step::Sleep(Duration::from_millis(600)),
+            send(chunked(&format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                chunk("deepseek-chat", "second")
+            ))),
+            send("0\r\n\r\n"),
+        ]
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let mut c = gw.connect().await;
+    let start = Instant::now();
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{STREAM_BODY}",
+            STREAM_BODY.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("first") {
+        let mut tmp = [0u8; 4096];
+        let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut tmp)
+            .await
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&tmp[..n]);
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(450),
+        "the first event waited for the second"
+    );
+    assert!(!String::from_utf8_lossy(&got).contains("second"));
+    while !String::from_utf8_lossy(&got).ends_with("data: [DONE]\n\n\r\n0\r\n\r\n") {
+        let mut tmp = [0u8; 4096];
+        let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut tmp)
+            .await
+            .unwrap();
+        assert!(n > 0, "the stream ended early");
+        got.extend_from_slice(&tmp[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("second"));
+}

@@ -158,11 +158,24 @@ impl MockStream {
             tokio::time::sleep(self.token_delay).await;
         }
         self.first = false;
+        Some(self.pop())
+    }
+
+    /// The next event if it is due now: with no token delay, all of them.
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        if self.done || !(self.token_delay.is_zero() || self.first) {
+            return None;
+        }
+        self.first = false;
+        Some(self.pop())
+    }
+
+    fn pop(&mut self) -> StreamItem {
         match self.events.pop_front() {
-            Some(ev) => Some(StreamItem::Data([ev, Bytes::new(), Bytes::new()])),
+            Some(ev) => StreamItem::Data([ev, Bytes::new(), Bytes::new()]),
             None => {
                 self.done = true;
-                Some(StreamItem::Raw(Bytes::from_static(DONE)))
+                StreamItem::Raw(Bytes::from_static(DONE))
             }
         }
     }

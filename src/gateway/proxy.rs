@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use super::error::ApiError;
@@ -225,6 +226,44 @@ impl UpstreamStream {
     /// Cancel-safe: the only await is `UpstreamResponse::data`, itself
     /// cancel-safe, and all state changes happen after it returns.
     pub async fn next(&mut self) -> Option<StreamItem> {
+        loop {
+            if let Some(item) = self.next_ready() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            // A keep-alive interval of 0 turns the comments off: then only
+            // the idle timeout bounds the wait.
+            let wait = match self.keep_alive.is_zero() {
+                true => self.idle_timeout,
+                false => self.keep_alive.min(self.idle_timeout),
+            };
+            match tokio::time::timeout(wait, self.response.data()).await {
+                Ok(Ok(Some(piece))) => {
+                    self.silent = Duration::ZERO;
+                    self.decoder.push(piece);
+                }
+                Ok(Ok(None)) => self.upstream_ended = true,
+                Ok(Err(e)) => return Some(self.fail(stream_error(e))),
+                Err(_) => {
+                    self.silent += wait;
+                    if self.silent >= self.idle_timeout {
+                        return Some(self.fail(ApiError::Upstream(format!(
+                            "the upstream sent nothing for {} s",
+                            self.silent.as_secs()
+                        ))));
+                    }
+                    return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
+                }
+            }
+        }
+    }
+
+    /// The next item from what has already arrived, without waiting: lets
+    /// the writer send every event that is here in one write, and never
+    /// hold one back for the next.
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
         if self.ended {
             return None;
         }
@@ -249,25 +288,21 @@ impl UpstreamStream {
                     "a streamed event exceeded 16 MiB".into(),
                 )));
             }
-            match tokio::time::timeout(self.keep_alive, self.response.data()).await {
-                Ok(Ok(Some(piece))) => {
+            match self.response.try_data() {
+                Poll::Ready(Ok(Some(piece))) => {
                     self.silent = Duration::ZERO;
                     self.decoder.push(piece);
                 }
-                Ok(Ok(None)) => self.upstream_ended = true,
-                Ok(Err(e)) => return Some(self.fail(stream_error(e))),
-                Err(_) => {
-                    self.silent += self.keep_alive;
-                    if self.silent >= self.idle_timeout {
-                        return Some(self.fail(ApiError::Upstream(format!(
-                            "the upstream sent nothing for {} s",
-                            self.silent.as_secs()
-                        ))));
-                    }
-                    return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
-                }
+                Poll::Ready(Ok(None)) => self.upstream_ended = true,
+                Poll::Ready(Err(e)) => return Some(self.fail(stream_error(e))),
+                Poll::Pending => return None,
             }
         }
+    }
+
+    /// True once nothing more will come: `[DONE]` or an error was handed out.
+    pub fn is_ended(&self) -> bool {
+        self.ended
     }
 
     fn rewrite(&mut self, data: Bytes) -> [Bytes; 3] {

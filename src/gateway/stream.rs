@@ -33,6 +33,22 @@ impl EventStream {
         }
     }
 
+    /// The next item if it is already here; never waits.
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        match self {
+            EventStream::Mock(m) => m.next_ready(),
+            EventStream::Upstream(u) => u.next_ready(),
+        }
+    }
+
+    /// True once the last item was handed out.
+    pub fn is_ended(&self) -> bool {
+        match self {
+            EventStream::Mock(m) => m.completed(),
+            EventStream::Upstream(u) => u.is_ended(),
+        }
+    }
+
     /// True once the stream ended with `[DONE]` (a success, SPEC §3).
     pub fn completed(&self) -> bool {
         match self {

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use super::write::{body_parts, encode_head, write_all_vectored, write_end, write_item, Framing};
+use super::write::{body_parts, encode_head, write_all_vectored, write_items, Framing, MAX_BATCH};
 use super::Service;
 use crate::config::Limits as ConfigLimits;
 use crate::gateway::error::ApiError;
@@ -276,9 +276,11 @@ impl<S: Service> Conn<S> {
         result
     }
 
-    /// Write a streamed answer, event by event as the source yields them,
-    /// still watching for the client to leave. Returns false when the
-    /// connection must end.
+    /// Write a streamed answer as the source yields it, still watching
+    /// for the client to leave. Everything already available (the head, the
+    /// events that arrived together, the end) goes out in one write; nothing
+    /// is ever held back waiting for more. Returns false when the connection
+    /// must end.
     async fn write_stream(&mut self, resp: Response, http10: bool, close: &mut bool) -> bool {
         let framing = if http10 {
             Framing::Close
@@ -294,32 +296,65 @@ impl<S: Service> Conn<S> {
         let Body::Stream(mut source) = body else {
             return false;
         };
-        if self.stream.write_all(&self.wbuf).await.is_err() {
-            return false;
-        }
+        let mut head_sent = false;
+        let mut batch: Vec<StreamItem> = Vec::new();
         let max = self.limits.max_head_bytes;
-        loop {
-            let item = tokio::select! {
-                biased;
-                r = read_some(&mut self.stream, &mut self.rbuf), if self.rbuf.len() < max => {
-                    if matches!(r, Ok(n) if n > 0) {
-                        continue;
+        let ended = loop {
+            batch.clear();
+            if let Some(item) = source.next_ready() {
+                batch.push(item);
+            } else {
+                // Nothing yet: the head goes out alone, so the client knows
+                // the stream began, then wait for the source.
+                if !head_sent {
+                    if self.stream.write_all(&self.wbuf).await.is_err() {
+                        return false;
                     }
-                    return false; // client gone: dropping `source` cancels the upstream
+                    head_sent = true;
                 }
-                item = source.next() => item,
-            };
-            let Some(item) = item else { break };
-            if matches!(item, StreamItem::Data(_)) {
+                tokio::select! {
+                    biased;
+                    r = read_some(&mut self.stream, &mut self.rbuf), if self.rbuf.len() < max => {
+                        if matches!(r, Ok(n) if n > 0) {
+                            continue;
+                        }
+                        return false; // client gone: dropping `source` cancels the upstream
+                    }
+                    item = source.next() => match item {
+                        Some(item) => batch.push(item),
+                        None => break false,
+                    },
+                };
+            }
+            while batch.len() < MAX_BATCH {
+                match source.next_ready() {
+                    Some(item) => batch.push(item),
+                    None => break,
+                }
+            }
+            if batch.iter().any(|i| matches!(i, StreamItem::Data(_))) {
                 if let Some(t) = tally.as_mut() {
                     t.first_token();
                 }
             }
-            if write_item(&mut self.stream, &item, framing).await.is_err() {
+            let end = source.is_ended();
+            let head: &[u8] = if head_sent { &[] } else { &self.wbuf };
+            if write_items(&mut self.stream, head, &batch, framing, end)
+                .await
+                .is_err()
+            {
                 return false;
             }
-        }
-        if write_end(&mut self.stream, framing).await.is_err() {
+            head_sent = true;
+            if end {
+                break true;
+            }
+        };
+        if !ended
+            && write_items(&mut self.stream, &[], &[], framing, true)
+                .await
+                .is_err()
+        {
             return false;
         }
         if let Some(mut t) = tally {

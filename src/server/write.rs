@@ -82,49 +82,60 @@ pub fn body_parts(body: &Body) -> &[Bytes] {
     }
 }
 
-/// Write one stream item, chunked or raw.
-pub async fn write_item<W: AsyncWrite + Unpin>(
+/// The most stream items gathered into one write: with up to 7 slices
+/// each, well under the kernel's 1024-slice limit for one `writev`.
+pub const MAX_BATCH: usize = 128;
+
+/// Write a piece of a stream in one vectored write: `head` (empty once the
+/// head is out), the `items` (each its own chunk for HTTP/1.1 clients) and,
+/// with `end`, the stream's last chunk.
+pub async fn write_items<W: AsyncWrite + Unpin>(
     w: &mut W,
-    item: &StreamItem,
+    head: &[u8],
+    items: &[StreamItem],
     framing: Framing,
+    end: bool,
 ) -> io::Result<()> {
     const DATA: &[u8] = b"data: ";
     const END: &[u8] = b"\n\n";
-    let data_parts: [&[u8]; 5];
-    let raw_part: [&[u8]; 1];
-    let payload: &[&[u8]] = match item {
-        StreamItem::Data([a, b, c]) => {
-            data_parts = [DATA, a, b, c, END];
-            &data_parts
+    let chunked = framing == Framing::Chunked;
+    let item_len = |item: &StreamItem| match item {
+        StreamItem::Data(parts) => {
+            DATA.len() + parts.iter().map(|p| p.len()).sum::<usize>() + END.len()
         }
-        StreamItem::Raw(r) => {
-            raw_part = [r];
-            &raw_part
-        }
+        StreamItem::Raw(r) => r.len(),
     };
-    let len = payload.iter().map(|p| p.len()).sum();
-    let size = ChunkSize::new(len);
-    let mut slices: [IoSlice<'_>; 7] = [IoSlice::new(&[]); 7];
-    let mut n = 0;
-    if framing == Framing::Chunked {
-        slices[0] = IoSlice::new(size.as_bytes());
-        n = 1;
+    let sizes: Vec<ChunkSize> = match chunked {
+        true => items.iter().map(|i| ChunkSize::new(item_len(i))).collect(),
+        false => Vec::new(),
+    };
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 + items.len() * 7);
+    if !head.is_empty() {
+        slices.push(IoSlice::new(head));
     }
-    for p in payload {
-        slices[n] = IoSlice::new(p);
-        n += 1;
+    for (i, item) in items.iter().enumerate() {
+        if chunked {
+            slices.push(IoSlice::new(sizes[i].as_bytes()));
+        }
+        match item {
+            StreamItem::Data(parts) => {
+                slices.push(IoSlice::new(DATA));
+                slices.extend(
+                    parts
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .map(|p| IoSlice::new(p)),
+                );
+                slices.push(IoSlice::new(END));
+            }
+            StreamItem::Raw(r) => slices.push(IoSlice::new(r)),
+        }
+        if chunked {
+            slices.push(IoSlice::new(CHUNK_END));
+        }
     }
-    if framing == Framing::Chunked {
-        slices[n] = IoSlice::new(CHUNK_END);
-        n += 1;
+    if end && chunked {
+        slices.push(IoSlice::new(LAST_CHUNK));
     }
-    write_all_vectored(w, &mut slices[..n]).await
-}
-
-/// The end of a stream: the last chunk, or nothing for a close-delimited body.
-pub async fn write_end<W: AsyncWrite + Unpin>(w: &mut W, framing: Framing) -> io::Result<()> {
-    if framing == Framing::Chunked {
-        w.write_all(LAST_CHUNK).await?;
-    }
-    Ok(())
+    write_all_vectored(w, &mut slices).await
 }

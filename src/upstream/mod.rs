@@ -30,6 +30,7 @@ use std::io::IoSlice;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -548,24 +549,8 @@ impl UpstreamResponse {
     /// dropping this future inside `select!` loses no byte.
     pub async fn data(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         loop {
-            if let Some(error) = &self.failed {
-                return Err(error.clone());
-            }
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(Frame::Data(data))) => {
-                    if self.decoder.is_done() {
-                        // The last byte of a Content-Length body: free the
-                        // connection without waiting for another call.
-                        self.finish();
-                    }
-                    return Ok(Some(data));
-                }
-                Ok(Some(Frame::End)) => {
-                    self.finish();
-                    return Ok(None);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(self.fail(UpstreamError::Protocol(e))),
+            if let Poll::Ready(result) = self.try_data() {
+                return result;
             }
             let Some(conn) = self.conn.as_mut() else {
                 // The decoder is not done and nothing can be read any more.
@@ -583,6 +568,32 @@ impl UpstreamResponse {
                 Ok(_) => {}
                 Err(e) => return Err(self.fail(UpstreamError::Io(e.to_string()))),
             }
+        }
+    }
+
+    /// What [`data`](Self::data) would return from the bytes already read,
+    /// without touching the socket: `Poll::Pending` when it would have to
+    /// read. Lets a caller gather everything that is already here into one
+    /// write without ever waiting for more.
+    pub fn try_data(&mut self) -> Poll<Result<Option<Bytes>, UpstreamError>> {
+        if let Some(error) = &self.failed {
+            return Poll::Ready(Err(error.clone()));
+        }
+        match self.decoder.decode(&mut self.buf) {
+            Ok(Some(Frame::Data(data))) => {
+                if self.decoder.is_done() {
+                    // The last byte of a Content-Length body: free the
+                    // connection without waiting for another call.
+                    self.finish();
+                }
+                Poll::Ready(Ok(Some(data)))
+            }
+            Ok(Some(Frame::End)) => {
+                self.finish();
+                Poll::Ready(Ok(None))
+            }
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(self.fail(UpstreamError::Protocol(e)))),
         }
     }
 

@@ -3,11 +3,17 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat2api::cli::{self, CliAction};
 use chat2api::config::Config;
-use chat2api::management::control::{Loader, ProxyControl};
+use chat2api::management::control::{authority, Loader, ProxyControl};
+use chat2api::management::Management;
+use chat2api::server::Listener;
 use chat2api::stats::Stats;
+
+/// At exit, how long a management call in flight may take to finish.
+const MANAGEMENT_DRAIN: Duration = Duration::from_secs(1);
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -62,22 +68,48 @@ fn load(cli: &cli::Cli) -> Result<Config, String> {
 }
 
 /// Serve until SIGINT or SIGTERM; SIGHUP re-reads the config and restarts
-/// the listener (SPEC §1).
+/// the listener (SPEC §1). The management listener, when enabled, lives as
+/// long as the process: the proxy may be stopped and started under it.
 async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Handlers first: a signal sent as soon as the address is printed must
+    // find them installed, or it would kill the process outright.
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let stats = Arc::new(Stats::new());
     let loader: Loader = Box::new(move || load(&cli));
+    let settings = config.management.clone();
+    let limits = config.limits.clone();
     let control = Arc::new(ProxyControl::new(config, stats, loader));
-    control.start().await?;
+    control.start().await.map_err(|e| e.to_string())?;
     let status = control.status().await;
+    // Tests and scripts read this first line for the address.
     eprintln!(
         "chat2api {} listening on http://{}",
         env!("CARGO_PKG_VERSION"),
         authority(&status.host, status.port)
     );
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let management = if settings.enabled {
+        let service = Arc::new(Management::new(control.clone(), settings.secret, limits));
+        match Listener::start(service, &settings.host, settings.port).await {
+            Ok(l) => {
+                let addr = authority(&settings.host, l.local_addr().port());
+                eprintln!("chat2api management on http://{addr}");
+                Some(l)
+            }
+            // The proxy is what users came for: serve it anyway.
+            Err(e) => {
+                let addr = authority(&settings.host, settings.port);
+                eprintln!(
+                    "chat2api: warning: no management listener: cannot listen on {addr}: {e}"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -91,6 +123,9 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
             },
         }
     }
+    if let Some(management) = management {
+        management.stop(MANAGEMENT_DRAIN).await;
+    }
     let drain = control.drain_timeout().await;
     eprintln!(
         "chat2api: shutting down, draining for up to {} s",
@@ -101,13 +136,4 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
         eprintln!("chat2api: {left} connection(s) still open at the drain deadline");
     }
     Ok(())
-}
-
-/// `host:port`, with an IPv6 host in brackets.
-fn authority(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }

@@ -655,6 +655,62 @@ impl Stats {
     }
 }
 
+/// A latency distribution, for renderings other than `/stats` (the
+/// management API's Prometheus summaries). Milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    pub count: u64,
+    pub sum_ms: f64,
+    /// `(quantile, value)` for 0.5, 0.9 and 0.99; 0 when nothing was recorded.
+    pub quantiles_ms: [(f64, f64); 3],
+}
+
+/// Read-only accessors for the management API's renderings.
+impl Stats {
+    /// `(prompt, completion)` tokens of finished requests.
+    pub fn tokens(&self) -> (u64, u64) {
+        (
+            self.prompt_tokens.load(Relaxed),
+            self.completion_tokens.load(Relaxed),
+        )
+    }
+
+    pub fn requests_per_minute(&self) -> u64 {
+        self.per_minute.count(self.process_start.elapsed())
+    }
+
+    /// Latency of finished `/v1/` requests.
+    pub fn latency(&self) -> Summary {
+        self.latency.summary()
+    }
+
+    /// Time to first token.
+    pub fn ttft(&self) -> Summary {
+        self.ttft.summary()
+    }
+
+    /// Every name of one label family with its count, zeros included, in
+    /// the order the names were first seen.
+    pub fn usage(&self, label: Label) -> Vec<(String, u64)> {
+        let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        labels
+            .iter()
+            .filter(|(l, _, _)| *l == label)
+            .map(|(_, name, c)| (name.clone(), c.load(Relaxed)))
+            .collect()
+    }
+}
+
+impl Histogram {
+    fn summary(&self) -> Summary {
+        Summary {
+            count: self.count.load(Relaxed),
+            sum_ms: self.sum_us.load(Relaxed) as f64 / 1000.0,
+            quantiles_ms: [0.5, 0.9, 0.99].map(|q| (q, self.percentile_ms(q))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,15 @@
 //! signals and the management API's quick actions do.
 //!
 //! Owns the running proxy listener and its status. A restart re-reads the
-//! config first, so a broken file never takes a working proxy down. The lock
-//! here serialises the actions with each other; no request ever takes it.
+//! config and builds its gateway first, so a broken file never takes a
+//! working proxy down. The lock here serialises the actions with each other;
+//! no proxied request ever takes it.
+//!
+//! A config port of 0 asks the OS for a free port once; later starts and
+//! restarts keep that port, so clients and the status page do not lose the
+//! gateway when it is stopped and started again.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -34,6 +40,33 @@ impl Status {
     }
 }
 
+/// Why a start or restart did not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    /// The config could not be loaded, or its gateway not built (a CA file
+    /// that cannot be read). A restart refused for this changed nothing.
+    Config(String),
+    /// The listener could not bind. After a start, the proxy is in the
+    /// `error` status; a restart onto a new port keeps the old one serving.
+    Bind(String),
+}
+
+impl ControlError {
+    pub fn message(&self) -> &str {
+        match self {
+            ControlError::Config(m) | ControlError::Bind(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ControlError {}
+
 /// A snapshot for `/v0/management/proxy/status`.
 #[derive(Clone, Debug)]
 pub struct StatusView {
@@ -45,12 +78,19 @@ pub struct StatusView {
     pub connections: usize,
 }
 
+impl StatusView {
+    pub fn is_running(&self) -> bool {
+        self.status == Status::Running
+    }
+}
+
 struct State {
     config: Config,
     listener: Option<Listener>,
     status: Status,
     error: Option<String>,
-    /// The port actually bound (differs from the config's when that is 0).
+    /// The port last bound (differs from the config's when that is 0), and
+    /// the one a config port of 0 stands for from then on.
     port: u16,
 }
 
@@ -82,72 +122,119 @@ impl ProxyControl {
 
     /// Bind and serve with the current config; a no-op when running. A bind
     /// failure leaves the proxy in the `error` status with the reason.
-    pub async fn start(&self) -> Result<(), String> {
+    pub async fn start(&self) -> Result<(), ControlError> {
         let mut state = self.state.lock().await;
         self.start_locked(&mut state).await
     }
 
-    async fn start_locked(&self, state: &mut State) -> Result<(), String> {
+    async fn start_locked(&self, state: &mut State) -> Result<(), ControlError> {
         if state.listener.is_some() {
             return Ok(());
         }
-        let gateway = Gateway::new(state.config.clone(), self.stats.clone());
-        let result = match gateway {
-            Ok(gateway) => {
-                let gateway = Arc::new(gateway);
-                let (host, port) = (state.config.host.clone(), state.config.port);
-                Listener::start(gateway.clone(), &host, port)
-                    .await
-                    .map(|l| (l, gateway))
-                    .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))
-            }
+        let launched = match self.gateway(&state.config) {
+            Ok(gateway) => self.bind(&state.config, state.port, gateway).await,
             Err(e) => Err(e),
         };
-        match result {
+        match launched {
             Ok((listener, gateway)) => {
-                state.port = listener.local_addr().port();
-                gateway.set_bound_port(state.port);
-                state.listener = Some(listener);
-                state.status = Status::Running;
-                state.error = None;
-                self.stats.proxy_started();
+                self.install(state, listener, &gateway);
                 Ok(())
             }
             Err(e) => {
                 state.status = Status::Error;
-                state.error = Some(e.clone());
+                state.error = Some(e.to_string());
                 Err(e)
             }
         }
+    }
+
+    fn gateway(&self, config: &Config) -> Result<Arc<Gateway>, ControlError> {
+        Gateway::new(config.clone(), self.stats.clone())
+            .map(Arc::new)
+            .map_err(ControlError::Config)
+    }
+
+    /// Bind the listener of `config` (port 0 = `pinned`, when one was bound).
+    async fn bind(
+        &self,
+        config: &Config,
+        pinned: u16,
+        gateway: Arc<Gateway>,
+    ) -> Result<(Listener, Arc<Gateway>), ControlError> {
+        let (host, port) = (&config.host, effective_port(config.port, pinned));
+        match Listener::start(gateway.clone(), host, port).await {
+            Ok(listener) => Ok((listener, gateway)),
+            Err(e) => Err(ControlError::Bind(format!(
+                "cannot listen on {}: {e}",
+                authority(host, port)
+            ))),
+        }
+    }
+
+    fn install(&self, state: &mut State, listener: Listener, gateway: &Gateway) {
+        state.port = listener.local_addr().port();
+        gateway.set_bound_port(state.port);
+        state.listener = Some(listener);
+        state.status = Status::Running;
+        state.error = None;
+        self.stats.proxy_started();
+    }
+
+    /// Close the port of the running listener, if any; its connections
+    /// finish in the background, up to the drain timeout.
+    async fn close_locked(&self, state: &mut State) {
+        if let Some(mut listener) = state.listener.take() {
+            listener.close().await;
+            let drain = state.config.limits.drain_timeout;
+            tokio::spawn(async move { listener.drain(drain).await });
+        }
+        self.stats.proxy_stopped();
     }
 
     /// Stop accepting and close the port; in-flight requests and streams
     /// finish in the background, up to the drain timeout.
     pub async fn stop(&self) {
         let mut state = self.state.lock().await;
-        if let Some(mut listener) = state.listener.take() {
-            listener.close().await;
-            let drain = state.config.limits.drain_timeout;
-            tokio::spawn(async move { listener.drain(drain).await });
-        }
+        self.close_locked(&mut state).await;
         state.status = Status::Stopped;
         state.error = None;
-        self.stats.proxy_stopped();
     }
 
     /// Re-read the config, then stop and start with it. A config that fails
-    /// to load is refused and the proxy keeps running as it was.
-    pub async fn restart(&self) -> Result<(), String> {
-        let config = (self.load)()?;
+    /// to load or to build is refused and the proxy keeps running as it was.
+    /// On a new port the new listener is bound before the old one closes, so
+    /// a port that is taken is refused too; on the same port the old
+    /// listener must close first, and a failed bind leaves the `error`
+    /// status.
+    pub async fn restart(&self) -> Result<(), ControlError> {
+        let config = (self.load)().map_err(ControlError::Config)?;
+        let gateway = self.gateway(&config)?;
         let mut state = self.state.lock().await;
-        if let Some(mut listener) = state.listener.take() {
-            listener.close().await;
-            let drain = state.config.limits.drain_timeout;
-            tokio::spawn(async move { listener.drain(drain).await });
+        let running_port = state.listener.as_ref().map(|l| l.local_addr().port());
+        let new_port = effective_port(config.port, state.port);
+        if running_port.is_some_and(|p| p != new_port) {
+            let (listener, gateway) = self
+                .bind(&config, state.port, gateway)
+                .await
+                .map_err(|e| ControlError::Bind(format!("{e}; still serving the old config")))?;
+            self.close_locked(&mut state).await;
+            state.config = config;
+            self.install(&mut state, listener, &gateway);
+            return Ok(());
         }
-        self.stats.proxy_stopped();
+        self.close_locked(&mut state).await;
         state.config = config;
-        self.start_locked(&mut state).await
+        match self.bind(&state.config, state.port, gateway).await {
+            Ok((listener, gateway)) => {
+                self.install(&mut state, listener, &gateway);
+                Ok(())
+            }
+            Err(e) => {
+                state.status = Status::Error;
+                state.error = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Stop and wait for the drain (process exit). Returns the connections
@@ -177,5 +264,23 @@ impl ProxyControl {
     /// The drain timeout of the running config.
     pub async fn drain_timeout(&self) -> Duration {
         self.state.lock().await.config.limits.drain_timeout
+    }
+}
+
+/// The port to bind: the config's, or for 0 the one bound before (if any).
+fn effective_port(configured: u16, pinned: u16) -> u16 {
+    if configured == 0 {
+        pinned
+    } else {
+        configured
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+pub fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }

@@ -1,8 +1,9 @@
-//! Live statistics: lock-free counters behind `/health`, `/stats` and (later)
-//! the management API.
+//! Live statistics: lock-free counters behind `/health`, `/stats` and the
+//! management API (statistics, request log, metrics).
 //!
-//! Owns every metric the process keeps. The request path only ever does
-//! `fetch_add` on atomics it already holds a handle to; the one mutex here guards
+//! Owns every metric the process keeps. The request path only ever touches
+//! atomics it already holds a handle to (counters, histogram buckets, the
+//! request log's slots); the one mutex here guards
 //! the *registry* of labelled counters, touched when a config is loaded and when
 //! stats are read, never while a request is served.
 //!

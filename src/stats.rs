@@ -3,13 +3,14 @@
 //!
 //! Owns every metric the process keeps. The request path only ever touches
 //! atomics it already holds a handle to (counters, histogram buckets, the
-//! request log's slots); the one mutex here guards
-//! the *registry* of labelled counters, touched when a config is loaded and when
-//! stats are read, never while a request is served.
+//! request log's slots); the one mutex here guards the *registry* of
+//! labelled counters, touched when a config is loaded and when stats are
+//! read, never while a request is served.
 //!
-//! Ordering: every atomic uses `Relaxed`. The figures are independent tallies;
-//! no reader infers anything about one counter from another, so no
-//! happens-before edge is needed.
+//! Ordering: every counter uses `Relaxed`. The figures are independent
+//! tallies; no reader infers anything about one counter from another, so no
+//! happens-before edge is needed. The request log's slots are the exception
+//! (a seqlock, see [`RequestLog`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -10,7 +10,7 @@
 //! Ordering: every counter uses `Relaxed`. The figures are independent
 //! tallies; no reader infers anything about one counter from another, so no
 //! happens-before edge is needed. The request log's slots are the exception
-//! (a seqlock, see [`RequestLog`]).
+//! (a seqlock, see `RequestLog`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -9,7 +9,7 @@
 //! the server builds its routing tables from the [`Config`] it returns.
 //!
 //! Loading is a pipeline, one file per stage:
-//! text → [`document`] (order-preserving JSON tree, `${VAR}` expansion)
+//! text → `document` (order-preserving JSON tree, `${VAR}` expansion)
 //! → [`file`] (typed file structs, vendor shorthand, defaults)
 //! → [`Config::validate`] (cross-references and value ranges).
 //! Every error carries the key path it is about, e.g. `providers[1].baseUrl`.

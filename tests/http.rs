@@ -267,3 +267,42 @@ async fn head_requests_get_headers_only() {
     let r = c.response().await.unwrap();
     assert_eq!(r.json()["status"], "running");
 }
+
+/// A client that stops reading its answer is cut off after `sendTimeout`.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    // More than the server's largest send buffer (4 MiB here) can hold.
+    let text = "a".repeat(16 << 20);
+    let gw = TestGateway::start(&format!(
+        r#"{{"providers":[{{"id":"m","type":"mock","models":["big"],"text":"{text}"}},
+                          {{"id":"local","type":"mock","models":["mock-echo"]}}],
+            "limits":{{"sendTimeout":300}}}}"#
+    ))
+    .await;
+    let mut c = support::Client::with_small_receive_buffer(gw.addr, 64 << 10).await;
+    let body = r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#;
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut total = 0usize;
+    let mut tmp = vec![0u8; 1 << 16];
+    loop {
+        match tokio::io::AsyncReadExt::read(&mut c.stream, &mut tmp).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(
+        total < text.len(),
+        "the whole answer arrived: {total} bytes"
+    );
+    let s = gw.get("/stats").await.json();
+    assert_eq!(s["failedRequests"], 1);
+    still_serves(&gw).await;
+}

@@ -207,6 +207,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Longest gap between two reads of a request body.
     pub body_read_timeout: Duration,
+    /// Longest one write to a client may take (a client that stops reading
+    /// is cut off).
+    pub send_timeout: Duration,
     /// Idle client connection between requests.
     pub keep_alive_timeout: Duration,
     pub upstream_connect_timeout: Duration,
@@ -236,6 +239,7 @@ impl Default for Limits {
             max_trailer_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
             keep_alive_timeout: Duration::from_secs(60),
             upstream_connect_timeout: Duration::from_secs(5),
             stream_idle_timeout: Duration::from_secs(300),
@@ -572,6 +576,7 @@ impl Config {
         let nonzero_times = [
             ("headerReadTimeout", l.header_read_timeout),
             ("bodyReadTimeout", l.body_read_timeout),
+            ("sendTimeout", l.send_timeout),
             ("keepAliveTimeout", l.keep_alive_timeout),
             ("upstreamConnectTimeout", l.upstream_connect_timeout),
             ("streamIdleTimeout", l.stream_idle_timeout),

@@ -657,6 +657,7 @@ fn limits_of_zero() {
         "maxConnections",
         "headerReadTimeout",
         "bodyReadTimeout",
+        "sendTimeout",
         "keepAliveTimeout",
         "upstreamConnectTimeout",
         "streamIdleTimeout",

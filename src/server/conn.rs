@@ -65,6 +65,7 @@ struct Timeouts {
     header: Duration,
     body: Duration,
     idle: Duration,
+    send: Duration,
 }
 
 impl<S: Service> Conn<S> {
@@ -75,6 +76,7 @@ impl<S: Service> Conn<S> {
             header: l.header_read_timeout,
             body: l.body_read_timeout,
             idle: l.keep_alive_timeout,
+            send: l.send_timeout,
         };
         Conn {
             stream,
@@ -271,7 +273,8 @@ impl<S: Service> Conn<S> {
                 n += 1;
             }
         }
-        let result = write_all_vectored(&mut self.stream, &mut slices[..n]).await;
+        let send = self.timeouts.send;
+        let result = bounded(send, write_all_vectored(&mut self.stream, &mut slices[..n])).await;
         resp.finish_tally(result.is_ok());
         result
     }
@@ -307,7 +310,11 @@ impl<S: Service> Conn<S> {
                 // Nothing yet: the head goes out alone, so the client knows
                 // the stream began, then wait for the source.
                 if !head_sent {
-                    if self.stream.write_all(&self.wbuf).await.is_err() {
+                    let send = self.timeouts.send;
+                    if bounded(send, self.stream.write_all(&self.wbuf))
+                        .await
+                        .is_err()
+                    {
                         return false;
                     }
                     head_sent = true;
@@ -339,9 +346,13 @@ impl<S: Service> Conn<S> {
             }
             let end = source.is_ended();
             let head: &[u8] = if head_sent { &[] } else { &self.wbuf };
-            if write_items(&mut self.stream, head, &batch, framing, end)
-                .await
-                .is_err()
+            let send = self.timeouts.send;
+            if bounded(
+                send,
+                write_items(&mut self.stream, head, &batch, framing, end),
+            )
+            .await
+            .is_err()
             {
                 return false;
             }
@@ -351,9 +362,12 @@ impl<S: Service> Conn<S> {
             }
         };
         if !ended
-            && write_items(&mut self.stream, &[], &[], framing, true)
-                .await
-                .is_err()
+            && bounded(
+                self.timeouts.send,
+                write_items(&mut self.stream, &[], &[], framing, true),
+            )
+            .await
+            .is_err()
         {
             return false;
         }
@@ -367,6 +381,17 @@ impl<S: Service> Conn<S> {
         *close |= source.failed();
         true
     }
+}
+
+/// A write that must finish within `limit`: a client that stops reading
+/// would otherwise hold its connection (and upstream request) forever.
+async fn bounded(
+    limit: Duration,
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    timeout(limit, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {

@@ -144,6 +144,18 @@ impl Client {
         }
     }
 
+    /// A client whose receive buffer is `bytes` large, so that the kernel
+    /// cannot soak up a large answer the test does not read.
+    pub async fn with_small_receive_buffer(addr: SocketAddr, bytes: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("connect");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("send");
     }

@@ -1,44 +1,17 @@
 //! The binary itself: flags, `--check-config`, signals (SPEC §1).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chat2api");
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use support::binary::{spawn, BIN};
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("chat2api-cli-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Start the binary and wait for its "listening on http://ADDR" line.
-fn spawn(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("CHAT2API_CONFIG")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("DEEPSEEK_API_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .trim()
-        .to_owned();
-    // Keep draining stderr so the child never blocks on it.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = stderr.read_to_string(&mut sink);
-    });
-    (child, addr)
 }
 
 fn get(addr: &str, path: &str) -> String {
@@ -127,10 +100,11 @@ fn unknown_keys_are_refused_with_their_path() {
 
 #[test]
 fn sigterm_drains_and_exits_zero() {
-    let (mut child, addr) = spawn(&["--port", "0"]);
+    let mut run = spawn(&["--port", "0"]);
+    let addr = run.addr.clone();
     assert!(get(&addr, "/health").contains("\"running\""));
-    signal(&child, "-TERM");
-    let status = wait_exit(&mut child, Duration::from_secs(10));
+    signal(&run.child, "-TERM");
+    let status = wait_exit(&mut run.child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(
         TcpStream::connect(&addr).is_err(),
@@ -144,7 +118,8 @@ fn sighup_rereads_the_config_file() {
         "reload.json",
         r#"{"port":0,"providers":[{"id":"local","type":"mock","models":["before"]}]}"#,
     );
-    let (mut child, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    let mut run = spawn(&["--config", path.to_str().unwrap()]);
+    let addr = run.addr.clone();
     assert!(get(&addr, "/v1/models").contains("\"before\""));
     let port = addr.rsplit(':').next().unwrap();
     std::fs::write(
@@ -154,7 +129,7 @@ fn sighup_rereads_the_config_file() {
         ),
     )
     .unwrap();
-    signal(&child, "-HUP");
+    signal(&run.child, "-HUP");
     let start = Instant::now();
     loop {
         if let Ok(mut s) = TcpStream::connect(&addr) {
@@ -175,6 +150,6 @@ fn sighup_rereads_the_config_file() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    signal(&child, "-INT");
-    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    signal(&run.child, "-INT");
+    assert!(wait_exit(&mut run.child, Duration::from_secs(10)).success());
 }

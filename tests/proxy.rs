@@ -30,6 +30,14 @@ fn config_with(base_url: &str, retries: u32, extra: &str) -> String {
 }
 
 const STREAM_BODY: &str = r#"{"model":"DeepSeek-V3.2","messages":[{"role":"user","content":"Hi"}],"stream":true,"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#;
+/// A chat request with the client key, as raw bytes for a raw connection.
+fn chat_request(body: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 const PLAIN_BODY: &str = r#"{"model":"DeepSeek-V3.2","messages":[{"role":"user","content":"Hi"}],"temperature":0.5,"response_format":{"type":"json_object"}}"#;
 
 #[tokio::test]
@@ -199,14 +207,7 @@ async fn upstream_dying_mid_stream_ends_with_an_error_event_and_close() {
     .await;
     let gw = TestGateway::start(&config(&up.base_url(), "")).await;
     let mut c = gw.connect().await;
-    c.send(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{STREAM_BODY}",
-            STREAM_BODY.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(chat_request(STREAM_BODY).as_bytes()).await;
     let r = c.response().await.unwrap();
     let events = r.events();
     assert_eq!(events[0], chunk("DeepSeek-V3.2", "x"));
@@ -343,23 +344,10 @@ async fn client_disconnect_cancels_the_upstream_at_once() {
     .await;
     let gw = TestGateway::start(&config(&up.base_url(), "")).await;
     let mut c = gw.connect().await;
-    c.send(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{STREAM_BODY}",
-            STREAM_BODY.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(chat_request(STREAM_BODY).as_bytes()).await;
     // Wait for the first event, then leave.
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("\n\n") {
-        let mut tmp = [0u8; 1024];
-        let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut tmp)
-            .await
-            .unwrap();
-        got.extend_from_slice(&tmp[..n]);
-    }
+    c.read_raw_until(&mut Vec::new(), |got| got.contains("\n\n"))
+        .await;
     drop(c);
     let start = Instant::now();
     while up.peer_closed.load(SeqCst) == 0 {
@@ -373,14 +361,7 @@ async fn client_disconnect_cancels_the_upstream_at_once() {
     let up2 = MockUpstream::start(|_| vec![Step::Hang]).await;
     let gw2 = TestGateway::start(&config(&up2.base_url(), "").replace("1000", "60000")).await;
     let mut c = gw2.connect().await;
-    c.send(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{PLAIN_BODY}",
-            PLAIN_BODY.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(chat_request(PLAIN_BODY).as_bytes()).await;
     while up2.count() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -579,35 +560,18 @@ async fn each_event_reaches_the_client_before_the_next_is_sent() {
     let gw = TestGateway::start(&config(&up.base_url(), "")).await;
     let mut c = gw.connect().await;
     let start = Instant::now();
-    c.send(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-client\r\nContent-Length: {}\r\n\r\n{STREAM_BODY}",
-            STREAM_BODY.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(chat_request(STREAM_BODY).as_bytes()).await;
     let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("first") {
-        let mut tmp = [0u8; 4096];
-        let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut tmp)
-            .await
-            .unwrap();
-        assert!(n > 0);
-        got.extend_from_slice(&tmp[..n]);
-    }
+    c.read_raw_until(&mut got, |got| got.contains("first"))
+        .await;
     assert!(
         start.elapsed() < Duration::from_millis(450),
         "the first event waited for the second"
     );
     assert!(!String::from_utf8_lossy(&got).contains("second"));
-    while !String::from_utf8_lossy(&got).ends_with("data: [DONE]\n\n\r\n0\r\n\r\n") {
-        let mut tmp = [0u8; 4096];
-        let n = tokio::io::AsyncReadExt::read(&mut c.stream, &mut tmp)
-            .await
-            .unwrap();
-        assert!(n > 0, "the stream ended early");
-        got.extend_from_slice(&tmp[..n]);
-    }
+    c.read_raw_until(&mut got, |got| {
+        got.ends_with("data: [DONE]\n\n\r\n0\r\n\r\n")
+    })
+    .await;
     assert!(String::from_utf8_lossy(&got).contains("second"));
 }

@@ -5,50 +5,15 @@
 //! `.venv`, `tests/sdk/node_modules`) and sets `CHAT2API_REQUIRE_SDK=1`, so in
 //! CI a missing SDK fails the test instead of skipping it.
 
-use std::io::{BufRead, BufReader, Read};
+mod support;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::binary::{spawn, Running};
 
-const BIN: &str = env!("CARGO_BIN_EXE_chat2api");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start the binary; returns it and the address it listens on.
-fn start(args: &[&str]) -> (Server, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("CHAT2API_CONFIG")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("DEEPSEEK_API_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .trim()
-        .to_owned();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = stderr.read_to_string(&mut sink);
-    });
-    (Server(child), addr)
-}
 
 fn required() -> bool {
     std::env::var("CHAT2API_REQUIRE_SDK").is_ok_and(|v| v == "1")
@@ -109,12 +74,13 @@ fn write_config(name: &str, json: &str) -> PathBuf {
 /// talk to, which serves the mock itself and `proxied-echo` through the back
 /// one, so that the SDKs also stream through the upstream client and the
 /// SSE re-framer. Returns both servers and the front base URL.
-fn gateways() -> (Server, Server, String) {
+fn gateways() -> (Running, Running, String) {
     let back = write_config(
         "back",
         r#"{"port":0,"providers":[{"id":"back","type":"mock","models":["mock-echo"]}]}"#,
     );
-    let (back_server, back_addr) = start(&["--config", back.to_str().unwrap()]);
+    let back_server = spawn(&["--config", back.to_str().unwrap()]);
+    let back_addr = back_server.addr.clone();
     let front = write_config(
         "front",
         &format!(
@@ -124,8 +90,9 @@ fn gateways() -> (Server, Server, String) {
                     "accounts":[{{"id":"a","apiKey":"sk-back"}}],"models":{{"proxied-echo":"mock-echo"}}}}]}}"#
         ),
     );
-    let (front_server, front_addr) = start(&["--config", front.to_str().unwrap()]);
-    (back_server, front_server, format!("http://{front_addr}/v1"))
+    let front_server = spawn(&["--config", front.to_str().unwrap()]);
+    let base = format!("http://{}/v1", front_server.addr);
+    (back_server, front_server, base)
 }
 
 #[test]
@@ -180,9 +147,9 @@ fn wait_for(addr: &str) {
 /// first README command's gateway (built-in default on port 8080).
 #[test]
 fn readme_examples_run_as_written() {
-    let (_server, addr) = start(&[]);
-    assert_eq!(addr, "127.0.0.1:8080");
-    wait_for(&addr);
+    let server = spawn(&[]);
+    assert_eq!(server.addr, "127.0.0.1:8080");
+    wait_for(&server.addr);
     let curls = readme_blocks("bash")
         .into_iter()
         .filter(|b| b.starts_with("curl http://localhost:8080/v1/chat/completions"))

@@ -343,21 +343,7 @@ fn preflight(head: &RequestHead) -> Response {
         .header_bytes("access-control-request-headers")
         .filter(|h| h.len() <= 1024)
         .unwrap_or_else(|| Bytes::from_static(b"Authorization, Content-Type, X-API-Key"));
-    Response {
-        status: 204,
-        content_type: response::JSON,
-        headers: vec![
-            (
-                "Access-Control-Allow-Methods",
-                Bytes::from_static(b"GET, POST, OPTIONS"),
-            ),
-            ("Access-Control-Allow-Headers", allow_headers),
-            ("Access-Control-Max-Age", Bytes::from_static(b"86400")),
-        ],
-        body: Body::Empty,
-        tally: None,
-        error: None,
-    }
+    Response::preflight(allow_headers)
 }
 
 /// Decode `%XX` escapes of a path segment (model ids like `org%2Fmodel`).

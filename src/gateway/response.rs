@@ -46,6 +46,26 @@ impl Response {
         }
     }
 
+    /// A CORS preflight answer: any origin, the methods both listeners
+    /// serve, and `allow_headers`.
+    pub fn preflight(allow_headers: Bytes) -> Response {
+        Response {
+            status: 204,
+            content_type: JSON,
+            headers: vec![
+                (
+                    "Access-Control-Allow-Methods",
+                    Bytes::from_static(b"GET, POST, OPTIONS"),
+                ),
+                ("Access-Control-Allow-Headers", allow_headers),
+                ("Access-Control-Max-Age", Bytes::from_static(b"86400")),
+            ],
+            body: Body::Empty,
+            tally: None,
+            error: None,
+        }
+    }
+
     pub fn error(err: &ApiError) -> Response {
         let mut r = Response::json(err.status(), err.body());
         r.error = Some(err.log_code());

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::config::Limits;
-use crate::gateway::response::{self, Body, Response};
+use crate::gateway::response::{self, Response};
 use crate::http1::{Method, RequestHead};
 use crate::server::Service;
 use crate::stats::Tally;
@@ -345,24 +345,7 @@ fn status_json(s: &StatusView) -> String {
 /// CORS preflight: a dashboard on another origin may call the API with the
 /// secret in `Authorization`.
 fn preflight() -> Response {
-    Response {
-        status: 204,
-        content_type: response::JSON,
-        headers: vec![
-            (
-                "Access-Control-Allow-Methods",
-                Bytes::from_static(b"GET, POST, OPTIONS"),
-            ),
-            (
-                "Access-Control-Allow-Headers",
-                Bytes::from_static(b"Authorization, Content-Type"),
-            ),
-            ("Access-Control-Max-Age", Bytes::from_static(b"86400")),
-        ],
-        body: Body::Empty,
-        tally: None,
-        error: None,
-    }
+    Response::preflight(Bytes::from_static(b"Authorization, Content-Type"))
 }
 
 fn json_str(s: &str) -> String {

@@ -3,6 +3,7 @@
 //! over the wire.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -169,6 +170,24 @@ impl Client {
                 true
             }
             Err(_) => panic!("no answer within {READ_TIMEOUT:?}"),
+        }
+    }
+
+    /// Read raw bytes (no HTTP parsing) until what arrived so far satisfies
+    /// `done`; returns all of it. Panics if the connection closes first.
+    pub async fn read_raw_until(&mut self, got: &mut Vec<u8>, done: impl Fn(&str) -> bool) {
+        while !done(&String::from_utf8_lossy(got)) {
+            let mut tmp = [0u8; 4096];
+            let n = tokio::time::timeout(READ_TIMEOUT, self.stream.read(&mut tmp))
+                .await
+                .expect("no data within the timeout")
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed before the expected bytes: {}",
+                String::from_utf8_lossy(got)
+            );
+            got.extend_from_slice(&tmp[..n]);
         }
     }
 

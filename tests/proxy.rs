@@ -575,3 +575,64 @@ async fn each_event_reaches_the_client_before_the_next_is_sent() {
     .await;
     assert!(String::from_utf8_lossy(&got).contains("second"));
 }
+
+#[tokio::test]
+async fn malformed_upstream_framing_is_502_and_the_connection_is_dropped() {
+    let up = MockUpstream::start(|_| {
+        let body = chat_answer("deepseek-chat", "x");
+        vec![send(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{body}",
+            body.len()
+        ))]
+    })
+    .await;
+    let gw = TestGateway::start(&config_with(&up.base_url(), 0, "")).await;
+    for _ in 0..2 {
+        let r = gw
+            .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+            .await;
+        assert_eq!((r.status, r.error_code()), (502, "upstream_error".into()));
+    }
+    // Never reused: each request needed a new upstream connection.
+    assert_eq!(up.accepts.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_idle_gap_inside_a_stream_ends_it_with_an_error_event() {
+    let up = MockUpstream::start(|_| {
+        vec![
+            send(SSE_HEAD),
+            send(chunked(&format!(
+                "data: {}\n\n",
+                chunk("deepseek-chat", "x")
+            ))),
+            Step::Hang,
+        ]
+    })
+    .await;
+    let gw = TestGateway::start(&config(
+        &up.base_url(),
+        r#", "limits": {"streamIdleTimeout": 400, "sseKeepaliveInterval": 100}"#,
+    ))
+    .await;
+    let mut c = gw.connect().await;
+    c.send(chat_request(STREAM_BODY).as_bytes()).await;
+    let r = c.response().await.unwrap();
+    let text = r.text();
+    assert!(text.contains(": keep-alive\n\n"), "{text}");
+    let last: serde_json::Value = serde_json::from_str(r.events().last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sent nothing"),
+        "{text}"
+    );
+    assert!(c.is_closed().await);
+    // The hanging upstream connection was closed, not pooled.
+    let start = Instant::now();
+    while up.peer_closed.load(SeqCst) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

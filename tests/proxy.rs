@@ -636,3 +636,34 @@ async fn an_idle_gap_inside_a_stream_ends_it_with_an_error_event() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// An upstream that closes without ending its last line: a whole chunk is
+/// kept, half a chunk is not, and `[DONE]` ends the stream either way.
+#[tokio::test]
+async fn an_unterminated_last_event_is_kept_only_when_whole() {
+    for (tail, kept) in [
+        (chunk("deepseek-chat", "last"), true),
+        (r#"{"id":"chatcmpl-up","choi"#.to_owned(), false),
+    ] {
+        let up = MockUpstream::start(move |_| {
+            vec![
+                send(format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: {}\n\ndata: {tail}",
+                    chunk("deepseek-chat", "first")
+                )),
+                Step::Close,
+            ]
+        })
+        .await;
+        let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+        let r = gw
+            .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
+            .await;
+        let mut expected = vec![chunk("DeepSeek-V3.2", "first")];
+        if kept {
+            expected.push(chunk("DeepSeek-V3.2", "last"));
+        }
+        expected.push("[DONE]".to_owned());
+        assert_eq!(r.events(), expected);
+    }
+}

@@ -244,7 +244,7 @@ impl UpstreamStream {
                     self.silent = Duration::ZERO;
                     self.decoder.push(piece);
                 }
-                Ok(Ok(None)) => self.upstream_ended = true,
+                Ok(Ok(None)) => self.upstream_done(),
                 Ok(Err(e)) => return Some(self.fail(stream_error(e))),
                 Err(_) => {
                     self.silent += wait;
@@ -270,7 +270,11 @@ impl UpstreamStream {
         loop {
             let event = match self.decoder.next_event() {
                 Some(ev) => Some(ev),
-                None if self.upstream_ended => self.decoder.finish(),
+                // The last event, without its blank line (see `upstream_done`).
+                None if self.upstream_ended => self.decoder.finish().filter(|ev| {
+                    ev.is_done()
+                        || serde_json::from_slice::<serde::de::IgnoredAny>(&ev.data).is_ok()
+                }),
                 None => None,
             };
             if let Some(ev) = event {
@@ -293,11 +297,21 @@ impl UpstreamStream {
                     self.silent = Duration::ZERO;
                     self.decoder.push(piece);
                 }
-                Poll::Ready(Ok(None)) => self.upstream_ended = true,
+                Poll::Ready(Ok(None)) => self.upstream_done(),
                 Poll::Ready(Err(e)) => return Some(self.fail(stream_error(e))),
                 Poll::Pending => return None,
             }
         }
+    }
+
+    /// The upstream's body ended. An upstream may close without ending its
+    /// last line; the line is ended here so that the decoder hands out that
+    /// last event, which `next_ready` keeps only when it is `[DONE]` or
+    /// complete JSON: a whole chunk whose newline was forgotten is kept, half
+    /// a chunk cut by a closed connection is not.
+    fn upstream_done(&mut self) {
+        self.upstream_ended = true;
+        self.decoder.push(Bytes::from_static(b"\n"));
     }
 
     /// True once nothing more will come: `[DONE]` or an error was handed out.

@@ -15,8 +15,8 @@
 # and loads each with wrk (bench/chat.lua), keep-alive, -c$CONNS and -c1.
 # CPU per request is utime+stime of the proxy process(es) only, from
 # /proc/PID/stat before and after each wrk run, divided by the requests wrk
-# completed. Memory: VmRSS of a fresh chat2api idle, and with N open streams
-# (bench/open_streams.py).
+# completed; "kernel %" is the stime share of that CPU. Memory: VmRSS of a
+# fresh chat2api idle, and with N open streams (bench/open_streams.py).
 #
 # Knobs (environment): RUNS=3 DURATION=8 DURATION_C1=5 CONNS=32
 #   STREAMS="1000 10000" SLOW_WORDS=45 WRK_CPU=0 SERVER_CPU=1
@@ -235,19 +235,19 @@ stop_c2a
 : >"$WORK/c2a.log"
 
 # ---- one measurement -------------------------------------------------------
-ticks() { # pids... -> utime+stime summed
+ticks() { # pids... -> "utime stime", each summed over the pids
     # Fields after "(comm) ": state is [0], utime [11], stime [12] (proc(5)).
     # For a multi-threaded process the leader's line covers all its threads.
-    local p sum=0 f
+    local p usr=0 sys=0 f
     for p in "$@"; do
         read -r -a f <<<"$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null)" || continue
         ((${#f[@]} > 12)) || continue
-        sum=$((sum + f[11] + f[12]))
+        usr=$((usr + f[11])); sys=$((sys + f[12]))
     done
-    echo "$sum"
+    echo "$usr $sys"
 }
 RAW=$WORK/raw.tsv
-printf 'run\tscenario\tconns\ttarget\trps\tp50_us\tp99_us\tcpu_us_req\tupstream_cpu_us_req\trequests\terrors\n' >"$RAW"
+printf 'run\tscenario\tconns\ttarget\trps\tp50_us\tp99_us\tcpu_us_req\tupstream_cpu_us_req\trequests\terrors\tkernel_pct\n' >"$RAW"
 
 # measure run scenario conns duration target port model stream proxy-pids...
 measure() {
@@ -268,12 +268,15 @@ run, scen, conns, target, hz, c0, c1, u0, u1, line = sys.argv[1:]
 kv = dict(x.split("=") for x in line.split()[1:])
 req = int(kv["requests"]); dur = int(kv["duration_us"]) / 1e6
 errors = sum(int(kv[k]) for k in kv if k.startswith("err_"))
-per = lambda a, b: (int(b) - int(a)) * 1e6 / int(hz) / req if req else float("nan")
-cpu = per(c0, c1) if target != "direct" else per(u0, u1)
+# c0 c1 u0 u1 are "utime stime" tick pairs
+d = lambda a, b: [int(y) - int(x) for x, y in zip(a.split(), b.split())]
+per = lambda a, b: sum(d(a, b)) * 1e6 / int(hz) / req if req else float("nan")
+kern = lambda a, b: 100.0 * d(a, b)[1] / sum(d(a, b)) if sum(d(a, b)) else float("nan")
+cpu, kpct = (per(c0, c1), kern(c0, c1)) if target != "direct" else (per(u0, u1), kern(u0, u1))
 print(f"{run}\t{scen}\t{conns}\t{target}\t{req/dur:.0f}\t{float(kv['p50_us']):.1f}\t{float(kv['p99_us']):.1f}"
-      f"\t{cpu:.2f}\t{per(u0, u1):.2f}\t{req}\t{errors}")
+      f"\t{cpu:.2f}\t{per(u0, u1):.2f}\t{req}\t{errors}\t{kpct:.0f}")
 EOF
-    tail -n 1 "$RAW" | awk -F'\t' '{printf "[e2e]   %-8s c%-3s %-14s %8s req/s  p50 %8s us  p99 %8s us  cpu %7s us/req  errors %s\n", $2, $3, $4, $5, $6, $7, $8, $11}' >&2
+    tail -n 1 "$RAW" | awk -F'\t' '{printf "[e2e]   %-8s c%-3s %-14s %8s req/s  p50 %8s us  p99 %8s us  cpu %7s us/req (kernel %s%%)  errors %s\n", $2, $3, $4, $5, $6, $7, $8, $12, $11}' >&2
     if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
         log "    wrk: $(grep 'Non-2xx\|Socket errors' <<<"$out" | tr '\n' ' ')"
     fi
@@ -383,11 +386,11 @@ def pick(scen, conns, target, col, run=None):
             and r["target"] == target and (run is None or r["run"] == run)]
 runs = sorted({r["run"] for r in rows}, key=int)
 print("\n== per run (cpu = proxy process CPU per request; for direct, the upstream's own) ==")
-print(f"{'run':>3} {'scenario':8} {'conns':>5} {'target':14} {'req/s':>8} {'p50 us':>8} {'p99 us':>9} {'cpu us/req':>10} {'errors':>6}")
+print(f"{'run':>3} {'scenario':8} {'conns':>5} {'target':14} {'req/s':>8} {'p50 us':>8} {'p99 us':>9} {'cpu us/req':>10} {'kernel %':>8} {'errors':>6}")
 for r in rows:
-    print(f"{r['run']:>3} {r['scenario']:8} {r['conns']:>5} {r['target']:14} {r['rps']:>8} {r['p50_us']:>8} {r['p99_us']:>9} {r['cpu_us_req']:>10} {r['errors']:>6}")
+    print(f"{r['run']:>3} {r['scenario']:8} {r['conns']:>5} {r['target']:14} {r['rps']:>8} {r['p50_us']:>8} {r['p99_us']:>9} {r['cpu_us_req']:>10} {r['kernel_pct']:>8} {r['errors']:>6}")
 print("\n== medians over runs ==")
-print(f"{'scenario':8} {'conns':>5} {'target':14} {'req/s':>8} {'p50 us':>8} {'p99 us':>9} {'cpu us/req':>10} {'added p50':>9}")
+print(f"{'scenario':8} {'conns':>5} {'target':14} {'req/s':>8} {'p50 us':>8} {'p99 us':>9} {'cpu us/req':>10} {'kernel %':>8} {'added p50':>9}")
 keys = []
 for r in rows:
     k = (r["scenario"], r["conns"], r["target"])
@@ -399,7 +402,7 @@ for s, c, t in keys:
         d = [a - b for run in runs for a, b in zip(pick(s, c, t, "p50_us", run), pick(s, c, "direct", "p50_us", run))]
         added = f"{med(d):+.1f}"
     print(f"{s:8} {c:>5} {t:14} {med(pick(s,c,t,'rps')):>8.0f} {med(pick(s,c,t,'p50_us')):>8.1f} "
-          f"{med(pick(s,c,t,'p99_us')):>9.1f} {med(pick(s,c,t,'cpu_us_req')):>10.2f} {added:>9}")
+          f"{med(pick(s,c,t,'p99_us')):>9.1f} {med(pick(s,c,t,'cpu_us_req')):>10.2f} {med(pick(s,c,t,'kernel_pct')):>8.0f} {added:>9}")
 print("\n== ratios (per run, then median) ==")
 for s, c in sorted({(k[0], k[1]) for k in keys}):
     for t in ("chat2api", "chat2api-mock"):

@@ -231,14 +231,6 @@ pub struct AnswerInfo {
 }
 
 #[derive(Deserialize)]
-struct AnswerView<'a> {
-    #[serde(borrow, default)]
-    model: Option<&'a RawValue>,
-    #[serde(default)]
-    usage: Option<UsageView>,
-}
-
-#[derive(Deserialize)]
 struct UsageView {
     #[serde(default)]
     prompt_tokens: Option<u64>,
@@ -246,19 +238,126 @@ struct UsageView {
     completion_tokens: Option<u64>,
 }
 
-/// Look inside an upstream answer. `None` when it is not a JSON object; the
-/// caller then passes it through untouched.
+/// Look inside an upstream answer: where its top-level `model` string is,
+/// and its `usage` counts. `None` when it is not a JSON object; the caller
+/// then passes it through untouched.
+///
+/// This runs on every answer and every streamed event, so it does not parse
+/// the document: it walks the top-level object's structure (strings found
+/// with memchr, nested values skipped by bracket depth) and parses only the
+/// small `usage` object when there is one. The upstream's JSON is forwarded,
+/// not trusted or validated, so a structural walk is all that is needed.
 pub fn inspect_answer(body: &[u8]) -> Option<AnswerInfo> {
-    let view: AnswerView = serde_json::from_slice(body).ok()?;
-    let usage = view.usage;
+    let fields = top_level_fields(body)?;
+    let usage = fields
+        .usage
+        .and_then(|span| serde_json::from_slice::<UsageView>(&body[span]).ok());
     Some(AnswerInfo {
-        model_span: view
-            .model
-            .filter(|m| m.get().starts_with('"'))
-            .map(|m| span_in(body, m)),
+        model_span: fields.model,
         prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
         completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
     })
+}
+
+/// Value spans of the top-level fields the gateway cares about.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TopLevel {
+    /// The `model` value, quotes included, when it is a string.
+    model: Option<Range<usize>>,
+    /// The `usage` value, when it is an object.
+    usage: Option<Range<usize>>,
+}
+
+/// Walk the members of the top-level object in `doc`. `None` when `doc` is
+/// not structurally a JSON object; the first occurrence of a key wins.
+fn top_level_fields(doc: &[u8]) -> Option<TopLevel> {
+    let mut found = TopLevel::default();
+    let mut i = skip_ws(doc, 0);
+    if doc.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(doc, i + 1);
+    if doc.get(i) == Some(&b'}') {
+        return Some(found);
+    }
+    loop {
+        if doc.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(doc, i)?;
+        let key = &doc[i + 1..key_end - 1];
+        i = skip_ws(doc, key_end);
+        if doc.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(doc, i + 1);
+        let end = value_end(doc, start)?;
+        match (key, doc[start]) {
+            (b"model", b'"') if found.model.is_none() => found.model = Some(start..end),
+            (b"usage", b'{') if found.usage.is_none() => found.usage = Some(start..end),
+            _ => {}
+        }
+        i = skip_ws(doc, end);
+        match doc.get(i) {
+            Some(b',') => i = skip_ws(doc, i + 1),
+            Some(b'}') => return Some(found),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(doc: &[u8], mut i: usize) -> usize {
+    while matches!(doc.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        i += 1;
+    }
+    i
+}
+
+/// `doc[start]` is an opening quote: the index just past the closing one.
+fn string_end(doc: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', doc.get(i..)?)?;
+        if doc[i] == b'"' {
+            return Some(i + 1);
+        }
+        i += 2; // a backslash and the byte it escapes
+    }
+}
+
+/// The index just past the value starting at `doc[start]`: a string, an
+/// object or array (nested values skipped by depth), or a scalar.
+fn value_end(doc: &[u8], start: usize) -> Option<usize> {
+    match *doc.get(start)? {
+        b'"' => string_end(doc, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match *doc.get(i)? {
+                    b'"' => {
+                        i = string_end(doc, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let len = doc[start..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))?;
+            (len > 0).then_some(start + len)
+        }
+    }
 }
 
 /// `body` with the bytes in `span` replaced by `with`, as three slices that
@@ -292,6 +391,25 @@ pub fn fuzz_request_json(data: &[u8]) {
     }) = inspect_answer(data)
     {
         assert_eq!(data[span.start], b'"');
+        assert_eq!(data[span.end - 1], b'"');
+    }
+    // Where serde reads a valid object, the structural walk finds the same
+    // (serde also reads a struct from an array, which is not an answer).
+    #[derive(Deserialize)]
+    struct Reference<'a> {
+        #[serde(borrow, default)]
+        model: Option<&'a RawValue>,
+    }
+    let is_object = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if let Some(reference) = is_object
+        .then(|| serde_json::from_slice::<Reference>(data).ok())
+        .flatten()
+    {
+        let expected = reference
+            .model
+            .filter(|m| m.get().starts_with('"'))
+            .map(|m| span_in(data, m));
+        assert_eq!(top_level_fields(data).and_then(|f| f.model), expected);
     }
 }
 
@@ -360,6 +478,54 @@ mod tests {
                 }
                 other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
             }
+        }
+    }
+
+    #[test]
+    fn the_structural_walk_finds_top_level_fields_only() {
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            (r#"{"model":"m"}"#, Some(r#""m""#), None),
+            (
+                r#" { "id" : "x" , "model" : "a\"b" , "usage":{"prompt_tokens":1}} "#,
+                Some(r#""a\"b""#),
+                Some(r#"{"prompt_tokens":1}"#),
+            ),
+            // Nested `model` keys and look-alikes inside strings are not it.
+            (
+                r#"{"choices":[{"model":"inner","t":"\"model\":\"no\""}],"model":"outer"}"#,
+                Some(r#""outer""#),
+                None,
+            ),
+            (
+                r#"{"meta":{"model":"inner"},"n":[1,2,{"a":[]}],"x":null,"y":-1.5e3,"model":"m"}"#,
+                Some(r#""m""#),
+                None,
+            ),
+            // A non-string model is left alone; the first occurrence wins.
+            (r#"{"model":5,"usage":null}"#, None, None),
+            (r#"{"model":"a","model":"b"}"#, Some(r#""a""#), None),
+            (r#"{}"#, None, None),
+        ];
+        for (doc, model, usage) in cases {
+            let f = top_level_fields(doc.as_bytes()).unwrap_or_else(|| panic!("{doc}"));
+            assert_eq!(f.model.map(|r| &doc[r]), *model, "{doc}");
+            assert_eq!(f.usage.map(|r| &doc[r]), *usage, "{doc}");
+            fuzz_request_json(doc.as_bytes());
+        }
+        for not_object in [
+            "",
+            "[]",
+            "\"model\"",
+            "{\"model\" \"m\"}",
+            "{\"a\":1",
+            "{\"a\":\"unterminated}",
+            "{\"a\":1 \"b\":2}",
+        ] {
+            assert_eq!(
+                top_level_fields(not_object.as_bytes()),
+                None,
+                "{not_object}"
+            );
         }
     }
 

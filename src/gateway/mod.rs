@@ -272,51 +272,61 @@ impl Gateway {
             if let Some(t) = tally.as_mut() {
                 t.route(pick.ids);
             }
-            let upstream = self.upstreams[pick.index().0].as_ref();
-            let ProviderKind::Mock { text, token_delay } = &pick.provider.kind else {
-                let Some(upstream) = upstream else { break };
-                let client_model = body.slice(info.model_span.clone());
-                match proxy::forward(
-                    self,
-                    &pick,
-                    upstream,
-                    endpoint,
-                    head,
-                    &body,
-                    &info,
-                    client_model,
-                    &mut tally,
-                )
-                .await
-                {
-                    proxy::Attempt::Done(resp) => return resp.with_tally(tally),
-                    proxy::Attempt::Failed(resp) => {
-                        last = Some(resp);
-                        continue;
-                    }
-                }
-            };
-            // The mock needs the prompt text, which the first parse skipped.
-            let info = match json::parse_request(&body, endpoint, true) {
-                Ok(info) => info,
-                Err(e) => return Response::error(&e).with_tally(tally),
-            };
-            pick.account.record_success();
-            let text = mock::answer_text(text.as_deref(), &info);
-            if info.stream {
-                let s = mock::MockStream::new(endpoint, &text, &info, *token_delay);
-                return stream_response(EventStream::Mock(s), tally);
+            if let ProviderKind::Mock { text, token_delay } = &pick.provider.kind {
+                pick.account.record_success();
+                return self.mock_answer(endpoint, &body, text.as_deref(), *token_delay, tally);
             }
-            let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);
-            if let Some(t) = tally.as_mut() {
-                t.first_token();
-                t.tokens(prompt, completion);
+            // Built in `new` for every provider that is not the mock.
+            let Some(upstream) = self.upstreams[pick.index().0].as_ref() else {
+                break;
+            };
+            let client_model = body.slice(info.model_span.clone());
+            let attempt = proxy::forward(
+                self,
+                &pick,
+                upstream,
+                endpoint,
+                head,
+                &body,
+                &info,
+                client_model,
+                &mut tally,
+            );
+            match attempt.await {
+                proxy::Attempt::Done(resp) => return resp.with_tally(tally),
+                proxy::Attempt::Failed(resp) => last = Some(resp),
             }
-            return Response::json(200, answer).with_tally(tally);
         }
         let resp = last
             .unwrap_or_else(|| Response::error(&ApiError::NoAvailableAccount(info.model.clone())));
         resp.with_tally(tally)
+    }
+
+    /// The built-in mock's answer, plain or streamed.
+    fn mock_answer(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+        text: Option<&str>,
+        token_delay: std::time::Duration,
+        mut tally: Option<Tally>,
+    ) -> Response {
+        // The mock needs the prompt text, which the first parse skipped.
+        let info = match json::parse_request(body, endpoint, true) {
+            Ok(info) => info,
+            Err(e) => return Response::error(&e).with_tally(tally),
+        };
+        let text = mock::answer_text(text, &info);
+        if info.stream {
+            let s = mock::MockStream::new(endpoint, &text, &info, token_delay);
+            return stream_response(EventStream::Mock(s), tally);
+        }
+        let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);
+        if let Some(t) = tally.as_mut() {
+            t.first_token();
+            t.tokens(prompt, completion);
+        }
+        Response::json(200, answer).with_tally(tally)
     }
 }
 

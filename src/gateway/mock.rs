@@ -7,7 +7,6 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -73,15 +72,35 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
     (Bytes::from(body.to_string()), prompt, completion)
 }
 
-/// A streamed answer: the events are prepared up front (they are small) and
-/// handed out one by one, `token_delay` apart.
+/// A streamed answer, word by word, `token_delay` apart. Each event is built
+/// when it is due, so an open stream holds its text and a cursor, not every
+/// event at once.
 pub struct MockStream {
-    events: VecDeque<Bytes>,
+    endpoint: Endpoint,
+    id: String,
+    created: u64,
+    model: String,
+    text: String,
+    /// Byte offset in `text` of the next word.
+    pos: usize,
+    stage: Stage,
+    include_usage: bool,
     token_delay: Duration,
     first: bool,
     done: bool,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+}
+
+/// Where a mock stream is: the role chunk (chat only), the words, the
+/// finishing chunk, the usage chunk (when asked for), then `[DONE]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Role,
+    Words,
+    Finish,
+    Usage,
+    Done,
 }
 
 impl MockStream {
@@ -91,60 +110,109 @@ impl MockStream {
         info: &RequestInfo,
         token_delay: Duration,
     ) -> MockStream {
-        let id = next_id(endpoint);
-        let created = unix_time();
-        let model = &info.model;
-        let words: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
-        let mut events = VecDeque::with_capacity(words.len() + 3);
-        let chunk = |choice: serde_json::Value| -> Bytes {
-            let object = match endpoint {
-                Endpoint::Chat => "chat.completion.chunk",
-                Endpoint::Completions => "text_completion",
-            };
-            let mut v = json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]});
-            if endpoint == Endpoint::Chat {
-                v["system_fingerprint"] = json!("chat2api-mock");
-            }
-            Bytes::from(v.to_string())
-        };
-        if endpoint == Endpoint::Chat {
-            events.push_back(chunk(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null})));
-        }
-        for (i, w) in words.iter().enumerate() {
-            let piece = if i == 0 {
-                (*w).to_owned()
-            } else {
-                format!(" {w}")
-            };
-            events.push_back(match endpoint {
-                Endpoint::Chat => chunk(json!({"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null})),
-                Endpoint::Completions => chunk(json!({"text": piece, "index": 0, "logprobs": null, "finish_reason": null})),
-            });
-        }
-        events.push_back(match endpoint {
-            Endpoint::Chat => {
-                chunk(json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}))
-            }
-            Endpoint::Completions => {
-                chunk(json!({"text": "", "index": 0, "logprobs": null, "finish_reason": "stop"}))
-            }
-        });
-        let completion = words.len() as u64;
-        if info.include_usage {
-            let object = match endpoint {
-                Endpoint::Chat => "chat.completion.chunk",
-                Endpoint::Completions => "text_completion",
-            };
-            let v = json!({"id": id, "object": object, "created": created, "model": model, "choices": [], "usage": usage(info.prompt_words, completion)});
-            events.push_back(Bytes::from(v.to_string()));
-        }
         MockStream {
-            events,
+            endpoint,
+            id: next_id(endpoint),
+            created: unix_time(),
+            model: info.model.clone(),
+            text: text.to_owned(),
+            pos: 0,
+            stage: match endpoint {
+                Endpoint::Chat => Stage::Role,
+                Endpoint::Completions => Stage::Words,
+            },
+            include_usage: info.include_usage,
             token_delay,
             first: true,
             done: false,
             prompt_tokens: info.prompt_words,
-            completion_tokens: completion,
+            completion_tokens: text.split(' ').filter(|w| !w.is_empty()).count() as u64,
+        }
+    }
+
+    fn chunk(&self, choices: serde_json::Value, usage: Option<serde_json::Value>) -> Bytes {
+        let object = match self.endpoint {
+            Endpoint::Chat => "chat.completion.chunk",
+            Endpoint::Completions => "text_completion",
+        };
+        let mut v = json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices});
+        if self.endpoint == Endpoint::Chat {
+            v["system_fingerprint"] = json!("chat2api-mock");
+        }
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        Bytes::from(v.to_string())
+    }
+
+    /// The next word with the space before it (none before the first).
+    fn next_word(&mut self) -> Option<String> {
+        let rest = &self.text[self.pos..];
+        let start = rest.find(|c| c != ' ')?;
+        let len = rest[start..].find(' ').unwrap_or(rest.len() - start);
+        let word = &rest[start..start + len];
+        let piece = if self.pos == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        };
+        self.pos += start + len;
+        Some(piece)
+    }
+
+    /// Whether an event is still to come (`[DONE]` comes without a delay).
+    fn events_left(&self) -> bool {
+        match self.stage {
+            Stage::Done => false,
+            Stage::Usage => self.include_usage,
+            _ => true,
+        }
+    }
+
+    /// The next event's JSON, or `None` once they are all out.
+    fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            match self.stage {
+                Stage::Role => {
+                    self.stage = Stage::Words;
+                    let choice = json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null});
+                    return Some(self.chunk(json!([choice]), None));
+                }
+                Stage::Words => match self.next_word() {
+                    Some(piece) => {
+                        let choice = match self.endpoint {
+                            Endpoint::Chat => {
+                                json!({"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null})
+                            }
+                            Endpoint::Completions => {
+                                json!({"text": piece, "index": 0, "logprobs": null, "finish_reason": null})
+                            }
+                        };
+                        return Some(self.chunk(json!([choice]), None));
+                    }
+                    None => self.stage = Stage::Finish,
+                },
+                Stage::Finish => {
+                    self.stage = Stage::Usage;
+                    let choice = match self.endpoint {
+                        Endpoint::Chat => {
+                            json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"})
+                        }
+                        Endpoint::Completions => {
+                            json!({"text": "", "index": 0, "logprobs": null, "finish_reason": "stop"})
+                        }
+                    };
+                    return Some(self.chunk(json!([choice]), None));
+                }
+                Stage::Usage => {
+                    self.stage = Stage::Done;
+                    if self.include_usage {
+                        let u = usage(self.prompt_tokens, self.completion_tokens);
+                        return Some(self.chunk(json!([]), Some(u)));
+                    }
+                }
+                Stage::Done => return None,
+            }
         }
     }
 
@@ -154,7 +222,7 @@ impl MockStream {
         if self.done {
             return None;
         }
-        if !self.token_delay.is_zero() && !self.first && !self.events.is_empty() {
+        if !self.token_delay.is_zero() && !self.first && self.events_left() {
             tokio::time::sleep(self.token_delay).await;
         }
         self.first = false;
@@ -171,7 +239,7 @@ impl MockStream {
     }
 
     fn pop(&mut self) -> StreamItem {
-        match self.events.pop_front() {
+        match self.next_event() {
             Some(ev) => StreamItem::Data([ev, Bytes::new(), Bytes::new()]),
             None => {
                 self.done = true;

@@ -6,7 +6,8 @@ mod support;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 use support::upstream::{
-    chat_answer, chunk, chunked, json_answer, send, MockUpstream, Step, SSE_HEAD,
+    chat_answer, chunk, chunked, json_answer, send, sse_event, MockUpstream, Step, SSE_HEAD,
+    SSE_HEAD_CLOSE,
 };
 use support::TestGateway;
 
@@ -97,10 +98,7 @@ async fn stream_events_are_reframed_with_the_alias() {
     let up = MockUpstream::start(|_| {
         let mut s = String::from(SSE_HEAD);
         for w in ["Hel", "lo", "!"] {
-            s.push_str(&chunked(&format!(
-                "data: {}\n\n",
-                chunk("deepseek-chat", w)
-            )));
+            s.push_str(&sse_event(w));
         }
         s.push_str(&chunked(": comment\n\ndata: [DONE]\n\n"));
         s.push_str("0\r\n\r\n");
@@ -173,7 +171,7 @@ async fn close_delimited_stream_without_done_still_ends_with_done() {
     let up = MockUpstream::start(|_| {
         vec![
             send(format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: {}\n\n",
+                "{SSE_HEAD_CLOSE}data: {}\n\n",
                 chunk("deepseek-chat", "x")
             )),
             Step::Close,
@@ -194,17 +192,7 @@ async fn close_delimited_stream_without_done_still_ends_with_done() {
 
 #[tokio::test]
 async fn upstream_dying_mid_stream_ends_with_an_error_event_and_close() {
-    let up = MockUpstream::start(|_| {
-        vec![
-            send(SSE_HEAD),
-            send(chunked(&format!(
-                "data: {}\n\n",
-                chunk("deepseek-chat", "x")
-            ))),
-            Step::Close,
-        ]
-    })
-    .await;
+    let up = MockUpstream::start(|_| vec![send(SSE_HEAD), send(sse_event("x")), Step::Close]).await;
     let gw = TestGateway::start(&config(&up.base_url(), "")).await;
     let mut c = gw.connect().await;
     c.send(chat_request(STREAM_BODY).as_bytes()).await;
@@ -331,17 +319,7 @@ async fn pooled_connections_are_reused() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_at_once() {
-    let up = MockUpstream::start(|_| {
-        vec![
-            send(SSE_HEAD),
-            send(chunked(&format!(
-                "data: {}\n\n",
-                chunk("deepseek-chat", "x")
-            ))),
-            Step::Hang,
-        ]
-    })
-    .await;
+    let up = MockUpstream::start(|_| vec![send(SSE_HEAD), send(sse_event("x")), Step::Hang]).await;
     let gw = TestGateway::start(&config(&up.base_url(), "")).await;
     let mut c = gw.connect().await;
     c.send(chat_request(STREAM_BODY).as_bytes()).await;
@@ -435,10 +413,7 @@ async fn completions_through_a_chat_only_provider() {
     let up = MockUpstream::start(|req| {
         if req.json()["stream"] == true {
             let mut s = String::from(SSE_HEAD);
-            s.push_str(&chunked(&format!(
-                "data: {}\n\n",
-                chunk("deepseek-chat", "Hel")
-            )));
+            s.push_str(&sse_event("Hel"));
             s.push_str(&chunked(&format!(
                 "data: {}\n\ndata: [DONE]\n\n",
                 chunk("deepseek-chat", "lo")
@@ -544,10 +519,7 @@ async fn each_event_reaches_the_client_before_the_next_is_sent() {
     let up = MockUpstream::start(|_| {
         vec![
             send(SSE_HEAD),
-            send(chunked(&format!(
-                "data: {}\n\n",
-                chunk("deepseek-chat", "first")
-            ))),
+            send(sse_event("first")),
             Step::Sleep(Duration::from_millis(600)),
             send(chunked(&format!(
                 "data: {}\n\ndata: [DONE]\n\n",
@@ -599,17 +571,7 @@ async fn malformed_upstream_framing_is_502_and_the_connection_is_dropped() {
 
 #[tokio::test]
 async fn an_idle_gap_inside_a_stream_ends_it_with_an_error_event() {
-    let up = MockUpstream::start(|_| {
-        vec![
-            send(SSE_HEAD),
-            send(chunked(&format!(
-                "data: {}\n\n",
-                chunk("deepseek-chat", "x")
-            ))),
-            Step::Hang,
-        ]
-    })
-    .await;
+    let up = MockUpstream::start(|_| vec![send(SSE_HEAD), send(sse_event("x")), Step::Hang]).await;
     let gw = TestGateway::start(&config(
         &up.base_url(),
         r#", "limits": {"streamIdleTimeout": 400, "sseKeepaliveInterval": 100}"#,
@@ -648,7 +610,7 @@ async fn an_unterminated_last_event_is_kept_only_when_whole() {
         let up = MockUpstream::start(move |_| {
             vec![
                 send(format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: {}\n\ndata: {tail}",
+                    "{SSE_HEAD_CLOSE}data: {}\n\ndata: {tail}",
                     chunk("deepseek-chat", "first")
                 )),
                 Step::Close,

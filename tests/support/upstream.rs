@@ -267,6 +267,17 @@ pub fn chunk(model: &str, content: &str) -> String {
 pub const SSE_HEAD: &str =
     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
 
+/// One `data:` event carrying `chunk("deepseek-chat", content)`, as one
+/// HTTP chunk of a chunked event-stream body.
+pub fn sse_event(content: &str) -> String {
+    chunked(&format!("data: {}\n\n", chunk("deepseek-chat", content)))
+}
+
+/// The head of a close-delimited event-stream answer: the body ends when
+/// the upstream closes.
+pub const SSE_HEAD_CLOSE: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+
 /// `bytes` as one HTTP chunk.
 pub fn chunked(bytes: &str) -> String {
     format!("{:x}\r\n{bytes}\r\n", bytes.len())

@@ -1,0 +1,118 @@
+//! One request's entry in the statistics, carried with the request from the
+//! moment it reaches a `/v1/` route until its answer is written.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::log::{log_error_index, LogRecord};
+use super::{LabelId, Stats, NO_LABEL};
+
+/// Which labelled names a request was routed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteIds {
+    pub model: LabelId,
+    pub provider: LabelId,
+    pub account: LabelId,
+    pub upstream_model: LabelId,
+}
+
+impl Default for RouteIds {
+    fn default() -> Self {
+        RouteIds {
+            model: NO_LABEL,
+            provider: NO_LABEL,
+            account: NO_LABEL,
+            upstream_model: NO_LABEL,
+        }
+    }
+}
+
+/// One `/v1/` request's entry in the statistics, carried along with the
+/// request and closed once its answer is written. Dropping it unfinished
+/// (a client that went away mid-answer) counts as a failure, logged with
+/// status 499 as nginx does.
+pub struct Tally {
+    stats: Arc<Stats>,
+    start: Instant,
+    ttft: Option<Duration>,
+    tokens: (u64, u64),
+    route: RouteIds,
+    stream: bool,
+    finished: bool,
+}
+
+/// The status logged for a request whose client left before its answer ended.
+pub const CLIENT_GONE: u16 = 499;
+
+impl Tally {
+    pub fn new(stats: &Arc<Stats>) -> Tally {
+        stats.request_started();
+        Tally {
+            stats: stats.clone(),
+            start: Instant::now(),
+            ttft: None,
+            tokens: (0, 0),
+            route: RouteIds::default(),
+            stream: false,
+            finished: false,
+        }
+    }
+
+    /// The first token reached the client (the first event of a stream, or
+    /// the head of a plain answer).
+    pub fn first_token(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.start.elapsed());
+        }
+    }
+
+    pub fn tokens(&mut self, prompt: u64, completion: u64) {
+        self.tokens = (prompt, completion);
+    }
+
+    pub fn route(&mut self, route: RouteIds) {
+        self.route = route;
+    }
+
+    pub fn streamed(&mut self) {
+        self.stream = true;
+    }
+
+    /// Close the record: `ok` is a completed 2xx answer; `error` the code of
+    /// an error answer or of a stream that broke off.
+    pub fn finish(mut self, status: u16, ok: bool, error: Option<&'static str>) {
+        self.close(status, ok, error);
+    }
+
+    fn close(&mut self, status: u16, ok: bool, error: Option<&'static str>) {
+        self.finished = true;
+        let latency = self.start.elapsed();
+        let stats = &self.stats;
+        stats.request_finished(ok, latency);
+        if let Some(ttft) = self.ttft {
+            stats.ttft.record(ttft);
+        }
+        stats.record_tokens(self.tokens.0, self.tokens.1);
+        stats.log.push(&LogRecord {
+            time_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            status,
+            stream: self.stream,
+            error: error.map_or(0, log_error_index),
+            latency_us: latency.as_micros() as u64,
+            ttft_us: self.ttft.map_or(u64::MAX, |d| d.as_micros() as u64),
+            tokens: self.tokens,
+            route: self.route,
+        });
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.close(CLIENT_GONE, false, Some("client_gone"));
+        }
+    }
+}

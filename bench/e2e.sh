@@ -17,11 +17,19 @@
 # /proc/PID/stat before and after each wrk run, divided by the requests wrk
 # completed; "kernel %" is the stime share of that CPU. Memory: VmRSS of a
 # fresh chat2api idle, and with N open streams (bench/open_streams.py).
+# Proxied streams: the same, but each stream goes through chat2api (the
+# "front", bench/chat2api-bench-proxied-front.json, model proxied-slow) to a
+# second chat2api (the "back", same binary, bench/chat2api-bench-proxied-
+# back.json, management off) that serves mock-slow, one token per second,
+# PROXIED_WORDS tokens: the front holds a client socket, an upstream
+# connection and an SSE re-framer per stream. RSS of the front is the figure;
+# the back's is reported for information. The front needs 2 fds per stream,
+# so N is capped at (fd limit - 100) / 2 and the figure extrapolated to N.
 #
 # Knobs (environment): RUNS=3 DURATION=8 DURATION_C1=5 CONNS=32
-#   STREAMS="1000 10000" SLOW_WORDS=45 WRK_CPU=0 SERVER_CPU=1
+#   STREAMS="1000 10000" SLOW_WORDS=45 PROXIED_WORDS=200 WRK_CPU=0 SERVER_CPU=1
 #   CHAT2API_BIN=path (skip the build) RESULTS=file (append the raw TSV there)
-#   SKIP_STREAMS=1 SKIP_SSE=1 SKIP_LOAD=1 (memory tests only)
+#   SKIP_STREAMS=1 SKIP_PROXIED_STREAMS=1 SKIP_SSE=1 SKIP_LOAD=1 (memory tests only)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +40,8 @@ DURATION_C1=${DURATION_C1:-5}
 CONNS=${CONNS:-32}
 STREAMS=${STREAMS:-"1000 10000"}
 SLOW_WORDS=${SLOW_WORDS:-45}
+# Long enough that no proxied stream ends before it is measured (1 token/s).
+PROXIED_WORDS=${PROXIED_WORDS:-200}
 WRK_CPU=${WRK_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 KEY=sk-bench-5f3c9a1e7d2b4c68
@@ -64,7 +74,9 @@ fi
 [[ -x $CHAT2API_BIN ]] || die "no binary at $CHAT2API_BIN"
 
 # The stream test holds up to 10 000 client sockets in chat2api and as many in
-# open_streams.py; both inherit this limit.
+# open_streams.py; both inherit this limit. A proxied stream costs the front
+# two fds (client + upstream), so with a hard limit below 2N + 100 the
+# proxied test runs with fewer streams (and says so).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 FD_LIMIT=$(ulimit -n)
 
@@ -83,6 +95,7 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 UP=$(free_port); UPS=$(free_port); NGX=$(free_port); NGXS=$(free_port); C2A=$(free_port)
+BACK=$(free_port)
 
 wait_http() { # url [method] -> waits up to 10 s for any HTTP answer
     local i
@@ -182,20 +195,36 @@ nginx_pids() { # master pid -> master and workers
 
 # ---- chat2api -------------------------------------------------------------
 SLOW_TEXT=$(python3 -c "print(' '.join('token%d' % i for i in range($SLOW_WORDS)))")
+PROXIED_TEXT=$(python3 -c "print(' '.join('token%d' % i for i in range($PROXIED_WORDS)))")
 C2A_PID=
+BACK_PID=
 C2A_PROXIED=1
-start_c2a() { # config
+start_chat2api() { # config port log -> sets STARTED_PID, waits for /health
     BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=$SLOW_TEXT \
-        taskset -c "$SERVER_CPU" "$CHAT2API_BIN" --config "$1" --port "$C2A" 2>>"$WORK/c2a.log" &
-    C2A_PID=$!
-    PIDS+=("$C2A_PID")
-    wait_http "http://127.0.0.1:$C2A/health" && kill -0 "$C2A_PID" 2>/dev/null
+        BENCH_BACK_PORT=$BACK BENCH_PROXIED_TEXT=$PROXIED_TEXT \
+        taskset -c "$SERVER_CPU" "$CHAT2API_BIN" --config "$1" --port "$2" 2>>"$3" &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    wait_http "http://127.0.0.1:$2/health" && kill -0 "$STARTED_PID" 2>/dev/null
+}
+start_c2a() { # config
+    local rc=0
+    start_chat2api "$1" "$C2A" "$WORK/c2a.log" || rc=1
+    C2A_PID=$STARTED_PID
+    return $rc
+}
+stop_pid() { # pid
+    [[ -n $1 ]] || return 0
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
 }
 stop_c2a() {
-    [[ -n $C2A_PID ]] || return 0
-    kill -TERM "$C2A_PID" 2>/dev/null || true
-    wait "$C2A_PID" 2>/dev/null || true
+    stop_pid "$C2A_PID"
     C2A_PID=
+}
+stop_back() {
+    stop_pid "$BACK_PID"
+    BACK_PID=
 }
 c2a_config() { ((C2A_PROXIED)) && echo "$BENCH/chat2api-bench.json" || echo "$BENCH/chat2api-bench-mockonly.json"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -297,6 +326,8 @@ target_args() { # scenario target
 
 STREAM_RAW=$WORK/streams.tsv
 printf 'run\tn\topened\topen_at_measure\terrors\tramp_s\trss_idle_kib\trss_open_kib\trss_after_close_kib\tper_stream_kib\n' >"$STREAM_RAW"
+PROXIED_RAW=$WORK/proxied.tsv
+printf 'run\tn_asked\tn\topened\topen_at_measure\terrors\tramp_s\trss_idle_kib\trss_open_kib\trss_after_close_kib\tper_stream_kib\tback_rss_idle_kib\tback_rss_open_kib\tback_rss_after_close_kib\tfds_open\tfds_after_close\tback_fds_after_close\tfirst_error\n' >"$PROXIED_RAW"
 IDLE_RAW=$WORK/idle.tsv
 printf 'run\tidle_rss_kib\tafter_load_rss_kib\n' >"$IDLE_RAW"
 
@@ -372,13 +403,58 @@ EOF
             stop_c2a
         done
     fi
+
+    if [[ -z ${SKIP_PROXIED_STREAMS:-} ]]; then
+        for n_asked in $STREAMS; do
+            n=$n_asked
+            if ((2 * n + 100 > FD_LIMIT)); then
+                n=$(((FD_LIMIT - 100) / 2))
+                log "proxied streams: $n instead of $n_asked (the front needs 2 fds per stream; fd limit $FD_LIMIT)"
+            fi
+            start_chat2api "$BENCH/chat2api-bench-proxied-back.json" "$BACK" "$WORK/back.log" ||
+                die "back chat2api did not start: $(tail -n 5 "$WORK/back.log")"
+            BACK_PID=$STARTED_PID
+            start_c2a "$BENCH/chat2api-bench-proxied-front.json" || die "front chat2api did not start: $(tail -n 5 "$WORK/c2a.log")"
+            # Sanity: the stream goes through the front, gets the back's events
+            # and has its model rewritten (curl stops it after 3 s).
+            out=$(curl -sN -m 3 -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+                -d '{"model":"proxied-slow","stream":true,"messages":[{"role":"user","content":"Hello!"}]}' \
+                "http://127.0.0.1:$C2A/v1/chat/completions" || true)
+            [[ $out == *'"model":"proxied-slow"'*'token0'* ]] ||
+                die "proxied stream sanity check failed: $(printf %s "$out" | head -c 400) $(tail -n 3 "$WORK/c2a.log")"
+            sleep 1.5 # let the front drop the sanity stream's upstream connection
+            idle=$(rss_kib "$C2A_PID")
+            back_idle=$(rss_kib "$BACK_PID")
+            line=$(timeout 150 python3 "$BENCH/open_streams.py" --port "$C2A" --pid "$C2A_PID" --n "$n" \
+                --model proxied-slow --upstream-pid "$BACK_PID" --key "$KEY" --timeout 90 || true)
+            line=$(grep '^STREAMS_RESULT' <<<"$line" || echo "STREAMS_RESULT error=no_output")
+            log "  proxied streams: $line"
+            python3 - "$run" "$n_asked" "$idle" "$back_idle" "$line" >>"$PROXIED_RAW" <<'EOF'
+import sys
+run, n_asked, idle, back_idle, line = sys.argv[1:]
+kv = dict(x.split("=", 1) for x in line.split()[1:])
+g = lambda k: kv.get(k, "nan")
+opened = int(g("open_at_measure")) if g("open_at_measure") != "nan" else 0
+per = (int(g("rss_open_kib")) - int(idle)) / opened if opened else float("nan")
+print("\t".join([run, n_asked, g("n"), g("opened"), g("open_at_measure"), g("errors"), g("ramp_s"), idle,
+                 g("rss_open_kib"), g("rss_after_close_kib"), f"{per:.1f}", back_idle, g("up_rss_open_kib"),
+                 g("up_rss_after_close_kib"), g("fds_open"), g("fds_after_close"), g("up_fds_after_close"),
+                 g("first_error")]))
+EOF
+            grep -i 'panic' "$WORK/c2a.log" "$WORK/back.log" >&2 && log "a chat2api panicked during the proxied streams (above)"
+            kill -0 "$C2A_PID" 2>/dev/null || log "the front chat2api died: $(tail -n 5 "$WORK/c2a.log")"
+            kill -0 "$BACK_PID" 2>/dev/null || log "the back chat2api died: $(tail -n 5 "$WORK/back.log")"
+            stop_c2a
+            stop_back
+        done
+    fi
 done
 
 # ---- report -----------------------------------------------------------------
-[[ -n ${RESULTS:-} ]] && { cat "$RAW"; echo; cat "$IDLE_RAW"; echo; cat "$STREAM_RAW"; } >>"$RESULTS"
-python3 - "$RAW" "$IDLE_RAW" "$STREAM_RAW" "$C2A_PROXIED" <<'EOF'
+[[ -n ${RESULTS:-} ]] && { cat "$RAW"; echo; cat "$IDLE_RAW"; echo; cat "$STREAM_RAW"; echo; cat "$PROXIED_RAW"; } >>"$RESULTS"
+python3 - "$RAW" "$IDLE_RAW" "$STREAM_RAW" "$C2A_PROXIED" "$PROXIED_RAW" <<'EOF'
 import csv, statistics, sys
-raw, idle, streams, proxied = sys.argv[1:]
+raw, idle, streams, proxied, proxied_streams = sys.argv[1:]
 rows = list(csv.DictReader(open(raw), delimiter="\t"))
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 def pick(scen, conns, target, col, run=None):
@@ -430,6 +506,30 @@ for n in sorted({r["n"] for r in srows if r["n"] != "nan"}, key=int):
     print(f"chat2api with {n} open streams: RSS median {med(rss)/1024:.1f} MiB, {med(per):.1f} KiB/stream above idle "
           f"(open at measurement: {', '.join(r['open_at_measure'] for r in rs)}; errors: {', '.join(r['errors'] for r in rs)}; "
           f"ramp s: {', '.join(r['ramp_s'] for r in rs)}; RSS after close MiB: {', '.join('%.1f' % (int(r['rss_after_close_kib'])/1024) for r in rs if r['rss_after_close_kib'] != 'nan')})")
+prows = list(csv.DictReader(open(proxied_streams), delimiter="\t"))
+num = lambda x: x not in ("nan", "", None)
+for n_asked in sorted({r["n_asked"] for r in prows}, key=int):
+    rs = [r for r in prows if r["n_asked"] == n_asked]
+    ns = sorted({r["n"] for r in rs})
+    rss = [int(r["rss_open_kib"]) for r in rs if num(r["rss_open_kib"])]
+    per = [float(r["per_stream_kib"]) for r in rs if num(r["per_stream_kib"])]
+    idl = [int(r["rss_idle_kib"]) for r in rs]
+    back = [int(r["back_rss_open_kib"]) for r in rs if num(r["back_rss_open_kib"])]
+    n_txt = n_asked if ns == [n_asked] else f"{'/'.join(ns)} (asked {n_asked}; fd limit)"
+    extra = ""
+    if ns != [n_asked] and per:
+        extra = f"; extrapolated to {n_asked}: {(med(idl) + int(n_asked) * med(per)) / 1024:.1f} MiB"
+    print(f"chat2api with {n_txt} open PROXIED streams: front RSS median {med(rss)/1024:.1f} MiB, "
+          f"{med(per):.1f} KiB/stream above idle{extra} "
+          f"(open at measurement: {', '.join(r['open_at_measure'] for r in rs)}; errors: {', '.join(r['errors'] for r in rs)}; "
+          f"ramp s: {', '.join(r['ramp_s'] for r in rs)}; front idle MiB: {', '.join('%.2f' % (x/1024) for x in idl)}; "
+          f"front RSS after close MiB: {', '.join('%.1f' % (int(r['rss_after_close_kib'])/1024) for r in rs if num(r['rss_after_close_kib']))}; "
+          f"back RSS idle/open MiB: {', '.join('%.1f/%.1f' % (int(r['back_rss_idle_kib'])/1024, int(r['back_rss_open_kib'])/1024) for r in rs if num(r['back_rss_open_kib']))}; "
+          f"fds open/after close: front {', '.join(r['fds_open'] + '/' + r['fds_after_close'] for r in rs)}, "
+          f"back after close {', '.join(r['back_fds_after_close'] for r in rs)})")
+    errs = [r["first_error"] for r in rs if r["first_error"] not in ("-", "nan")]
+    if errs:
+        print(f"  first errors: {'; '.join(errs)}")
 if proxied == "0":
     print("\nNOTE: chat2api could not proxy to the upstream (no upstream client yet); only its mock path was measured.")
 EOF

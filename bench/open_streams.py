@@ -7,8 +7,13 @@ Each connection POSTs a `"stream": true` chat request for a slow mock model
 gateway's VmRSS is read from /proc/PID/status; then all connections are
 closed. Prints one line `STREAMS_RESULT key=value ...`.
 
+With --upstream-pid (the slow upstream a proxied stream goes through, e.g. a
+second chat2api serving the mock), that process's VmRSS and open fds are
+read at the same moments and printed as `up_*` keys.
+
 Standard library only. Usage:
   open_streams.py --port P --pid PID --n N [--model mock-slow] [--key K]
+                  [--upstream-pid PID]
 """
 import argparse
 import asyncio
@@ -24,6 +29,13 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
 
 
 def threads(pid):
@@ -73,6 +85,8 @@ async def main():
     ap.add_argument("--concurrency", type=int, default=256, help="connects in flight")
     ap.add_argument("--hold", type=float, default=1.0, help="seconds to wait after the last first event")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--upstream-pid", type=int, default=0,
+                    help="also report this process's RSS and fds (a proxied stream's upstream)")
     a = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -86,7 +100,9 @@ async def main():
                b"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
+    up = a.upstream_pid
     rss0 = rss_kib(a.pid)
+    up0 = rss_kib(up) if up else 0
     sem = asyncio.Semaphore(a.concurrency)
     writers, ended = [], []
     t0 = time.monotonic()
@@ -98,17 +114,24 @@ async def main():
     errors = [r for r in results if isinstance(r, BaseException)]
     await asyncio.sleep(a.hold)
     rss1 = rss_kib(a.pid)
+    up1 = rss_kib(up) if up else 0
     nthreads = threads(a.pid)
+    fds1, up_fds1 = fds(a.pid), (fds(up) if up else 0)
     open_now = len(writers) - len(ended)
     for w in writers:
         w.transport.abort()
     await asyncio.sleep(1.0)
     rss2 = rss_kib(a.pid)
+    up2 = rss_kib(up) if up else 0
+    fds2, up_fds2 = fds(a.pid), (fds(up) if up else 0)
     per = (rss1 - rss0) / max(open_now, 1)
     first_err = repr(errors[0])[:120].replace(" ", "_") if errors else "-"
+    up_kv = (f" up_rss_before_kib={up0} up_rss_open_kib={up1} up_rss_after_close_kib={up2}"
+             f" up_fds_open={up_fds1} up_fds_after_close={up_fds2}") if up else ""
     print(f"STREAMS_RESULT n={a.n} opened={len(writers)} open_at_measure={open_now} "
           f"errors={len(errors)} ramp_s={ramp:.2f} rss_before_kib={rss0} rss_open_kib={rss1} "
-          f"rss_after_close_kib={rss2} per_stream_kib={per:.1f} threads={nthreads} first_error={first_err}")
+          f"rss_after_close_kib={rss2} per_stream_kib={per:.1f} threads={nthreads} "
+          f"fds_open={fds1} fds_after_close={fds2}{up_kv} first_error={first_err}")
     return 0 if not errors else 1
 
 

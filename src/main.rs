@@ -41,6 +41,13 @@ fn main() -> ExitCode {
         print!("{}", config.routing_table());
         return ExitCode::SUCCESS;
     }
+    // Every client connection, and every upstream connection of a proxied
+    // stream, is a file descriptor: take the hard limit rather than a soft
+    // limit (often 1024) far below `maxConnections`, as nginx's
+    // `worker_rlimit_nofile` and Go's runtime do.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("chat2api: cannot raise the open-file limit: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

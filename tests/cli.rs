@@ -153,3 +153,37 @@ fn sighup_rereads_the_config_file() {
     signal(&run.child, "-INT");
     assert!(wait_exit(&mut run.child, Duration::from_secs(10)).success());
 }
+
+/// The open-file soft limit is raised to the hard limit at start, so that
+/// `maxConnections` is not capped by a default soft limit of 1024.
+#[test]
+fn the_open_file_limit_is_raised() {
+    let soft_and_hard = |pid: u32| -> Option<(String, String)> {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut fields = line["Max open files".len()..].split_whitespace();
+        Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+    };
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -Sn 256 && exec {BIN} --port 0"))
+        .env_remove("CHAT2API_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let raised = loop {
+        if let Some((soft, hard)) = soft_and_hard(child.id()) {
+            if soft == hard && soft != "256" {
+                break true;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(raised, "soft limit still {:?}", soft_and_hard(child.id()));
+}

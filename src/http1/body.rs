@@ -365,29 +365,7 @@ mod tests {
     type Outcome = Result<(Vec<u8>, Vec<u8>), HttpError>;
 
     fn run(framing: BodyFraming, limits: &Limits, pieces: &[&[u8]]) -> Outcome {
-        let mut dec = BodyDecoder::new(framing, limits);
-        let mut buf = BytesMut::new();
-        let mut body = Vec::new();
-        let mut ended = false;
-        for piece in pieces {
-            buf.extend_from_slice(piece);
-            while !ended {
-                match dec.decode(&mut buf)? {
-                    Some(Frame::Data(d)) => {
-                        assert!(!d.is_empty(), "empty data frame");
-                        body.extend_from_slice(&d);
-                    }
-                    Some(Frame::End) => ended = true,
-                    None => break,
-                }
-            }
-        }
-        if !ended {
-            dec.on_eof()?;
-        }
-        assert!(dec.is_done());
-        assert_eq!(dec.decoded_len(), body.len() as u64);
-        Ok((body, buf.to_vec()))
+        crate::http1::decode_pieces(framing, limits, pieces.iter().copied())
     }
 
     /// Decodes `input` whole, at every split and byte by byte; all must agree.

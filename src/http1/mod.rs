@@ -138,7 +138,9 @@ pub fn fuzz_chunked(data: &[u8]) {
 }
 
 /// Feeds `pieces` to a decoder; returns the body and the bytes left after
-/// `End`, or the first error (including `on_eof`'s).
+/// `End`, or the first error (including `on_eof`'s). Asserts the decoder's
+/// invariants on the way (no empty data frame, done at the end, the decoded
+/// length counted right); the fuzz target and the unit tests share it.
 fn decode_pieces<'a>(
     framing: BodyFraming,
     limits: &Limits,
@@ -152,7 +154,10 @@ fn decode_pieces<'a>(
         buf.extend_from_slice(piece);
         while !ended {
             match decoder.decode(&mut buf)? {
-                Some(Frame::Data(d)) => body.extend_from_slice(&d),
+                Some(Frame::Data(d)) => {
+                    assert!(!d.is_empty(), "empty data frame");
+                    body.extend_from_slice(&d);
+                }
                 Some(Frame::End) => ended = true,
                 None => break,
             }
@@ -161,6 +166,8 @@ fn decode_pieces<'a>(
     if !ended {
         decoder.on_eof()?;
     }
+    assert!(decoder.is_done());
+    assert_eq!(decoder.decoded_len(), body.len() as u64);
     Ok((body, buf.to_vec()))
 }
 

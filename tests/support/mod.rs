@@ -96,12 +96,17 @@ pub struct Response {
     pub raw_body: Vec<u8>,
 }
 
+/// The first header called `name` (ASCII case-insensitive).
+pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -228,12 +233,7 @@ impl Client {
             }
         };
         self.buf.drain(..head_len);
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let find = |name: &str| find_header(&headers, name);
         let mut body = Vec::new();
         let mut raw_body = Vec::new();
         if head_request || status == 204 || status == 304 {

@@ -20,10 +20,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        super::find_header(&self.headers, name)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -200,10 +197,8 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -
                 .collect();
             let method = r.method.unwrap().to_owned();
             let path = r.path.unwrap().to_owned();
-            let len: usize = headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v.parse().unwrap())
+            let len: usize = super::find_header(&headers, "content-length")
+                .map(|v| v.parse().unwrap())
                 .unwrap_or(0);
             while buf.len() < n + len {
                 if !fill(stream, buf).await {

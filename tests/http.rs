@@ -9,6 +9,13 @@ use support::{TestGateway, CHAT_BODY};
 
 const OPEN: &str = r#"{"providers":[{"id":"local","type":"mock","models":["mock-echo"]}]}"#;
 
+/// The `OPEN` config with a `limits` object.
+fn with_limits(limits: &str) -> String {
+    format!(
+        r#"{{"providers":[{{"id":"local","type":"mock","models":["mock-echo"]}}],"limits":{limits}}}"#
+    )
+}
+
 fn chat_request(extra: &str) -> String {
     format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{CHAT_BODY}",
@@ -173,10 +180,9 @@ async fn malformed_framing_is_400_and_close() {
 
 #[tokio::test]
 async fn limits_have_their_status_codes() {
-    let gw = TestGateway::start(
-        r#"{"providers":[{"id":"local","type":"mock","models":["mock-echo"]}],
-            "limits":{"maxBodyBytes":1000,"maxUriBytes":100,"maxHeadBytes":2000,"maxHeaders":10}}"#,
-    )
+    let gw = TestGateway::start(&with_limits(
+        r#"{"maxBodyBytes":1000,"maxUriBytes":100,"maxHeadBytes":2000,"maxHeaders":10}"#,
+    ))
     .await;
     // Body over the limit, announced by Content-Length.
     let r = gw
@@ -209,11 +215,7 @@ async fn limits_have_their_status_codes() {
 
 #[tokio::test]
 async fn slow_headers_are_cut_off_with_408() {
-    let gw = TestGateway::start(
-        r#"{"providers":[{"id":"local","type":"mock","models":["mock-echo"]}],
-            "limits":{"headerReadTimeout":300}}"#,
-    )
-    .await;
+    let gw = TestGateway::start(&with_limits(r#"{"headerReadTimeout":300}"#)).await;
     let mut c = gw.connect().await;
     c.send(b"GET /health HTTP/1.1\r\nHo").await;
     let r = c.response().await.unwrap();
@@ -224,11 +226,7 @@ async fn slow_headers_are_cut_off_with_408() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
-    let gw = TestGateway::start(
-        r#"{"providers":[{"id":"local","type":"mock","models":["mock-echo"]}],
-            "limits":{"keepAliveTimeout":200}}"#,
-    )
-    .await;
+    let gw = TestGateway::start(&with_limits(r#"{"keepAliveTimeout":200}"#)).await;
     let mut c = gw.connect().await;
     c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(c.response().await.unwrap().status, 200);

@@ -96,6 +96,19 @@ pub struct Response {
     pub raw_body: Vec<u8>,
 }
 
+/// httparse's borrowed header fields as owned `(name, value)` pairs.
+pub fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The first header called `name` (ASCII case-insensitive).
 pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -207,16 +220,7 @@ impl Client {
             let mut r = httparse::Response::new(&mut hs);
             match r.parse(&self.buf).expect("valid response head") {
                 httparse::Status::Complete(n) => {
-                    let headers: Vec<(String, String)> = r
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_owned(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
+                    let headers = owned_headers(r.headers);
                     let status = r.code.unwrap();
                     if (100..200).contains(&status) {
                         self.buf.drain(..n);

@@ -185,16 +185,7 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -
         let mut hs = [httparse::EMPTY_HEADER; 64];
         let mut r = httparse::Request::new(&mut hs);
         if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
-            let headers: Vec<(String, String)> = r
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = super::owned_headers(r.headers);
             let method = r.method.unwrap().to_owned();
             let path = r.path.unwrap().to_owned();
             let len: usize = super::find_header(&headers, "content-length")

@@ -14,6 +14,8 @@ use chat2api::stats::Stats;
 
 /// At exit, how long a management call in flight may take to finish.
 const MANAGEMENT_DRAIN: Duration = Duration::from_secs(1);
+/// The management listener is small: one worker thread.
+const MANAGEMENT_WORKERS: usize = 1;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -48,7 +50,9 @@ fn main() -> ExitCode {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("chat2api: cannot raise the open-file limit: {e}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The proxy's workers bring their own runtimes (`server`): this one
+    // only waits for signals and runs the quick actions they trigger.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -87,7 +91,8 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
     let stats = Arc::new(Stats::new());
     let loader: Loader = Box::new(move || load(&cli));
     let settings = config.management.clone();
-    let limits = config.limits.clone();
+    let mut limits = config.limits.clone();
+    limits.drain_timeout = MANAGEMENT_DRAIN;
     let control = Arc::new(ProxyControl::new(config, stats, loader));
     control.start().await.map_err(|e| e.to_string())?;
     let status = control.status().await;
@@ -99,7 +104,7 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
     );
     let management = if settings.enabled {
         let service = Arc::new(Management::new(control.clone(), settings.secret, limits));
-        match Listener::start(service, &settings.host, settings.port).await {
+        match Listener::start(service, &settings.host, settings.port, MANAGEMENT_WORKERS).await {
             Ok(l) => {
                 let addr = authority(&settings.host, l.local_addr().port());
                 eprintln!("chat2api management on http://{addr}");
@@ -130,17 +135,19 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
             },
         }
     }
-    if let Some(management) = management {
-        management.stop(MANAGEMENT_DRAIN).await;
-    }
     let drain = control.drain_timeout().await;
     eprintln!(
         "chat2api: shutting down, draining for up to {} s",
         drain.as_secs()
     );
+    // The management listener answers (status, statistics) until the
+    // proxy's drain is over (SPEC §6).
     let left = control.shutdown().await;
     if left > 0 {
-        eprintln!("chat2api: {left} connection(s) still open at the drain deadline");
+        eprintln!("chat2api: {left} connection(s) were still open at the drain deadline");
+    }
+    if let Some(management) = management {
+        management.stop().await;
     }
     Ok(())
 }

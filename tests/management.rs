@@ -67,7 +67,7 @@ impl Harness {
             config.management.secret.clone(),
             config.limits.clone(),
         ));
-        let listener = Listener::start(service, "127.0.0.1", 0).await.unwrap();
+        let listener = Listener::start(service, "127.0.0.1", 0, 1).await.unwrap();
         Harness {
             mgmt: listener.local_addr(),
             control,

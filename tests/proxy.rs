@@ -306,7 +306,9 @@ async fn accounts_rest_after_three_failures_then_503() {
 #[tokio::test]
 async fn pooled_connections_are_reused() {
     let up = MockUpstream::start(|_| json_answer(&chat_answer("deepseek-chat", "x"))).await;
-    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    // One worker: each worker keeps its own pool, and new client
+    // connections may land on any worker.
+    let gw = TestGateway::start(&config(&up.base_url(), r#", "workers": 1"#)).await;
     for _ in 0..5 {
         let r = gw
             .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)

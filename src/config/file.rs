@@ -8,10 +8,11 @@
 
 use super::document::{self, Node};
 use super::{
-    builtin_providers, default_account, index_path, invalid, key_path, vendor_models, vendors,
-    Account, ApiKey, BaseUrl, CompletionsMode, Config, ConfigError, Limits, Management,
-    ModelMapping, Provider, ProviderKind, Strategy, DEFAULT_HOST, DEFAULT_MANAGEMENT_PORT,
-    DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT, MOCK_MODEL,
+    builtin_providers, default_account, default_workers, index_path, invalid, key_path,
+    vendor_models, vendors, Account, ApiKey, BaseUrl, CompletionsMode, Config, ConfigError, Limits,
+    Management, ModelMapping, Provider, ProviderKind, Strategy, DEFAULT_HOST,
+    DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT,
+    MOCK_MODEL,
 };
 use serde::de::{self, value::MapAccessDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -67,6 +68,8 @@ struct RawConfig {
     /// Milliseconds.
     request_timeout: Option<u64>,
     retry_count: Option<u32>,
+    /// Worker threads; absent or 0 = one per available core.
+    workers: Option<usize>,
     management: Option<RawManagement>,
     /// Absent = the built-in providers; present but empty is an error.
     providers: Option<Vec<RawProvider>>,
@@ -315,6 +318,10 @@ impl RawConfig {
                 .request_timeout
                 .map_or(DEFAULT_REQUEST_TIMEOUT, Duration::from_millis),
             retry_count: self.retry_count.unwrap_or(DEFAULT_RETRY_COUNT),
+            workers: self
+                .workers
+                .filter(|&n| n > 0)
+                .unwrap_or_else(default_workers),
             management,
             providers,
             model_mappings: self

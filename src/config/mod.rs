@@ -58,6 +58,13 @@ pub const MOCK_MODEL: &str = "mock-echo";
 pub const EXAMPLE_MODEL: &str = "DeepSeek-V3.2";
 /// Account id used when a provider's accounts are implied rather than listed.
 pub const DEFAULT_ACCOUNT_ID: &str = "default";
+/// The most worker threads a config may ask for.
+pub const MAX_WORKERS: usize = 256;
+
+/// One worker per core the process may run on (SPEC §6).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +81,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Further attempts on other accounts after a failed one.
     pub retry_count: u32,
+    /// Proxy worker threads (`workers`), each with its own runtime, listener
+    /// socket and upstream pool shard; at least 1. The file's 0 or absence
+    /// means one per available core.
+    pub workers: usize,
     /// The management listener (SPEC §5).
     pub management: Management,
     /// Upstreams, in file order.
@@ -412,6 +423,7 @@ impl Config {
             load_balance: Strategy::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry_count: DEFAULT_RETRY_COUNT,
+            workers: default_workers(),
             management: Management::default(),
             providers: builtin_providers(env),
             model_mappings: Vec::new(),
@@ -441,6 +453,12 @@ impl Config {
         check_listen_host("host", &self.host)?;
         if self.request_timeout.is_zero() {
             return Err(invalid("requestTimeout", "must be more than 0 ms"));
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(invalid(
+                "workers",
+                format!("must be 0 (one per core) to {MAX_WORKERS}"),
+            ));
         }
         self.validate_api_keys()?;
         self.validate_management()?;

@@ -50,6 +50,7 @@ fn write_table(out: &mut String, c: &Config) -> std::fmt::Result {
     } else {
         writeln!(out, "management:  disabled")?;
     }
+    writeln!(out, "workers:     {}", c.workers)?;
     writeln!(
         out,
         "balancing:   {}, {} retries, request timeout {} ms",

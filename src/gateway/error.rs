@@ -25,6 +25,12 @@ pub enum ApiError {
     NoAvailableAccount(String),
     Upstream(String),
     UpstreamTimeout,
+    /// 503: the drain deadline of a shutdown, reload or stop came before
+    /// the answer was complete (SPEC §6).
+    ShuttingDown,
+    /// 503: the listener is at `maxConnections` (SPEC §6); sent with
+    /// `Retry-After` before the connection is closed.
+    Overloaded,
 }
 
 impl ApiError {
@@ -43,7 +49,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::Timeout => 408,
             ApiError::Http { status, .. } => *status,
-            ApiError::NoAvailableAccount(_) => 503,
+            ApiError::NoAvailableAccount(_) | ApiError::ShuttingDown | ApiError::Overloaded => 503,
             ApiError::Upstream(_) => 502,
             ApiError::UpstreamTimeout => 504,
         }
@@ -61,6 +67,7 @@ impl ApiError {
             ApiError::NoAvailableAccount(_) | ApiError::Upstream(_) | ApiError::UpstreamTimeout => {
                 "upstream_error"
             }
+            ApiError::ShuttingDown | ApiError::Overloaded => "server_error",
         }
     }
 
@@ -82,6 +89,8 @@ impl ApiError {
             ApiError::NoAvailableAccount(_) => Some("no_available_account"),
             ApiError::Upstream(_) => Some("upstream_error"),
             ApiError::UpstreamTimeout => Some("upstream_timeout"),
+            ApiError::ShuttingDown => Some("server_shutting_down"),
+            ApiError::Overloaded => Some("server_overloaded"),
         }
     }
 
@@ -134,6 +143,12 @@ impl fmt::Display for ApiError {
             ApiError::UpstreamTimeout => {
                 f.write_str("The upstream did not answer within the request timeout.")
             }
+            ApiError::ShuttingDown => f.write_str(
+                "The gateway is shutting down and its drain deadline passed; retry the request.",
+            ),
+            ApiError::Overloaded => f.write_str(
+                "The gateway is at its connection limit; retry after the Retry-After delay.",
+            ),
         }
     }
 }
@@ -170,6 +185,8 @@ mod tests {
                 "upstream_error".into(),
             ),
             (ApiError::UpstreamTimeout, 504, "upstream_timeout".into()),
+            (ApiError::ShuttingDown, 503, "server_shutting_down".into()),
+            (ApiError::Overloaded, 503, "server_overloaded".into()),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status(), status);

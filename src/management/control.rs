@@ -87,6 +87,9 @@ impl StatusView {
 struct State {
     config: Config,
     listener: Option<Listener>,
+    /// Generations replaced by a restart or stopped, still draining; the
+    /// process waits for them too before it exits.
+    retired: Vec<Listener>,
     status: Status,
     error: Option<String>,
     /// The port last bound (differs from the config's when that is 0), and
@@ -109,6 +112,7 @@ impl ProxyControl {
             state: Mutex::new(State {
                 config,
                 listener: None,
+                retired: Vec::new(),
                 status: Status::Stopped,
                 error: None,
                 port,
@@ -162,7 +166,7 @@ impl ProxyControl {
         gateway: Arc<Gateway>,
     ) -> Result<(Listener, Arc<Gateway>), ControlError> {
         let (host, port) = (&config.host, effective_port(config.port, pinned));
-        match Listener::start(gateway.clone(), host, port).await {
+        match Listener::start(gateway.clone(), host, port, config.workers).await {
             Ok(listener) => Ok((listener, gateway)),
             Err(e) => Err(ControlError::Bind(format!(
                 "cannot listen on {}: {e}",
@@ -180,13 +184,14 @@ impl ProxyControl {
         self.stats.proxy_started();
     }
 
-    /// Close the port of the running listener, if any; its connections
-    /// finish in the background, up to the drain timeout.
+    /// Stop the running listener's accepting, if any; its connections
+    /// finish in the background, up to the drain timeout, and `shutdown`
+    /// waits for them.
     async fn close_locked(&self, state: &mut State) {
+        state.retired.retain(|l| !l.finished());
         if let Some(mut listener) = state.listener.take() {
             listener.close().await;
-            let drain = state.config.limits.drain_timeout;
-            tokio::spawn(async move { listener.drain(drain).await });
+            state.retired.push(listener);
         }
         self.stats.proxy_stopped();
     }
@@ -202,16 +207,34 @@ impl ProxyControl {
 
     /// Re-read the config, then stop and start with it. A config that fails
     /// to load or to build is refused and the proxy keeps running as it was.
-    /// On a new port the new listener is bound before the old one closes, so
-    /// a port that is taken is refused too; on the same port the old
-    /// listener must close first, and a failed bind leaves the `error`
-    /// status.
+    ///
+    /// On the same address the new generation takes over the running one's
+    /// sockets ([`Listener::adopt`]): the port never closes and no
+    /// connection is refused or lost. On a new port the new listener is
+    /// bound before the old one closes, so a port that is taken is refused
+    /// too. Only a new host on the same port must close the old listener
+    /// first; a failed bind then leaves the `error` status.
     pub async fn restart(&self) -> Result<(), ControlError> {
         let config = (self.load)().map_err(ControlError::Config)?;
         let gateway = self.gateway(&config)?;
         let mut state = self.state.lock().await;
         let running_port = state.listener.as_ref().map(|l| l.local_addr().port());
         let new_port = effective_port(config.port, state.port);
+        let same_address = running_port == Some(new_port) && config.host == state.config.host;
+        if let Some(running) = state.listener.as_ref().filter(|_| same_address) {
+            let listener = Listener::adopt(gateway.clone(), running, config.workers)
+                .await
+                .map_err(|e| {
+                    ControlError::Bind(format!(
+                        "cannot take over {}: {e}; still serving the old config",
+                        authority(&config.host, new_port)
+                    ))
+                })?;
+            self.close_locked(&mut state).await;
+            state.config = config;
+            self.install(&mut state, listener, &gateway);
+            return Ok(());
+        }
         if running_port.is_some_and(|p| p != new_port) {
             let (listener, gateway) = self
                 .bind(&config, state.port, gateway)
@@ -237,16 +260,18 @@ impl ProxyControl {
         }
     }
 
-    /// Stop and wait for the drain (process exit). Returns the connections
-    /// still open at the deadline.
+    /// Stop and wait for the drain of every generation, the running one
+    /// and those that restarts and stops left draining (process exit).
+    /// Returns the connections that were still open at their deadline.
     pub async fn shutdown(&self) -> usize {
         let mut state = self.state.lock().await;
+        self.close_locked(&mut state).await;
         state.status = Status::Stopped;
-        self.stats.proxy_stopped();
-        match state.listener.take() {
-            Some(listener) => listener.stop(state.config.limits.drain_timeout).await,
-            None => 0,
+        let mut left = 0;
+        for generation in &state.retired {
+            left += generation.wait().await;
         }
+        left
     }
 
     pub async fn status(&self) -> StatusView {
@@ -257,7 +282,12 @@ impl ProxyControl {
             host: state.config.host.clone(),
             port: state.port,
             uptime_ms: self.stats.uptime_ms(),
-            connections: state.listener.as_ref().map_or(0, Listener::connections),
+            connections: state
+                .listener
+                .iter()
+                .chain(&state.retired)
+                .map(Listener::connections)
+                .sum(),
         }
     }
 

@@ -17,11 +17,11 @@ use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::write::{body_parts, encode_head, write_all_vectored, write_items, Framing, MAX_BATCH};
-use super::Service;
+use super::{reached, Phase, Service};
 use crate::config::Limits as ConfigLimits;
 use crate::gateway::error::ApiError;
 use crate::gateway::response::{Body, Response};
-use crate::gateway::stream::StreamItem;
+use crate::gateway::stream::{error_event, StreamItem};
 use crate::http1::{
     parse_request, BodyDecoder, BodyFraming, Frame, HttpError, Limits, Method, RequestHead, Version,
 };
@@ -57,7 +57,11 @@ pub struct Conn<S: Service> {
     service: Arc<S>,
     limits: Limits,
     timeouts: Timeouts,
-    shutdown: watch::Receiver<bool>,
+    /// The worker's phase: draining closes idle connections, the drain
+    /// deadline ends whatever is still being answered.
+    phase: watch::Receiver<Phase>,
+    /// Requests answered on this connection so far.
+    served: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -69,7 +73,7 @@ struct Timeouts {
 }
 
 impl<S: Service> Conn<S> {
-    pub fn new(stream: TcpStream, service: Arc<S>, shutdown: watch::Receiver<bool>) -> Conn<S> {
+    pub fn new(stream: TcpStream, service: Arc<S>, phase: watch::Receiver<Phase>) -> Conn<S> {
         let _ = stream.set_nodelay(true);
         let l: &ConfigLimits = service.limits();
         let timeouts = Timeouts {
@@ -85,7 +89,8 @@ impl<S: Service> Conn<S> {
             limits: super::http_limits(l),
             timeouts,
             service,
-            shutdown,
+            phase,
+            served: 0,
         }
     }
 
@@ -128,7 +133,8 @@ impl<S: Service> Conn<S> {
             let Some(resp) = self.serve_watching(route, &head, body, tally).await else {
                 return End::Quiet; // the client went away
             };
-            close |= *self.shutdown.borrow();
+            self.served += 1;
+            close |= *self.phase.borrow() != Phase::Serving;
             let ok = match resp.body {
                 Body::Stream(_) => self.write_stream(resp, http10, &mut close).await,
                 _ => self.write_whole(resp, is_head, close).await.is_ok(),
@@ -139,10 +145,19 @@ impl<S: Service> Conn<S> {
         }
     }
 
-    /// Wait for a whole request head: up to the keep-alive timeout for its
-    /// first byte, then up to the header timeout for the rest (SPEC §6).
+    /// Wait for a whole request head (SPEC §6): on a new connection, up to
+    /// the header timeout from the accept; between requests, up to the
+    /// keep-alive timeout for the first byte, then the header timeout for
+    /// the rest.
+    ///
+    /// A drain closes a connection only between requests: a connection
+    /// that was just accepted may already have its request on the way, and
+    /// leaving it unanswered would lose a request the client cannot know
+    /// was never seen.
     async fn read_head(&mut self) -> Result<RequestHead, End> {
-        let mut deadline = (!self.rbuf.is_empty()).then(|| Instant::now() + self.timeouts.header);
+        let fresh = self.served == 0;
+        let mut deadline =
+            (fresh || !self.rbuf.is_empty()).then(|| Instant::now() + self.timeouts.header);
         loop {
             if !self.rbuf.is_empty() {
                 if let Some(head) = parse_request(&mut self.rbuf, &self.limits)? {
@@ -153,6 +168,8 @@ impl<S: Service> Conn<S> {
             let read = match deadline {
                 Some(d) => match timeout_at(d, self.stream.read_buf(&mut self.rbuf)).await {
                     Ok(r) => r,
+                    // Nothing at all from a new connection: nobody to answer.
+                    Err(_) if self.rbuf.is_empty() => return Err(End::Quiet),
                     Err(_) => return Err(End::Error(ApiError::Timeout)),
                 },
                 None => {
@@ -162,7 +179,7 @@ impl<S: Service> Conn<S> {
                             Ok(r) => r,
                             Err(_) => return Err(End::Quiet),
                         },
-                        _ = self.shutdown.wait_for(|stop| *stop) => return Err(End::Quiet),
+                        _ = reached(&mut self.phase, Phase::Draining) => return Err(End::Quiet),
                     }
                 }
             };
@@ -249,6 +266,9 @@ impl<S: Service> Conn<S> {
                         return None;
                     }
                 }
+                _ = reached(&mut self.phase, Phase::Deadline) => {
+                    return Some(Response::error(&ApiError::ShuttingDown));
+                }
             }
         }
     }
@@ -331,6 +351,17 @@ impl<S: Service> Conn<S> {
                         Some(item) => batch.push(item),
                         None => break false,
                     },
+                    _ = reached(&mut self.phase, Phase::Deadline) => {
+                        // SPEC §6: a stream still open at the drain deadline
+                        // ends with an error event, then the connection.
+                        let event = error_event(&ApiError::ShuttingDown);
+                        let _ = bounded(
+                            self.timeouts.send,
+                            write_items(&mut self.stream, &[], &[StreamItem::Raw(event)], framing, true),
+                        )
+                        .await;
+                        return false;
+                    }
                 };
             }
             while batch.len() < MAX_BATCH {

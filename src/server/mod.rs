@@ -1,9 +1,30 @@
 //! Listeners: binding, accepting, and stopping with a drain.
 //!
-//! Owns the listening socket and the set of live connections; each accepted
-//! socket gets its own task running a [`conn::Conn`], which hands requests to
-//! a [`Service`] (the proxy's gateway, or the management API). Knows nothing
-//! of routes or JSON.
+//! A [`Listener`] is one *generation* of workers serving one address, in
+//! the manner of nginx's worker processes: each worker is an OS thread with
+//! its own current-thread tokio runtime and its own `SO_REUSEPORT` listening
+//! socket, so the kernel spreads new connections over the workers and a
+//! request is accepted, parsed, proxied and answered on one thread, never
+//! waking another. Upstream pools are sharded by worker
+//! ([`crate::upstream::pool`]).
+//!
+//! Each accepted socket gets a task running a [`conn::Conn`], which hands
+//! requests to a [`Service`] (the proxy's gateway, or the management API).
+//! This module knows nothing of routes or JSON.
+//!
+//! # Lifecycle
+//!
+//! - A reload on the same address *adopts* the running generation's sockets
+//!   ([`Listener::adopt`]): the new workers accept from the very sockets the
+//!   old ones stop accepting from, so the port is never closed and no
+//!   connection waiting in a kernel accept queue is lost.
+//! - [`Listener::close`] stops accepting; connections that have not sent a
+//!   request yet still get their first one answered, idle keep-alive
+//!   connections close, in-flight requests and streams go on.
+//! - Each worker then drains for the config's `drainTimeout`; at that
+//!   deadline every open stream gets a `server_shutting_down` error event
+//!   and every request still waiting for its answer a 503, then the worker
+//!   exits. [`Listener::wait`] awaits every worker of the generation.
 
 pub mod conn;
 pub mod write;
@@ -11,18 +32,32 @@ pub mod write;
 use bytes::Bytes;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
 
 use crate::config::Limits as ConfigLimits;
+use crate::gateway::error::ApiError;
 use crate::gateway::response::Response;
 use crate::http1::{Limits, RequestHead};
 use crate::stats::Tally;
+
+/// The kernel's accept queue per worker socket (as nginx's default `backlog`
+/// on Linux is 511; a burst of new connections waits here, not in RST).
+const BACKLOG: i32 = 1024;
+/// After the drain deadline: how long connections get to write their
+/// `server_shutting_down` answer before the worker's runtime is dropped.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+/// Over `maxConnections`: how long a refused connection is kept open after
+/// its 503, so that a request it already sent does not turn the close into
+/// a reset that would destroy the answer (RFC 9112 §9.6).
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+/// The delay a refused client is told to wait (`Retry-After`, seconds).
+const REFUSAL_RETRY_AFTER: &[u8] = b"1";
 
 /// What a listener serves. The connection driver parses, frames and writes;
 /// the service decides what to answer.
@@ -62,28 +97,137 @@ pub fn http_limits(l: &ConfigLimits) -> Limits {
     }
 }
 
-/// A running proxy listener.
+/// The phases of a generation, broadcast to its workers and connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Serving,
+    /// Stop accepting; finish what is in flight.
+    Draining,
+    /// The drain deadline passed: end every answer now, with an error.
+    Deadline,
+}
+
+/// Resolves once `rx` is at `phase` or past it. A phase whose sender is
+/// gone never moves again, so that wait never ends.
+pub(crate) async fn reached(rx: &mut watch::Receiver<Phase>, phase: Phase) {
+    if rx.wait_for(|p| *p >= phase).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One generation of workers on one address. See the module docs.
 pub struct Listener {
     addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    accept: Option<JoinHandle<()>>,
+    /// Our handles on the workers' listening sockets, kept so that a reload
+    /// can adopt them; dropped by `close`.
+    sockets: Vec<std::net::TcpListener>,
+    phase: watch::Sender<Phase>,
+    /// Workers still running; 0 once the generation is gone.
+    running: watch::Receiver<usize>,
+    /// Workers still holding their listening socket.
+    accepting: watch::Receiver<usize>,
+    /// Open connections over all workers.
     live: Arc<AtomicUsize>,
+    /// Connections still open at a worker's drain deadline.
+    cut: Arc<AtomicUsize>,
 }
 
 impl Listener {
-    /// Bind `host:port` and start serving `service`.
-    pub async fn start<S: Service>(service: Arc<S>, host: &str, port: u16) -> io::Result<Listener> {
-        let listener = bind(host, port).await?;
-        let addr = listener.local_addr()?;
-        let (shutdown, stop_rx) = watch::channel(false);
+    /// Bind `host:port` with `workers` `SO_REUSEPORT` sockets (port 0: the
+    /// OS picks one, shared by all) and start a worker on each.
+    ///
+    /// Errors: the host does not resolve, the address is taken (also by
+    /// another process that itself uses `SO_REUSEPORT`: the group is not
+    /// joined), or a worker thread cannot start.
+    pub async fn start<S: Service>(
+        service: Arc<S>,
+        host: &str,
+        port: u16,
+        workers: usize,
+    ) -> io::Result<Listener> {
+        let addrs = resolve(host, port)?;
+        let mut last = io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("cannot resolve {host}"),
+        );
+        for addr in addrs {
+            match bind_group(addr, workers.max(1), Vec::new()) {
+                Ok(sockets) => return Self::spawn(service, sockets),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// A new generation serving `service` on the sockets of `running`
+    /// (a reload on the same address): the port stays open throughout.
+    /// With more workers than `running` has, more sockets join its
+    /// `SO_REUSEPORT` group; with fewer, the extra ones are left to
+    /// `running`, which closes them when it is closed.
+    pub async fn adopt<S: Service>(
+        service: Arc<S>,
+        running: &Listener,
+        workers: usize,
+    ) -> io::Result<Listener> {
+        let workers = workers.max(1);
+        let shared = running
+            .sockets
+            .iter()
+            .take(workers)
+            .map(|s| s.try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
+        let sockets = bind_group(running.addr, workers, shared)?;
+        Self::spawn(service, sockets)
+    }
+
+    fn spawn<S: Service>(service: Arc<S>, sockets: Vec<socket2::Socket>) -> io::Result<Listener> {
+        let sockets: Vec<std::net::TcpListener> = sockets.into_iter().map(Into::into).collect();
+        let addr = sockets[0].local_addr()?;
+        let (phase, phase_rx) = watch::channel(Phase::Serving);
+        let (running_tx, running) = watch::channel(0usize);
+        let running_tx = Arc::new(running_tx);
+        let (accepting_tx, accepting) = watch::channel(0usize);
+        let accepting_tx = Arc::new(accepting_tx);
         let live = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(listener, service, stop_rx, live.clone()));
-        Ok(Listener {
+        let cut = Arc::new(AtomicUsize::new(0));
+        let mut listener = Listener {
             addr,
-            shutdown,
-            accept: Some(accept),
-            live,
-        })
+            sockets: Vec::new(),
+            phase,
+            running,
+            accepting,
+            live: live.clone(),
+            cut: cut.clone(),
+        };
+        let mut kept = Vec::with_capacity(sockets.len());
+        for (index, socket) in sockets.into_iter().enumerate() {
+            kept.push(socket.try_clone()?);
+            let worker = Worker {
+                index,
+                service: service.clone(),
+                phase: phase_rx.clone(),
+                live: live.clone(),
+                cut: cut.clone(),
+                accepting: accepting_tx.clone(),
+            };
+            running_tx.send_modify(|n| *n += 1);
+            accepting_tx.send_modify(|n| *n += 1);
+            let done = running_tx.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("chat2api-w{index}"))
+                .spawn(move || {
+                    worker.run(socket);
+                    done.send_modify(|n| *n -= 1);
+                });
+            if let Err(e) = started {
+                running_tx.send_modify(|n| *n -= 1);
+                accepting_tx.send_modify(|n| *n -= 1);
+                let _ = listener.phase.send(Phase::Deadline);
+                return Err(e);
+            }
+        }
+        listener.sockets = kept;
+        Ok(listener)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -95,92 +239,262 @@ impl Listener {
         self.live.load(Relaxed)
     }
 
-    /// Stop accepting and close the port at once; let in-flight requests and
-    /// streams finish for up to `drain`. Idle keep-alive connections close
-    /// right away. Returns the number of connections still open at the
-    /// deadline.
-    pub async fn stop(mut self, drain: Duration) -> usize {
-        self.close().await;
-        self.drain(drain).await
+    /// Whether every worker of this generation has exited.
+    pub fn finished(&self) -> bool {
+        *self.running.borrow() == 0
     }
 
-    /// Stop accepting and close the port; the live connections go on.
+    /// Stop accepting, and return once no worker of this generation will
+    /// accept another connection: the sockets are closed unless another
+    /// generation adopted them. The workers drain in the background (see
+    /// the module docs).
     pub async fn close(&mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.await;
-        }
+        self.signal_close();
+        let mut accepting = self.accepting.clone();
+        let _ = accepting.wait_for(|n| *n == 0).await;
     }
 
-    /// Wait up to `limit` for the live connections to end.
-    pub async fn drain(&self, limit: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.live.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.live.load(Relaxed)
+    fn signal_close(&mut self) {
+        self.phase.send_if_modified(|p| {
+            let changed = *p == Phase::Serving;
+            *p = (*p).max(Phase::Draining);
+            changed
+        });
+        self.sockets.clear();
+    }
+
+    /// Wait until every worker has exited: at most the drain timeout plus a
+    /// short grace once `close` was called. Returns the connections that
+    /// were still open at the drain deadline (and were told so).
+    pub async fn wait(&self) -> usize {
+        let mut running = self.running.clone();
+        let _ = running.wait_for(|n| *n == 0).await;
+        self.cut.load(Relaxed)
+    }
+
+    /// `close`, then `wait`.
+    pub async fn stop(mut self) -> usize {
+        self.close().await;
+        self.wait().await
     }
 }
 
-async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
-    let mut last = io::Error::new(
-        io::ErrorKind::AddrNotAvailable,
-        format!("cannot resolve {host}"),
-    );
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Decrements the live-connection count when a connection task ends, however
-/// it ends.
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl Drop for LiveGuard {
+impl Drop for Listener {
+    /// A listener dropped without `close` (a test's gateway going out of
+    /// scope) still stops its workers.
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.signal_close();
     }
 }
 
-async fn accept_loop<S: Service>(
-    listener: TcpListener,
-    service: Arc<S>,
-    mut stop: watch::Receiver<bool>,
-    live: Arc<AtomicUsize>,
-) {
-    let max = service.limits().max_connections;
-    loop {
-        // At the connection cap, leave further clients in the kernel's
-        // accept queue until a connection ends.
-        while live.load(Relaxed) >= max {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+/// `count` listening sockets on `addr` in one `SO_REUSEPORT` group, the
+/// first ones taken from `shared` (already in the group).
+fn bind_group(
+    mut addr: SocketAddr,
+    count: usize,
+    shared: Vec<std::net::TcpListener>,
+) -> io::Result<Vec<socket2::Socket>> {
+    let mut sockets: Vec<socket2::Socket> = shared.into_iter().map(Into::into).collect();
+    if sockets.is_empty() {
+        // Joining a group needs SO_REUSEPORT on both sides, so without this
+        // probe a second gateway (or anything else using the option) on the
+        // same port would share its traffic instead of being told the port
+        // is taken. SO_REUSEADDR still lets the probe pass TIME_WAIT.
+        let probe = new_socket(addr, false)?;
+        probe.bind(&addr.into())?;
+        if addr.port() == 0 {
+            addr = probe.local_addr()?.as_socket().unwrap_or(addr);
         }
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => return,
+        drop(probe);
+    }
+    while sockets.len() < count {
+        let s = new_socket(addr, true)?;
+        s.bind(&addr.into())?;
+        s.listen(BACKLOG)?;
+        if addr.port() == 0 {
+            addr = s.local_addr()?.as_socket().unwrap_or(addr);
+        }
+        sockets.push(s);
+    }
+    Ok(sockets)
+}
+
+fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(reuse_port)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// One worker thread: its runtime, its socket, its connections.
+struct Worker<S: Service> {
+    index: usize,
+    service: Arc<S>,
+    phase: watch::Receiver<Phase>,
+    live: Arc<AtomicUsize>,
+    cut: Arc<AtomicUsize>,
+    accepting: Arc<watch::Sender<usize>>,
+}
+
+/// This worker's open connections, and a wake-up when the last one ends.
+#[derive(Default)]
+struct Open {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+/// Counts a connection in `live` and in its worker's `Open` while it lives,
+/// however its task ends.
+struct ConnGuard {
+    live: Arc<AtomicUsize>,
+    open: Arc<Open>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Relaxed);
+        if self.open.count.fetch_sub(1, Relaxed) == 1 {
+            self.open.none_left.notify_one();
+        }
+    }
+}
+
+impl<S: Service> Worker<S> {
+    fn run(self, socket: std::net::TcpListener) {
+        crate::upstream::pool::set_thread_shard(self.index);
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("chat2api: worker {}: cannot start: {e}", self.index);
+                self.accepting.send_modify(|n| *n -= 1);
+                return;
+            }
         };
+        runtime.block_on(self.serve(socket));
+        // Dropping the runtime cancels whatever survived the grace period.
+    }
+
+    async fn serve(mut self, socket: std::net::TcpListener) {
+        let listener = match TcpListener::from_std(socket) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("chat2api: worker {}: cannot listen: {e}", self.index);
+                self.accepting.send_modify(|n| *n -= 1);
+                return;
+            }
+        };
+        // The phase this worker's connections watch: the generation's,
+        // until this worker's own drain deadline moves it on.
+        let (local, _) = watch::channel(Phase::Serving);
+        let open = Arc::new(Open::default());
+        let max = self.service.limits().max_connections;
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = reached(&mut self.phase, Phase::Draining) => break,
+            };
+            self.handle(accepted, max, &open, &local).await;
+        }
+        local.send_replace(Phase::Draining);
+        // Connections already in this socket's queue were accepted by the
+        // kernel: serve them too (a reload's new generation shares the
+        // socket and would, but after a stop nobody else will).
+        while let Ok(accepted) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+            self.handle(accepted, max, &open, &local).await;
+        }
+        drop(listener);
+        self.accepting.send_modify(|n| *n -= 1);
+        self.drain(&open, &local).await;
+    }
+
+    async fn handle(
+        &self,
+        accepted: io::Result<(TcpStream, SocketAddr)>,
+        max: usize,
+        open: &Arc<Open>,
+        phase: &watch::Sender<Phase>,
+    ) {
         let stream = match accepted {
             Ok((s, _)) => s,
             Err(_) => {
                 // Out of file descriptors or a reset before accept: back off
                 // briefly instead of spinning.
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
+                return;
             }
         };
-        live.fetch_add(1, Relaxed);
-        let guard = LiveGuard(live.clone());
-        let conn = conn::Conn::new(stream, service.clone(), stop.clone());
+        if self.live.load(Relaxed) >= max {
+            tokio::spawn(refuse(stream));
+            return;
+        }
+        self.live.fetch_add(1, Relaxed);
+        open.count.fetch_add(1, Relaxed);
+        let guard = ConnGuard {
+            live: self.live.clone(),
+            open: open.clone(),
+        };
+        let conn = conn::Conn::new(stream, self.service.clone(), phase.subscribe());
         tokio::spawn(async move {
             conn.run().await;
             drop(guard);
         });
     }
+
+    /// Wait for this worker's connections to end, up to the drain timeout;
+    /// then tell the rest the deadline passed and give them a moment to say
+    /// so to their clients.
+    async fn drain(&mut self, open: &Open, local: &watch::Sender<Phase>) {
+        let limit = self.service.limits().drain_timeout;
+        let all_closed = async {
+            loop {
+                let notified = open.none_left.notified();
+                if open.count.load(Relaxed) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::pin!(all_closed);
+        tokio::select! {
+            _ = &mut all_closed => return,
+            _ = tokio::time::sleep(limit) => {}
+            // A generation that failed to start all its workers ends at once.
+            _ = reached(&mut self.phase, Phase::Deadline) => {}
+        }
+        self.cut.fetch_add(open.count.load(Relaxed), Relaxed);
+        local.send_replace(Phase::Deadline);
+        let _ = tokio::time::timeout(DEADLINE_GRACE, all_closed).await;
+    }
+}
+
+/// A prompt 503 for a connection over `maxConnections`, then close.
+async fn refuse(mut stream: TcpStream) {
+    let mut resp = Response::error(&ApiError::Overloaded);
+    resp.headers
+        .push(("Retry-After", Bytes::from_static(REFUSAL_RETRY_AFTER)));
+    let mut head = bytes::BytesMut::new();
+    let body = write::body_parts(&resp.body).to_vec();
+    let len: usize = body.iter().map(Bytes::len).sum();
+    write::encode_head(&mut head, &resp, write::Framing::Length(len as u64), true);
+    for b in body {
+        head.extend_from_slice(&b);
+    }
+    if stream.write_all(&head).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }

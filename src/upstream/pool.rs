@@ -11,16 +11,15 @@
 //! pingora keeps a lock-free hot queue per upstream. We get the same
 //! property — no contended lock on the request path — with less machinery:
 //! the idle set is split into one small `Mutex<VecDeque>` per shard, and
-//! every thread has a fixed shard number (assigned round-robin the first
-//! time it touches any pool). With at least as many shards as cores, each
-//! tokio worker normally locks only its own shard, for one push or pop, so
-//! the mutex is uncontended in practice (an uncontended `std` mutex is one
-//! atomic swap each way). A task that moved to another worker since it
-//! checked its connection in still finds it: when the own shard is empty,
-//! checkout looks at the other shards with `try_lock`, skipping any that is
-//! busy rather than waiting. A thread-local pool per upstream would avoid
-//! even that, but a connection checked in on one worker could then never be
-//! found from another, and the idle limit could not be enforced per origin.
+//! every proxy worker (`crate::server`) owns the shard of its index
+//! ([`set_thread_shard`]); other threads get one round-robin. Each worker
+//! locks only its own shard, for one push or pop, so the mutex is never
+//! contended (an uncontended `std` mutex is one atomic swap each way).
+//!
+//! A worker never takes a connection from another shard: each worker has
+//! its own runtime, and a socket stays registered with the runtime that
+//! opened it, so a borrowed one would be driven by another thread and die
+//! with that worker. The idle limit is still enforced per origin.
 //!
 //! Each shard is LIFO: checkout takes the most recently used connection
 //! (warmest, least likely to have been closed by the server's keep-alive
@@ -32,15 +31,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The most shards a pool splits into; more cores than this share shards.
-const MAX_SHARDS: usize = 64;
+/// Shards per pool: one for each worker a config may start, so that no two
+/// workers share one.
+const SHARDS: usize = crate::config::MAX_WORKERS;
 
 /// Hands out thread shard numbers round-robin.
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// This thread's shard number, reduced modulo each pool's shard count.
-    static THREAD_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+    static THREAD_SHARD: std::cell::Cell<usize> =
+        std::cell::Cell::new(NEXT_SHARD.fetch_add(1, Ordering::Relaxed));
+}
+
+/// Give the calling thread shard `index` in every pool (a proxy worker
+/// calls this with its worker index before it opens any connection).
+pub fn set_thread_shard(index: usize) {
+    THREAD_SHARD.with(|n| n.set(index));
 }
 
 struct Entry<T> {
@@ -66,9 +73,7 @@ impl<T> Pool<T> {
     /// A pool keeping at most `max_idle` connections, each for at most
     /// `idle_timeout`. `max_idle == 0` disables pooling.
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool<T> {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let count = cores.clamp(1, MAX_SHARDS);
-        let shards = (0..count).map(|_| Mutex::new(VecDeque::new())).collect();
+        let shards = (0..SHARDS).map(|_| Mutex::new(VecDeque::new())).collect();
         Pool {
             shards,
             idle: AtomicUsize::new(0),
@@ -89,19 +94,8 @@ impl<T> Pool<T> {
         if self.idle() == 0 {
             return None;
         }
-        let own = self.own_shard();
         let mut dead = Vec::new();
-        let found = self.take_from(lock(&self.shards[own]), &healthy, &mut dead);
-        let found = found.or_else(|| {
-            self.shards
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != own)
-                // A busy shard belongs to a thread using it right now; skip
-                // it rather than wait on the request path.
-                .filter_map(|(_, shard)| shard.try_lock().ok())
-                .find_map(|guard| self.take_from(guard, &healthy, &mut dead))
-        });
+        let found = self.take_from(lock(&self.shards[self.own_shard()]), &healthy, &mut dead);
         drop(dead);
         found
     }
@@ -140,7 +134,7 @@ impl<T> Pool<T> {
     }
 
     fn own_shard(&self) -> usize {
-        THREAD_SHARD.with(|n| *n) % self.shards.len()
+        THREAD_SHARD.with(|n| n.get()) % self.shards.len()
     }
 
     fn take_from(
@@ -258,12 +252,27 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_checked_in_on_another_thread_is_found() {
+    fn a_worker_finds_only_its_own_connections() {
         let pool = std::sync::Arc::new(Pool::new(8, Duration::from_secs(60)));
-        let other = std::sync::Arc::clone(&pool);
-        std::thread::spawn(move || other.checkin(7u32))
+        let on_worker = |index: usize, checkin: Option<u32>| {
+            let pool = std::sync::Arc::clone(&pool);
+            std::thread::spawn(move || {
+                set_thread_shard(index);
+                match checkin {
+                    Some(conn) => {
+                        pool.checkin(conn);
+                        None
+                    }
+                    None => pool.checkout(|_| true),
+                }
+            })
             .join()
-            .expect("thread ran");
-        assert_eq!(pool.checkout(|_| true), Some(7));
+            .expect("thread ran")
+        };
+        on_worker(1, Some(7));
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(on_worker(0, None), None);
+        assert_eq!(on_worker(1, None), Some(7));
+        assert_eq!(pool.idle(), 0);
     }
 }

@@ -703,8 +703,11 @@ async fn idle_probe_sees_eof_and_stray_bytes() {
     assert!(!chatty.is_idle_healthy());
 }
 
+/// Pools are sharded by thread and a thread never borrows another's
+/// connection (a socket belongs to the runtime that opened it): on two
+/// threads, six requests open at most two connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reuse_works_across_worker_threads() {
+async fn reuse_is_per_worker_thread() {
     let mock = Mock::plain((0..6).map(|_| reply(OK_BODY, After::KeepOpen)).collect()).await;
     let up = Arc::new(mock.upstream(cfg()));
     for _ in 0..6 {
@@ -715,5 +718,5 @@ async fn reuse_works_across_worker_threads() {
             .expect("task ran");
         assert_eq!(body.expect("body"), "ok");
     }
-    assert_eq!(mock.accepts(), 1);
+    assert!((1..=2).contains(&mock.accepts()), "{}", mock.accepts());
 }

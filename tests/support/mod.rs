@@ -46,7 +46,8 @@ impl TestGateway {
         let stats = Arc::new(Stats::new());
         let (host, port) = (config.host.clone(), config.port);
         let gateway = Arc::new(Gateway::new(config, stats.clone()).expect("gateway"));
-        let listener = Listener::start(gateway.clone(), &host, port)
+        let workers = gateway.config.workers;
+        let listener = Listener::start(gateway.clone(), &host, port, workers)
             .await
             .expect("listen");
         gateway.set_bound_port(listener.local_addr().port());

@@ -27,6 +27,9 @@
 # so N is capped at (fd limit - 100) / 2 and the figure extrapolated to N.
 #
 # Knobs (environment): RUNS=3 DURATION=8 DURATION_C1=5 CONNS=32
+#   PIN=1 (0: nothing pinned, every process shares every core, as users run it;
+#   chat2api then starts one worker per core) SSE_EVENTS=3 (content events of the
+#   streamed answer, plus a role and a stop event)
 #   STREAMS="1000 10000" SLOW_WORDS=45 PROXIED_WORDS=200 WRK_CPU=0 SERVER_CPU=1
 #   CHAT2API_BIN=path (skip the build) RESULTS=file (append the raw TSV there)
 #   SKIP_STREAMS=1 SKIP_PROXIED_STREAMS=1 SKIP_SSE=1 SKIP_LOAD=1 (memory tests only)
@@ -44,6 +47,8 @@ SLOW_WORDS=${SLOW_WORDS:-45}
 PROXIED_WORDS=${PROXIED_WORDS:-200}
 WRK_CPU=${WRK_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
+PIN=${PIN:-1}
+SSE_EVENTS=${SSE_EVENTS:-3}
 KEY=sk-bench-5f3c9a1e7d2b4c68
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -64,6 +69,10 @@ fi
 command -v python3 >/dev/null || die "python3 is needed (bench/open_streams.py, aggregation)"
 NPROC=$(nproc)
 if ((NPROC < 2)); then WRK_CPU=0; SERVER_CPU=0; fi
+# Command prefixes that pin the servers and the load generator (not shell
+# functions, so that $! stays the server's own pid).
+ON_SERVER=() ON_WRK=()
+if ((PIN)); then ON_SERVER=(taskset -c "$SERVER_CPU"); ON_WRK=(taskset -c "$WRK_CPU"); fi
 
 # ---- chat2api binary -----------------------------------------------------
 if [[ -z ${CHAT2API_BIN:-} ]]; then
@@ -112,7 +121,12 @@ JSON_ANSWER='{"id":"chatcmpl-bench0001","object":"chat.completion","created":170
 sse_chunk() { # delta finish_reason
     printf 'data: {"id":"chatcmpl-bench0001","object":"chat.completion.chunk","created":1700000000,"model":"deepseek-chat","system_fingerprint":"fp_bench","choices":[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}]}\\n\\n' "$1" "$2"
 }
-SSE_ANSWER="$(sse_chunk '{"role":"assistant","content":""}' null)$(sse_chunk '{"content":"Keep-alive"}' null)$(sse_chunk '{"content":" reuses"}' null)$(sse_chunk '{"content":" connections."}' null)$(sse_chunk '{}' '"stop"')data: [DONE]\\n\\n"
+WORDS=(Keep-alive " reuses" " warm" " connections," " so" " a" " request" " skips" " the" " handshake.")
+SSE_ANSWER="$(sse_chunk '{"role":"assistant","content":""}' null)"
+for ((i = 0; i < SSE_EVENTS; i++)); do
+    SSE_ANSWER+="$(sse_chunk "{\"content\":\"${WORDS[i % ${#WORDS[@]}]}\"}" null)"
+done
+SSE_ANSWER+="$(sse_chunk '{}' '"stop"')data: [DONE]\\n\\n"
 
 nginx_common() { # prefix
     cat <<EOF
@@ -124,7 +138,9 @@ worker_rlimit_nofile 65536;
 events { worker_connections 16384; }
 EOF
 }
-mkdir -p "$WORK/up" "$WORK/ngx"
+mkdir -p "$WORK/up" "$WORK/ngx" "$WORK/up/www/v1/chat"
+printf '%b' "$SSE_ANSWER" >"$WORK/up/www/v1/chat/completions"
+chmod -R a+rX "$WORK" # nginx's workers run as an unprivileged user
 {
     nginx_common "$WORK/up"
     cat <<EOF
@@ -141,10 +157,14 @@ http {
     }
     server {
         listen 127.0.0.1:$UPS backlog=4096;
+        # A static file (a long answer is over the limit of a 'return'
+        # string); error_page turns the 405 nginx gives a POST to a file
+        # into that file.
         location = /v1/chat/completions {
+            root $WORK/up/www;
             default_type text/event-stream;
             add_header Cache-Control no-cache;
-            return 200 '$SSE_ANSWER';
+            error_page 405 =200 \$uri;
         }
     }
 }
@@ -157,8 +177,8 @@ http {
     access_log off;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
-    upstream instant { server 127.0.0.1:$UP; keepalive 64; keepalive_requests 100000000; }
-    upstream instant_sse { server 127.0.0.1:$UPS; keepalive 64; keepalive_requests 100000000; }
+    upstream instant { server 127.0.0.1:$UP; keepalive 256; keepalive_requests 100000000; }
+    upstream instant_sse { server 127.0.0.1:$UPS; keepalive 256; keepalive_requests 100000000; }
     server {
         listen 127.0.0.1:$NGX backlog=4096;
         location / {
@@ -181,7 +201,7 @@ EOF
 } >"$WORK/ngx/nginx.conf"
 
 start_nginx() { # name -> sets <name>_PID
-    taskset -c "$SERVER_CPU" nginx -p "$WORK/$1/" -c "$WORK/$1/nginx.conf" 2>>"$WORK/$1/stderr" &
+    "${ON_SERVER[@]}" nginx -p "$WORK/$1/" -c "$WORK/$1/nginx.conf" 2>>"$WORK/$1/stderr" &
     PIDS+=($!)
     printf -v "${1}_PID" %s "$!"
 }
@@ -202,7 +222,7 @@ C2A_PROXIED=1
 start_chat2api() { # config port log -> sets STARTED_PID, waits for /health
     BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=$SLOW_TEXT \
         BENCH_BACK_PORT=$BACK BENCH_PROXIED_TEXT=$PROXIED_TEXT \
-        taskset -c "$SERVER_CPU" "$CHAT2API_BIN" --config "$1" --port "$2" 2>>"$3" &
+        "${ON_SERVER[@]}" "$CHAT2API_BIN" --config "$1" --port "$2" 2>>"$3" &
     STARTED_PID=$!
     PIDS+=("$STARTED_PID")
     wait_http "http://127.0.0.1:$2/health" && kill -0 "$STARTED_PID" 2>/dev/null
@@ -287,7 +307,7 @@ measure() {
     local c0 u0 c1 u1 out line
     c0=$(ticks "${proxy_pids[@]}"); u0=$(ticks "${up_pids[@]}")
     out=$(BENCH_KEY=$KEY BENCH_MODEL=$model BENCH_STREAM=$stream \
-        taskset -c "$WRK_CPU" wrk -t1 -c"$conns" -d"${dur}s" --timeout 5s --latency \
+        "${ON_WRK[@]}" wrk -t1 -c"$conns" -d"${dur}s" --timeout 5s --latency \
         -s "$BENCH/chat.lua" "http://127.0.0.1:$port" 2>&1) || true
     c1=$(ticks "${proxy_pids[@]}"); u1=$(ticks "${up_pids[@]}")
     line=$(grep '^WRK_RESULT' <<<"$out") || { log "wrk failed for $target: $out"; return 0; }
@@ -332,12 +352,17 @@ IDLE_RAW=$WORK/idle.tsv
 printf 'run\tidle_rss_kib\tafter_load_rss_kib\n' >"$IDLE_RAW"
 
 log "machine: $NPROC cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), fd limit $FD_LIMIT"
-log "pinning: wrk on cpu $WRK_CPU; upstream, nginx and chat2api on cpu $SERVER_CPU"
+if ((PIN)); then
+    log "pinning: wrk on cpu $WRK_CPU; upstream, nginx and chat2api on cpu $SERVER_CPU"
+else
+    log "pinning: none (every process shares all $NPROC cpus)"
+fi
+log "streamed answer: $((SSE_EVENTS + 2)) chunk events and [DONE], ${#SSE_ANSWER} bytes as configured"
 log "chat2api: $CHAT2API_BIN ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)), proxied path: $( ((C2A_PROXIED)) && echo yes || echo 'NO (upstream client missing)')"
 
 for run in $(seq "$RUNS"); do
     log "run $run/$RUNS"
-    start_c2a "$(c2a_config)" || die "chat2api did not start"
+    start_c2a "$(c2a_config)" || die "chat2api did not start: $(tail -n 5 "$WORK/c2a.log")"
     sleep 0.5
     idle=$(rss_kib "$C2A_PID")
     # Rotate the order each run so drift in the machine's background load
@@ -359,7 +384,7 @@ for run in $(seq "$RUNS"); do
         [[ $scen == chat ]] && targets+=(chat2api-mock)
         for t in "${targets[@]}"; do # warm-up: fill pools, fault in pages
             a=($(target_args "$scen" "$t"))
-            BENCH_KEY=$KEY BENCH_MODEL=${a[1]} BENCH_STREAM=${a[2]} taskset -c "$WRK_CPU" \
+            BENCH_KEY=$KEY BENCH_MODEL=${a[1]} BENCH_STREAM=${a[2]} "${ON_WRK[@]}" \
                 wrk -t1 -c"$CONNS" -d1s -s "$BENCH/chat.lua" "http://127.0.0.1:${a[0]}" >/dev/null 2>&1 || true
         done
         for t in "${targets[@]}"; do
@@ -383,7 +408,7 @@ for run in $(seq "$RUNS"); do
                 log "skipping $n streams: fd limit $FD_LIMIT"
                 continue
             fi
-            start_c2a "$(c2a_config)" || die "chat2api did not start"
+            start_c2a "$(c2a_config)" || die "chat2api did not start: $(tail -n 5 "$WORK/c2a.log")"
             sleep 0.5
             idle=$(rss_kib "$C2A_PID")
             line=$(timeout 120 python3 "$BENCH/open_streams.py" --port "$C2A" --pid "$C2A_PID" --n "$n" \

@@ -248,7 +248,7 @@ struct UsageView {
 /// small `usage` object when there is one. The upstream's JSON is forwarded,
 /// not trusted or validated, so a structural walk is all that is needed.
 pub fn inspect_answer(body: &[u8]) -> Option<AnswerInfo> {
-    let fields = top_level_fields(body)?;
+    let fields = top_level_fields(body, false)?;
     let usage = fields
         .usage
         .and_then(|span| serde_json::from_slice::<UsageView>(&body[span]).ok());
@@ -257,6 +257,71 @@ pub fn inspect_answer(body: &[u8]) -> Option<AnswerInfo> {
         prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
         completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
     })
+}
+
+/// [`inspect_answer`] for one streamed event, in time that does not grow
+/// with the event: the walk stops at the top-level `model` (among the first
+/// members of a chunk), and the whole object is walked for `usage` only when
+/// its bytes hold a `"usage"` key followed by an object, which only the last
+/// event or two of a stream do. A `"usage"` inside a string value is
+/// escaped (`\"usage\"`) and never matches.
+pub fn inspect_event(event: &[u8]) -> Option<AnswerInfo> {
+    if may_carry_usage(event) {
+        return inspect_answer(event);
+    }
+    let fields = top_level_fields(event, true)?;
+    Some(AnswerInfo {
+        model_span: fields.model,
+        ..AnswerInfo::default()
+    })
+}
+
+/// Whether `doc` has a `"usage"` key whose value is an object.
+fn may_carry_usage(doc: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(KEY));
+    FINDER.find_iter(doc).any(|at| {
+        let colon = skip_ws(doc, at + KEY.len());
+        doc.get(colon) == Some(&b':') && doc.get(skip_ws(doc, colon + 1)) == Some(&b'{')
+    })
+}
+
+/// [`inspect_event`] for the events of one stream, which an upstream sends
+/// in one shape: `{"id":"chatcmpl-1","object":"chat.completion.chunk",
+/// "created":1,"model":"…` opens every chunk with the same bytes. The bytes
+/// before the `model` value of the last event walked are kept; an event
+/// that opens with the very same bytes has its `model` value at the same
+/// offset (the walk up to there would read the same bytes and decide the
+/// same), so it costs one comparison instead of a walk.
+#[derive(Debug, Default)]
+pub struct EventInspector {
+    /// Bytes up to the opening quote of the `model` value; empty when no
+    /// event had one yet.
+    prefix: Vec<u8>,
+}
+
+impl EventInspector {
+    pub fn inspect(&mut self, event: &[u8]) -> Option<AnswerInfo> {
+        let at = self.prefix.len();
+        let same_opening = at > 0 && event.get(..at) == Some(&self.prefix[..]);
+        if same_opening && event.get(at) == Some(&b'"') && !may_carry_usage(event) {
+            if let Some(end) = string_end(event, at) {
+                return Some(AnswerInfo {
+                    model_span: Some(at..end),
+                    ..AnswerInfo::default()
+                });
+            }
+        }
+        let info = inspect_event(event)?;
+        if let Some(span) = &info.model_span {
+            if span.start != at || !same_opening {
+                self.prefix.clear();
+                self.prefix.extend_from_slice(&event[..span.start]);
+            }
+        }
+        Some(info)
+    }
 }
 
 /// Value spans of the top-level fields the gateway cares about.
@@ -270,7 +335,9 @@ struct TopLevel {
 
 /// Walk the members of the top-level object in `doc`. `None` when `doc` is
 /// not structurally a JSON object; the first occurrence of a key wins.
-fn top_level_fields(doc: &[u8]) -> Option<TopLevel> {
+/// With `stop_at_model`, the walk ends at the `model` member, and what
+/// follows it is not looked at.
+fn top_level_fields(doc: &[u8], stop_at_model: bool) -> Option<TopLevel> {
     let mut found = TopLevel::default();
     let mut i = skip_ws(doc, 0);
     if doc.get(i) != Some(&b'{') {
@@ -293,6 +360,10 @@ fn top_level_fields(doc: &[u8]) -> Option<TopLevel> {
         let start = skip_ws(doc, i + 1);
         let end = value_end(doc, start)?;
         match (key, doc[start]) {
+            (b"model", b'"') if stop_at_model => {
+                found.model = Some(start..end);
+                return Some(found);
+            }
             (b"model", b'"') if found.model.is_none() => found.model = Some(start..end),
             (b"usage", b'{') if found.usage.is_none() => found.usage = Some(start..end),
             _ => {}
@@ -409,7 +480,16 @@ pub fn fuzz_request_json(data: &[u8]) {
             .model
             .filter(|m| m.get().starts_with('"'))
             .map(|m| span_in(data, m));
-        assert_eq!(top_level_fields(data).and_then(|f| f.model), expected);
+        assert_eq!(
+            top_level_fields(data, false).and_then(|f| f.model),
+            expected
+        );
+        // On a valid object the per-event shortcuts see what the full walk
+        // sees, also for an event that opens like the one before it.
+        assert_eq!(inspect_event(data), inspect_answer(data));
+        let mut inspector = EventInspector::default();
+        assert_eq!(inspector.inspect(data), inspect_answer(data));
+        assert_eq!(inspector.inspect(data), inspect_answer(data));
     }
 }
 
@@ -507,7 +587,7 @@ mod tests {
             (r#"{}"#, None, None),
         ];
         for (doc, model, usage) in cases {
-            let f = top_level_fields(doc.as_bytes()).unwrap_or_else(|| panic!("{doc}"));
+            let f = top_level_fields(doc.as_bytes(), false).unwrap_or_else(|| panic!("{doc}"));
             assert_eq!(f.model.map(|r| &doc[r]), *model, "{doc}");
             assert_eq!(f.usage.map(|r| &doc[r]), *usage, "{doc}");
             fuzz_request_json(doc.as_bytes());
@@ -522,9 +602,67 @@ mod tests {
             "{\"a\":1 \"b\":2}",
         ] {
             assert_eq!(
-                top_level_fields(not_object.as_bytes()),
+                top_level_fields(not_object.as_bytes(), false),
                 None,
                 "{not_object}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_are_inspected_up_to_the_model_unless_they_carry_usage() {
+        let cases: &[(&str, Option<&str>, Option<(u64, u64)>)] = &[
+            (
+                r#"{"id":"c","model":"up","choices":[{"delta":{"content":"\"usage\": {"}}]}"#,
+                Some(r#""up""#),
+                None,
+            ),
+            (
+                r#"{"id":"c","model":"up","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3}}"#,
+                Some(r#""up""#),
+                Some((2, 3)),
+            ),
+            (
+                r#"{"id":"c","model":"up","usage" : null}"#,
+                Some(r#""up""#),
+                None,
+            ),
+            (
+                r#"{"choices":[{"model":"inner"}],"model":"up"}"#,
+                Some(r#""up""#),
+                None,
+            ),
+            // Past the model the walk stops: a broken tail is forwarded as is.
+            (r#"{"model":"up","choices":[}"#, Some(r#""up""#), None),
+        ];
+        for (doc, model, usage) in cases {
+            let info = inspect_event(doc.as_bytes()).unwrap_or_else(|| panic!("{doc}"));
+            assert_eq!(info.model_span.map(|r| &doc[r]), *model, "{doc}");
+            let tokens = info.prompt_tokens.zip(info.completion_tokens);
+            assert_eq!(tokens, *usage, "{doc}");
+            fuzz_request_json(doc.as_bytes());
+        }
+        assert_eq!(inspect_event(b"[1]"), None);
+    }
+
+    #[test]
+    fn the_inspector_reuses_the_opening_of_the_last_event_only_when_it_matches() {
+        let events = [
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"up","choices":[]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"up-2","choices":[{"delta":{"content":"x"}}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"up","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}"#,
+            // Same length of opening, other bytes: walked again.
+            r#"{"id":"c2","object":"chat.completion.chunk","created":1,"choices":[],"model":"z"}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":5}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"up"}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"unterminated"#,
+        ];
+        let mut inspector = EventInspector::default();
+        for event in events {
+            assert_eq!(
+                inspector.inspect(event.as_bytes()),
+                inspect_event(event.as_bytes()),
+                "{event}"
             );
         }
     }

@@ -127,6 +127,7 @@ pub async fn forward(
             client_model,
             translate,
             usage: (0, 0),
+            inspector: json::EventInspector::default(),
             keep_alive: gw.config.limits.sse_keepalive_interval,
             idle_timeout: gw.config.limits.stream_idle_timeout,
             silent: Duration::ZERO,
@@ -212,6 +213,8 @@ pub struct UpstreamStream {
     translate: Option<String>,
     /// Token counts from the upstream's `usage`, when it sent one.
     usage: (u64, u64),
+    /// Finds each event's `model` (SSE events of one stream share a shape).
+    inspector: json::EventInspector,
     keep_alive: Duration,
     idle_timeout: Duration,
     /// How long the upstream has been silent, in whole keep-alive intervals.
@@ -324,7 +327,7 @@ impl UpstreamStream {
             Some(name) => translate::chat_to_completion(&data, name).unwrap_or(data),
             None => data,
         };
-        let info = json::inspect_answer(&data).unwrap_or_default();
+        let info = self.inspector.inspect(&data).unwrap_or_default();
         if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
             self.usage = (
                 info.prompt_tokens.unwrap_or(0),

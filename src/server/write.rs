@@ -82,13 +82,17 @@ pub fn body_parts(body: &Body) -> &[Bytes] {
     }
 }
 
-/// The most stream items gathered into one write: with up to 7 slices
-/// each, well under the kernel's 1024-slice limit for one `writev`.
+/// The most stream items gathered into one write: with up to 5 slices
+/// each, within the kernel's 1024-slice limit for one `writev` (a longer
+/// list would be cut by `write_vectored` and cost a second call).
 pub const MAX_BATCH: usize = 128;
 
 /// Write a piece of a stream in one vectored write: `head` (empty once the
-/// head is out), the `items` (each its own chunk for HTTP/1.1 clients) and,
-/// with `end`, the stream's last chunk.
+/// head is out), the `items` and, with `end`, the stream's last chunk. For
+/// HTTP/1.1 clients the items of one write form a single chunk (RFC 9112
+/// §7.1): chunk boundaries carry no meaning, and one size line per batch
+/// keeps the slices, and the client's parsing, per event down to the
+/// payload's own.
 pub async fn write_items<W: AsyncWrite + Unpin>(
     w: &mut W,
     head: &[u8],
@@ -98,25 +102,27 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     const DATA: &[u8] = b"data: ";
     const END: &[u8] = b"\n\n";
-    let chunked = framing == Framing::Chunked;
-    let item_len = |item: &StreamItem| match item {
-        StreamItem::Data(parts) => {
-            DATA.len() + parts.iter().map(|p| p.len()).sum::<usize>() + END.len()
-        }
-        StreamItem::Raw(r) => r.len(),
-    };
-    let sizes: Vec<ChunkSize> = match chunked {
-        true => items.iter().map(|i| ChunkSize::new(item_len(i))).collect(),
-        false => Vec::new(),
-    };
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 + items.len() * 7);
+    let chunked = framing == Framing::Chunked && !items.is_empty();
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(4 + items.len() * 5);
     if !head.is_empty() {
         slices.push(IoSlice::new(head));
     }
-    for (i, item) in items.iter().enumerate() {
-        if chunked {
-            slices.push(IoSlice::new(sizes[i].as_bytes()));
-        }
+    let size = chunked.then(|| {
+        let len: usize = items
+            .iter()
+            .map(|item| match item {
+                StreamItem::Data(parts) => {
+                    DATA.len() + parts.iter().map(Bytes::len).sum::<usize>() + END.len()
+                }
+                StreamItem::Raw(r) => r.len(),
+            })
+            .sum();
+        ChunkSize::new(len)
+    });
+    if let Some(size) = &size {
+        slices.push(IoSlice::new(size.as_bytes()));
+    }
+    for item in items {
         match item {
             StreamItem::Data(parts) => {
                 slices.push(IoSlice::new(DATA));
@@ -130,11 +136,11 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
             }
             StreamItem::Raw(r) => slices.push(IoSlice::new(r)),
         }
-        if chunked {
-            slices.push(IoSlice::new(CHUNK_END));
-        }
     }
-    if end && chunked {
+    if chunked {
+        slices.push(IoSlice::new(CHUNK_END));
+    }
+    if end && framing == Framing::Chunked {
         slices.push(IoSlice::new(LAST_CHUNK));
     }
     write_all_vectored(w, &mut slices).await

@@ -611,7 +611,9 @@ mod tests {
 
     #[test]
     fn events_are_inspected_up_to_the_model_unless_they_carry_usage() {
-        let cases: &[(&str, Option<&str>, Option<(u64, u64)>)] = &[
+        /// An event, its model value and its (prompt, completion) tokens.
+        type Case = (&'static str, Option<&'static str>, Option<(u64, u64)>);
+        let cases: &[Case] = &[
             (
                 r#"{"id":"c","model":"up","choices":[{"delta":{"content":"\"usage\": {"}}]}"#,
                 Some(r#""up""#),

@@ -163,6 +163,8 @@ struct RawLimits {
     upstream_max_idle: usize,
     sse_keepalive_interval: u64,
     max_connections: usize,
+    max_answer_bytes: usize,
+    max_event_bytes: usize,
 }
 
 impl<'de> Deserialize<'de> for RawApiKey {
@@ -248,6 +250,8 @@ impl Default for RawLimits {
             upstream_max_idle: d.upstream_max_idle,
             sse_keepalive_interval: millis(d.sse_keepalive_interval),
             max_connections: d.max_connections,
+            max_answer_bytes: d.max_answer_bytes,
+            max_event_bytes: d.max_event_bytes,
         }
     }
 }
@@ -277,6 +281,8 @@ impl RawLimits {
             upstream_max_idle: self.upstream_max_idle,
             sse_keepalive_interval: ms(self.sse_keepalive_interval),
             max_connections: self.max_connections,
+            max_answer_bytes: self.max_answer_bytes,
+            max_event_bytes: self.max_event_bytes,
         }
     }
 }

@@ -208,7 +208,7 @@ pub struct Limits {
     pub max_headers: usize,
     /// Request target; over it → 414. At most `max_head_bytes`.
     pub max_uri_bytes: usize,
-    /// Request body; over it → 413.
+    /// Request body (client to gateway only); over it → 413.
     pub max_body_bytes: u64,
     /// Chunk extensions of one chunk; 0 = reject any extension.
     pub max_chunk_ext_bytes: usize,
@@ -234,8 +234,15 @@ pub struct Limits {
     pub upstream_max_idle: usize,
     /// SSE comment sent to the client when a stream is quiet this long; 0 = never.
     pub sse_keepalive_interval: Duration,
-    /// Concurrent client connections; further ones wait in the accept backlog.
+    /// Concurrent client connections; a connection over it gets a prompt
+    /// 503 `server_overloaded` with `Retry-After` and is closed.
     pub max_connections: usize,
+    /// One plain (non-streamed) upstream answer or error body; over it →
+    /// 502 `upstream_error`. Streams are not bounded as a whole.
+    pub max_answer_bytes: usize,
+    /// One event of a streamed upstream answer; over it the stream ends
+    /// with an error event.
+    pub max_event_bytes: usize,
 }
 
 impl Default for Limits {
@@ -259,6 +266,8 @@ impl Default for Limits {
             upstream_max_idle: 64,
             sse_keepalive_interval: Duration::from_secs(15),
             max_connections: 20_000,
+            max_answer_bytes: 64 * 1024 * 1024,
+            max_event_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -590,6 +599,8 @@ impl Config {
             ("maxUriBytes", l.max_uri_bytes as u64),
             ("maxBodyBytes", l.max_body_bytes),
             ("maxConnections", l.max_connections as u64),
+            ("maxAnswerBytes", l.max_answer_bytes as u64),
+            ("maxEventBytes", l.max_event_bytes as u64),
         ];
         let nonzero_times = [
             ("headerReadTimeout", l.header_read_timeout),

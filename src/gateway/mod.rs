@@ -85,7 +85,13 @@ impl Gateway {
                         connect_timeout: config.limits.upstream_connect_timeout,
                         idle_timeout: config.limits.upstream_idle_timeout,
                         max_idle: config.limits.upstream_max_idle,
-                        limits: crate::server::http_limits(&config.limits),
+                        // Answers are bounded by the gateway (`maxAnswerBytes`
+                        // for plain ones, `maxEventBytes` per streamed event),
+                        // not by the request-body limit.
+                        limits: crate::http1::Limits {
+                            max_body_bytes: u64::MAX,
+                            ..crate::server::http_limits(&config.limits)
+                        },
                     };
                     let u = Upstream::new(
                         base_url.tls,

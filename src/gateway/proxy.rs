@@ -22,11 +22,6 @@ use crate::sse::SseDecoder;
 use crate::stats::Tally;
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
-/// The most an upstream may send as one plain answer or error body.
-const MAX_ANSWER_BYTES: usize = 64 << 20;
-/// The most one streamed event may grow to before the stream is failed.
-const MAX_EVENT_BYTES: usize = 16 << 20;
-
 pub enum Attempt {
     /// The answer to give the client.
     Done(Response),
@@ -103,7 +98,7 @@ pub async fn forward(
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let answer = passthrough_error(status, &mut resp).await;
+        let answer = passthrough_error(gw, status, &mut resp).await;
         if is_retryable(status) {
             pick.account.record_failure(retry_after);
             return Attempt::Failed(answer);
@@ -130,6 +125,7 @@ pub async fn forward(
             inspector: json::EventInspector::default(),
             keep_alive: gw.config.limits.sse_keepalive_interval,
             idle_timeout: gw.config.limits.stream_idle_timeout,
+            max_event_bytes: gw.config.limits.max_event_bytes,
             silent: Duration::ZERO,
             upstream_ended: false,
             done: false,
@@ -140,9 +136,9 @@ pub async fn forward(
         let stream = EventStream::Upstream(Box::new(stream));
         return Attempt::Done(stream_response(stream, None));
     }
-    let answer = match resp.collect(MAX_ANSWER_BYTES).await {
+    let answer = match collect(gw, &mut resp).await {
         Ok(b) => b,
-        Err(e) => return Attempt::Failed(Response::error(&ApiError::Upstream(e.to_string()))),
+        Err(e) => return Attempt::Failed(Response::error(&e)),
     };
     let answer = match &translate {
         Some(name) => translate::chat_to_completion(&answer, name).unwrap_or(answer),
@@ -168,10 +164,28 @@ fn plain_answer(answer: Bytes, client_model: &Bytes, tally: &mut Option<Tally>) 
     resp
 }
 
+/// A whole plain answer or error body: at most `maxAnswerBytes`, all of it
+/// within `requestTimeout` of its head (SPEC §6), else 502 or 504.
+async fn collect(gw: &Gateway, resp: &mut UpstreamResponse) -> Result<Bytes, ApiError> {
+    let limits = &gw.config.limits;
+    match resp
+        .collect(limits.max_answer_bytes, gw.config.request_timeout)
+        .await
+    {
+        Ok(body) => Ok(body),
+        Err(e) if e.is_timeout() => Err(ApiError::UpstreamTimeout),
+        Err(e) => Err(ApiError::Upstream(e.to_string())),
+    }
+}
+
 /// An upstream 4xx/5xx: its status and body, wrapped in the OpenAI error
-/// shape when it is not already in it (SPEC §4).
-async fn passthrough_error(status: u16, resp: &mut UpstreamResponse) -> Response {
-    let body = resp.collect(MAX_ANSWER_BYTES).await.unwrap_or_default();
+/// shape when it is not already in it (SPEC §4). A body that stalls or
+/// breaks is our 504 or 502 instead.
+async fn passthrough_error(gw: &Gateway, status: u16, resp: &mut UpstreamResponse) -> Response {
+    let body = match collect(gw, resp).await {
+        Ok(body) => body,
+        Err(e) => return Response::error(&e),
+    };
     #[derive(serde::Deserialize)]
     struct Shape<'a> {
         #[serde(borrow)]
@@ -217,6 +231,9 @@ pub struct UpstreamStream {
     inspector: json::EventInspector,
     keep_alive: Duration,
     idle_timeout: Duration,
+    /// `maxEventBytes`: the most one event may grow to before the stream
+    /// is failed.
+    max_event_bytes: usize,
     /// How long the upstream has been silent, in whole keep-alive intervals.
     silent: Duration,
     upstream_ended: bool,
@@ -290,10 +307,11 @@ impl UpstreamStream {
                 // SPEC §4: `[DONE]` even when the upstream forgot it.
                 return Some(self.finish_done());
             }
-            if self.decoder.pending_len() > MAX_EVENT_BYTES {
-                return Some(self.fail(ApiError::Upstream(
-                    "a streamed event exceeded 16 MiB".into(),
-                )));
+            if self.decoder.pending_len() > self.max_event_bytes {
+                return Some(self.fail(ApiError::Upstream(format!(
+                    "a streamed event exceeded maxEventBytes ({} bytes)",
+                    self.max_event_bytes
+                ))));
             }
             match self.response.try_data() {
                 Poll::Ready(Ok(Some(piece))) => {

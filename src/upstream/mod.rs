@@ -98,6 +98,8 @@ pub enum UpstreamError {
     Protocol(HttpError),
     /// No complete response head within the first-byte timeout.
     FirstByteTimeout,
+    /// A whole body was wanted and did not arrive within its deadline.
+    BodyTimeout,
     /// The upstream closed the connection before a complete head or body.
     ClosedEarly,
 }
@@ -105,7 +107,10 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Whether this is the upstream taking too long to answer (504).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, UpstreamError::FirstByteTimeout)
+        matches!(
+            self,
+            UpstreamError::FirstByteTimeout | UpstreamError::BodyTimeout
+        )
     }
 }
 
@@ -118,6 +123,9 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Io(e) => write!(f, "upstream connection failed: {e}"),
             UpstreamError::Protocol(e) => write!(f, "invalid upstream response: {e}"),
             UpstreamError::FirstByteTimeout => f.write_str("upstream did not answer in time"),
+            UpstreamError::BodyTimeout => {
+                f.write_str("upstream stopped sending its answer before the end")
+            }
             UpstreamError::ClosedEarly => {
                 f.write_str("upstream closed the connection before the response was complete")
             }
@@ -598,9 +606,21 @@ impl UpstreamResponse {
     }
 
     /// The whole body, at most `max` bytes (else
-    /// `Protocol(HttpError::BodyTooLarge)` and the connection is closed).
+    /// `Protocol(HttpError::BodyTooLarge)`), all of it within `deadline`
+    /// (else `BodyTimeout`); on either error the connection is closed.
     /// One piece is returned as is; several are joined once.
-    pub async fn collect(&mut self, max: usize) -> Result<Bytes, UpstreamError> {
+    pub async fn collect(
+        &mut self,
+        max: usize,
+        deadline: Duration,
+    ) -> Result<Bytes, UpstreamError> {
+        match tokio::time::timeout(deadline, self.collect_within(max)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.fail(UpstreamError::BodyTimeout)),
+        }
+    }
+
+    async fn collect_within(&mut self, max: usize) -> Result<Bytes, UpstreamError> {
         let too_large = UpstreamError::Protocol(HttpError::BodyTooLarge);
         if let http1::BodyFraming::Length(n) = self.head.framing() {
             if n > max as u64 {

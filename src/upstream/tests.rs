@@ -22,6 +22,8 @@ use super::*;
 use crate::http1::{parse_request, BodyDecoder, Frame, HttpError, Limits};
 
 const SHORT: Duration = Duration::from_millis(200);
+/// A body deadline no test reaches.
+const LONG: Duration = Duration::from_secs(10);
 const OK_BODY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 /// What the mock does after writing a reply.
@@ -189,7 +191,7 @@ fn get(path: &str) -> UpstreamRequest<'_> {
 }
 
 async fn get_body(up: &Upstream) -> Result<Bytes, UpstreamError> {
-    up.send(get("/models")).await?.collect(1 << 20).await
+    up.send(get("/models")).await?.collect(1 << 20, LONG).await
 }
 
 #[tokio::test]
@@ -268,7 +270,10 @@ async fn content_length_response_is_read_and_pooled() {
     let mut response = up.send(get("/x")).await.expect("response");
     assert_eq!(response.status(), 201);
     assert_eq!(response.head().header("x-request-id"), Some(&b"r1"[..]));
-    assert_eq!(response.collect(100).await.expect("body"), "hello world");
+    assert_eq!(
+        response.collect(100, LONG).await.expect("body"),
+        "hello world"
+    );
     assert_eq!(response.data().await, Ok(None));
     assert_eq!(up.idle_connections(), 1);
 }
@@ -354,7 +359,7 @@ async fn interim_responses_are_skipped() {
     let up = mock.upstream(cfg());
     let mut response = up.send(get("/x")).await.expect("response");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.collect(10).await.expect("body"), "ok");
+    assert_eq!(response.collect(10, LONG).await.expect("body"), "ok");
 }
 
 #[tokio::test]
@@ -543,11 +548,11 @@ async fn collect_refuses_a_body_over_its_maximum() {
     let up = mock.upstream(cfg());
     let too_large = Err(UpstreamError::Protocol(HttpError::BodyTooLarge));
     assert_eq!(
-        up.send(get("/x")).await.expect("r").collect(4).await,
+        up.send(get("/x")).await.expect("r").collect(4, LONG).await,
         too_large
     );
     assert_eq!(
-        up.send(get("/x")).await.expect("r").collect(5).await,
+        up.send(get("/x")).await.expect("r").collect(5, LONG).await,
         too_large
     );
     assert_eq!(up.idle_connections(), 0);
@@ -719,4 +724,26 @@ async fn reuse_is_per_worker_thread() {
         assert_eq!(body.expect("body"), "ok");
     }
     assert!((1..=2).contains(&mock.accepts()), "{}", mock.accepts());
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_misses_its_deadline_and_the_connection_is_dropped() {
+    let stalled = reply(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"id\":",
+        After::Hang,
+    );
+    let mock = Mock::plain(vec![stalled, reply(OK_BODY, After::KeepOpen)]).await;
+    let up = mock.upstream(cfg());
+    let mut response = up.send(get("/x")).await.expect("head arrives");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        response.collect(1 << 20, SHORT).await,
+        Err(UpstreamError::BodyTimeout)
+    );
+    assert!(started.elapsed() < SHORT * 5, "{:?}", started.elapsed());
+    assert!(UpstreamError::BodyTimeout.is_timeout());
+    assert_eq!(up.idle_connections(), 0);
+    // The next request gets a connection of its own and its answer.
+    assert_eq!(get_body(&up).await.expect("body"), "ok");
+    assert_eq!(mock.accepts(), 2);
 }

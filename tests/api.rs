@@ -242,9 +242,22 @@ async fn mock_chat_streamed_word_by_word() {
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"].as_array().unwrap().len(), 0);
     assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() > 3);
-    // Each event is its own chunk on the wire.
+    // Events written together share one HTTP chunk, which ends where an
+    // event ends; the stream ends with the last chunk right after [DONE].
     let raw = String::from_utf8_lossy(&r.raw_body).into_owned();
-    assert!(raw.contains("\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"), "{raw}");
+    assert!(raw.ends_with("data: [DONE]\n\n\r\n0\r\n\r\n"), "{raw}");
+    let mut rest = raw.as_str();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size, 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        assert!(
+            after[..size].ends_with("\n\n"),
+            "a chunk cut an event: {raw}"
+        );
+        rest = &after[size + 2..];
+    }
 }
 
 #[tokio::test]

@@ -708,22 +708,42 @@ async fn idle_probe_sees_eof_and_stray_bytes() {
     assert!(!chatty.is_idle_healthy());
 }
 
-/// Pools are sharded by thread and a thread never borrows another's
-/// connection (a socket belongs to the runtime that opened it): on two
-/// threads, six requests open at most two connections.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reuse_is_per_worker_thread() {
-    let mock = Mock::plain((0..6).map(|_| reply(OK_BODY, After::KeepOpen)).collect()).await;
+/// Pools are sharded by worker and a worker never borrows another's
+/// connection (a socket belongs to the runtime that opened it): two
+/// workers, each a thread with its own runtime as `crate::server` runs
+/// them, make three requests each over one connection each.
+#[test]
+fn reuse_is_per_worker() {
+    let steps = (0..6).map(|_| reply(OK_BODY, After::KeepOpen)).collect();
+    // The mock serves from a runtime thread of its own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mock = runtime.block_on(Mock::plain(steps));
     let up = Arc::new(mock.upstream(cfg()));
-    for _ in 0..6 {
-        // Each request in its own task, so it may run on either worker.
-        let up = Arc::clone(&up);
-        let body = tokio::spawn(async move { get_body(&up).await })
-            .await
-            .expect("task ran");
-        assert_eq!(body.expect("body"), "ok");
+    let workers: Vec<_> = (0..2)
+        .map(|index| {
+            let up = Arc::clone(&up);
+            std::thread::spawn(move || {
+                pool::set_thread_shard(index);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                for _ in 0..3 {
+                    assert_eq!(rt.block_on(get_body(&up)).expect("body"), "ok");
+                }
+                // The worker's connection must not outlive its runtime.
+                drop(up);
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker ran");
     }
-    assert!((1..=2).contains(&mock.accepts()), "{}", mock.accepts());
+    assert_eq!(mock.accepts(), 2);
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@
 #   STREAMS="1000 10000" SLOW_WORDS=45 PROXIED_WORDS=200 WRK_CPU=0 SERVER_CPU=1
 #   CHAT2API_BIN=path (skip the build) RESULTS=file (append the raw TSV there)
 #   SKIP_STREAMS=1 SKIP_PROXIED_STREAMS=1 SKIP_SSE=1 SKIP_LOAD=1 (memory tests only)
+#   SKIP_BURST=1 (RSS after BURST_N=8 concurrent BURST_MIB=49 MiB request bodies)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -348,6 +349,8 @@ STREAM_RAW=$WORK/streams.tsv
 printf 'run\tn\topened\topen_at_measure\terrors\tramp_s\trss_idle_kib\trss_open_kib\trss_after_close_kib\tper_stream_kib\n' >"$STREAM_RAW"
 PROXIED_RAW=$WORK/proxied.tsv
 printf 'run\tn_asked\tn\topened\topen_at_measure\terrors\tramp_s\trss_idle_kib\trss_open_kib\trss_after_close_kib\tper_stream_kib\tback_rss_idle_kib\tback_rss_open_kib\tback_rss_after_close_kib\tfds_open\tfds_after_close\tback_fds_after_close\tfirst_error\n' >"$PROXIED_RAW"
+BURST_RAW=$WORK/burst.txt
+: >"$BURST_RAW"
 IDLE_RAW=$WORK/idle.tsv
 printf 'run\tidle_rss_kib\tafter_load_rss_kib\n' >"$IDLE_RAW"
 
@@ -427,6 +430,17 @@ print(f"{run}\t{g('n')}\t{g('opened')}\t{g('open_at_measure')}\t{g('errors')}\t{
 EOF
             stop_c2a
         done
+    fi
+
+    if [[ -z ${SKIP_BURST:-} ]]; then
+        # Memory handed back after a burst of large request bodies.
+        start_c2a "$(c2a_config)" || die "chat2api did not start: $(tail -n 5 "$WORK/c2a.log")"
+        sleep 0.5
+        line=$(timeout 120 python3 "$BENCH/burst.py" --port "$C2A" --pid "$C2A_PID" --n "${BURST_N:-8}" --mib "${BURST_MIB:-49}" || true)
+        line=$(grep '^BURST_RESULT' <<<"$line" || echo "BURST_RESULT error=no_output")
+        log "  burst: $line"
+        echo "$run ${line#BURST_RESULT }" >>"$BURST_RAW"
+        stop_c2a
     fi
 
     if [[ -z ${SKIP_PROXIED_STREAMS:-} ]]; then
@@ -558,3 +572,8 @@ for n_asked in sorted({r["n_asked"] for r in prows}, key=int):
 if proxied == "0":
     print("\nNOTE: chat2api could not proxy to the upstream (no upstream client yet); only its mock path was measured.")
 EOF
+if [[ -s $BURST_RAW ]]; then
+    echo
+    echo "== memory after a burst of large request bodies (run, then KiB) =="
+    cat "$BURST_RAW"
+fi

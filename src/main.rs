@@ -20,6 +20,29 @@ const MANAGEMENT_WORKERS: usize = 1;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How often freed memory is handed back to the OS (see `return_memory`).
+const MEMORY_RETURN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// mimalloc keeps the pages of freed blocks for reuse and returns them to
+/// the OS (purges) only later, and only when the thread that freed them
+/// calls into it again: after a burst of large bodies, an idle gateway
+/// would hold that memory for good. A thread of its own asks mimalloc every
+/// few seconds to purge what is due, process-wide (its arenas, where large
+/// and huge blocks live).
+fn return_memory() {
+    let spawned = std::thread::Builder::new()
+        .name("chat2api-memory".into())
+        .spawn(|| loop {
+            std::thread::sleep(MEMORY_RETURN_INTERVAL);
+            // SAFETY: mi_collect takes no pointers and may be called from
+            // any thread at any time (mimalloc.h: "Eagerly free memory").
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        });
+    if let Err(e) = spawned {
+        eprintln!("chat2api: warning: memory is not returned to the OS after bursts: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match cli::parse_args(std::env::args_os().skip(1)) {
         Ok(CliAction::Run(cli)) => cli,
@@ -47,6 +70,7 @@ fn main() -> ExitCode {
     // stream, is a file descriptor: take the hard limit rather than a soft
     // limit (often 1024) far below `maxConnections`, as nginx's
     // `worker_rlimit_nofile` and Go's runtime do.
+    return_memory();
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("chat2api: cannot raise the open-file limit: {e}");
     }

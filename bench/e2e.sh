@@ -526,7 +526,13 @@ for s, c in sorted({(k[0], k[1]) for k in keys}):
             a, b = pick(s, c, t, "cpu_us_req", run), pick(s, c, "nginx", "cpu_us_req", run)
             if a and b and b[0] > 0: ratios.append(a[0] / b[0])
         if ratios:
-            print(f"{s} c{c}: {t} CPU/req / nginx CPU/req = {med(ratios):.2f}  (runs: {', '.join(f'{x:.2f}' for x in ratios)}; target <= 0.80)")
+            print(f"{s} c{c}: {t} CPU/req / nginx CPU/req = {med(ratios):.2f}  (runs: {', '.join(f'{x:.2f}' for x in ratios)}; goal <= 1.0, long run 0.8)")
+        rps = []
+        for run in runs:
+            a, b = pick(s, c, t, "rps", run), pick(s, c, "nginx", "rps", run)
+            if a and b and b[0] > 0: rps.append(a[0] / b[0])
+        if rps:
+            print(f"{s} c{c}: {t} req/s / nginx req/s = {med(rps):.2f}  (runs: {', '.join(f'{x:.2f}' for x in rps)}; goal >= 1.0)")
     for t in ("chat2api", "nginx"):
         d = [a - b for run in runs for a, b in zip(pick(s, c, t, "p50_us", run), pick(s, c, "direct", "p50_us", run))]
         if d:

@@ -4,7 +4,7 @@ Sends N concurrent requests with a body of SIZE MiB each (a chat request
 for an unknown model: the gateway reads and parses the whole body, then
 answers 404), then samples VmRSS every 5 s for 30 s of quiet.
 
-    python3 bench/burst.py --port PORT --pid PID [--n 8] [--mib 49]
+    python3 bench/burst.py --port PORT --pid PID [--n 8] [--mib 49] [--key KEY]
 
 Prints one line: BURST_RESULT idle_kib=... peak_kib=... after_5s_kib=... after_30s_kib=... errors=...
 """
@@ -28,12 +28,15 @@ def main():
     ap.add_argument("--pid", type=int, required=True)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--mib", type=int, default=49)
+    ap.add_argument("--key", default="", help="client key, when the gateway checks keys")
     a = ap.parse_args()
     content = b"x" * (a.mib * 1024 * 1024 - 100)
     body = b'{"model":"burst-unknown","messages":[{"role":"user","content":"' + content + b'"}]}'
     head = (
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+        b"Connection: close\r\nContent-Length: %d\r\n" % len(body)
+        + (b"Authorization: Bearer %s\r\n" % a.key.encode() if a.key else b"")
+        + b"\r\n"
     )
     errors = []
     peak = [rss_kib(a.pid)]

@@ -436,7 +436,7 @@ EOF
         # Memory handed back after a burst of large request bodies.
         start_c2a "$(c2a_config)" || die "chat2api did not start: $(tail -n 5 "$WORK/c2a.log")"
         sleep 0.5
-        line=$(timeout 120 python3 "$BENCH/burst.py" --port "$C2A" --pid "$C2A_PID" --n "${BURST_N:-8}" --mib "${BURST_MIB:-49}" || true)
+        line=$(timeout 120 python3 "$BENCH/burst.py" --port "$C2A" --pid "$C2A_PID" --n "${BURST_N:-8}" --mib "${BURST_MIB:-49}" --key "$KEY" || true)
         line=$(grep '^BURST_RESULT' <<<"$line" || echo "BURST_RESULT error=no_output")
         log "  burst: $line"
         echo "$run ${line#BURST_RESULT }" >>"$BURST_RAW"

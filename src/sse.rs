@@ -418,7 +418,8 @@ impl SseDecoder {
 
 /// Fuzzing entry point: the first byte picks a piece size (1..=256), the
 /// rest is the stream. Decoding it in those pieces must give the same events
-/// as decoding it whole, and must leave the decoder empty.
+/// as decoding it whole, as the plain [`reference`] reading gives, and must
+/// leave the decoder empty.
 #[doc(hidden)]
 pub fn fuzz_sse(data: &[u8]) {
     let Some((&size, stream)) = data.split_first() else {
@@ -428,6 +429,81 @@ pub fn fuzz_sse(data: &[u8]) {
     let whole = decode_pieces(std::iter::once(stream));
     let split = decode_pieces(stream.chunks(size));
     assert_eq!(whole, split, "events depend on where the input was split");
+    assert_eq!(
+        whole.0,
+        reference(stream),
+        "events differ from the reference reading"
+    );
+}
+
+/// A straightforward reading of WHATWG §9.2.6 over the whole input, as
+/// an oracle for the property test and the fuzz target: lines split on
+/// CRLF, LF or CR, `data` lines joined with LF. Same EOF choice as
+/// `finish`.
+#[doc(hidden)]
+pub fn reference(input: &[u8]) -> Vec<Event> {
+    let input = input.strip_prefix(BOM).unwrap_or(input);
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'\n' => {
+                lines.push(&input[start..i]);
+                start = i + 1;
+            }
+            b'\r' => {
+                lines.push(&input[start..i]);
+                if input.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // `lines` holds only terminated lines; the rest is dropped.
+    lines.push(b""); // EOF dispatches like a blank line (lenient finish)
+    let mut events = Vec::new();
+    let (mut data, mut event, mut id): (Option<Vec<u8>>, _, _) = (None, None, None);
+    for line in lines {
+        if line.is_empty() {
+            if let Some(d) = data.take() {
+                events.push(Event {
+                    data: d.into(),
+                    event: event.take(),
+                    id: id.take(),
+                });
+            }
+            event = None;
+            id = None;
+            continue;
+        }
+        if line[0] == b':' {
+            continue;
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(c) => {
+                let v = &line[c + 1..];
+                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => match &mut data {
+                Some(d) => {
+                    d.push(b'\n');
+                    d.extend_from_slice(value);
+                }
+                None => data = Some(value.to_vec()),
+            },
+            b"event" => event = Some(Bytes::copy_from_slice(value)),
+            b"id" if !value.contains(&0) => id = Some(Bytes::copy_from_slice(value)),
+            _ => {}
+        }
+    }
+    events
 }
 
 /// Decodes a stream given as pieces the way a connection driver does:
@@ -475,73 +551,6 @@ mod tests {
             assert_eq!(decode_pieces([a, b]), whole, "split at {at}");
         }
         assert_eq!(decode_pieces(input.chunks(1)), whole, "byte by byte");
-    }
-
-    /// A straightforward reading of WHATWG §9.2.6 over the whole input, as
-    /// an oracle for the property test. Same EOF choice as `finish`.
-    fn reference(input: &[u8]) -> Vec<Event> {
-        let input = input.strip_prefix(BOM).unwrap_or(input);
-        let mut lines = Vec::new();
-        let mut start = 0;
-        let mut i = 0;
-        while i < input.len() {
-            match input[i] {
-                b'\n' => {
-                    lines.push(&input[start..i]);
-                    start = i + 1;
-                }
-                b'\r' => {
-                    lines.push(&input[start..i]);
-                    if input.get(i + 1) == Some(&b'\n') {
-                        i += 1;
-                    }
-                    start = i + 1;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        // `lines` holds only terminated lines; the rest is dropped.
-        lines.push(b""); // EOF dispatches like a blank line (lenient finish)
-        let mut events = Vec::new();
-        let (mut data, mut event, mut id): (Option<Vec<u8>>, _, _) = (None, None, None);
-        for line in lines {
-            if line.is_empty() {
-                if let Some(d) = data.take() {
-                    events.push(Event {
-                        data: d.into(),
-                        event: event.take(),
-                        id: id.take(),
-                    });
-                }
-                event = None;
-                id = None;
-                continue;
-            }
-            if line[0] == b':' {
-                continue;
-            }
-            let (name, value) = match line.iter().position(|&b| b == b':') {
-                Some(c) => {
-                    let v = &line[c + 1..];
-                    (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
-                }
-                None => (line, &b""[..]),
-            };
-            match name {
-                b"data" => match &mut data {
-                    Some(d) => {
-                        d.push(b'\n');
-                        d.extend_from_slice(value);
-                    }
-                    None => data = Some(value.to_vec()),
-                },
-                b"event" => event = Some(Bytes::copy_from_slice(value)),
-                b"id" if !value.contains(&0) => id = Some(Bytes::copy_from_slice(value)),
-                _ => {}
-            }
-        }
-        events
     }
 
     fn chunk(content: &str) -> String {

@@ -332,7 +332,7 @@ async fn stats_count_v1_requests_only() {
         .await;
     gw.get("/health").await;
     gw.get("/").await;
-    let s = gw.get("/stats").await.json();
+    let s = gw.settled_stats().await;
     assert_eq!(s["status"], "running");
     assert_eq!(s["totalRequests"], 3);
     assert_eq!(s["successRequests"], 2);

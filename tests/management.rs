@@ -563,7 +563,19 @@ fn parse_sample(line: &str) -> (String, Vec<(String, String)>, f64) {
 async fn metrics_are_prometheus_text() {
     let h = Harness::with_secret().await;
     assert_eq!(h.chat(CHAT_BODY).await.status, 200);
-    let r = h.call("GET", "/metrics", Some(SECRET)).await;
+    // The proxy's worker records the request just after its answer is
+    // written, on another thread than the management listener's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let r = loop {
+        let r = h.call("GET", "/metrics", Some(SECRET)).await;
+        let counted = r
+            .text()
+            .contains("chat2api_requests_total{result=\"success\"} 1");
+        if counted || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4"));
     let text = r.text();

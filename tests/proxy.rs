@@ -88,7 +88,7 @@ async fn plain_request_is_rewritten_both_ways() {
     let expected = PLAIN_BODY.replace("\"DeepSeek-V3.2\"", "\"deepseek-chat\"");
     assert_eq!(String::from_utf8(seen.body.clone()).unwrap(), expected);
 
-    let s = gw.get("/stats").await.json();
+    let s = gw.settled_stats().await;
     assert_eq!(s["tokens"]["prompt"], 3);
     assert_eq!(s["accountUsage"]["up/a"], 1);
 }
@@ -186,7 +186,7 @@ async fn close_delimited_stream_without_done_still_ends_with_done() {
         r.events(),
         vec![chunk("DeepSeek-V3.2", "x"), "[DONE]".to_owned()]
     );
-    let s = gw.get("/stats").await.json();
+    let s = gw.settled_stats().await;
     assert_eq!(s["successRequests"], 1, "{s}");
 }
 
@@ -203,7 +203,7 @@ async fn upstream_dying_mid_stream_ends_with_an_error_event_and_close() {
     assert!(last["error"]["message"].is_string(), "{events:?}");
     assert!(!events.contains(&"[DONE]".to_owned()));
     assert!(c.is_closed().await);
-    let s = gw.get("/stats").await.json();
+    let s = gw.settled_stats().await;
     assert_eq!(s["failedRequests"], 1);
 }
 
@@ -505,7 +505,7 @@ async fn round_robin_spreads_over_accounts_and_keyless_accounts_send_no_key() {
         2
     );
     assert_eq!(keys.iter().filter(|k| k.is_none()).count(), 2);
-    let s = gw.get("/stats").await.json();
+    let s = gw.settled_stats().await;
     assert_eq!(
         (
             s["accountUsage"]["up/a"].as_u64(),

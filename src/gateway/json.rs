@@ -228,6 +228,9 @@ pub struct AnswerInfo {
     pub model_span: Option<Range<usize>>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// The object has a top-level `error` member (an upstream's error
+    /// event inside a stream).
+    pub error: bool,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +259,7 @@ pub fn inspect_answer(body: &[u8]) -> Option<AnswerInfo> {
         model_span: fields.model,
         prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
         completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
+        error: fields.error,
     })
 }
 
@@ -272,6 +276,7 @@ pub fn inspect_event(event: &[u8]) -> Option<AnswerInfo> {
     let fields = top_level_fields(event, true)?;
     Some(AnswerInfo {
         model_span: fields.model,
+        error: fields.error,
         ..AnswerInfo::default()
     })
 }
@@ -331,6 +336,8 @@ struct TopLevel {
     model: Option<Range<usize>>,
     /// The `usage` value, when it is an object.
     usage: Option<Range<usize>>,
+    /// An `error` member was seen (before the walk stopped).
+    error: bool,
 }
 
 /// Walk the members of the top-level object in `doc`. `None` when `doc` is
@@ -366,6 +373,7 @@ fn top_level_fields(doc: &[u8], stop_at_model: bool) -> Option<TopLevel> {
             }
             (b"model", b'"') if found.model.is_none() => found.model = Some(start..end),
             (b"usage", b'{') if found.usage.is_none() => found.usage = Some(start..end),
+            (b"error", _) => found.error = true,
             _ => {}
         }
         i = skip_ws(doc, end);

@@ -240,7 +240,10 @@ impl MockStream {
 
     fn pop(&mut self) -> StreamItem {
         match self.next_event() {
-            Some(ev) => StreamItem::Data([ev, Bytes::new(), Bytes::new()]),
+            Some(ev) => StreamItem::Data {
+                fields: Bytes::new(),
+                data: [ev, Bytes::new(), Bytes::new()],
+            },
             None => {
                 self.done = true;
                 StreamItem::Raw(Bytes::from_static(DONE))

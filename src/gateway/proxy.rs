@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::ApiError;
 use super::json::{self, Endpoint, RequestInfo};
@@ -18,7 +18,7 @@ use super::router::Pick;
 use super::stream::{error_event, EventStream, StreamItem, DONE, KEEP_ALIVE};
 use super::{stream_response, translate, Gateway};
 use crate::http1::RequestHead;
-use crate::sse::SseDecoder;
+use crate::sse::{Event, SseDecoder};
 use crate::stats::Tally;
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
@@ -111,40 +111,142 @@ pub async fn forward(
             t.first_token();
         }
     }
-    let is_sse = resp
+    let answer = match judge_and_collect(gw, &mut resp, info.stream).await {
+        Ok(answer) => answer,
+        Err(e) => return Attempt::Failed(Response::error(&e)),
+    };
+    match answer {
+        Answer::Stream(first) => {
+            let stream = UpstreamStream::new(gw, resp, client_model, translate, first);
+            // The caller attaches the tally to whichever answer it returns.
+            let stream = EventStream::Upstream(Box::new(stream));
+            Attempt::Done(stream_response(stream, None))
+        }
+        Answer::Whole(answer) => {
+            let answer = match &translate {
+                Some(name) => translate::chat_to_completion(&answer, name).unwrap_or(answer),
+                None => answer,
+            };
+            if !info.stream {
+                return Attempt::Done(plain_answer(answer, &client_model, tally));
+            }
+            // A whole answer where a stream was asked for: a short stream.
+            match translate::answer_to_events(&answer, &info.model) {
+                Some(events) => {
+                    let stream = EventStream::Prepared(PreparedStream::new(events));
+                    Attempt::Done(stream_response(stream, None))
+                }
+                None => Attempt::Failed(Response::error(&not_an_answer(&answer))),
+            }
+        }
+    }
+}
+
+/// What the upstream's 2xx body turned out to be.
+enum Answer {
+    /// Server-sent events, to be re-framed as they come; the first piece
+    /// of the body when it was read to tell.
+    Stream(Option<Bytes>),
+    /// One JSON object (SSE gathered into one where a plain answer was
+    /// asked for).
+    Whole(Bytes),
+}
+
+/// Judge the body by what it is, not by its label (SPEC §4): an upstream
+/// may stream where a plain answer was asked for, label its events
+/// `application/json`, or answer a stream request with one object.
+///
+/// - stream asked: SSE (by `Content-Type`, or by its first bytes) is
+///   streamed; anything else is collected whole;
+/// - plain asked: the body is collected; SSE is gathered into one object.
+///
+/// A whole answer that is not a JSON object (empty, HTML, text) is 502.
+async fn judge_and_collect(
+    gw: &Gateway,
+    resp: &mut UpstreamResponse,
+    stream: bool,
+) -> Result<Answer, ApiError> {
+    let labelled_sse = resp
         .head()
         .header("content-type")
         .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"));
-    if info.stream && is_sse {
-        let stream = UpstreamStream {
-            response: resp,
-            decoder: SseDecoder::new(),
-            client_model,
-            translate,
-            usage: (0, 0),
-            inspector: json::EventInspector::default(),
-            keep_alive: gw.config.limits.sse_keepalive_interval,
-            idle_timeout: gw.config.limits.stream_idle_timeout,
-            max_event_bytes: gw.config.limits.max_event_bytes,
-            silent: Duration::ZERO,
-            upstream_ended: false,
-            done: false,
-            failed: false,
-            ended: false,
-        };
-        // The caller attaches the tally to whichever answer it returns.
-        let stream = EventStream::Upstream(Box::new(stream));
-        return Attempt::Done(stream_response(stream, None));
+    if stream && labelled_sse {
+        return Ok(Answer::Stream(None));
     }
-    let answer = match collect(gw, &mut resp).await {
-        Ok(b) => b,
-        Err(e) => return Attempt::Failed(Response::error(&e)),
+    let body = if stream {
+        let wait = gw.config.limits.stream_idle_timeout;
+        let first = match tokio::time::timeout(wait, resp.data()).await {
+            Err(_) => return Err(ApiError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(ApiError::Upstream(e.to_string())),
+            Ok(Ok(first)) => first.unwrap_or_default(),
+        };
+        if looks_like_sse(&first) {
+            return Ok(Answer::Stream(Some(first)));
+        }
+        let rest = collect(gw, resp).await?;
+        match first.is_empty() {
+            true => rest,
+            false => {
+                let mut whole = Vec::with_capacity(first.len() + rest.len());
+                whole.extend_from_slice(&first);
+                whole.extend_from_slice(&rest);
+                Bytes::from(whole)
+            }
+        }
+    } else {
+        collect(gw, resp).await?
     };
-    let answer = match &translate {
-        Some(name) => translate::chat_to_completion(&answer, name).unwrap_or(answer),
-        None => answer,
+    if looks_like_sse(&body) {
+        let mut decoder = SseDecoder::new();
+        decoder.push(body);
+        let events: Vec<Bytes> = std::iter::from_fn(|| decoder.finish())
+            .filter(|ev| !ev.is_done())
+            .map(|ev| ev.data)
+            .collect();
+        return translate::aggregate_events(events.iter().map(|e| &e[..]))
+            .map(Answer::Whole)
+            .ok_or_else(|| {
+                ApiError::Upstream(
+                    "the upstream streamed events that do not make up a completion".into(),
+                )
+            });
+    }
+    if json::inspect_answer(&body).is_none() {
+        return Err(not_an_answer(&body));
+    }
+    Ok(Answer::Whole(body))
+}
+
+/// Whether a body opens like an event stream: after an optional BOM and
+/// blank lines, a comment or a `data`, `event`, `id` or `retry` field.
+fn looks_like_sse(body: &[u8]) -> bool {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let start = body
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(body.len());
+    let line = &body[start..];
+    line.first() == Some(&b':')
+        || [&b"data:"[..], b"event:", b"id:", b"retry:"]
+            .iter()
+            .any(|field| line.starts_with(field))
+}
+
+/// 502 for a 2xx body that is not an answer, naming what it looks like.
+fn not_an_answer(body: &[u8]) -> ApiError {
+    let trimmed = body.trim_ascii_start();
+    let what = if trimmed.is_empty() {
+        "an empty body".to_owned()
+    } else if trimmed.first() == Some(&b'<') {
+        "HTML".to_owned()
+    } else {
+        let shown: String = String::from_utf8_lossy(&trimmed[..trimmed.len().min(60)])
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        format!("a body that is not a JSON object ({shown:?})")
     };
-    Attempt::Done(plain_answer(answer, &client_model, tally))
+    ApiError::Upstream(format!("the upstream answered 200 with {what}"))
 }
 
 /// A whole JSON answer with `model` set back to the client's name.
@@ -217,6 +319,11 @@ async fn passthrough_error(gw: &Gateway, status: u16, resp: &mut UpstreamRespons
 }
 
 /// A streamed upstream answer, re-framed event by event.
+///
+/// Two clocks run while it waits: the keep-alive interval counts from the
+/// last byte the *client* got (an upstream that only sends `: ping`
+/// comments must not leave the client in silence), the idle timeout from
+/// the last byte the *upstream* sent.
 pub struct UpstreamStream {
     response: UpstreamResponse,
     decoder: SseDecoder,
@@ -234,8 +341,18 @@ pub struct UpstreamStream {
     /// `maxEventBytes`: the most one event may grow to before the stream
     /// is failed.
     max_event_bytes: usize,
-    /// How long the upstream has been silent, in whole keep-alive intervals.
-    silent: Duration,
+    /// When the upstream last sent a byte.
+    heard: Instant,
+    /// When the client was last handed something (the driver writes what
+    /// it is handed at once).
+    spoke: Instant,
+    /// An item was handed out since `spoke` was set.
+    spoke_since: bool,
+    /// Events with data handed out.
+    events: u64,
+    /// Why the request counts as failed although the stream itself ended
+    /// well: the upstream sent an error object inside it.
+    fault: Option<&'static str>,
     upstream_ended: bool,
     done: bool,
     failed: bool,
@@ -243,6 +360,39 @@ pub struct UpstreamStream {
 }
 
 impl UpstreamStream {
+    fn new(
+        gw: &Gateway,
+        response: UpstreamResponse,
+        client_model: Bytes,
+        translate: Option<String>,
+        first: Option<Bytes>,
+    ) -> UpstreamStream {
+        let limits = &gw.config.limits;
+        let now = Instant::now();
+        let mut decoder = SseDecoder::new();
+        decoder.push(first.unwrap_or_default());
+        UpstreamStream {
+            response,
+            decoder,
+            client_model,
+            translate,
+            usage: (0, 0),
+            inspector: json::EventInspector::default(),
+            keep_alive: limits.sse_keepalive_interval,
+            idle_timeout: limits.stream_idle_timeout,
+            max_event_bytes: limits.max_event_bytes,
+            heard: now,
+            spoke: now,
+            spoke_since: false,
+            events: 0,
+            fault: None,
+            upstream_ended: false,
+            done: false,
+            failed: false,
+            ended: false,
+        }
+    }
+
     /// Cancel-safe: the only await is `UpstreamResponse::data`, itself
     /// cancel-safe, and all state changes happen after it returns.
     pub async fn next(&mut self) -> Option<StreamItem> {
@@ -253,27 +403,35 @@ impl UpstreamStream {
             if self.ended {
                 return None;
             }
+            // One clock read per wait, not per event: the driver calls
+            // this right after writing everything it was handed.
+            let now = Instant::now();
+            if self.spoke_since {
+                self.spoke = now;
+                self.spoke_since = false;
+            }
+            let idle_at = self.heard + self.idle_timeout;
             // A keep-alive interval of 0 turns the comments off: then only
             // the idle timeout bounds the wait.
-            let wait = match self.keep_alive.is_zero() {
-                true => self.idle_timeout,
-                false => self.keep_alive.min(self.idle_timeout),
+            let wake = match self.keep_alive.is_zero() {
+                true => idle_at,
+                false => idle_at.min(self.spoke + self.keep_alive),
             };
-            match tokio::time::timeout(wait, self.response.data()).await {
+            match tokio::time::timeout_at(wake.into(), self.response.data()).await {
                 Ok(Ok(Some(piece))) => {
-                    self.silent = Duration::ZERO;
+                    self.heard = Instant::now();
                     self.decoder.push(piece);
                 }
                 Ok(Ok(None)) => self.upstream_done(),
                 Ok(Err(e)) => return Some(self.fail(stream_error(e))),
+                Err(_) if Instant::now() >= idle_at => {
+                    let silent = self.heard.elapsed().as_secs();
+                    return Some(self.fail(ApiError::Upstream(format!(
+                        "the upstream sent nothing for {silent} s"
+                    ))));
+                }
                 Err(_) => {
-                    self.silent += wait;
-                    if self.silent >= self.idle_timeout {
-                        return Some(self.fail(ApiError::Upstream(format!(
-                            "the upstream sent nothing for {} s",
-                            self.silent.as_secs()
-                        ))));
-                    }
+                    self.spoke_since = true;
                     return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
                 }
             }
@@ -284,6 +442,12 @@ impl UpstreamStream {
     /// the writer send every event that is here in one write, and never
     /// hold one back for the next.
     pub fn next_ready(&mut self) -> Option<StreamItem> {
+        let item = self.ready_item();
+        self.spoke_since |= item.is_some();
+        item
+    }
+
+    fn ready_item(&mut self) -> Option<StreamItem> {
         if self.ended {
             return None;
         }
@@ -301,7 +465,8 @@ impl UpstreamStream {
                 if ev.is_done() {
                     return Some(self.finish_done());
                 }
-                return Some(StreamItem::Data(self.rewrite(ev.data)));
+                self.events += 1;
+                return Some(self.rewrite(ev));
             }
             if self.upstream_ended {
                 // SPEC §4: `[DONE]` even when the upstream forgot it.
@@ -315,7 +480,7 @@ impl UpstreamStream {
             }
             match self.response.try_data() {
                 Poll::Ready(Ok(Some(piece))) => {
-                    self.silent = Duration::ZERO;
+                    self.heard = Instant::now();
                     self.decoder.push(piece);
                 }
                 Poll::Ready(Ok(None)) => self.upstream_done(),
@@ -340,10 +505,14 @@ impl UpstreamStream {
         self.ended
     }
 
-    fn rewrite(&mut self, data: Bytes) -> [Bytes; 3] {
+    /// One event for the client: `model` set to the client's name, its
+    /// `event:` and `id:` fields kept, and a payload of several lines
+    /// written as several `data:` lines again (WHATWG §9.2.6 joins them
+    /// with LF; written behind one `data: ` the later lines would be lost).
+    fn rewrite(&mut self, ev: Event) -> StreamItem {
         let data = match &self.translate {
-            Some(name) => translate::chat_to_completion(&data, name).unwrap_or(data),
-            None => data,
+            Some(name) => translate::chat_to_completion(&ev.data, name).unwrap_or(ev.data),
+            None => ev.data,
         };
         let info = self.inspector.inspect(&data).unwrap_or_default();
         if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
@@ -352,10 +521,21 @@ impl UpstreamStream {
                 info.completion_tokens.unwrap_or(0),
             );
         }
-        match info.model_span {
+        if info.error {
+            // Passed on as the upstream sent it; the request failed.
+            self.fault = Some("upstream_stream_error");
+        }
+        let mut parts = match info.model_span {
             // A translated chunk already names the client's model.
             Some(span) if self.translate.is_none() => json::splice(&data, span, &self.client_model),
             _ => [data, Bytes::new(), Bytes::new()],
+        };
+        if parts.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
+            parts = [reprefix_lines(&parts), Bytes::new(), Bytes::new()];
+        }
+        StreamItem::Data {
+            fields: event_fields(ev.event.as_deref(), ev.id.as_deref()),
+            data: parts,
         }
     }
 
@@ -364,8 +544,15 @@ impl UpstreamStream {
     }
 
     fn finish_done(&mut self) -> StreamItem {
-        self.done = true;
         self.ended = true;
+        if self.events == 0 {
+            // `[DONE]` alone is no answer: say so rather than end an empty
+            // "successful" stream.
+            return self.fail(ApiError::Upstream(
+                "the upstream's stream ended without a single event".into(),
+            ));
+        }
+        self.done = true;
         StreamItem::Raw(Bytes::from_static(DONE))
     }
 
@@ -382,8 +569,83 @@ impl UpstreamStream {
     pub fn failed(&self) -> bool {
         self.failed
     }
+
+    /// Why a stream that ended with `[DONE]` still counts as failed.
+    pub fn fault(&self) -> Option<&'static str> {
+        self.fault
+    }
+}
+
+/// The `event:` and `id:` lines of an event, rendered once (empty when it
+/// has neither, as chat chunks do).
+fn event_fields(event: Option<&[u8]>, id: Option<&[u8]>) -> Bytes {
+    if event.is_none() && id.is_none() {
+        return Bytes::new();
+    }
+    let mut out = Vec::new();
+    for (name, value) in [(&b"event: "[..], event), (b"id: ", id)] {
+        if let Some(value) = value {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value);
+            out.push(b'\n');
+        }
+    }
+    Bytes::from(out)
+}
+
+/// The payload `parts` with `data: ` after every LF, so that the `data: `
+/// the writer puts in front and the `\n\n` it puts after frame one event
+/// of several `data:` lines.
+fn reprefix_lines(parts: &[Bytes]) -> Bytes {
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    let mut out = Vec::with_capacity(len + 64);
+    for part in parts {
+        for (i, line) in part.split(|b| *b == b'\n').enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\ndata: ");
+            }
+            out.extend_from_slice(line);
+        }
+    }
+    Bytes::from(out)
 }
 
 fn stream_error(e: UpstreamError) -> ApiError {
     ApiError::Upstream(format!("the stream broke off: {e}"))
+}
+
+/// A stream made from a whole answer (an upstream that answered a stream
+/// request with one object): its events, then `[DONE]`, all ready at once.
+pub struct PreparedStream {
+    events: std::collections::VecDeque<Bytes>,
+    done: bool,
+}
+
+impl PreparedStream {
+    pub fn new(events: Vec<Bytes>) -> PreparedStream {
+        PreparedStream {
+            events: events.into(),
+            done: false,
+        }
+    }
+
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        if self.done {
+            return None;
+        }
+        Some(match self.events.pop_front() {
+            Some(data) => StreamItem::Data {
+                fields: Bytes::new(),
+                data: [data, Bytes::new(), Bytes::new()],
+            },
+            None => {
+                self.done = true;
+                StreamItem::Raw(Bytes::from_static(DONE))
+            }
+        })
+    }
+
+    pub fn completed(&self) -> bool {
+        self.done
+    }
 }

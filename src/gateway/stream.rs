@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::mock::MockStream;
-use super::proxy::UpstreamStream;
+use super::proxy::{PreparedStream, UpstreamStream};
 
 /// `data: [DONE]\n\n`, the end of every successful stream (SPEC §4).
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -12,8 +12,9 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 pub enum StreamItem {
-    /// One event's JSON payload as slices; written as `data: ` + slices + `\n\n`.
-    Data([Bytes; 3]),
+    /// One event: `fields` (its `event:`/`id:` lines, usually empty) and its
+    /// payload as slices; written as `fields` + `data: ` + slices + `\n\n`.
+    Data { fields: Bytes, data: [Bytes; 3] },
     /// Pre-framed bytes: `[DONE]`, a keep-alive comment, an error event.
     Raw(Bytes),
 }
@@ -21,6 +22,8 @@ pub enum StreamItem {
 pub enum EventStream {
     Mock(MockStream),
     Upstream(Box<UpstreamStream>),
+    /// Events made from a whole answer, all ready at once.
+    Prepared(PreparedStream),
 }
 
 impl EventStream {
@@ -30,6 +33,7 @@ impl EventStream {
         match self {
             EventStream::Mock(m) => m.next().await,
             EventStream::Upstream(u) => u.next().await,
+            EventStream::Prepared(p) => p.next_ready(),
         }
     }
 
@@ -38,6 +42,7 @@ impl EventStream {
         match self {
             EventStream::Mock(m) => m.next_ready(),
             EventStream::Upstream(u) => u.next_ready(),
+            EventStream::Prepared(p) => p.next_ready(),
         }
     }
 
@@ -46,6 +51,7 @@ impl EventStream {
         match self {
             EventStream::Mock(m) => m.completed(),
             EventStream::Upstream(u) => u.is_ended(),
+            EventStream::Prepared(p) => p.completed(),
         }
     }
 
@@ -54,6 +60,7 @@ impl EventStream {
         match self {
             EventStream::Mock(m) => m.completed(),
             EventStream::Upstream(u) => u.completed(),
+            EventStream::Prepared(p) => p.completed(),
         }
     }
 
@@ -62,14 +69,26 @@ impl EventStream {
         match self {
             EventStream::Mock(m) => (m.prompt_tokens, m.completion_tokens),
             EventStream::Upstream(u) => u.usage(),
+            EventStream::Prepared(_) => (0, 0),
         }
     }
 
     /// True when an error event was sent: the connection must be closed.
     pub fn failed(&self) -> bool {
         match self {
-            EventStream::Mock(_) => false,
+            EventStream::Mock(_) | EventStream::Prepared(_) => false,
             EventStream::Upstream(u) => u.failed(),
+        }
+    }
+
+    /// Why the request failed, for the statistics and the request log:
+    /// the stream broke off (`stream_error`), or it ended well but carried
+    /// an upstream's error object. `None` for a real answer.
+    pub fn fault(&self) -> Option<&'static str> {
+        match self {
+            EventStream::Mock(_) | EventStream::Prepared(_) => None,
+            EventStream::Upstream(u) if u.failed() => Some("stream_error"),
+            EventStream::Upstream(u) => u.fault(),
         }
     }
 }

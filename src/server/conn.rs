@@ -370,7 +370,7 @@ impl<S: Service> Conn<S> {
                     None => break,
                 }
             }
-            if batch.iter().any(|i| matches!(i, StreamItem::Data(_))) {
+            if batch.iter().any(|i| matches!(i, StreamItem::Data { .. })) {
                 if let Some(t) = tally.as_mut() {
                     t.first_token();
                 }
@@ -405,8 +405,8 @@ impl<S: Service> Conn<S> {
         if let Some(mut t) = tally {
             let (prompt, completion) = source.usage();
             t.tokens(prompt, completion);
-            let error = source.failed().then_some("stream_error");
-            t.finish(200, source.completed(), error);
+            let fault = source.fault();
+            t.finish(200, source.completed() && fault.is_none(), fault);
         }
         // SPEC §4: a stream that failed after it began closes the connection.
         *close |= source.failed();

@@ -82,7 +82,7 @@ pub fn body_parts(body: &Body) -> &[Bytes] {
     }
 }
 
-/// The most stream items gathered into one write: with up to 5 slices
+/// The most stream items gathered into one write: with up to 6 slices
 /// each, within the kernel's 1024-slice limit for one `writev` (a longer
 /// list would be cut by `write_vectored` and cost a second call).
 pub const MAX_BATCH: usize = 128;
@@ -103,7 +103,7 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
     const DATA: &[u8] = b"data: ";
     const END: &[u8] = b"\n\n";
     let chunked = framing == Framing::Chunked && !items.is_empty();
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(4 + items.len() * 5);
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(4 + items.len() * 6);
     if !head.is_empty() {
         slices.push(IoSlice::new(head));
     }
@@ -111,8 +111,11 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
         let len: usize = items
             .iter()
             .map(|item| match item {
-                StreamItem::Data(parts) => {
-                    DATA.len() + parts.iter().map(Bytes::len).sum::<usize>() + END.len()
+                StreamItem::Data { fields, data } => {
+                    fields.len()
+                        + DATA.len()
+                        + data.iter().map(Bytes::len).sum::<usize>()
+                        + END.len()
                 }
                 StreamItem::Raw(r) => r.len(),
             })
@@ -124,11 +127,13 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
     }
     for item in items {
         match item {
-            StreamItem::Data(parts) => {
+            StreamItem::Data { fields, data } => {
+                if !fields.is_empty() {
+                    slices.push(IoSlice::new(fields));
+                }
                 slices.push(IoSlice::new(DATA));
                 slices.extend(
-                    parts
-                        .iter()
+                    data.iter()
                         .filter(|p| !p.is_empty())
                         .map(|p| IoSlice::new(p)),
                 );

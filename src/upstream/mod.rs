@@ -17,6 +17,7 @@
 //! [`tls`] the rustls configuration, `io` the plain/TLS stream, `request`
 //! the request head encoder.
 
+pub mod coding;
 mod io;
 pub mod pool;
 mod request;
@@ -102,6 +103,9 @@ pub enum UpstreamError {
     BodyTimeout,
     /// The upstream closed the connection before a complete head or body.
     ClosedEarly,
+    /// The body uses a content-coding we cannot undo, or is not valid for
+    /// the coding it names (RFC 9110 §8.4).
+    Decode(String),
 }
 
 impl UpstreamError {
@@ -129,6 +133,7 @@ impl fmt::Display for UpstreamError {
             UpstreamError::ClosedEarly => {
                 f.write_str("upstream closed the connection before the response was complete")
             }
+            UpstreamError::Decode(e) => f.write_str(e),
         }
     }
 }
@@ -363,6 +368,10 @@ impl Upstream {
             Ok(Err(failed)) => return Err(fail(failed.error, failed.retryable)),
             Ok(Ok(head)) => head,
         };
+        let coding = head
+            .header("content-encoding")
+            .map_or(Ok(None), coding::ContentDecoder::for_encoding)
+            .map_err(|e| fail(UpstreamError::Decode(e), false))?;
         if head.status() == 101 {
             // We never send Upgrade, so a switch is not allowed
             // (RFC 9110 §15.2.2) and the connection no longer speaks HTTP.
@@ -375,6 +384,7 @@ impl Upstream {
             head,
             conn,
             buf,
+            coding,
             Arc::clone(&self.inner),
         ))
     }
@@ -498,7 +508,8 @@ async fn read_head(
 }
 
 /// A response whose head has arrived. The body is read with
-/// [`data`](Self::data) or [`collect`](Self::collect).
+/// [`data`](Self::data) or [`collect`](Self::collect), de-framed and, when
+/// the upstream compressed it, decoded ([`coding`]).
 ///
 /// The connection goes back to the pool when the body is complete, the
 /// response allows keep-alive (RFC 9112 §9.3: no `Connection: close`, not
@@ -517,10 +528,20 @@ pub struct UpstreamResponse {
     keep_alive: bool,
     /// The error that ended the body; repeated on later calls.
     failed: Option<UpstreamError>,
+    /// Undoes the body's `Content-Encoding`, if any.
+    coding: Option<coding::ContentDecoder>,
+    /// The framing's end was seen (and the coding's output flushed).
+    ended: bool,
 }
 
 impl UpstreamResponse {
-    fn new(head: ResponseHead, conn: Stream, buf: BytesMut, upstream: Arc<Inner>) -> Self {
+    fn new(
+        head: ResponseHead,
+        conn: Stream,
+        buf: BytesMut,
+        coding: Option<coding::ContentDecoder>,
+        upstream: Arc<Inner>,
+    ) -> Self {
         let decoder = BodyDecoder::new(head.framing(), &upstream.cfg.limits);
         let keep_alive = head.keep_alive();
         let mut response = UpstreamResponse {
@@ -531,6 +552,8 @@ impl UpstreamResponse {
             upstream,
             keep_alive,
             failed: None,
+            coding,
+            ended: false,
         };
         if response.decoder.is_done() {
             // No body (204, 304, Content-Length: 0): the connection is free
@@ -587,21 +610,50 @@ impl UpstreamResponse {
         if let Some(error) = &self.failed {
             return Poll::Ready(Err(error.clone()));
         }
-        match self.decoder.decode(&mut self.buf) {
-            Ok(Some(Frame::Data(data))) => {
-                if self.decoder.is_done() {
-                    // The last byte of a Content-Length body: free the
-                    // connection without waiting for another call.
-                    self.finish();
+        loop {
+            // Output a decompressor held back (a bounded call) comes first.
+            if let Some(coding) = self.coding.as_mut().filter(|c| c.has_pending()) {
+                match coding.push(Bytes::new()) {
+                    Ok(out) if !out.is_empty() => return Poll::Ready(Ok(Some(out))),
+                    Ok(_) => {}
+                    Err(e) => return Poll::Ready(Err(self.fail(decode_error(e)))),
                 }
-                Poll::Ready(Ok(Some(data)))
             }
-            Ok(Some(Frame::End)) => {
-                self.finish();
-                Poll::Ready(Ok(None))
+            if self.ended {
+                return Poll::Ready(Ok(None));
             }
-            Ok(None) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(self.fail(UpstreamError::Protocol(e)))),
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Frame::Data(data))) => {
+                    if self.decoder.is_done() {
+                        // The last byte of a Content-Length body: free the
+                        // connection without waiting for another call.
+                        self.finish();
+                    }
+                    let Some(coding) = self.coding.as_mut() else {
+                        return Poll::Ready(Ok(Some(data)));
+                    };
+                    match coding.push(data) {
+                        Ok(out) if !out.is_empty() => return Poll::Ready(Ok(Some(out))),
+                        // The decompressor wants more input.
+                        Ok(_) => {}
+                        Err(e) => return Poll::Ready(Err(self.fail(decode_error(e)))),
+                    }
+                }
+                Ok(Some(Frame::End)) => {
+                    self.finish();
+                    self.ended = true;
+                    if let Some(mut coding) = self.coding.take() {
+                        match coding.finish() {
+                            Ok(out) if !out.is_empty() => return Poll::Ready(Ok(Some(out))),
+                            Ok(_) => {}
+                            Err(e) => return Poll::Ready(Err(self.fail(decode_error(e)))),
+                        }
+                    }
+                    return Poll::Ready(Ok(None));
+                }
+                Ok(None) => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(self.fail(UpstreamError::Protocol(e)))),
+            }
         }
     }
 
@@ -677,4 +729,86 @@ impl fmt::Debug for UpstreamResponse {
             .field("open", &self.conn.is_some())
             .finish_non_exhaustive()
     }
+}
+
+fn decode_error(e: std::io::Error) -> UpstreamError {
+    UpstreamError::Decode(format!(
+        "the upstream's compressed answer cannot be decoded: {e}"
+    ))
+}
+
+/// Fuzzing entry point for what an upstream sends back: the first byte
+/// picks a piece size (1..=256), the rest is the response as it came off
+/// the socket. The head is parsed, the body de-framed and, when it names a
+/// content-coding, decoded, as [`UpstreamResponse`] does it: none of it
+/// may panic, and the body must not depend on where the bytes were split.
+#[doc(hidden)]
+pub fn fuzz_response(data: &[u8]) {
+    let Some((&size, wire)) = data.split_first() else {
+        return;
+    };
+    let whole = read_response(std::iter::once(wire));
+    let split = read_response(wire.chunks(usize::from(size) + 1));
+    assert_eq!(
+        whole, split,
+        "the body depends on where the input was split"
+    );
+}
+
+/// The head's status and the decoded body (or that reading failed), read
+/// from `pieces` as a connection delivers them.
+fn read_response<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Option<(u16, Vec<u8>)> {
+    let limits = Limits {
+        max_body_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let mut pieces = pieces.into_iter();
+    let mut buf = BytesMut::new();
+    let head = loop {
+        match http1::parse_response(&mut buf, &limits, false) {
+            Ok(Some(head)) => break head,
+            Ok(None) => buf.extend_from_slice(pieces.next()?),
+            Err(_) => return None,
+        }
+    };
+    let mut coding = head
+        .header("content-encoding")
+        .map_or(Ok(None), coding::ContentDecoder::for_encoding)
+        .ok()?;
+    let mut decoder = BodyDecoder::new(head.framing(), &limits);
+    let mut raw = Vec::new();
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(Frame::Data(piece))) => raw.extend_from_slice(&piece),
+            Ok(Some(Frame::End)) => break,
+            Ok(None) => match pieces.next() {
+                Some(piece) => buf.extend_from_slice(piece),
+                None => {
+                    decoder.on_eof().ok()?;
+                    if matches!(decoder.decode(&mut buf), Ok(Some(Frame::End))) {
+                        break;
+                    }
+                    return None;
+                }
+            },
+            Err(_) => return None,
+        }
+    }
+    // The coding sees the body in one piece here; its own piece-size
+    // independence is covered by its tests.
+    let body = match coding.as_mut() {
+        None => raw,
+        Some(c) => {
+            let mut out = c.push(Bytes::from(raw)).ok()?.to_vec();
+            while c.has_pending() {
+                out.extend_from_slice(&c.push(Bytes::new()).ok()?);
+                if out.len() > 1 << 24 {
+                    return None;
+                }
+            }
+            out.extend_from_slice(&c.finish().ok()?);
+            out
+        }
+    };
+    Some((head.status(), body))
 }

@@ -767,3 +767,11 @@ async fn a_body_that_stalls_misses_its_deadline_and_the_connection_is_dropped() 
     assert_eq!(get_body(&up).await.expect("body"), "ok");
     assert_eq!(mock.accepts(), 2);
 }
+
+#[test]
+fn response_fuzz_seeds_replay() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/upstream_response");
+    for entry in std::fs::read_dir(dir).expect("seed corpus") {
+        fuzz_response(&std::fs::read(entry.expect("entry").path()).expect("seed"));
+    }
+}

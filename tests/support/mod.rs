@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod sdk;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -85,6 +86,22 @@ impl TestGateway {
         self.request(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
             .await
     }
+
+    /// `/stats` once every counted request has finished: a worker records
+    /// a request just after writing its answer, so a client that got the
+    /// answer may ask before the count moved (waits up to 2 s).
+    pub async fn settled_stats(&self) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let s = self.get("/stats").await.json();
+            let done = s["successRequests"].as_u64().unwrap_or(0)
+                + s["failedRequests"].as_u64().unwrap_or(0);
+            if s["totalRequests"].as_u64() == Some(done) || std::time::Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// A parsed response, with the body de-chunked.
@@ -134,16 +151,54 @@ impl Response {
 
     /// The `data:` payloads of an event-stream body.
     pub fn events(&self) -> Vec<String> {
+        self.sse().into_iter().map(|e| e.data).collect()
+    }
+
+    /// The events of an event-stream body as a conforming client reads
+    /// them (WHATWG §9.2.6): the `data` lines of an event joined with LF,
+    /// its `event` and `id` fields; comments and blocks without data left
+    /// out. Lines end in LF here, as chat2api writes them.
+    pub fn sse(&self) -> Vec<SseEvent> {
         let text = self.text();
-        text.split("\n\n")
-            .filter_map(|ev| ev.strip_prefix("data: "))
-            .map(|s| s.to_owned())
-            .collect()
+        let mut events = Vec::new();
+        for block in text.split("\n\n") {
+            let mut ev = SseEvent::default();
+            let mut data: Option<String> = None;
+            for line in block.lines() {
+                let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match name {
+                    "data" => match &mut data {
+                        Some(d) => {
+                            d.push('\n');
+                            d.push_str(value);
+                        }
+                        None => data = Some(value.to_owned()),
+                    },
+                    "event" => ev.event = Some(value.to_owned()),
+                    "id" => ev.id = Some(value.to_owned()),
+                    _ => {}
+                }
+            }
+            if let Some(data) = data {
+                ev.data = data;
+                events.push(ev);
+            }
+        }
+        events
     }
 
     pub fn error_code(&self) -> serde_json::Value {
         self.json()["error"]["code"].clone()
     }
+}
+
+/// One server-sent event as a client sees it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: String,
 }
 
 /// A raw client connection.

@@ -484,6 +484,15 @@ impl Config {
             if k.key.is_empty() {
                 return Err(invalid(&path, "the key is empty"));
             }
+            if k.key.len() > crate::gateway::auth::MAX_KEY_BYTES {
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "the key is longer than {} bytes",
+                        crate::gateway::auth::MAX_KEY_BYTES
+                    ),
+                ));
+            }
             if !names.insert(k.name.as_str()) {
                 return Err(invalid(
                     &path,

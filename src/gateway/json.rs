@@ -25,8 +25,9 @@ pub enum Endpoint {
 struct RequestView<'a> {
     #[serde(borrow, default)]
     model: Option<&'a RawValue>,
+    /// Checked by [`check_messages`]; read as messages only for the mock.
     #[serde(borrow, default)]
-    messages: Option<Vec<MessageView<'a>>>,
+    messages: Option<&'a RawValue>,
     #[serde(borrow, default)]
     prompt: Option<&'a RawValue>,
     #[serde(default)]
@@ -108,16 +109,14 @@ pub fn parse_request(
     };
     match endpoint {
         Endpoint::Chat => {
-            let messages = view.messages.ok_or_else(|| {
+            let raw = view.messages.ok_or_else(|| {
                 ApiError::invalid("Missing required parameter: 'messages'.", Some("messages"))
             })?;
-            if messages.is_empty() {
-                return Err(ApiError::invalid(
-                    "'messages' must be a non-empty array.",
-                    Some("messages"),
-                ));
-            }
+            check_messages(raw.get().as_bytes())
+                .map_err(|message| ApiError::invalid(message, Some("messages")))?;
             if want_text {
+                let messages: Vec<MessageView> = serde_json::from_str(raw.get())
+                    .map_err(|e| ApiError::invalid(format!("Invalid 'messages': {e}"), Some("messages")))?;
                 for m in &messages {
                     info.prompt_words += m.content.map_or(0, |c| count_words(&content_text(c)));
                 }
@@ -346,13 +345,40 @@ struct TopLevel {
 /// follows it is not looked at.
 fn top_level_fields(doc: &[u8], stop_at_model: bool) -> Option<TopLevel> {
     let mut found = TopLevel::default();
+    walk_members(doc, |key, value| {
+        match (key, doc[value.start]) {
+            (b"model", b'"') if stop_at_model => {
+                found.model = Some(value);
+                return Walk::Stop;
+            }
+            (b"model", b'"') if found.model.is_none() => found.model = Some(value),
+            (b"usage", b'{') if found.usage.is_none() => found.usage = Some(value),
+            (b"error", _) => found.error = true,
+            _ => {}
+        }
+        Walk::Go
+    })?;
+    Some(found)
+}
+
+/// Whether a member walk goes on.
+enum Walk {
+    Go,
+    Stop,
+}
+
+/// Calls `visit` with each member of the object that `doc` holds (after
+/// optional whitespace): the key's bytes (escapes left as they are) and
+/// the value's span in `doc`. `None` when `doc` is not structurally an
+/// object up to where the walk went; `Some` once `visit` says stop.
+fn walk_members(doc: &[u8], mut visit: impl FnMut(&[u8], Range<usize>) -> Walk) -> Option<()> {
     let mut i = skip_ws(doc, 0);
     if doc.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(doc, i + 1);
     if doc.get(i) == Some(&b'}') {
-        return Some(found);
+        return Some(());
     }
     loop {
         if doc.get(i) != Some(&b'"') {
@@ -366,21 +392,47 @@ fn top_level_fields(doc: &[u8], stop_at_model: bool) -> Option<TopLevel> {
         }
         let start = skip_ws(doc, i + 1);
         let end = value_end(doc, start)?;
-        match (key, doc[start]) {
-            (b"model", b'"') if stop_at_model => {
-                found.model = Some(start..end);
-                return Some(found);
-            }
-            (b"model", b'"') if found.model.is_none() => found.model = Some(start..end),
-            (b"usage", b'{') if found.usage.is_none() => found.usage = Some(start..end),
-            (b"error", _) => found.error = true,
-            _ => {}
+        if let Walk::Stop = visit(key, start..end) {
+            return Some(());
         }
         i = skip_ws(doc, end);
         match doc.get(i) {
             Some(b',') => i = skip_ws(doc, i + 1),
-            Some(b'}') => return Some(found),
+            Some(b'}') => return Some(()),
             _ => return None,
+        }
+    }
+}
+
+/// Checks a `messages` value that the parser already found to be valid
+/// JSON: a non-empty array of objects, each with a string `role`. Walks
+/// the bytes instead of building a `Vec` of messages.
+fn check_messages(raw: &[u8]) -> Result<(), &'static str> {
+    const NOT_AN_ARRAY: &str = "'messages' must be a non-empty array.";
+    let mut i = skip_ws(raw, 0);
+    if raw.get(i) != Some(&b'[') {
+        return Err(NOT_AN_ARRAY);
+    }
+    i = skip_ws(raw, i + 1);
+    if raw.get(i) == Some(&b']') {
+        return Err(NOT_AN_ARRAY);
+    }
+    loop {
+        let end = value_end(raw, i).ok_or(NOT_AN_ARRAY)?;
+        let mut role = false;
+        walk_members(&raw[i..end], |key, value| {
+            role |= key == b"role" && raw[i + value.start] == b'"';
+            Walk::Go
+        })
+        .ok_or("Each message must be an object.")?;
+        if !role {
+            return Err("Each message needs a string 'role'.");
+        }
+        i = skip_ws(raw, end);
+        match raw.get(i) {
+            Some(b',') => i = skip_ws(raw, i + 1),
+            Some(b']') => return Ok(()),
+            _ => return Err(NOT_AN_ARRAY),
         }
     }
 }
@@ -539,6 +591,21 @@ mod tests {
             ),
             (
                 br#"{"model":"m","messages":[{"content":"x"}]}"#,
+                Endpoint::Chat,
+                Some("messages"),
+            ),
+            (
+                br#"{"model":"m","messages":[1]}"#,
+                Endpoint::Chat,
+                Some("messages"),
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":5}]}"#,
+                Endpoint::Chat,
+                Some("messages"),
+            ),
+            (
+                br#"{"model":"m","messages":[{"role":"user"}, "x"]}"#,
                 Endpoint::Chat,
                 Some("messages"),
             ),

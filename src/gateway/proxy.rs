@@ -128,7 +128,10 @@ pub async fn forward(
                 None => answer,
             };
             if !info.stream {
-                return Attempt::Done(plain_answer(answer, &client_model, tally));
+                return match plain_answer(answer, &client_model, tally) {
+                    Ok(resp) => Attempt::Done(resp),
+                    Err(e) => Attempt::Failed(Response::error(&e)),
+                };
             }
             // A whole answer where a stream was asked for: a short stream.
             match translate::answer_to_events(&answer, &info.model) {
@@ -160,7 +163,8 @@ enum Answer {
 ///   streamed; anything else is collected whole;
 /// - plain asked: the body is collected; SSE is gathered into one object.
 ///
-/// A whole answer that is not a JSON object (empty, HTML, text) is 502.
+/// Whether a whole answer is a JSON object at all is left to the one walk
+/// that reads it ([`plain_answer`], [`translate::answer_to_events`]).
 async fn judge_and_collect(
     gw: &Gateway,
     resp: &mut UpstreamResponse,
@@ -211,9 +215,6 @@ async fn judge_and_collect(
                 )
             });
     }
-    if json::inspect_answer(&body).is_none() {
-        return Err(not_an_answer(&body));
-    }
     Ok(Answer::Whole(body))
 }
 
@@ -249,21 +250,26 @@ fn not_an_answer(body: &[u8]) -> ApiError {
     ApiError::Upstream(format!("the upstream answered 200 with {what}"))
 }
 
-/// A whole JSON answer with `model` set back to the client's name.
-fn plain_answer(answer: Bytes, client_model: &Bytes, tally: &mut Option<Tally>) -> Response {
-    let mut resp = Response::json(200, Bytes::new());
-    let info = json::inspect_answer(&answer).unwrap_or_default();
+/// A whole JSON answer with `model` set back to the client's name; 502
+/// when it is not a JSON object (empty, HTML, text).
+fn plain_answer(
+    answer: Bytes,
+    client_model: &Bytes,
+    tally: &mut Option<Tally>,
+) -> Result<Response, ApiError> {
+    let info = json::inspect_answer(&answer).ok_or_else(|| not_an_answer(&answer))?;
     if let Some(t) = tally.as_mut() {
         t.tokens(
             info.prompt_tokens.unwrap_or(0),
             info.completion_tokens.unwrap_or(0),
         );
     }
+    let mut resp = Response::json(200, Bytes::new());
     resp.body = match info.model_span {
         Some(span) => Body::Spliced(json::splice(&answer, span, client_model)),
         None => Body::Full(answer),
     };
-    resp
+    Ok(resp)
 }
 
 /// A whole plain answer or error body: at most `maxAnswerBytes`, all of it

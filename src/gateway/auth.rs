@@ -114,7 +114,10 @@ mod tests {
     #[test]
     fn only_a_whole_configured_key_passes() {
         let keys = ClientKeys::new(["sk-one".to_owned(), "sk-a-much-longer-key".to_owned()]);
-        for good in ["Authorization: Bearer sk-one\r\n", "X-API-Key: sk-a-much-longer-key\r\n"] {
+        for good in [
+            "Authorization: Bearer sk-one\r\n",
+            "X-API-Key: sk-a-much-longer-key\r\n",
+        ] {
             assert_eq!(keys.check(&head(good)), Ok(()), "{good}");
         }
         let long = format!("X-API-Key: {}\r\n", "k".repeat(MAX_KEY_BYTES + 1));
@@ -124,7 +127,11 @@ mod tests {
             "X-API-Key: SK-ONE\r\n",
             long.as_str(),
         ] {
-            assert_eq!(keys.check(&head(bad)), Err(ApiError::InvalidApiKey), "{bad}");
+            assert_eq!(
+                keys.check(&head(bad)),
+                Err(ApiError::InvalidApiKey),
+                "{bad}"
+            );
         }
         assert_eq!(keys.check(&head("")), Err(ApiError::MissingApiKey));
     }

@@ -115,8 +115,9 @@ pub fn parse_request(
             check_messages(raw.get().as_bytes())
                 .map_err(|message| ApiError::invalid(message, Some("messages")))?;
             if want_text {
-                let messages: Vec<MessageView> = serde_json::from_str(raw.get())
-                    .map_err(|e| ApiError::invalid(format!("Invalid 'messages': {e}"), Some("messages")))?;
+                let messages: Vec<MessageView> = serde_json::from_str(raw.get()).map_err(|e| {
+                    ApiError::invalid(format!("Invalid 'messages': {e}"), Some("messages"))
+                })?;
                 for m in &messages {
                     info.prompt_words += m.content.map_or(0, |c| count_words(&content_text(c)));
                 }

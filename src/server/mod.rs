@@ -56,6 +56,8 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// its 503, so that a request it already sent does not turn the close into
 /// a reset that would destroy the answer (RFC 9112 §9.6).
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+/// The period of each worker's [`tick`].
+const TICK: Duration = Duration::from_secs(1);
 /// The delay a refused client is told to wait (`Retry-After`, seconds).
 const REFUSAL_RETRY_AFTER: &[u8] = b"1";
 
@@ -397,6 +399,7 @@ impl<S: Service> Worker<S> {
         let (local, _) = watch::channel(Phase::Serving);
         let open = Arc::new(Open::default());
         let max = self.service.limits().max_connections;
+        let ticking = tokio::spawn(tick());
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
@@ -414,6 +417,7 @@ impl<S: Service> Worker<S> {
         drop(listener);
         self.accepting.send_modify(|n| *n -= 1);
         self.drain(&open, &local).await;
+        ticking.abort();
     }
 
     async fn handle(
@@ -473,6 +477,23 @@ impl<S: Service> Worker<S> {
         self.cut.fetch_add(open.count.load(Relaxed), Relaxed);
         local.send_replace(Phase::Deadline);
         let _ = tokio::time::timeout(DEADLINE_GRACE, all_closed).await;
+    }
+}
+
+/// Keeps a timer due within [`TICK`] in this worker's timer wheel, always.
+///
+/// tokio's time driver wakes its own thread (a write to an eventfd, and one
+/// more `epoll_wait` round) whenever a timer is registered that is due
+/// sooner than the driver's next planned wake-up; with no timer pending,
+/// every per-request deadline (keep-alive, upstream first byte, ...) would
+/// be such a timer. With this tick pending, those deadlines, all longer than
+/// the tick, are entered into the wheel without waking anything: one
+/// wake-up per second per worker instead of one per request.
+async fn tick() {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
     }
 }
 

@@ -128,6 +128,8 @@ struct RawAccount {
     api_key: Option<String>,
     daily_limit: Option<u64>,
     enabled: Option<bool>,
+    organization: Option<String>,
+    project: Option<String>,
 }
 
 /// `{"client": "upstream", ...}` in file order, or `["same-name", ...]`.
@@ -379,6 +381,8 @@ impl RawAccount {
             api_key: self.api_key.unwrap_or_default(),
             daily_limit: self.daily_limit.unwrap_or(0),
             enabled: self.enabled.unwrap_or(true),
+            organization: self.organization.filter(|o| !o.is_empty()),
+            project: self.project.filter(|p| !p.is_empty()),
         }
     }
 }

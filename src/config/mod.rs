@@ -174,6 +174,11 @@ pub struct Account {
     /// Requests per day (UTC) before the account is skipped; 0 = unlimited.
     pub daily_limit: u64,
     pub enabled: bool,
+    /// Sent as `OpenAI-Organization` with this account's key (a client's
+    /// own is never forwarded).
+    pub organization: Option<String>,
+    /// Sent as `OpenAI-Project` with this account's key.
+    pub project: Option<String>,
 }
 
 /// A request-model rewrite (SPEC §2 `modelMappings`).
@@ -341,6 +346,8 @@ impl fmt::Debug for Account {
             )
             .field("daily_limit", &self.daily_limit)
             .field("enabled", &self.enabled)
+            .field("organization", &self.organization)
+            .field("project", &self.project)
             .finish()
     }
 }
@@ -751,12 +758,14 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
     providers
 }
 
-fn default_account(api_key: String) -> Account {
+pub fn default_account(api_key: String) -> Account {
     Account {
         id: DEFAULT_ACCOUNT_ID.to_owned(),
         api_key,
         daily_limit: 0,
         enabled: true,
+        organization: None,
+        project: None,
     }
 }
 

@@ -129,6 +129,8 @@ fn spec_example_parses() {
             api_key: DEEPSEEK_KEY.to_owned(),
             daily_limit: 0,
             enabled: true,
+            organization: None,
+            project: None,
         }]
     );
     assert_eq!(

@@ -22,7 +22,12 @@ pub enum ApiError {
         message: &'static str,
     },
     Timeout,
-    NoAvailableAccount(String),
+    /// 503: no deployment of the model can serve now; the seconds until the
+    /// soonest resting one returns, when one will.
+    NoAvailableAccount(String, Option<u64>),
+    /// 429: every deployment of the model rests on rate limits; the seconds
+    /// until the soonest returns.
+    RateLimited(String, u64),
     Upstream(String),
     UpstreamTimeout,
     /// 503: the drain deadline of a shutdown, reload or stop came before
@@ -49,7 +54,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::Timeout => 408,
             ApiError::Http { status, .. } => *status,
-            ApiError::NoAvailableAccount(_) | ApiError::ShuttingDown | ApiError::Overloaded => 503,
+            ApiError::NoAvailableAccount(..) | ApiError::ShuttingDown | ApiError::Overloaded => 503,
+            ApiError::RateLimited(..) => 429,
             ApiError::Upstream(_) => 502,
             ApiError::UpstreamTimeout => 504,
         }
@@ -64,9 +70,10 @@ impl ApiError {
             | ApiError::Timeout
             | ApiError::Http { .. } => "invalid_request_error",
             ApiError::MissingApiKey | ApiError::InvalidApiKey => "authentication_error",
-            ApiError::NoAvailableAccount(_) | ApiError::Upstream(_) | ApiError::UpstreamTimeout => {
-                "upstream_error"
-            }
+            ApiError::NoAvailableAccount(..)
+            | ApiError::Upstream(_)
+            | ApiError::UpstreamTimeout => "upstream_error",
+            ApiError::RateLimited(..) => "rate_limit_error",
             ApiError::ShuttingDown | ApiError::Overloaded => "server_error",
         }
     }
@@ -86,7 +93,8 @@ impl ApiError {
                 431 => Some("headers_too_large"),
                 _ => Some("bad_request"),
             },
-            ApiError::NoAvailableAccount(_) => Some("no_available_account"),
+            ApiError::NoAvailableAccount(..) => Some("no_available_account"),
+            ApiError::RateLimited(..) => Some("rate_limit_exceeded"),
             ApiError::Upstream(_) => Some("upstream_error"),
             ApiError::UpstreamTimeout => Some("upstream_timeout"),
             ApiError::ShuttingDown => Some("server_shutting_down"),
@@ -97,7 +105,19 @@ impl ApiError {
     fn param(&self) -> Option<&'static str> {
         match self {
             ApiError::InvalidRequest { param, .. } => *param,
-            ApiError::ModelNotFound(_) | ApiError::NoAvailableAccount(_) => Some("model"),
+            ApiError::ModelNotFound(_)
+            | ApiError::NoAvailableAccount(..)
+            | ApiError::RateLimited(..) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The `Retry-After` this answer carries, in seconds.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::NoAvailableAccount(_, s) => *s,
+            ApiError::RateLimited(_, s) => Some(*s),
+            ApiError::Overloaded => Some(1),
             _ => None,
         }
     }
@@ -136,9 +156,20 @@ impl fmt::Display for ApiError {
             ApiError::MethodNotAllowed => f.write_str("Method not allowed on this route."),
             ApiError::Timeout => f.write_str("The client was too slow to send its request."),
             ApiError::Http { message, .. } => f.write_str(message),
-            ApiError::NoAvailableAccount(m) => {
-                write!(f, "No healthy account is available for the model '{m}'; try again later.")
-            }
+            ApiError::NoAvailableAccount(m, retry) => match retry {
+                Some(s) => write!(
+                    f,
+                    "No healthy account is available for the model '{m}'; retry in {s} s."
+                ),
+                None => write!(
+                    f,
+                    "No healthy account is available for the model '{m}'; try again later."
+                ),
+            },
+            ApiError::RateLimited(m, s) => write!(
+                f,
+                "Every upstream of the model '{m}' is rate limited; retry in {s} s."
+            ),
             ApiError::Upstream(m) => write!(f, "Upstream error: {m}"),
             ApiError::UpstreamTimeout => {
                 f.write_str("The upstream did not answer within the request timeout.")
@@ -175,9 +206,14 @@ mod tests {
                 "model_not_found".into(),
             ),
             (
-                ApiError::NoAvailableAccount("x".into()),
+                ApiError::NoAvailableAccount("x".into(), None),
                 503,
                 "no_available_account".into(),
+            ),
+            (
+                ApiError::RateLimited("x".into(), 3),
+                429,
+                "rate_limit_exceeded".into(),
             ),
             (
                 ApiError::Upstream("refused".into()),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod json;
 pub mod mock;
 pub mod proxy;
+pub mod request_id;
 pub mod response;
 pub mod router;
 pub mod stream;
@@ -201,27 +202,35 @@ impl Service for Gateway {
         tally: Option<Tally>,
     ) -> Response {
         let resp = match route {
-            Route::Chat => return self.complete(Endpoint::Chat, head, body, tally).await,
+            Route::Chat => {
+                let resp = self.complete(Endpoint::Chat, head, body, tally).await;
+                return with_request_id(resp);
+            }
             Route::Completions => {
-                return self
-                    .complete(Endpoint::Completions, head, body, tally)
-                    .await
+                let resp = self.complete(Endpoint::Completions, head, body, tally).await;
+                return with_request_id(resp);
             }
             Route::Models => Response::json(200, self.models_json()),
             Route::Model => self.model_json(head.path()),
             Route::Health => Response::json(200, self.stats.health_json()),
             Route::Stats => {
                 let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
-                Response::json(200, self.stats.stats_json("running", port))
+                let health = self.router.health_json();
+                Response::json(200, self.stats.stats_json("running", port, Some(&health)))
             }
             Route::Root => Response::json(200, self.root.clone()),
             Route::Preflight => preflight(head),
         };
-        resp.with_tally(tally)
+        with_request_id(resp.with_tally(tally))
     }
 }
 
 impl Gateway {
+    /// The routing table and the health of every deployment.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
     pub fn set_bound_port(&self, port: u16) {
         self.bound_port
             .store(port, std::sync::atomic::Ordering::Relaxed);
@@ -265,21 +274,41 @@ impl Gateway {
             Ok(info) => info,
             Err(e) => return Response::error(&e).with_tally(tally),
         };
+        if let Some(t) = tally.as_mut() {
+            t.requested_model(&info.model);
+        }
         let Some(resolved) = self.router.resolve(&info.model) else {
             return Response::error(&ApiError::ModelNotFound(info.model)).with_tally(tally);
         };
         let mut tried = Vec::new();
         let mut last: Option<Response> = None;
-        for _ in 0..=self.config.retry_count {
-            let Some(pick) = self.router.pick(&resolved, &tried) else {
-                break;
+        // The usage counters of the attempt whose answer the client gets:
+        // `modelUsage` and the rest count requests, not attempts.
+        let mut counted: Option<router::Usage> = None;
+        for attempt in 0..=self.config.retry_count {
+            let pick = match self.router.pick(&resolved, &tried) {
+                Ok(pick) => pick,
+                Err(unavailable) => {
+                    if last.is_none() {
+                        last = Some(Response::error(&unavailable_error(
+                            &info.model,
+                            unavailable,
+                        )));
+                    }
+                    break;
+                }
             };
+            if attempt > 0 {
+                self.stats.retried();
+            }
             tried.push(pick.index());
+            counted = Some(pick.usage());
             if let Some(t) = tally.as_mut() {
                 t.route(pick.ids);
             }
             if let ProviderKind::Mock { text, token_delay } = &pick.provider.kind {
-                pick.account.record_success();
+                pick.record_success();
+                pick.usage().count();
                 return self.mock_answer(endpoint, &body, text.as_deref(), *token_delay, tally);
             }
             // Built in `new` for every provider that is not the mock.
@@ -299,12 +328,20 @@ impl Gateway {
                 &mut tally,
             );
             match attempt.await {
-                proxy::Attempt::Done(resp) => return resp.with_tally(tally),
+                proxy::Attempt::Done(resp) => {
+                    pick.usage().count();
+                    return resp.with_tally(tally);
+                }
                 proxy::Attempt::Failed(resp) => last = Some(resp),
             }
         }
-        let resp = last
-            .unwrap_or_else(|| Response::error(&ApiError::NoAvailableAccount(info.model.clone())));
+        match counted {
+            Some(usage) => usage.count(),
+            None => resolved.count_unserved(),
+        }
+        let resp = last.unwrap_or_else(|| {
+            Response::error(&ApiError::NoAvailableAccount(info.model.clone(), None))
+        });
         resp.with_tally(tally)
     }
 
@@ -333,6 +370,41 @@ impl Gateway {
             t.tokens(prompt, completion);
         }
         Response::json(200, answer).with_tally(tally)
+    }
+}
+
+/// `resp` with an `x-request-id` (SPEC §4): the upstream's when it sent
+/// one, else one made here; also written to the request log.
+fn with_request_id(mut resp: Response) -> Response {
+    let id = match resp.headers.iter().find(|(n, _)| *n == "x-request-id") {
+        Some((_, id)) => id.clone(),
+        None => {
+            let id = request_id::next();
+            resp.headers.push(("x-request-id", id.clone()));
+            id
+        }
+    };
+    if let Some(t) = resp.tally.as_mut() {
+        t.request_id(&id);
+    }
+    resp
+}
+
+/// The answer when no deployment can take a request (SPEC §2): 429 when
+/// every candidate rests on rate limits, else 503; both say when to retry.
+fn unavailable_error(model: &str, unavailable: router::Unavailable) -> ApiError {
+    match unavailable {
+        router::Unavailable::Exhausted => ApiError::NoAvailableAccount(model.to_owned(), None),
+        router::Unavailable::Resting {
+            retry_after,
+            rate_limited,
+        } => {
+            let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+            match rate_limited {
+                true => ApiError::RateLimited(model.to_owned(), secs),
+                false => ApiError::NoAvailableAccount(model.to_owned(), Some(secs)),
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::error::ApiError;
 use super::json::{self, Endpoint, RequestInfo};
 use super::response::{Body, Response};
-use super::router::Pick;
+use super::router::{Cause, Failure, Pick, Scope};
 use super::stream::{error_event, EventStream, StreamItem, DONE, KEEP_ALIVE};
 use super::{stream_response, translate, Gateway};
 use crate::http1::RequestHead;
@@ -30,10 +30,116 @@ pub enum Attempt {
     Failed(Response),
 }
 
-/// Statuses after which another account is worth a try: the account's key,
-/// quota or the provider's health, not the request, is at fault.
-fn is_retryable(status: u16) -> bool {
-    matches!(status, 401 | 403 | 408 | 429) || status >= 500
+/// The scope an upstream status belongs to, or `None` when the request
+/// itself is at fault (other 4xx): then nothing rests, no other deployment
+/// is tried, and the client gets the upstream's answer (SPEC §2).
+fn classify_status(status: u16) -> Option<(Scope, Cause)> {
+    match status {
+        429 => Some((Scope::Deployment, Cause::RateLimit)),
+        // The client's organization and project are never forwarded, so a
+        // refused key is the account's own.
+        401 | 403 => Some((Scope::Account, Cause::KeyRefused)),
+        408 => Some((Scope::Deployment, Cause::Timeout)),
+        _ if status >= 500 => Some((Scope::Deployment, Cause::ServerError)),
+        _ => None,
+    }
+}
+
+/// The scope of a failure before any answer: connections that cannot be
+/// made belong to the origin, a missed deadline or a broken answer to the
+/// deployment.
+fn classify_error(e: &UpstreamError) -> (Scope, Cause) {
+    match e {
+        UpstreamError::Connect(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_) => {
+            (Scope::Origin, Cause::Unreachable)
+        }
+        e if e.is_timeout() => (Scope::Deployment, Cause::Timeout),
+        _ => (Scope::Deployment, Cause::ServerError),
+    }
+}
+
+/// Upstream answer headers the client gets too (SPEC §4): the request id
+/// and OpenAI's timing and rate-limit figures.
+const PASSED_HEADERS: &[&str] = &[
+    "x-request-id",
+    "openai-processing-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+];
+
+/// The upstream's [`PASSED_HEADERS`] that it sent.
+fn passed_headers(head: &crate::http1::ResponseHead) -> Vec<(&'static str, Bytes)> {
+    PASSED_HEADERS
+        .iter()
+        .filter_map(|name| Some((*name, head.header_bytes(name)?)))
+        .collect()
+}
+
+/// `resp` with `passed` added to its headers.
+fn with_upstream_headers(mut resp: Response, passed: &[(&'static str, Bytes)]) -> Response {
+    resp.headers.extend_from_slice(passed);
+    resp
+}
+
+/// Record a failure of `pick` in `scope` (and count the rest it caused).
+fn record(gw: &Gateway, pick: &Pick<'_>, scope: Scope, failure: Failure) {
+    if pick.record_failure(scope, failure) {
+        gw.stats.rested();
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as the
+/// time from now; a date in the past is no delay.
+pub fn retry_after(value: &[u8]) -> Option<Duration> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = http_date(text)?;
+    Some(Duration::from_secs(
+        at.saturating_sub(crate::stats::unix_time()),
+    ))
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7) as
+/// Unix seconds; the obsolete forms are not accepted.
+fn http_date(text: &str) -> Option<u64> {
+    let rest = text.get(5..)?; // "Sun, "
+    let mut parts = rest.split(' ');
+    let day: u64 = parts.next()?.parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == name)? as u64 + 1;
+    let year: u64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':').map(|n| n.parse::<u64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if parts.next()? != "GMT"
+        || !(1..=31).contains(&day)
+        || year < 1970
+        || h > 23
+        || m > 59
+        || s > 60
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), March-based.
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -73,6 +179,7 @@ pub async fn forward(
         method: "POST",
         path,
         authorization: Some(&pick.account.authorization[..]).filter(|a| !a.is_empty()),
+        account_fields: &pick.account.fields,
         forward: Some(head),
         content_type: None,
         body: &parts,
@@ -81,7 +188,13 @@ pub async fn forward(
     let mut resp = match upstream.send(request).await {
         Ok(r) => r,
         Err(e) => {
-            pick.account.record_failure(None);
+            let (scope, cause) = classify_error(&e);
+            let failure = Failure {
+                cause,
+                status: 0,
+                retry_after: None,
+            };
+            record(gw, pick, scope, failure);
             let err = if e.is_timeout() {
                 ApiError::UpstreamTimeout
             } else {
@@ -92,29 +205,63 @@ pub async fn forward(
     };
     let status = resp.status();
     if !(200..300).contains(&status) {
-        let retry_after = resp
-            .head()
-            .header("retry-after")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = resp.head().header("retry-after").and_then(retry_after);
         let answer = passthrough_error(gw, status, &mut resp).await;
-        if is_retryable(status) {
-            pick.account.record_failure(retry_after);
-            return Attempt::Failed(answer);
-        }
-        return Attempt::Done(answer);
+        let answer = with_upstream_headers(answer, &passed_headers(resp.head()));
+        return match classify_status(status) {
+            Some((scope, cause)) => {
+                let failure = Failure {
+                    cause,
+                    status,
+                    retry_after,
+                };
+                record(gw, pick, scope, failure);
+                Attempt::Failed(answer)
+            }
+            None => Attempt::Done(answer),
+        };
     }
-    pick.account.record_success();
+    pick.record_success();
     if let Some(t) = tally.as_mut() {
         if !info.stream {
             t.first_token();
         }
     }
+    let passed = passed_headers(resp.head());
     let answer = match judge_and_collect(gw, &mut resp, info.stream).await {
         Ok(answer) => answer,
-        Err(e) => return Attempt::Failed(Response::error(&e)),
+        Err(e) => {
+            // A 2xx that is no answer: the deployment is broken.
+            let cause = match e {
+                ApiError::UpstreamTimeout => Cause::Timeout,
+                _ => Cause::ServerError,
+            };
+            let failure = Failure {
+                cause,
+                status,
+                retry_after: None,
+            };
+            record(gw, pick, Scope::Deployment, failure);
+            return Attempt::Failed(with_upstream_headers(Response::error(&e), &passed));
+        }
     };
+    let attempt = answer_for(gw, resp, answer, client_model, translate, info, tally);
+    match attempt {
+        Attempt::Done(r) => Attempt::Done(with_upstream_headers(r, &passed)),
+        Attempt::Failed(r) => Attempt::Failed(with_upstream_headers(r, &passed)),
+    }
+}
+
+/// The client's answer from a judged 2xx body.
+fn answer_for(
+    gw: &Gateway,
+    resp: UpstreamResponse,
+    answer: Answer,
+    client_model: Bytes,
+    translate: Option<String>,
+    info: &RequestInfo,
+    tally: &mut Option<Tally>,
+) -> Attempt {
     match answer {
         Answer::Stream(first) => {
             let stream = UpstreamStream::new(gw, resp, client_model, translate, first);
@@ -653,5 +800,71 @@ impl PreparedStream {
 
     pub fn completed(&self) -> bool {
         self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after(b" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599)
+        );
+        // A date in the past is no delay; a date ahead is its distance.
+        assert_eq!(
+            retry_after(b"Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let ahead = crate::stats::unix_time() + 120;
+        let days = ahead / 86_400;
+        let date = format_http_date(ahead);
+        let got = retry_after(date.as_bytes()).expect("parsed");
+        assert!(
+            (119..=120).contains(&got.as_secs()),
+            "{date}: {got:?} ({days})"
+        );
+        for bad in [
+            "",
+            "soon",
+            "-1",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(retry_after(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    /// The inverse of `http_date`, for the test (weekday left generic).
+    fn format_http_date(unix: u64) -> String {
+        let (days, secs) = (unix / 86_400, unix % 86_400);
+        // Civil from days (Howard Hinnant).
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + u64::from(m <= 2);
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        format!(
+            "Mon, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+            MONTHS[(m - 1) as usize],
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
     }
 }

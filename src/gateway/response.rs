@@ -73,6 +73,10 @@ impl Response {
             r.headers
                 .push(("Allow", Bytes::from_static(b"GET, POST, OPTIONS")));
         }
+        if let Some(secs) = err.retry_after() {
+            r.headers
+                .push(("Retry-After", Bytes::from(secs.to_string())));
+        }
         r
     }
 

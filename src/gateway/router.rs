@@ -1,20 +1,42 @@
 //! Model routing and account selection (SPEC §2): which provider and account
 //! serve a requested model, by `modelMappings`, the providers' model lists and
-//! the load-balance strategy, and which accounts are resting after failures.
+//! the load-balance strategy, and what is resting after failures.
+//!
+//! # Health
+//!
+//! A *deployment* is one way to serve a client model: a provider's account
+//! with the upstream model name it uses. Failures are kept where they
+//! belong ([`Health`], one per scope):
+//!
+//! - per deployment: rate limits (429), 5xx, timeouts and broken answers,
+//!   since providers limit and fail per model;
+//! - per account: its key refused (401/403);
+//! - per origin (a provider's base URL, all its accounts): connections that
+//!   cannot be made.
+//!
+//! Three failures in a row rest a scope for [`REST`]; an upstream's
+//! `Retry-After` rests it for that long at once. A model with a single
+//! candidate ignores rests from consecutive failures (there is nowhere else
+//! to go, and resting would turn a blip into a minute of refusals) but
+//! honours `Retry-After`. A client's own error (other 4xx) rests nothing.
+//! When every candidate rests, [`Router::pick`] says when the soonest
+//! returns and whether they all rest on rate limits.
 //!
 //! Built once per config load; on the request path everything is a hash
 //! lookup and a few relaxed atomics.
 
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
+};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ProviderKind, Strategy};
 use crate::stats::{Counter, Label, LabelId, RouteIds, Stats};
 
-/// Consecutive failures after which an account rests (SPEC §2).
+/// Consecutive failures after which a scope rests (SPEC §2).
 pub const FAILURES_BEFORE_REST: u32 = 3;
 /// How long it rests.
 pub const REST: Duration = Duration::from_secs(60);
@@ -29,12 +51,166 @@ fn today() -> u64 {
     crate::stats::unix_time() / 86_400
 }
 
+/// Why a scope failed, or rests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// 429 from the upstream.
+    RateLimit,
+    /// 5xx, or an answer that was not a valid one.
+    ServerError,
+    /// No answer within the deadline.
+    Timeout,
+    /// The account's key was refused (401/403).
+    KeyRefused,
+    /// The origin could not be reached (connect, TLS).
+    Unreachable,
+}
+
+impl Cause {
+    const ALL: [Cause; 5] = [
+        Cause::RateLimit,
+        Cause::ServerError,
+        Cause::Timeout,
+        Cause::KeyRefused,
+        Cause::Unreachable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::RateLimit => "rate_limited",
+            Cause::ServerError => "server_error",
+            Cause::Timeout => "timeout",
+            Cause::KeyRefused => "key_refused",
+            Cause::Unreachable => "unreachable",
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    fn from_code(code: u8) -> Option<Cause> {
+        Cause::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+}
+
+/// The failure state of one scope (a deployment, an account or an origin),
+/// in relaxed atomics: each field is a tally of its own, and a reader that
+/// sees a rest a moment late only sends one more request into it.
+#[derive(Default)]
+pub struct Health {
+    /// Failures since the last success.
+    failures: AtomicU32,
+    /// Resting after consecutive failures until then (ms, `now_ms`).
+    rest_until: AtomicU64,
+    /// Resting on an upstream's `Retry-After` until then.
+    retry_after_until: AtomicU64,
+    /// The cause of the latest rest (`Cause::code`, 0 = none).
+    rest_cause: AtomicU8,
+    /// The latest failure: its cause and the upstream's status (0 = none).
+    last_cause: AtomicU8,
+    last_status: AtomicU16,
+}
+
+/// A failed attempt, as the proxy saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Failure {
+    pub cause: Cause,
+    /// The upstream's status; 0 when it did not answer.
+    pub status: u16,
+    /// The upstream's `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+impl Health {
+    fn record_success(&self) {
+        if self.failures.load(Relaxed) != 0 {
+            self.failures.store(0, Relaxed);
+        }
+    }
+
+    /// Returns whether the scope now rests.
+    fn record_failure(&self, f: Failure, now: u64) -> bool {
+        self.last_cause.store(f.cause.code(), Relaxed);
+        self.last_status.store(f.status, Relaxed);
+        let mut rested = false;
+        if let Some(d) = f.retry_after {
+            let until = now.saturating_add(d.as_millis() as u64);
+            self.retry_after_until.fetch_max(until, Relaxed);
+            self.rest_cause.store(f.cause.code(), Relaxed);
+            rested = true;
+        }
+        if self.failures.fetch_add(1, Relaxed) + 1 >= FAILURES_BEFORE_REST {
+            self.failures.store(0, Relaxed);
+            self.rest_until
+                .fetch_max(now + REST.as_millis() as u64, Relaxed);
+            self.rest_cause.store(f.cause.code(), Relaxed);
+            rested = true;
+        }
+        rested
+    }
+
+    /// When the scope may serve again (ms; at or before `now` = now). For
+    /// a model with a single candidate only `Retry-After` rests count.
+    fn available_at(&self, single: bool) -> u64 {
+        let retry_after = self.retry_after_until.load(Relaxed);
+        match single {
+            true => retry_after,
+            false => retry_after.max(self.rest_until.load(Relaxed)),
+        }
+    }
+
+    fn rest_cause(&self) -> Option<Cause> {
+        Cause::from_code(self.rest_cause.load(Relaxed))
+    }
+
+    /// `{"state","restingUntil","reason","consecutiveFailures","lastError"}`:
+    /// `restingUntil` in Unix milliseconds, `lastError` the cause and
+    /// status of the latest failure.
+    pub fn json(&self, now: u64) -> String {
+        let until = self.available_at(false);
+        let resting = until > now;
+        let mut out = format!(
+            "{{\"state\":\"{}\",\"consecutiveFailures\":{}",
+            if resting { "resting" } else { "healthy" },
+            self.failures.load(Relaxed)
+        );
+        if resting {
+            let unix_ms = crate::stats::unix_time_ms() + (until - now);
+            let reason = self.rest_cause().map_or("unknown", Cause::as_str);
+            out.push_str(&format!(
+                ",\"restingUntil\":{unix_ms},\"reason\":\"{reason}\""
+            ));
+        }
+        if let Some(cause) = Cause::from_code(self.last_cause.load(Relaxed)) {
+            out.push_str(&format!(
+                ",\"lastError\":{{\"reason\":\"{}\",\"status\":{}}}",
+                cause.as_str(),
+                self.last_status.load(Relaxed)
+            ));
+        }
+        out.push('}');
+        out
+    }
+
+    /// Whether it rests at `now` (for metrics).
+    pub fn is_resting(&self, now: u64) -> bool {
+        self.available_at(false) > now
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures.load(Relaxed)
+    }
+}
+
 /// A provider as the router sees it: its accounts and how to reach it.
 pub struct Provider {
     pub id: String,
     pub kind: ProviderKind,
     pub accounts: Vec<Account>,
     pub native_completions: bool,
+    /// The origin's health: connections that cannot be made.
+    pub health: Health,
     counter: Counter,
     label: LabelId,
 }
@@ -44,37 +220,46 @@ pub struct Account {
     /// `Bearer KEY`, rendered once; empty for an account without a key
     /// (local servers), which then sends no `Authorization` at all.
     pub authorization: Bytes,
+    /// `OpenAI-Organization` / `OpenAI-Project` header lines, rendered once.
+    pub fields: Bytes,
     daily_limit: u64,
     enabled: bool,
     day: AtomicU64,
     used_today: AtomicU64,
-    failures: AtomicU32,
-    resting_until_ms: AtomicU64,
+    /// The account's own health: its key refused.
+    pub health: Health,
     counter: Counter,
     label: LabelId,
 }
 
 impl Account {
-    fn new(
-        id: &str,
-        key: &str,
-        daily_limit: u64,
-        enabled: bool,
-        label: (LabelId, Counter),
-    ) -> Account {
+    fn new(config: &crate::config::Account, label: (LabelId, Counter)) -> Account {
+        let mut fields = Vec::new();
+        for (name, value) in [
+            ("OpenAI-Organization", &config.organization),
+            ("OpenAI-Project", &config.project),
+        ] {
+            // Validated at load; a value that could end the line is dropped.
+            if let Some(v) = value
+                .as_deref()
+                .filter(|v| v.bytes().all(|b| (b' '..=b'~').contains(&b)))
+            {
+                fields.extend_from_slice(format!("{name}: {v}\r\n").as_bytes());
+            }
+        }
         Account {
-            id: id.to_owned(),
-            authorization: if key.is_empty() {
+            id: config.id.clone(),
+            authorization: if config.api_key.is_empty() {
                 Bytes::new()
             } else {
-                Bytes::from(format!("Bearer {key}"))
+                Bytes::from(format!("Bearer {}", config.api_key))
             },
-            daily_limit,
-            enabled,
+            fields: Bytes::from(fields),
+            daily_limit: config.daily_limit,
+            enabled: config.enabled,
             day: AtomicU64::new(today()),
             used_today: AtomicU64::new(0),
-            failures: AtomicU32::new(0),
-            resting_until_ms: AtomicU64::new(0),
+            health: Health::default(),
             counter: label.1,
             label: label.0,
         }
@@ -88,10 +273,9 @@ impl Account {
         }
     }
 
-    fn is_healthy(&self, now: u64) -> bool {
-        self.enabled
-            && self.resting_until_ms.load(Relaxed) <= now
-            && (self.daily_limit == 0 || self.used_today() < self.daily_limit)
+    /// Enabled and within its daily limit (rests aside).
+    fn has_quota(&self) -> bool {
+        self.enabled && (self.daily_limit == 0 || self.used_today() < self.daily_limit)
     }
 
     fn record_use(&self) {
@@ -100,26 +284,6 @@ impl Account {
             self.used_today.store(0, Relaxed);
         }
         self.used_today.fetch_add(1, Relaxed);
-        self.counter.fetch_add(1, Relaxed);
-    }
-
-    pub fn record_success(&self) {
-        self.failures.store(0, Relaxed);
-    }
-
-    /// A failed attempt. `retry_after` is the upstream's `Retry-After`, which
-    /// rests the account at once for that long.
-    pub fn record_failure(&self, retry_after: Option<Duration>) {
-        let now = now_ms();
-        if let Some(d) = retry_after {
-            let until = now + d.as_millis() as u64;
-            self.resting_until_ms.fetch_max(until, Relaxed);
-        }
-        if self.failures.fetch_add(1, Relaxed) + 1 >= FAILURES_BEFORE_REST {
-            self.failures.store(0, Relaxed);
-            self.resting_until_ms
-                .fetch_max(now + REST.as_millis() as u64, Relaxed);
-        }
     }
 }
 
@@ -128,12 +292,19 @@ struct Target {
     provider: usize,
     upstream_model: Bytes,
     upstream_label: LabelId,
+    /// The upstream model's name, for health reports.
+    upstream_name: String,
+    /// One deployment per account of the provider, by account index.
+    deployments: Vec<Health>,
 }
 
 /// A client-visible model with every provider that serves it.
 pub struct Route {
     pub name: String,
     targets: Vec<Target>,
+    /// Exactly one deployment serves this model: consecutive failures do
+    /// not rest it.
+    single: bool,
     next: AtomicUsize,
     counter: Counter,
     label: LabelId,
@@ -155,6 +326,9 @@ pub struct Resolved<'a> {
 pub struct Pick<'a> {
     pub provider: &'a Provider,
     pub account: &'a Account,
+    /// The deployment's health.
+    deployment: &'a Health,
+    route: &'a Route,
     /// The upstream's model name as a JSON string literal.
     pub upstream_model: &'a Bytes,
     index: (usize, usize),
@@ -183,19 +357,24 @@ impl Router {
                 .iter()
                 .map(|a| {
                     let l = stats.label(Label::Account, &format!("{}/{}", p.id, a.id));
-                    Account::new(&a.id, &a.api_key, a.daily_limit, a.enabled, l)
+                    Account::new(a, l)
                 })
                 .collect();
             if accounts.is_empty() && matches!(p.kind, ProviderKind::Mock { .. }) {
                 let l = stats.label(Label::Account, &format!("{}/default", p.id));
-                accounts.push(Account::new("default", "", 0, true, l));
+                accounts.push(Account::new(
+                    &crate::config::default_account(String::new()),
+                    l,
+                ));
             }
+            let account_count = accounts.len();
             let (label, counter) = stats.label(Label::Provider, &p.id);
             providers.push(Provider {
                 id: p.id.clone(),
                 kind: p.kind.clone(),
                 accounts,
                 native_completions: matches!(p.completions, crate::config::CompletionsMode::Native),
+                health: Health::default(),
                 counter,
                 label,
             });
@@ -205,6 +384,7 @@ impl Router {
                     routes.push(Route {
                         name: client.clone(),
                         targets: Vec::new(),
+                        single: false,
                         next: AtomicUsize::new(0),
                         counter,
                         label,
@@ -215,8 +395,13 @@ impl Router {
                     provider: pi,
                     upstream_model: crate::gateway::json::quoted(upstream),
                     upstream_label: stats.label(Label::UpstreamModel, upstream).0,
+                    upstream_name: upstream.clone(),
+                    deployments: (0..account_count).map(|_| Health::default()).collect(),
                 });
             }
+        }
+        for r in &mut routes {
+            r.single = r.targets.iter().map(|t| t.deployments.len()).sum::<usize>() == 1;
         }
         let provider_index = |id: &Option<String>| {
             id.as_ref()
@@ -297,83 +482,195 @@ impl Router {
         served.chain(mapped)
     }
 
-    /// Choose a provider and account for the next attempt, skipping those in
-    /// `tried`. Returns `None` when no healthy account is left.
+    /// Choose a deployment for the next attempt, skipping those in `tried`,
+    /// those whose account is disabled or out of its daily quota, and those
+    /// resting (deployment, account or origin). When none is left, says
+    /// why: all were tried, or when the soonest resting one returns.
     pub fn pick<'a>(
         &'a self,
         resolved: &Resolved<'a>,
         tried: &[(usize, usize)],
-    ) -> Option<Pick<'a>> {
+    ) -> Result<Pick<'a>, Unavailable> {
         let route = resolved.route;
         let now = now_ms();
+        let single = route.single;
         let candidates = || {
             route.targets.iter().flat_map(move |t| {
                 let p = &self.providers[t.provider];
                 p.accounts
                     .iter()
+                    .zip(&t.deployments)
                     .enumerate()
-                    .map(move |(ai, a)| (t, p, a, (t.provider, ai)))
+                    .map(move |(ai, (a, d))| Candidate {
+                        t,
+                        p,
+                        a,
+                        d,
+                        idx: (t.provider, ai),
+                    })
             })
         };
-        let usable = |idx: &(usize, usize), a: &Account| !tried.contains(idx) && a.is_healthy(now);
+        let available_at = |c: &Candidate| {
+            c.p.health
+                .available_at(single)
+                .max(c.a.health.available_at(single))
+                .max(c.d.available_at(single))
+        };
+        let open = |c: &Candidate| !tried.contains(&c.idx) && c.a.has_quota();
+        let usable = |c: &Candidate| open(c) && available_at(c) <= now;
         // The preferred provider of a mapping is tried first, whatever the strategy.
         if let Some(pref) = resolved.preferred {
-            if let Some((t, p, a, idx)) = candidates()
-                .filter(|(t, ..)| t.provider == pref)
-                .find(|(_, _, a, idx)| usable(idx, a))
-            {
-                return Some(self.finish_pick(route, t, p, a, idx));
+            if let Some(c) = candidates().filter(|c| c.t.provider == pref).find(usable) {
+                return Ok(self.finish_pick(route, c));
             }
         }
         let chosen = match self.strategy {
-            Strategy::Failover => candidates().find(|(_, _, a, idx)| usable(idx, a)),
-            Strategy::FillFirst => candidates()
-                .filter(|(_, _, a, idx)| usable(idx, a))
-                .min_by_key(|(_, _, a, _)| a.used_today()),
+            Strategy::Failover => candidates().find(usable),
+            Strategy::FillFirst => candidates().filter(usable).min_by_key(|c| c.a.used_today()),
             Strategy::RoundRobin => {
                 let n = candidates().count();
-                if n == 0 {
-                    return None;
-                }
-                let start = route.next.fetch_add(1, Relaxed) % n;
-                candidates()
-                    .cycle()
-                    .skip(start)
-                    .take(n)
-                    .find(|(_, _, a, idx)| usable(idx, a))
+                let start = route.next.fetch_add(1, Relaxed) % n.max(1);
+                candidates().cycle().skip(start).take(n).find(usable)
             }
         };
-        let (t, p, a, idx) = chosen?;
-        Some(self.finish_pick(route, t, p, a, idx))
+        if let Some(c) = chosen {
+            return Ok(self.finish_pick(route, c));
+        }
+        // Nothing usable: resting ones say when to come back.
+        let mut soonest: Option<u64> = None;
+        let mut rate_limited = true;
+        for c in candidates().filter(open) {
+            let at = available_at(&c);
+            soonest = Some(soonest.map_or(at, |s| s.min(at)));
+            let on_rate_limit = c.d.rest_cause() == Some(Cause::RateLimit)
+                && c.a.health.available_at(single) <= now
+                && c.p.health.available_at(single) <= now;
+            rate_limited &= on_rate_limit;
+        }
+        match soonest {
+            None => Err(Unavailable::Exhausted),
+            Some(at) => Err(Unavailable::Resting {
+                retry_after: Duration::from_millis(at.saturating_sub(now)),
+                rate_limited,
+            }),
+        }
     }
 
-    fn finish_pick<'a>(
-        &'a self,
-        route: &'a Route,
-        t: &'a Target,
-        p: &'a Provider,
-        a: &'a Account,
-        idx: (usize, usize),
-    ) -> Pick<'a> {
-        route.counter.fetch_add(1, Relaxed);
-        p.counter.fetch_add(1, Relaxed);
-        a.record_use();
+    fn finish_pick<'a>(&'a self, route: &'a Route, c: Candidate<'a>) -> Pick<'a> {
+        c.a.record_use();
         Pick {
-            provider: p,
-            account: a,
-            upstream_model: &t.upstream_model,
-            index: idx,
+            provider: c.p,
+            account: c.a,
+            deployment: c.d,
+            route,
+            upstream_model: &c.t.upstream_model,
+            index: c.idx,
             ids: RouteIds {
                 model: route.label,
-                provider: p.label,
-                account: a.label,
-                upstream_model: t.upstream_label,
+                provider: c.p.label,
+                account: c.a.label,
+                upstream_model: c.t.upstream_label,
             },
         }
     }
+
+    /// `{"accounts":[…],"deployments":[…]}`: the health of every account
+    /// (`provider/account`, with its origin's) and every deployment
+    /// (`provider/account/upstream-model`, with the client model), for
+    /// `/stats`, the management statistics and the status page.
+    pub fn health_json(&self) -> String {
+        let now = now_ms();
+        let mut accounts = Vec::new();
+        for p in &self.providers {
+            for a in &p.accounts {
+                accounts.push(format!(
+                    "{{\"id\":{},\"account\":{},\"origin\":{}}}",
+                    json_str(&format!("{}/{}", p.id, a.id)),
+                    a.health.json(now),
+                    p.health.json(now)
+                ));
+            }
+        }
+        let mut deployments = Vec::new();
+        for r in &self.routes {
+            for t in &r.targets {
+                let p = &self.providers[t.provider];
+                for (a, d) in p.accounts.iter().zip(&t.deployments) {
+                    deployments.push(format!(
+                        "{{\"id\":{},\"model\":{},\"health\":{}}}",
+                        json_str(&format!("{}/{}/{}", p.id, a.id, t.upstream_name)),
+                        json_str(&r.name),
+                        d.json(now)
+                    ));
+                }
+            }
+        }
+        format!(
+            "{{\"accounts\":[{}],\"deployments\":[{}]}}",
+            accounts.join(","),
+            deployments.join(",")
+        )
+    }
+
+    /// Every deployment as `(id, client model, health)`, for metrics.
+    pub fn deployments(&self) -> impl Iterator<Item = (String, &str, &Health)> {
+        self.routes.iter().flat_map(move |r| {
+            r.targets.iter().flat_map(move |t| {
+                let p = &self.providers[t.provider];
+                p.accounts.iter().zip(&t.deployments).map(move |(a, d)| {
+                    (
+                        format!("{}/{}/{}", p.id, a.id, t.upstream_name),
+                        r.name.as_str(),
+                        d,
+                    )
+                })
+            })
+        })
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// One deployment considered by `pick`.
+struct Candidate<'a> {
+    t: &'a Target,
+    p: &'a Provider,
+    a: &'a Account,
+    d: &'a Health,
+    idx: (usize, usize),
+}
+
+/// Why [`Router::pick`] found no deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Every candidate was tried for this request already (or none has
+    /// quota left today).
+    Exhausted,
+    /// Every candidate left is resting; the soonest returns after
+    /// `retry_after`. `rate_limited`: they all rest on rate limits.
+    Resting {
+        retry_after: Duration,
+        rate_limited: bool,
+    },
+}
+
+/// The scope a failure belongs to (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Deployment,
+    Account,
+    Origin,
 }
 
 impl Resolved<'_> {
+    /// Count a request for this model that no deployment took (all
+    /// resting): `modelUsage` counts it, no provider or account does.
+    pub fn count_unserved(&self) {
+        self.route.counter.fetch_add(1, Relaxed);
+    }
+
     /// The provider that serves this model first, as `owned_by`.
     pub fn owner<'r>(&self, router: &'r Router) -> &'r str {
         self.route
@@ -384,9 +681,48 @@ impl Resolved<'_> {
     }
 }
 
-impl Pick<'_> {
+impl<'a> Pick<'a> {
     pub fn index(&self) -> (usize, usize) {
         self.index
+    }
+
+    /// The attempt got an answer: every scope it went through is well.
+    pub fn record_success(&self) {
+        self.deployment.record_success();
+        self.account.health.record_success();
+        self.provider.health.record_success();
+    }
+
+    /// The attempt failed in `scope`. Returns whether that scope now rests.
+    pub fn record_failure(&self, scope: Scope, failure: Failure) -> bool {
+        let health = match scope {
+            Scope::Deployment => self.deployment,
+            Scope::Account => &self.account.health,
+            Scope::Origin => &self.provider.health,
+        };
+        health.record_failure(failure, now_ms())
+    }
+
+    /// The usage counters this attempt would count under.
+    pub fn usage(&self) -> Usage<'a> {
+        Usage([
+            &self.route.counter,
+            &self.provider.counter,
+            &self.account.counter,
+        ])
+    }
+}
+
+/// The `modelUsage`, `providerUsage` and `accountUsage` counters of one
+/// attempt, counted once per request, for the attempt whose answer the
+/// client gets.
+pub struct Usage<'a>([&'a Counter; 3]);
+
+impl Usage<'_> {
+    pub fn count(&self) {
+        for c in &self.0 {
+            c.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -435,23 +771,40 @@ mod tests {
     }
 
     #[test]
-    fn accounts_rest_after_three_failures() {
-        let a = Account::new("a", "k", 0, true, (0, Counter::default()));
+    fn scopes_rest_after_three_failures_or_on_retry_after() {
+        let h = Health::default();
         let now = now_ms();
-        a.record_failure(None);
-        a.record_failure(None);
-        assert!(a.is_healthy(now));
-        a.record_failure(None);
-        assert!(!a.is_healthy(now));
-        assert!(a.is_healthy(now + REST.as_millis() as u64 + 1000));
+        let fail = |retry_after| Failure {
+            cause: Cause::ServerError,
+            status: 500,
+            retry_after,
+        };
+        assert!(!h.record_failure(fail(None), now));
+        assert!(!h.record_failure(fail(None), now));
+        assert!(h.available_at(false) <= now);
+        assert!(h.record_failure(fail(None), now));
+        assert!(h.available_at(false) > now);
+        // A single candidate ignores rests from consecutive failures ...
+        assert!(h.available_at(true) <= now);
+        // ... but not an upstream's Retry-After.
+        assert!(h.record_failure(fail(Some(Duration::from_secs(2))), now));
+        assert_eq!(h.available_at(true), now + 2000);
+        let v: serde_json::Value = serde_json::from_str(&h.json(now)).unwrap();
+        assert_eq!(v["state"], "resting");
+        assert_eq!(v["reason"], "server_error");
+        assert_eq!(v["lastError"]["status"], 500);
     }
 
     #[test]
     fn daily_limit_is_enforced() {
-        let a = Account::new("a", "k", 2, true, (0, Counter::default()));
+        let config = crate::config::Account {
+            daily_limit: 2,
+            ..crate::config::default_account("k".into())
+        };
+        let a = Account::new(&config, (0, Counter::default()));
         a.record_use();
-        assert!(a.is_healthy(now_ms()));
+        assert!(a.has_quota());
         a.record_use();
-        assert!(!a.is_healthy(now_ms()));
+        assert!(!a.has_quota());
     }
 }

@@ -90,6 +90,9 @@ struct State {
     /// Generations replaced by a restart or stopped, still draining; the
     /// process waits for them too before it exits.
     retired: Vec<Listener>,
+    /// The gateway last started: its routing health is shown, also while
+    /// the proxy is stopped.
+    gateway: Option<Arc<Gateway>>,
     status: Status,
     error: Option<String>,
     /// The port last bound (differs from the config's when that is 0), and
@@ -113,6 +116,7 @@ impl ProxyControl {
                 config,
                 listener: None,
                 retired: Vec::new(),
+                gateway: None,
                 status: Status::Stopped,
                 error: None,
                 port,
@@ -135,7 +139,7 @@ impl ProxyControl {
         if state.listener.is_some() {
             return Ok(());
         }
-        let launched = match self.gateway(&state.config) {
+        let launched = match self.build_gateway(&state.config) {
             Ok(gateway) => self.bind(&state.config, state.port, gateway).await,
             Err(e) => Err(e),
         };
@@ -152,7 +156,7 @@ impl ProxyControl {
         }
     }
 
-    fn gateway(&self, config: &Config) -> Result<Arc<Gateway>, ControlError> {
+    fn build_gateway(&self, config: &Config) -> Result<Arc<Gateway>, ControlError> {
         Gateway::new(config.clone(), self.stats.clone())
             .map(Arc::new)
             .map_err(ControlError::Config)
@@ -175,7 +179,8 @@ impl ProxyControl {
         }
     }
 
-    fn install(&self, state: &mut State, listener: Listener, gateway: &Gateway) {
+    fn install(&self, state: &mut State, listener: Listener, gateway: &Arc<Gateway>) {
+        state.gateway = Some(gateway.clone());
         state.port = listener.local_addr().port();
         gateway.set_bound_port(state.port);
         state.listener = Some(listener);
@@ -216,7 +221,7 @@ impl ProxyControl {
     /// first; a failed bind then leaves the `error` status.
     pub async fn restart(&self) -> Result<(), ControlError> {
         let config = (self.load)().map_err(ControlError::Config)?;
-        let gateway = self.gateway(&config)?;
+        let gateway = self.build_gateway(&config)?;
         let mut state = self.state.lock().await;
         let running_port = state.listener.as_ref().map(|l| l.local_addr().port());
         let new_port = effective_port(config.port, state.port);
@@ -289,6 +294,11 @@ impl ProxyControl {
                 .map(Listener::connections)
                 .sum(),
         }
+    }
+
+    /// The gateway last started (its routing and health), if any.
+    pub async fn gateway(&self) -> Option<Arc<Gateway>> {
+        self.state.lock().await.gateway.clone()
     }
 
     /// The drain timeout of the running config.

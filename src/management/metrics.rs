@@ -9,10 +9,11 @@
 use std::fmt::{Display, Write as _};
 
 use super::control::StatusView;
+use crate::gateway::router::{now_ms, Router};
 use crate::stats::{Label, Stats, Summary};
 
 /// Render every metric.
-pub fn render(stats: &Stats, status: &StatusView) -> String {
+pub fn render(stats: &Stats, status: &StatusView, router: Option<&Router>) -> String {
     let mut m = Exposition::default();
 
     m.family(
@@ -52,6 +53,47 @@ pub fn render(stats: &Stats, status: &StatusView) -> String {
     );
     m.sample("chat2api_requests_total", &[("result", "success")], success);
     m.sample("chat2api_requests_total", &[("result", "failed")], failed);
+
+    let (retries, rests) = stats.retries_and_rests();
+    m.family(
+        "chat2api_retries_total",
+        "counter",
+        "Attempts made after a request's first, on another deployment.",
+    );
+    m.sample("chat2api_retries_total", &[], retries);
+    m.family(
+        "chat2api_rests_total",
+        "counter",
+        "Times a deployment, account or origin was set to rest.",
+    );
+    m.sample("chat2api_rests_total", &[], rests);
+    if let Some(router) = router {
+        let now = now_ms();
+        m.family(
+            "chat2api_deployment_resting",
+            "gauge",
+            "1 while a deployment (provider/account/upstream model) rests.",
+        );
+        for (id, model, health) in router.deployments() {
+            m.sample(
+                "chat2api_deployment_resting",
+                &[("deployment", &id), ("model", model)],
+                u64::from(health.is_resting(now)),
+            );
+        }
+        m.family(
+            "chat2api_deployment_consecutive_failures",
+            "gauge",
+            "Failures of a deployment since its last success.",
+        );
+        for (id, model, health) in router.deployments() {
+            m.sample(
+                "chat2api_deployment_consecutive_failures",
+                &[("deployment", &id), ("model", model)],
+                u64::from(health.consecutive_failures()),
+            );
+        }
+    }
 
     m.family(
         "chat2api_requests_in_flight",
@@ -240,7 +282,7 @@ mod tests {
         stats
             .counter(Label::Model, "we\"ird\\model")
             .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-        let text = render(&stats, &view(Status::Stopped));
+        let text = render(&stats, &view(Status::Stopped), None);
         assert!(text.contains("chat2api_up 0\n"), "{text}");
         assert!(text.contains("chat2api_uptime_seconds 1.5\n"));
         assert!(text.contains(r#"chat2api_model_requests_total{model="we\"ird\\model"} 2"#));
@@ -252,7 +294,7 @@ mod tests {
         let mut t = crate::stats::Tally::new(&stats);
         t.first_token();
         t.finish(200, true, None);
-        let text = render(&stats, &view(Status::Running));
+        let text = render(&stats, &view(Status::Running), None);
         assert!(text.contains("chat2api_up 1\n"));
         assert!(text.contains("chat2api_requests_total{result=\"success\"} 1\n"));
         assert!(text.contains("chat2api_ttft_seconds_count 1\n"));

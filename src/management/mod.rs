@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Limits;
 use crate::gateway::response::{self, Response};
+use crate::gateway::Gateway;
 use crate::http1::{Method, RequestHead};
 use crate::server::Service;
 use crate::stats::Tally;
@@ -299,12 +300,19 @@ impl Service for Management {
             Route::Start | Route::Stop | Route::Restart => self.act(route).await,
             Route::Statistics => {
                 let s = self.control.status().await;
-                success(&stats.stats_json(s.status.as_str(), s.port))
+                let health = self
+                    .control
+                    .gateway()
+                    .await
+                    .map(|g| g.router().health_json());
+                success(&stats.stats_json(s.status.as_str(), s.port, health.as_deref()))
             }
             Route::Logs => success(&stats.log_json()),
             Route::Metrics => {
                 let s = self.control.status().await;
-                let mut r = answer(200, metrics::render(stats, &s));
+                let gateway = self.control.gateway().await;
+                let router = gateway.as_deref().map(Gateway::router);
+                let mut r = answer(200, metrics::render(stats, &s, router));
                 r.content_type = response::PROMETHEUS;
                 r
             }

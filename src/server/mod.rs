@@ -58,8 +58,6 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 /// The period of each worker's [`tick`].
 const TICK: Duration = Duration::from_secs(1);
-/// The delay a refused client is told to wait (`Retry-After`, seconds).
-const REFUSAL_RETRY_AFTER: &[u8] = b"1";
 
 /// What a listener serves. The connection driver parses, frames and writes;
 /// the service decides what to answer.
@@ -499,9 +497,7 @@ async fn tick() {
 
 /// A prompt 503 for a connection over `maxConnections`, then close.
 async fn refuse(mut stream: TcpStream) {
-    let mut resp = Response::error(&ApiError::Overloaded);
-    resp.headers
-        .push(("Retry-After", Bytes::from_static(REFUSAL_RETRY_AFTER)));
+    let resp = Response::error(&ApiError::Overloaded);
     let mut head = bytes::BytesMut::new();
     let body = write::body_parts(&resp.body).to_vec();
     let len: usize = body.iter().map(Bytes::len).sum();

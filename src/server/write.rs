@@ -60,7 +60,11 @@ pub fn encode_head(dst: &mut BytesMut, resp: &Response, framing: Framing, close:
         Framing::Chunked => dst.put_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Close => {}
     }
-    dst.put_slice(b"Access-Control-Allow-Origin: *\r\n");
+    // Browser code may read the request id and when to retry (Fetch
+    // standard, CORS-safelisted response headers exclude both).
+    dst.put_slice(
+        b"Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: x-request-id, Retry-After\r\n",
+    );
     for (name, value) in &resp.headers {
         dst.put_slice(name.as_bytes());
         dst.put_slice(b": ");

@@ -27,6 +27,10 @@ pub(super) const LOG_ERRORS: &[&str] = &[
     "upstream_status",
     "stream_error",
     "client_gone",
+    "rate_limit_exceeded",
+    "server_shutting_down",
+    "server_overloaded",
+    "upstream_stream_error",
 ];
 
 pub(super) fn log_error_index(code: &str) -> u8 {
@@ -45,11 +49,69 @@ pub(super) struct LogRecord {
     pub(super) ttft_us: u64,
     pub(super) tokens: (u64, u64),
     pub(super) route: RouteIds,
+    /// The answer's `x-request-id`, zero-padded (cut at its length).
+    pub(super) request_id: Text<REQUEST_ID_BYTES>,
+    /// The model the client asked for, even one no provider serves.
+    pub(super) requested_model: Text<MODEL_BYTES>,
+}
+
+/// How much of a request id the log keeps (OpenAI's are 36 bytes).
+pub const REQUEST_ID_BYTES: usize = 48;
+/// How much of a requested model name the log keeps.
+pub const MODEL_BYTES: usize = 64;
+
+/// A short text of at most `N` bytes, zero-padded, for a log slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text<const N: usize>([u8; N]);
+
+impl<const N: usize> Default for Text<N> {
+    fn default() -> Self {
+        Text([0; N])
+    }
+}
+
+impl<const N: usize> Text<N> {
+    /// The first `N` bytes of `s` (a multi-byte character cut in two is
+    /// shown lossily).
+    pub fn new(s: &[u8]) -> Self {
+        let mut t = [0u8; N];
+        let n = s.len().min(N);
+        t[..n].copy_from_slice(&s[..n]);
+        Text(t)
+    }
+
+    fn words(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.chunks(8).map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        })
+    }
+
+    fn from_words(words: &[u64]) -> Self {
+        let mut t = [0u8; N];
+        for (chunk, w) in t.chunks_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
+        }
+        Text(t)
+    }
+
+    /// As a JSON string, or `null` when empty.
+    fn json(&self) -> String {
+        let len = self.0.iter().position(|b| *b == 0).unwrap_or(N);
+        match len {
+            0 => "null".to_owned(),
+            _ => json_str(&String::from_utf8_lossy(&self.0[..len])),
+        }
+    }
 }
 
 /// How many recent requests the log keeps.
 pub const LOG_CAPACITY: usize = 256;
-const LOG_WORDS: usize = 7;
+/// Words of a slot: 7 of numbers, then the request id and the model.
+const FIXED_WORDS: usize = 7;
+const ID_WORDS: usize = REQUEST_ID_BYTES / 8;
+const LOG_WORDS: usize = FIXED_WORDS + ID_WORDS + MODEL_BYTES / 8;
 
 /// A ring of the most recent requests, written without a lock.
 ///
@@ -87,7 +149,7 @@ impl RequestLog {
         let slot = &self.slots[(n % LOG_CAPACITY as u64) as usize];
         slot.seq.store(2 * n + 1, Relaxed);
         fence(Release);
-        let words = [
+        let fixed = [
             r.time_ms,
             r.status as u64 | (r.stream as u64) << 16 | (r.error as u64) << 24,
             r.latency_us,
@@ -96,6 +158,10 @@ impl RequestLog {
             r.route.model as u64 | (r.route.provider as u64) << 32,
             r.route.account as u64 | (r.route.upstream_model as u64) << 32,
         ];
+        let words = fixed
+            .into_iter()
+            .chain(r.request_id.words())
+            .chain(r.requested_model.words());
         for (w, v) in slot.words.iter().zip(words) {
             w.store(v, Relaxed);
         }
@@ -133,6 +199,8 @@ impl RequestLog {
                         account: lo(w[6]),
                         upstream_model: (w[6] >> 32) as u32,
                     },
+                    request_id: Text::from_words(&w[FIXED_WORDS..FIXED_WORDS + ID_WORDS]),
+                    requested_model: Text::from_words(&w[FIXED_WORDS + ID_WORDS..]),
                 },
             ));
         }
@@ -153,8 +221,10 @@ impl Stats {
                 let opt = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
                 let ms = |us: u64| round3(us as f64 / 1000.0);
                 format!(
-                    "{{\"time\":{},\"model\":{},\"actualModel\":{},\"provider\":{},\"account\":{},\"status\":{},\"latency\":{},\"ttft\":{},\"stream\":{},\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"error\":{}}}",
+                    "{{\"time\":{},\"requestId\":{},\"requestedModel\":{},\"model\":{},\"actualModel\":{},\"provider\":{},\"account\":{},\"status\":{},\"latency\":{},\"ttft\":{},\"stream\":{},\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"error\":{}}}",
                     r.time_ms,
+                    r.request_id.json(),
+                    r.requested_model.json(),
                     opt(name(r.route.model)),
                     opt(name(r.route.upstream_model)),
                     opt(name(r.route.provider)),

@@ -56,6 +56,10 @@ pub struct Stats {
     active_connections: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
+    /// Attempts after a request's first (on another deployment).
+    retries: AtomicU64,
+    /// Times a deployment, account or origin was set to rest.
+    rests: AtomicU64,
     latency: Histogram,
     ttft: Histogram,
     per_minute: MinuteWindow,
@@ -80,6 +84,8 @@ impl Stats {
             active_connections: AtomicU64::new(0),
             prompt_tokens: AtomicU64::new(0),
             completion_tokens: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            rests: AtomicU64::new(0),
             latency: Histogram::new(),
             ttft: Histogram::new(),
             per_minute: MinuteWindow::new(),
@@ -107,6 +113,21 @@ impl Stats {
 
     fn label_name(labels: &[(Label, String, Counter)], id: LabelId) -> Option<&str> {
         labels.get(id as usize).map(|(_, n, _)| n.as_str())
+    }
+
+    /// A request made another attempt after a failed one.
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    /// A failure set a deployment, account or origin to rest.
+    pub fn rested(&self) {
+        self.rests.fetch_add(1, Relaxed);
+    }
+
+    /// `(retries, rests)` so far.
+    pub fn retries_and_rests(&self) -> (u64, u64) {
+        (self.retries.load(Relaxed), self.rests.load(Relaxed))
     }
 
     pub fn proxy_started(&self) {
@@ -183,7 +204,7 @@ impl Stats {
     }
 
     /// The `/stats` object of SPEC §3.
-    pub fn stats_json(&self, status: &str, port: u16) -> String {
+    pub fn stats_json(&self, status: &str, port: u16, health: Option<&str>) -> String {
         let (total, success, failed) = self.totals();
         let finished = success + failed;
         let success_rate = if finished == 0 {
@@ -217,9 +238,11 @@ impl Stats {
         }
         let _ = write!(
             out,
-            "\"tokens\":{{\"prompt\":{},\"completion\":{}}}",
+            "\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"retries\":{},\"rests\":{}",
             self.prompt_tokens.load(Relaxed),
-            self.completion_tokens.load(Relaxed)
+            self.completion_tokens.load(Relaxed),
+            self.retries.load(Relaxed),
+            self.rests.load(Relaxed)
         );
         let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
         for (label, key) in [
@@ -242,6 +265,9 @@ impl Stats {
             }
             out.push('}');
         }
+        if let Some(health) = health {
+            let _ = write!(out, ",\"health\":{health}");
+        }
         out.push('}');
         out
     }
@@ -257,6 +283,14 @@ fn round3(x: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_time_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch, for `created` fields.
@@ -328,7 +362,8 @@ mod tests {
         let mut t = Tally::new(&s);
         t.tokens(3, 4);
         t.finish(200, true, None);
-        let v: serde_json::Value = serde_json::from_str(&s.stats_json("running", 8080)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&s.stats_json("running", 8080, None)).unwrap();
         assert_eq!(v["modelUsage"]["DeepSeek-V3.2"], 7);
         assert_eq!(v["totalRequests"], 1);
         assert_eq!(v["successRate"], 1.0);
@@ -372,7 +407,7 @@ mod tests {
         assert!(newest["ttft"].is_null());
         assert_eq!(log[2]["stream"], true);
         assert!(log[2]["ttft"].is_number());
-        let v: serde_json::Value = serde_json::from_str(&s.stats_json("running", 1)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&s.stats_json("running", 1, None)).unwrap();
         assert_eq!(v["failedRequests"], 1);
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::log::{log_error_index, LogRecord};
+use super::log::{log_error_index, LogRecord, Text, MODEL_BYTES, REQUEST_ID_BYTES};
 use super::{LabelId, Stats, NO_LABEL};
 
 /// Which labelled names a request was routed to.
@@ -39,6 +39,8 @@ pub struct Tally {
     route: RouteIds,
     stream: bool,
     finished: bool,
+    request_id: Text<REQUEST_ID_BYTES>,
+    requested_model: Text<MODEL_BYTES>,
 }
 
 /// The status logged for a request whose client left before its answer ended.
@@ -55,6 +57,8 @@ impl Tally {
             route: RouteIds::default(),
             stream: false,
             finished: false,
+            request_id: Text::default(),
+            requested_model: Text::default(),
         }
     }
 
@@ -72,6 +76,16 @@ impl Tally {
 
     pub fn route(&mut self, route: RouteIds) {
         self.route = route;
+    }
+
+    /// The answer's `x-request-id`.
+    pub fn request_id(&mut self, id: &[u8]) {
+        self.request_id = Text::new(id);
+    }
+
+    /// The model the client asked for (logged even when unknown).
+    pub fn requested_model(&mut self, model: &str) {
+        self.requested_model = Text::new(model.as_bytes());
     }
 
     pub fn streamed(&mut self) {
@@ -105,6 +119,8 @@ impl Tally {
             ttft_us: self.ttft.map_or(u64::MAX, |d| d.as_micros() as u64),
             tokens: self.tokens,
             route: self.route,
+            request_id: std::mem::take(&mut self.request_id),
+            requested_model: std::mem::take(&mut self.requested_model),
         });
     }
 }

@@ -151,6 +151,9 @@ pub struct UpstreamRequest<'a> {
     pub path: &'a str,
     /// The whole `Authorization` value, e.g. `b"Bearer sk-..."`.
     pub authorization: Option<&'a [u8]>,
+    /// More header lines of the account's, each ending in CRLF (its
+    /// `OpenAI-Organization` and `OpenAI-Project`); usually empty.
+    pub account_fields: &'a [u8],
     /// The client's head: its end-to-end fields are forwarded.
     pub forward: Option<&'a RequestHead>,
     /// Defaults to `application/json` when the body is not empty.
@@ -298,6 +301,7 @@ impl Upstream {
                 method: req.method,
                 path: req.path,
                 authorization: req.authorization,
+                account_fields: req.account_fields,
                 content_type,
                 forward: req.forward,
                 content_length,

@@ -40,6 +40,11 @@ const NOT_FORWARDED: &[&str] = &[
     "proxy-authenticate",
     "accept-encoding",
     "expect",
+    // Whose account is charged is the account's choice, not the client's:
+    // a client's organization or project, sent with the account's key,
+    // gets it refused (401 `mismatched_organization`) or billed elsewhere.
+    "openai-organization",
+    "openai-project",
 ];
 
 /// Where requests of one upstream go: the `Host` value and the path prefix.
@@ -72,6 +77,8 @@ pub(crate) struct HeadFields<'a> {
     pub(crate) method: &'a str,
     pub(crate) path: &'a str,
     pub(crate) authorization: Option<&'a [u8]>,
+    /// Whole header lines, each ending in CRLF.
+    pub(crate) account_fields: &'a [u8],
     pub(crate) content_type: Option<&'a [u8]>,
     pub(crate) forward: Option<&'a RequestHead>,
     /// `Some(n)`: send `Content-Length: n`.
@@ -126,6 +133,7 @@ pub(crate) fn encode_head(dst: &mut BytesMut, target: &Target, f: &HeadFields<'_
     if let Some(auth) = f.authorization {
         put_field(dst, b"Authorization", auth);
     }
+    dst.put_slice(f.account_fields);
     if let Some(ct) = f.content_type {
         put_field(dst, b"Content-Type", ct);
     }
@@ -207,6 +215,7 @@ mod tests {
             method: "POST",
             path,
             authorization: None,
+            account_fields: b"",
             content_type: None,
             forward,
             content_length: None,
@@ -271,7 +280,8 @@ mod tests {
               Proxy-Authorization: Basic x\r\nProxy-Authenticate: Basic\r\n\
               Accept-Encoding: gzip\r\nExpect: 100-continue\r\n\
               X-Secret: 1\r\nX-Other: 2\r\nUser-Agent: OpenAI/Python 1.0\r\n\
-              OpenAI-Organization: org-1\r\nx-stainless-lang: python\r\n\r\n",
+              OpenAI-Organization: org-1\r\nOpenAI-Project: proj-1\r\n\
+              x-stainless-lang: python\r\n\r\n",
         );
         let t = Target::new(true, "api.example.com", 443, "/v1").expect("valid");
         assert_eq!(
@@ -280,7 +290,6 @@ mod tests {
              Host: api.example.com\r\n\
              Accept-Encoding: identity\r\n\
              User-Agent: OpenAI/Python 1.0\r\n\
-             OpenAI-Organization: org-1\r\n\
              x-stainless-lang: python\r\n\r\n"
         );
     }

@@ -183,6 +183,7 @@ fn get(path: &str) -> UpstreamRequest<'_> {
         method: "GET",
         path,
         authorization: None,
+        account_fields: b"",
         forward: None,
         content_type: None,
         body: &[],
@@ -204,7 +205,8 @@ async fn request_is_written_as_specified() {
            Content-Type: application/json\r\nContent-Length: 0\r\n\
            Connection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
            Accept-Encoding: gzip, br\r\nX-Hop: secret\r\n\
-           User-Agent: test/1.0\r\nOpenAI-Beta: assistants=v2\r\n\r\n"[..],
+           User-Agent: test/1.0\r\nOpenAI-Beta: assistants=v2\r\n\
+           OpenAI-Organization: org-client\r\nOpenAI-Project: proj-client\r\n\r\n"[..],
     );
     let client = parse_request(&mut raw, &Limits::default())
         .expect("valid")
@@ -220,6 +222,7 @@ async fn request_is_written_as_specified() {
             method: "POST",
             path: "/chat/completions",
             authorization: Some(b"Bearer sk-upstream"),
+            account_fields: b"OpenAI-Organization: org-account\r\n",
             forward: Some(&client),
             content_type: None,
             body: &body,
@@ -236,6 +239,7 @@ async fn request_is_written_as_specified() {
             "POST /v1/chat/completions HTTP/1.1\r\n\
              Host: 127.0.0.1:{port}\r\n\
              Authorization: Bearer sk-upstream\r\n\
+             OpenAI-Organization: org-account\r\n\
              Content-Type: application/json\r\n\
              Content-Length: 28\r\n\
              Accept-Encoding: identity\r\n\

@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "brotli",
     "zstd",
     "sse-as-json",
+    "split-opening",
     "json-for-stream",
     "empty",
     "html",
@@ -132,6 +133,21 @@ fn script(req: &Recorded) -> Vec<Step> {
                 )),
                 Step::Sleep(Duration::from_millis(600)),
                 send(format!("{}0\r\n\r\n", chunked(&rest))),
+            ]
+        }
+        // Unlabelled events whose first piece tells nothing yet.
+        "split-opening" => {
+            let rest = format!("ta: {}\n\n", &sse_body(&model)[6..]);
+            vec![
+                send(format!(
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+                    chunked("\r\nda")
+                )),
+                Step::Sleep(Duration::from_millis(50)),
+                send(format!(
+                    "{}0\r\n\r\n",
+                    chunked(rest.trim_end_matches("\n\n"))
+                )),
             ]
         }
         // Always one JSON object, whatever was asked.
@@ -376,6 +392,8 @@ async fn events_labelled_as_json_are_streamed_as_they_come() {
     assert!(!text.contains("there"), "{text}");
     let r = ask(&gw, "sse-as-json", true).await;
     assert_eq!(streamed_text(&r, "sse-as-json"), "Hello there");
+    let r = ask(&gw, "split-opening", true).await;
+    assert_eq!(streamed_text(&r, "split-opening"), "Hello there");
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@ use support::upstream::{chat_answer, json_answer, send, MockUpstream, Recorded, 
 use support::TestGateway;
 
 fn status(code: &str, extra: &str) -> Vec<Step> {
-    let body = format!(r#"{{"error":{{"message":"upstream says {code}","type":"x","code":null}}}}"#);
+    let body =
+        format!(r#"{{"error":{{"message":"upstream says {code}","type":"x","code":null}}}}"#);
     vec![send(format!(
         "HTTP/1.1 {code}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
@@ -44,7 +45,8 @@ fn ask(model: &str) -> String {
 }
 
 async fn chat(gw: &TestGateway, model: &str) -> support::Response {
-    gw.post_json("/v1/chat/completions", None, &ask(model)).await
+    gw.post_json("/v1/chat/completions", None, &ask(model))
+        .await
 }
 
 /// The failing case of the issue: one account, several models; a 500 on
@@ -73,14 +75,20 @@ async fn a_rate_limit_on_one_model_leaves_the_accounts_other_models_serving() {
     // `y` rests on its Retry-After, without asking the upstream.
     let before = up.count();
     let r = chat(&gw, "y").await;
-    assert_eq!((r.status, r.error_code()), (429, "rate_limit_exceeded".into()));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (429, "rate_limit_exceeded".into())
+    );
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(up.count(), before);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(chat(&gw, "y").await.status, 200);
     let stats = gw.settled_stats().await;
     assert_eq!(stats["rests"], 1, "{stats}");
-    assert_eq!(stats["modelUsage"]["y"], 3, "requests, not attempts: {stats}");
+    assert_eq!(
+        stats["modelUsage"]["y"], 3,
+        "requests, not attempts: {stats}"
+    );
 }
 
 /// Two accounts: one's key is refused. After three refusals that account
@@ -132,7 +140,10 @@ async fn all_candidates_resting_say_when_to_come_back() {
     assert_eq!(chat(&gw, "x").await.status, 429);
     assert_eq!(up.count(), 2, "both accounts were tried");
     let r = chat(&gw, "x").await;
-    assert_eq!((r.status, r.error_code()), (429, "rate_limit_exceeded".into()));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (429, "rate_limit_exceeded".into())
+    );
     let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&secs), "{secs}");
     assert_eq!(up.count(), 2, "resting candidates are not asked");
@@ -144,7 +155,10 @@ async fn all_candidates_resting_say_when_to_come_back() {
         assert_eq!(chat(&gw, "x").await.status, 500);
     }
     let r = chat(&gw, "x").await;
-    assert_eq!((r.status, r.error_code()), (503, "no_available_account".into()));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (503, "no_available_account".into())
+    );
     let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((55..=60).contains(&secs), "{secs}");
 }
@@ -152,7 +166,12 @@ async fn all_candidates_resting_say_when_to_come_back() {
 /// An HTTP date `secs` from now (IMF-fixdate, RFC 9110 §5.6.7).
 fn httpdate_in(secs: u64) -> String {
     let out = std::process::Command::new("date")
-        .args(["-u", "-d", &format!("+{secs} seconds"), "+%a, %d %b %Y %H:%M:%S GMT"])
+        .args([
+            "-u",
+            "-d",
+            &format!("+{secs} seconds"),
+            "+%a, %d %b %Y %H:%M:%S GMT",
+        ])
         .output()
         .expect("date");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -245,7 +264,9 @@ async fn request_ids_reach_the_client() {
     for r in [&plain, &stream, &error] {
         assert_eq!(r.header("x-request-id"), Some("req_upstream123"));
         assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("99"));
-        let exposed = r.header("access-control-expose-headers").unwrap_or_default();
+        let exposed = r
+            .header("access-control-expose-headers")
+            .unwrap_or_default();
         assert!(exposed.contains("x-request-id") && exposed.contains("Retry-After"));
     }
     assert_eq!(error.status, 400);
@@ -301,5 +322,9 @@ print("ok")
     })
     .await
     .unwrap();
-    assert_eq!(calls.load(SeqCst), 2, "the resting second was not sent upstream");
+    assert_eq!(
+        calls.load(SeqCst),
+        2,
+        "the resting second was not sent upstream"
+    );
 }

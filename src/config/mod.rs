@@ -63,7 +63,9 @@ pub const MAX_WORKERS: usize = 256;
 
 /// One worker per core the process may run on (SPEC §6).
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_WORKERS)
 }
 
 /// The whole, validated configuration.

@@ -263,14 +263,15 @@ pub fn inspect_answer(body: &[u8]) -> Option<AnswerInfo> {
     })
 }
 
-/// [`inspect_answer`] for one streamed event, in time that does not grow
-/// with the event: the walk stops at the top-level `model` (among the first
-/// members of a chunk), and the whole object is walked for `usage` only when
-/// its bytes hold a `"usage"` key followed by an object, which only the last
-/// event or two of a stream do. A `"usage"` inside a string value is
-/// escaped (`\"usage\"`) and never matches.
+/// [`inspect_answer`] for one streamed event, without walking all of it:
+/// the walk stops at the top-level `model` (among the first members of a
+/// chunk), and the whole object is walked only when its bytes hold a
+/// `"usage"` key followed by an object, which only the last event or two of
+/// a stream do, or an `"error"` that is not `null`. Those two are found
+/// with a SIMD substring search, far cheaper than a walk; a `"usage"`
+/// inside a string value is escaped (`\"usage\"`) and never matches.
 pub fn inspect_event(event: &[u8]) -> Option<AnswerInfo> {
-    if may_carry_usage(event) {
+    if may_carry_usage(event) || may_carry_error(event) {
         return inspect_answer(event);
     }
     let fields = top_level_fields(event, true)?;
@@ -283,12 +284,28 @@ pub fn inspect_event(event: &[u8]) -> Option<AnswerInfo> {
 
 /// Whether `doc` has a `"usage"` key whose value is an object.
 fn may_carry_usage(doc: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"usage\"";
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(KEY));
-    FINDER.find_iter(doc).any(|at| {
-        let colon = skip_ws(doc, at + KEY.len());
-        doc.get(colon) == Some(&b':') && doc.get(skip_ws(doc, colon + 1)) == Some(&b'{')
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    key_values(doc, &FINDER).any(|value| value == b'{')
+}
+
+/// Whether `doc` has an `"error"` key whose value is not `null`.
+fn may_carry_error(doc: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
+    key_values(doc, &FINDER).any(|value| value != b'n')
+}
+
+/// The first byte of the value after each place `key` (a quoted name)
+/// stands as a key in `doc`, at any depth. Inside a string the quotes
+/// would be escaped, so every match is a real key or string value.
+fn key_values<'a>(
+    doc: &'a [u8],
+    key: &'a memchr::memmem::Finder<'static>,
+) -> impl Iterator<Item = u8> + 'a {
+    key.find_iter(doc).filter_map(move |at| {
+        let colon = skip_ws(doc, at + key.needle().len());
+        (doc.get(colon) == Some(&b':')).then(|| doc.get(skip_ws(doc, colon + 1)).copied())?
     })
 }
 
@@ -310,7 +327,11 @@ impl EventInspector {
     pub fn inspect(&mut self, event: &[u8]) -> Option<AnswerInfo> {
         let at = self.prefix.len();
         let same_opening = at > 0 && event.get(..at) == Some(&self.prefix[..]);
-        if same_opening && event.get(at) == Some(&b'"') && !may_carry_usage(event) {
+        if same_opening
+            && event.get(at) == Some(&b'"')
+            && !may_carry_usage(event)
+            && !may_carry_error(event)
+        {
             if let Some(end) = string_end(event, at) {
                 return Some(AnswerInfo {
                     model_span: Some(at..end),
@@ -354,7 +375,7 @@ fn top_level_fields(doc: &[u8], stop_at_model: bool) -> Option<TopLevel> {
             }
             (b"model", b'"') if found.model.is_none() => found.model = Some(value),
             (b"usage", b'{') if found.usage.is_none() => found.usage = Some(value),
-            (b"error", _) => found.error = true,
+            (b"error", c) => found.error |= c != b'n',
             _ => {}
         }
         Walk::Go

@@ -207,7 +207,9 @@ impl Service for Gateway {
                 return with_request_id(resp);
             }
             Route::Completions => {
-                let resp = self.complete(Endpoint::Completions, head, body, tally).await;
+                let resp = self
+                    .complete(Endpoint::Completions, head, body, tally)
+                    .await;
                 return with_request_id(resp);
             }
             Route::Models => Response::json(200, self.models_json()),

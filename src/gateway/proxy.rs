@@ -325,25 +325,31 @@ async fn judge_and_collect(
         return Ok(Answer::Stream(None));
     }
     let body = if stream {
+        // Read until the opening tells (a first piece may be a lone CRLF,
+        // or cut inside `data:`).
         let wait = gw.config.limits.stream_idle_timeout;
-        let first = match tokio::time::timeout(wait, resp.data()).await {
-            Err(_) => return Err(ApiError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(ApiError::Upstream(e.to_string())),
-            Ok(Ok(first)) => first.unwrap_or_default(),
-        };
-        if looks_like_sse(&first) {
-            return Ok(Answer::Stream(Some(first)));
-        }
-        let rest = collect(gw, resp).await?;
-        match first.is_empty() {
-            true => rest,
-            false => {
-                let mut whole = Vec::with_capacity(first.len() + rest.len());
-                whole.extend_from_slice(&first);
-                whole.extend_from_slice(&rest);
-                Bytes::from(whole)
+        let mut first: Vec<u8> = Vec::new();
+        let mut ended = false;
+        loop {
+            match tokio::time::timeout(wait, resp.data()).await {
+                Err(_) => return Err(ApiError::UpstreamTimeout),
+                Ok(Err(e)) => return Err(ApiError::Upstream(e.to_string())),
+                Ok(Ok(Some(piece))) => first.extend_from_slice(&piece),
+                Ok(Ok(None)) => ended = true,
+            }
+            match sniff_sse(&first) {
+                Some(true) => return Ok(Answer::Stream(Some(Bytes::from(first)))),
+                Some(false) => break,
+                None if ended || first.len() > SNIFF_BYTES => break,
+                None => {}
             }
         }
+        let rest = match ended {
+            true => Bytes::new(),
+            false => collect(gw, resp).await?,
+        };
+        first.extend_from_slice(&rest);
+        Bytes::from(first)
     } else {
         collect(gw, resp).await?
     };
@@ -365,19 +371,37 @@ async fn judge_and_collect(
     Ok(Answer::Whole(body))
 }
 
+/// The most of an unlabelled body read to tell SSE from JSON.
+const SNIFF_BYTES: usize = 64;
+
 /// Whether a body opens like an event stream: after an optional BOM and
 /// blank lines, a comment or a `data`, `event`, `id` or `retry` field.
 fn looks_like_sse(body: &[u8]) -> bool {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let start = body
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(body.len());
+    sniff_sse(body) == Some(true)
+}
+
+/// [`looks_like_sse`] on the start of a body: `None` while the bytes so
+/// far could still become either (empty, blank lines, part of a BOM or of
+/// a field name).
+fn sniff_sse(body: &[u8]) -> Option<bool> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    if body.len() < BOM.len() && BOM.starts_with(body) {
+        return None;
+    }
+    let body = body.strip_prefix(BOM).unwrap_or(body);
+    let start = body.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
     let line = &body[start..];
-    line.first() == Some(&b':')
-        || [&b"data:"[..], b"event:", b"id:", b"retry:"]
-            .iter()
-            .any(|field| line.starts_with(field))
+    if line[0] == b':' {
+        return Some(true);
+    }
+    let fields: [&[u8]; 4] = [b"data:", b"event:", b"id:", b"retry:"];
+    if fields.iter().any(|f| line.starts_with(f)) {
+        return Some(true);
+    }
+    match fields.iter().any(|f| f.starts_with(line)) {
+        true => None,
+        false => Some(false),
+    }
 }
 
 /// 502 for a 2xx body that is not an answer, naming what it looks like.
@@ -562,6 +586,13 @@ impl UpstreamStream {
             if self.spoke_since {
                 self.spoke = now;
                 self.spoke_since = false;
+            }
+            // An upstream whose comments are always ready would never let
+            // the wait below time out: the client's interval is checked
+            // here too.
+            if !self.keep_alive.is_zero() && now >= self.spoke + self.keep_alive {
+                self.spoke_since = true;
+                return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
             }
             let idle_at = self.heard + self.idle_timeout;
             // A keep-alive interval of 0 turns the comments off: then only
@@ -806,6 +837,25 @@ impl PreparedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_is_told_from_its_first_bytes() {
+        for sse in [
+            &b"data: {}"[..],
+            b": ping",
+            b"\r\n\r\nevent: x",
+            b"\xEF\xBB\xBFid: 1",
+            b"retry:",
+        ] {
+            assert_eq!(sniff_sse(sse), Some(true), "{sse:?}");
+        }
+        for undecided in [&b""[..], b"\r\n", b"\xEF\xBB", b"da", b"\n\nevent", b"re"] {
+            assert_eq!(sniff_sse(undecided), None, "{undecided:?}");
+        }
+        for other in [&b"{\"id\":1}"[..], b"<html>", b"dat x", b"ok"] {
+            assert_eq!(sniff_sse(other), Some(false), "{other:?}");
+        }
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {

@@ -28,7 +28,8 @@ fn process_prefix() -> u32 {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let mixed = (nanos ^ u64::from(std::process::id()) << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mixed =
+            (nanos ^ u64::from(std::process::id()) << 32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (mixed >> 32) as u32
     })
 }
@@ -59,6 +60,8 @@ mod tests {
             .collect();
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), 400);
-        assert!(ids.iter().all(|id| id.len() == 28 && id.starts_with(b"req_")));
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 28 && id.starts_with(b"req_")));
     }
 }

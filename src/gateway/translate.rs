@@ -112,7 +112,7 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
         let Value::Object(chunk) = serde_json::from_slice(event).ok()? else {
             return None;
         };
-        if chunk.contains_key("error") {
+        if chunk.get("error").is_some_and(|e| !e.is_null()) {
             return None;
         }
         any = true;

@@ -269,12 +269,16 @@ impl ProxyControl {
     /// and those that restarts and stops left draining (process exit).
     /// Returns the connections that were still open at their deadline.
     pub async fn shutdown(&self) -> usize {
-        let mut state = self.state.lock().await;
-        self.close_locked(&mut state).await;
-        state.status = Status::Stopped;
+        let waiters: Vec<_> = {
+            let mut state = self.state.lock().await;
+            self.close_locked(&mut state).await;
+            state.status = Status::Stopped;
+            state.retired.iter().map(Listener::waiter).collect()
+        };
+        // Waited for without the lock: status and statistics still answer.
         let mut left = 0;
-        for generation in &state.retired {
-            left += generation.wait().await;
+        for waiter in waiters {
+            left += waiter.wait().await;
         }
         left
     }

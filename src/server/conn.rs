@@ -120,6 +120,8 @@ impl<S: Service> Conn<S> {
                     // The body was not read: unless there is none, the
                     // connection cannot be reused (RFC 9112 §9.3).
                     close |= head.framing() != BodyFraming::Empty;
+                    self.served += 1;
+                    close |= *self.phase.borrow() != Phase::Serving;
                     if self.write_whole(*resp, is_head, close).await.is_err() || close {
                         return End::Quiet;
                     }
@@ -324,6 +326,19 @@ impl<S: Service> Conn<S> {
         let max = self.limits.max_head_bytes;
         let ended = loop {
             batch.clear();
+            // A stream whose events never stop coming must still end at
+            // the drain deadline (SPEC §6).
+            if *self.phase.borrow() == Phase::Deadline {
+                let event = error_event(&ApiError::ShuttingDown);
+                let head: &[u8] = if head_sent { &[] } else { &self.wbuf };
+                let items = [StreamItem::Raw(event)];
+                let _ = bounded(
+                    self.timeouts.send,
+                    write_items(&mut self.stream, head, &items, framing, true),
+                )
+                .await;
+                return false;
+            }
             if let Some(item) = source.next_ready() {
                 batch.push(item);
             } else {

@@ -56,6 +56,8 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// its 503, so that a request it already sent does not turn the close into
 /// a reset that would destroy the answer (RFC 9112 §9.6).
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+/// Refusals (503 over `maxConnections`) a worker lets linger at once.
+const MAX_REFUSING: usize = 64;
 /// The period of each worker's [`tick`].
 const TICK: Duration = Duration::from_secs(1);
 
@@ -209,6 +211,7 @@ impl Listener {
                 live: live.clone(),
                 cut: cut.clone(),
                 accepting: accepting_tx.clone(),
+                refusing: Arc::new(AtomicUsize::new(0)),
             };
             running_tx.send_modify(|n| *n += 1);
             accepting_tx.send_modify(|n| *n += 1);
@@ -267,15 +270,34 @@ impl Listener {
     /// short grace once `close` was called. Returns the connections that
     /// were still open at the drain deadline (and were told so).
     pub async fn wait(&self) -> usize {
-        let mut running = self.running.clone();
-        let _ = running.wait_for(|n| *n == 0).await;
-        self.cut.load(Relaxed)
+        self.waiter().wait().await
+    }
+
+    /// A handle that waits for this generation without borrowing it.
+    pub fn waiter(&self) -> Waiter {
+        Waiter {
+            running: self.running.clone(),
+            cut: self.cut.clone(),
+        }
     }
 
     /// `close`, then `wait`.
     pub async fn stop(mut self) -> usize {
         self.close().await;
         self.wait().await
+    }
+}
+
+/// Waits for one generation's workers to exit (see [`Listener::wait`]).
+pub struct Waiter {
+    running: watch::Receiver<usize>,
+    cut: Arc<AtomicUsize>,
+}
+
+impl Waiter {
+    pub async fn wait(mut self) -> usize {
+        let _ = self.running.wait_for(|n| *n == 0).await;
+        self.cut.load(Relaxed)
     }
 }
 
@@ -340,6 +362,8 @@ struct Worker<S: Service> {
     live: Arc<AtomicUsize>,
     cut: Arc<AtomicUsize>,
     accepting: Arc<watch::Sender<usize>>,
+    /// Connections over the cap being refused right now.
+    refusing: Arc<AtomicUsize>,
 }
 
 /// This worker's open connections, and a wake-up when the last one ends.
@@ -380,7 +404,9 @@ impl<S: Service> Worker<S> {
             }
         };
         runtime.block_on(self.serve(socket));
-        // Dropping the runtime cancels whatever survived the grace period.
+        // Cancel whatever survived the grace period; a DNS lookup still
+        // running on the blocking pool is not waited for past it.
+        runtime.shutdown_timeout(DEADLINE_GRACE);
     }
 
     async fn serve(mut self, socket: std::net::TcpListener) {
@@ -409,8 +435,8 @@ impl<S: Service> Worker<S> {
         // Connections already in this socket's queue were accepted by the
         // kernel: serve them too (a reload's new generation shares the
         // socket and would, but after a stop nobody else will).
-        while let Ok(accepted) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-            self.handle(accepted, max, &open, &local).await;
+        while let Ok(Ok(accepted)) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+            self.handle(Ok(accepted), max, &open, &local).await;
         }
         drop(listener);
         self.accepting.send_modify(|n| *n -= 1);
@@ -435,7 +461,16 @@ impl<S: Service> Worker<S> {
             }
         };
         if self.live.load(Relaxed) >= max {
-            tokio::spawn(refuse(stream));
+            // Each refusal lingers a moment; a flood past the cap is cut at
+            // once rather than let it hold file descriptors.
+            if self.refusing.load(Relaxed) < MAX_REFUSING {
+                self.refusing.fetch_add(1, Relaxed);
+                let refusing = self.refusing.clone();
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    refusing.fetch_sub(1, Relaxed);
+                });
+            }
             return;
         }
         self.live.fetch_add(1, Relaxed);

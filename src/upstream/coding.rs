@@ -16,8 +16,12 @@ use std::io::Write;
 
 use bytes::Bytes;
 
-/// Input fed to the decompressor at once.
+/// Input fed to a deflate decompressor at once: deflate expands at most
+/// about 1032 times, so a step yields at most ~264 KiB.
 const STEP: usize = 256;
+/// The same for brotli, whose commands copy up to 16 MiB each: a few bytes
+/// can hold little more than one such command.
+const BROTLI_STEP: usize = 8;
 /// Output after which a call returns (the rest of its input waits).
 pub const MAX_OUTPUT: usize = 256 * 1024;
 
@@ -26,6 +30,8 @@ pub struct ContentDecoder {
     codec: Codec,
     /// Input not fed yet (a call stopped at `MAX_OUTPUT`).
     pending: Bytes,
+    /// Any input at all: an empty body is no corrupt stream.
+    fed: bool,
 }
 
 enum Codec {
@@ -60,6 +66,7 @@ impl ContentDecoder {
         Ok(Some(ContentDecoder {
             codec,
             pending: Bytes::new(),
+            fed: false,
         }))
     }
 
@@ -84,8 +91,13 @@ impl ContentDecoder {
                 Bytes::from(joined)
             }
         };
+        self.fed |= !input.is_empty();
+        let step = match self.codec {
+            Codec::Brotli(_) => BROTLI_STEP,
+            _ => STEP,
+        };
         while !input.is_empty() && self.output_len() < MAX_OUTPUT {
-            let step = input.split_to(input.len().min(STEP));
+            let step = input.split_to(input.len().min(step));
             self.write(&step)?;
         }
         self.pending = input;
@@ -95,20 +107,29 @@ impl ContentDecoder {
     /// The body ended: the rest of the output. Errors when the compressed
     /// data ended before its own end (a cut body).
     pub fn finish(&mut self) -> std::io::Result<Bytes> {
+        if !self.fed {
+            // An empty body (a 204-like answer that still names a coding).
+            return Ok(Bytes::new());
+        }
         let rest = std::mem::take(&mut self.pending);
         self.write(&rest)?;
         match &mut self.codec {
             Codec::Gzip(d) => d.try_finish()?,
             Codec::Deflate(d) => d.try_finish()?,
-            Codec::Brotli(d) => d.flush()?,
+            // `close` checks that the stream reached its last meta-block.
+            Codec::Brotli(d) => d.close()?,
         }
         Ok(self.take_output())
     }
 
+    /// Feed one step. flate2's writers hand a write's output over only at
+    /// the next write or a flush, so each step is flushed: the output is
+    /// then counted where it is bounded, and a stream's last event does not
+    /// wait for the upstream's next piece.
     fn write(&mut self, input: &[u8]) -> std::io::Result<()> {
         match &mut self.codec {
-            Codec::Gzip(d) => d.write_all(input),
-            Codec::Deflate(d) => d.write_all(input),
+            Codec::Gzip(d) => d.write_all(input).and_then(|()| d.flush()),
+            Codec::Deflate(d) => d.write_all(input).and_then(|()| d.flush()),
             Codec::Brotli(d) => d.write_all(input),
         }
     }
@@ -196,6 +217,35 @@ mod tests {
         let full = gzip(&b"data: {}\n\n".repeat(100));
         assert!(decode("gzip", &full[..full.len() - 5], 64).is_err());
         assert!(decode("gzip", b"not gzip at all", 4).is_err());
+    }
+
+    /// What a piece decodes to comes out with that piece: an event of a
+    /// compressed stream is not held back until the next one.
+    #[test]
+    fn each_piece_comes_out_at_once() {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b"data: {\"a\":1}\n\n").unwrap();
+        e.flush().unwrap(); // a sync flush, as a server flushing per event does
+        let first = e.get_ref().clone();
+        let mut d = ContentDecoder::for_encoding(b"gzip").unwrap().unwrap();
+        let out = d.push(Bytes::from(first)).unwrap();
+        assert_eq!(&out[..], b"data: {\"a\":1}\n\n");
+        let mut b = ContentDecoder::for_encoding(b"br").unwrap().unwrap();
+        let hello = [0x0b, 0x02, 0x80, 0x68, 0x65, 0x6c, 0x6c, 0x6f];
+        assert_eq!(
+            &b.push(Bytes::copy_from_slice(&hello)).unwrap()[..],
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn an_empty_body_is_not_corrupt_but_a_cut_brotli_one_is() {
+        let mut d = ContentDecoder::for_encoding(b"gzip").unwrap().unwrap();
+        assert!(d.finish().unwrap().is_empty());
+        let mut b = ContentDecoder::for_encoding(b"br").unwrap().unwrap();
+        b.push(Bytes::from_static(&[0x0b, 0x02, 0x80, 0x68]))
+            .unwrap();
+        assert!(b.finish().is_err());
     }
 
     #[test]

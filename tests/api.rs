@@ -41,9 +41,14 @@ async fn client_keys_in_all_three_places() {
     let r = gw.get("/v1/models?api_key=nope").await;
     assert_eq!(r.status, 401);
     // Unauthenticated routes.
-    for path in ["/health", "/stats", "/"] {
+    for path in ["/health", "/"] {
         assert_eq!(gw.get(path).await.status, 200, "{path}");
     }
+    // /stats names providers and accounts: a key is needed when keys are set.
+    assert_eq!(gw.get("/stats").await.status, 401);
+    assert_eq!(gw.get("/stats?api_key=sk-two").await.status, 200);
+    // chat2api's own JSON documents end with a newline.
+    assert!(gw.get("/health").await.text().ends_with("}\n"));
 }
 
 #[tokio::test]

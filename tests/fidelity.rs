@@ -477,9 +477,7 @@ async fn the_client_never_waits_longer_than_the_keep_alive_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_gets_an_answer_or_a_clean_error_in_every_case() {
-    let Some(py) = support::sdk::python() else {
-        return;
-    };
+    let py = support::sdk::python();
     let (_up, gw) = gateway().await;
     let base = format!("http://{}/v1", gw.addr);
     let script = std::path::Path::new(support::sdk::ROOT).join("tests/sdk/fidelity_test.py");

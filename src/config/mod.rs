@@ -58,6 +58,10 @@ pub const MOCK_MODEL: &str = "mock-echo";
 pub const EXAMPLE_MODEL: &str = "DeepSeek-V3.2";
 /// Account id used when a provider's accounts are implied rather than listed.
 pub const DEFAULT_ACCOUNT_ID: &str = "default";
+/// The built-in default's mock streams one token per this delay, so that
+/// `curl -N` shows an answer arriving as from a real provider (a config's
+/// own mock providers stream at once unless they set `tokenDelayMs`).
+pub const BUILTIN_MOCK_TOKEN_DELAY: Duration = Duration::from_millis(25);
 /// The most worker threads a config may ask for.
 pub const MAX_WORKERS: usize = 256;
 
@@ -729,7 +733,7 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
         id: MOCK_PROVIDER_ID.to_owned(),
         kind: ProviderKind::Mock {
             text: None,
-            token_delay: Duration::ZERO,
+            token_delay: BUILTIN_MOCK_TOKEN_DELAY,
         },
         accounts: vec![default_account(String::new())],
         models: mock_models,

@@ -132,7 +132,7 @@ impl Gateway {
             router,
             upstreams,
             created: unix_time(),
-            root: Bytes::from(root.to_string()),
+            root: Bytes::from(format!("{root}\n")),
             bound_port: std::sync::atomic::AtomicU16::new(config.port),
             config,
             stats,
@@ -186,7 +186,10 @@ impl Service for Gateway {
                 Response::error(&ApiError::MethodNotAllowed).with_tally(tally),
             ));
         }
-        if route.is_counted() {
+        // `/stats` names providers and accounts: only for clients with a
+        // key, when keys are configured (`/health` stays open for load
+        // balancers).
+        if route.is_counted() || route == Route::Stats {
             if let Err(e) = self.keys.check(head) {
                 return Err(Box::new(Response::error(&e).with_tally(tally)));
             }
@@ -212,13 +215,13 @@ impl Service for Gateway {
                     .await;
                 return with_request_id(resp);
             }
-            Route::Models => Response::json(200, self.models_json()),
+            Route::Models => Response::json_doc(200, self.models_json()),
             Route::Model => self.model_json(head.path()),
-            Route::Health => Response::json(200, self.stats.health_json()),
+            Route::Health => Response::json_doc(200, self.stats.health_json()),
             Route::Stats => {
                 let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
                 let health = self.router.health_json();
-                Response::json(200, self.stats.stats_json("running", port, Some(&health)))
+                Response::json_doc(200, self.stats.stats_json("running", port, Some(&health)))
             }
             Route::Root => Response::json(200, self.root.clone()),
             Route::Preflight => preflight(head),
@@ -242,13 +245,13 @@ impl Gateway {
         serde_json::json!({"id": id, "object": "model", "created": self.created, "owned_by": owner})
     }
 
-    fn models_json(&self) -> Bytes {
+    fn models_json(&self) -> String {
         let data: Vec<_> = self
             .router
             .model_names()
             .map(|(id, owner)| self.model_object(id, owner))
             .collect();
-        Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+        serde_json::json!({"object": "list", "data": data}).to_string()
     }
 
     fn model_json(&self, path: &[u8]) -> Response {
@@ -257,7 +260,7 @@ impl Gateway {
         match self.router.resolve(&name) {
             Some(r) => {
                 let owner = r.owner(&self.router);
-                Response::json(200, self.model_object(&name, owner).to_string())
+                Response::json_doc(200, self.model_object(&name, owner).to_string())
             }
             None => Response::error(&ApiError::ModelNotFound(name)),
         }

@@ -46,6 +46,14 @@ impl Response {
         }
     }
 
+    /// One of chat2api's own JSON documents as an answer, ended with a
+    /// newline as command-line clients expect (upstream answers are passed
+    /// on byte for byte instead).
+    pub fn json_doc(status: u16, mut doc: String) -> Response {
+        doc.push('\n');
+        Response::json(status, doc)
+    }
+
     /// A CORS preflight answer: any origin, the methods both listeners
     /// serve, and `allow_headers`.
     pub fn preflight(allow_headers: Bytes) -> Response {
@@ -67,7 +75,9 @@ impl Response {
     }
 
     pub fn error(err: &ApiError) -> Response {
-        let mut r = Response::json(err.status(), err.body());
+        let mut body = Vec::from(&err.body()[..]);
+        body.push(b'\n');
+        let mut r = Response::json(err.status(), body);
         r.error = Some(err.log_code());
         if matches!(err, ApiError::MethodNotAllowed) {
             r.headers

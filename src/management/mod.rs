@@ -333,7 +333,7 @@ fn answer(status: u16, body: impl Into<Bytes>) -> Response {
 
 /// `{"success":true,"data":DATA}`, `data` being JSON already.
 fn success(data: &str) -> Response {
-    answer(200, format!("{{\"success\":true,\"data\":{data}}}"))
+    answer(200, format!("{{\"success\":true,\"data\":{data}}}\n"))
 }
 
 /// The `data` of `/v0/management/proxy/status` (SPEC §5).

@@ -20,6 +20,10 @@ pub struct Cli {
     pub port: Option<u16>,
     /// `--check-config`: validate, print the routing table, exit.
     pub check_config: bool,
+    /// `--access-log text|json|off`: overrides `accessLog` of the file.
+    pub access_log: Option<crate::config::AccessLog>,
+    /// `--management-port N`: overrides `management.port` of the file.
+    pub management_port: Option<u16>,
 }
 
 /// What the command line asks for.
@@ -45,6 +49,12 @@ Options:
                       built-in default)
       --host HOST     proxy listen address; overrides \"host\" of the file
       --port PORT     proxy listen port (0 = any free port); overrides \"port\"
+      --management-port PORT
+                      management listener port (status page, start/stop,
+                      statistics, metrics; default 8081, on 127.0.0.1)
+      --access-log FORMAT
+                      one line per request on stderr: text (default), json
+                      or off; overrides \"accessLog\" of the file
       --check-config  validate the config, print the routing table and exit
                       (status 0 when valid, 1 when not)
   -h, --help          print this help and exit
@@ -81,14 +91,18 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<CliAction,
                     .map_err(|_| "--host: the value is not valid UTF-8".to_owned())?;
                 cli.host = Some(host);
             }
-            Long("port") => {
-                let raw = value(&mut parser, "--port")?;
-                let port = raw
-                    .to_str()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u16>().ok())
-                    .ok_or_else(|| format!("--port: {raw:?} is not a port number (0-65535)"))?;
-                cli.port = Some(port);
+            Long("port") => cli.port = Some(port(&mut parser, "--port")?),
+            Long("management-port") => {
+                cli.management_port = Some(port(&mut parser, "--management-port")?)
+            }
+            Long("access-log") => {
+                let raw = value(&mut parser, "--access-log")?;
+                cli.access_log = Some(match raw.to_str() {
+                    Some("text") => crate::config::AccessLog::Text,
+                    Some("json") => crate::config::AccessLog::Json,
+                    Some("off") => crate::config::AccessLog::Off,
+                    _ => return Err(format!("--access-log: {raw:?} is not text, json or off")),
+                });
             }
             Long("check-config") => cli.check_config = true,
             Long("help") | Short('h') => return Ok(CliAction::Help(HELP.to_owned())),
@@ -104,6 +118,15 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<CliAction,
     Ok(CliAction::Run(cli))
 }
 
+/// A port number for `flag`.
+fn port(parser: &mut lexopt::Parser, flag: &str) -> Result<u16, String> {
+    let raw = value(parser, flag)?;
+    raw.to_str()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("{flag}: {raw:?} is not a port number (0-65535)"))
+}
+
 /// The value of option `flag`, with an error that names the flag.
 fn value(parser: &mut lexopt::Parser, flag: &str) -> Result<OsString, String> {
     parser.value().map_err(|_| format!("{flag} needs a value"))
@@ -117,6 +140,12 @@ impl Cli {
         }
         if let Some(port) = self.port {
             cfg.port = port;
+        }
+        if let Some(port) = self.management_port {
+            cfg.management.port = port;
+        }
+        if let Some(format) = self.access_log {
+            cfg.access_log = format;
         }
     }
 }
@@ -152,6 +181,10 @@ mod tests {
             "--port",
             "0",
             "--check-config",
+            "--management-port",
+            "9",
+            "--access-log",
+            "json",
         ]);
         assert_eq!(
             cli,
@@ -160,8 +193,11 @@ mod tests {
                 host: Some("0.0.0.0".to_owned()),
                 port: Some(0),
                 check_config: true,
+                access_log: Some(crate::config::AccessLog::Json),
+                management_port: Some(9),
             }
         );
+        assert!(parse(&["--access-log", "loud"]).is_err());
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("chat2api: {e}\n\n{}", cli::HELP);
+            eprintln!("chat2api: {e}\nTry 'chat2api --help' for the options.");
             return ExitCode::from(2);
         }
     };
@@ -71,6 +71,7 @@ fn main() -> ExitCode {
     // limit (often 1024) far below `maxConnections`, as nginx's
     // `worker_rlimit_nofile` and Go's runtime do.
     return_memory();
+    chat2api::stats::access::set_format(config.access_log);
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("chat2api: cannot raise the open-file limit: {e}");
     }
@@ -95,6 +96,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// A bind error that says which flag moves the listener elsewhere.
+fn with_port_hint(message: String, flag: &str) -> String {
+    if message.contains("in use") {
+        format!("{message}; choose another port with {flag}")
+    } else {
+        message
+    }
+}
+
+/// Whether `host` only listens on this machine.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn load(cli: &cli::Cli) -> Result<Config, String> {
     let mut config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
     cli.apply(&mut config);
@@ -114,11 +132,15 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let stats = Arc::new(Stats::new());
     let loader: Loader = Box::new(move || load(&cli));
+    let open_to_all = !config.auth_enabled() && !is_loopback(&config.host);
     let settings = config.management.clone();
     let mut limits = config.limits.clone();
     limits.drain_timeout = MANAGEMENT_DRAIN;
     let control = Arc::new(ProxyControl::new(config, stats, loader));
-    control.start().await.map_err(|e| e.to_string())?;
+    control
+        .start()
+        .await
+        .map_err(|e| with_port_hint(e.to_string(), "--port"))?;
     let status = control.status().await;
     // Tests and scripts read this first line for the address.
     eprintln!(
@@ -126,6 +148,12 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         authority(&status.host, status.port)
     );
+    if open_to_all {
+        eprintln!(
+            "chat2api: warning: listening on {} with no client keys: anyone who can reach it may use your providers' keys (set \"apiKeys\")",
+            status.host
+        );
+    }
     let management = if settings.enabled {
         let service = Arc::new(Management::new(control.clone(), settings.secret, limits));
         match Listener::start(service, &settings.host, settings.port, MANAGEMENT_WORKERS).await {
@@ -137,9 +165,9 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
             // The proxy is what users came for: serve it anyway.
             Err(e) => {
                 let addr = authority(&settings.host, settings.port);
-                eprintln!(
-                    "chat2api: warning: no management listener: cannot listen on {addr}: {e}"
-                );
+                let message =
+                    with_port_hint(format!("cannot listen on {addr}: {e}"), "--management-port");
+                eprintln!("chat2api: warning: no management listener: {message}");
                 None
             }
         }

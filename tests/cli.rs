@@ -162,3 +162,117 @@ fn the_open_file_limit_is_raised() {
     let _ = child.wait();
     assert!(raised, "soft limit still {:?}", soft_and_hard(child.id()));
 }
+
+fn post_chat(addr: &str, target: &str) -> String {
+    let body = r#"{"model":"mock-echo","messages":[{"role":"user","content":"Hi"}]}"#;
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// One access-log line per request on stderr, within about a second (the
+/// lines are buffered), never with a key; as JSON with `--access-log json`.
+#[test]
+fn the_access_log_has_a_line_per_request_and_no_key() {
+    let run = spawn(&["--port", "0", "--management-port", "0"]);
+    let answer = post_chat(&run.addr, "/v1/chat/completions?api_key=sk-very-secret");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let line = support::binary::stderr_line(&run, "/v1/chat/completions", Duration::from_secs(3));
+    for part in [
+        "POST /v1/chat/completions",
+        "model=mock-echo",
+        "status=200",
+        "id=req_",
+        "route=mock/default",
+    ] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    assert!(!line.contains("sk-very-secret"), "{line}");
+
+    let run = spawn(&[
+        "--port",
+        "0",
+        "--management-port",
+        "0",
+        "--access-log",
+        "json",
+    ]);
+    post_chat(&run.addr, "/v1/chat/completions");
+    let line = support::binary::stderr_line(&run, "/v1/chat/completions", Duration::from_secs(3));
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(
+        (v["status"].clone(), v["model"].clone()),
+        (200.into(), "mock-echo".into())
+    );
+    assert!(v["requestId"].as_str().unwrap().starts_with("req_"), "{v}");
+    assert!(v["latency"].is_number() && v["client"].is_string(), "{v}");
+
+    let run = spawn(&[
+        "--port",
+        "0",
+        "--management-port",
+        "0",
+        "--access-log",
+        "off",
+    ]);
+    post_chat(&run.addr, "/v1/chat/completions");
+    std::thread::sleep(Duration::from_millis(1500));
+    let lines: Vec<String> = run.stderr.try_iter().collect();
+    assert!(
+        lines.iter().all(|l| !l.contains("/v1/chat/completions")),
+        "{lines:?}"
+    );
+}
+
+/// What a newcomer gets wrong, answered in one line that says what to do.
+#[test]
+fn mistakes_get_one_line_that_says_what_to_do() {
+    let out = Command::new(BIN).arg("--prot").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("--prot") && err.contains("--help"), "{err}");
+    assert!(!err.contains("Usage:"), "the whole help was printed: {err}");
+
+    let first = spawn(&["--port", "0", "--management-port", "0"]);
+    let port = first.addr.rsplit(':').next().unwrap();
+    let out = Command::new(BIN)
+        .args(["--port", port, "--management-port", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--port"), "{err}");
+
+    let wrong_place = temp_file(
+        "wrong-place.json",
+        r#"{"providers":[{"id":"local","type":"mock","models":["m"],"requestTimeout":5}]}"#,
+    );
+    let empty_key = temp_file(
+        "empty-key.json",
+        r#"{"providers":[{"id":"o","type":"openai","baseUrl":"http://127.0.0.1:9/v1","accounts":[{"id":"a","apiKey":"${CHAT2API_TEST_EMPTY}"}],"models":["m"]}]}"#,
+    );
+    for (path, expected) in [
+        (&wrong_place, "`requestTimeout` belongs at the top level"),
+        (&empty_key, "providers[0].accounts[0].apiKey"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["--config", path.to_str().unwrap(), "--check-config"])
+            .env("CHAT2API_TEST_EMPTY", "")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+
+    let open = spawn(&["--host", "0.0.0.0", "--port", "0", "--management-port", "0"]);
+    let warning = support::binary::stderr_line(&open, "warning", Duration::from_secs(3));
+    assert!(warning.contains("no client keys"), "{warning}");
+}

@@ -72,10 +72,19 @@ impl fmt::Display for ConfigError {
                 }
                 write!(f, ": {message}")
             }
-            ConfigError::UnknownKey { path } => write!(
-                f,
-                "unknown config key `{path}` (keys are camelCase; check the spelling)"
-            ),
+            ConfigError::UnknownKey { path } => {
+                let key = path.rsplit(['.', ']']).next().unwrap_or(path);
+                match home_of(key) {
+                    Some(home) => write!(
+                        f,
+                        "config key `{path}` is in the wrong place: `{key}` belongs {home}"
+                    ),
+                    None => write!(
+                        f,
+                        "unknown config key `{path}` (keys are camelCase; check the spelling)"
+                    ),
+                }
+            }
             ConfigError::MissingEnv { var, path } => write!(
                 f,
                 "config key `{}` uses ${{{var}}}, but environment variable {var} is not set",
@@ -95,4 +104,77 @@ impl std::error::Error for ConfigError {
             _ => None,
         }
     }
+}
+
+/// Where a known key belongs, for a key found in the wrong section.
+fn home_of(key: &str) -> Option<&'static str> {
+    const HOMES: &[(&str, &[&str])] = &[
+        (
+            "at the top level",
+            &[
+                "host",
+                "port",
+                "apiKeys",
+                "loadBalanceStrategy",
+                "requestTimeout",
+                "retryCount",
+                "workers",
+                "accessLog",
+                "management",
+                "providers",
+                "modelMappings",
+                "limits",
+            ],
+        ),
+        (
+            "in `limits`",
+            &[
+                "maxHeadBytes",
+                "maxHeaders",
+                "maxUriBytes",
+                "maxBodyBytes",
+                "maxChunkExtBytes",
+                "maxTrailerBytes",
+                "headerReadTimeout",
+                "bodyReadTimeout",
+                "sendTimeout",
+                "keepAliveTimeout",
+                "upstreamConnectTimeout",
+                "streamIdleTimeout",
+                "drainTimeout",
+                "upstreamIdleTimeout",
+                "upstreamMaxIdle",
+                "sseKeepaliveInterval",
+                "maxConnections",
+                "maxAnswerBytes",
+                "maxEventBytes",
+            ],
+        ),
+        (
+            "in a `providers[]` entry",
+            &[
+                "type",
+                "baseUrl",
+                "accounts",
+                "models",
+                "completions",
+                "caFile",
+                "text",
+                "tokenDelayMs",
+            ],
+        ),
+        (
+            "in a `providers[].accounts[]` entry",
+            &["apiKey", "dailyLimit", "organization", "project"],
+        ),
+        ("in `management`", &["secret"]),
+        (
+            "in a `modelMappings[]` entry",
+            &["requestModel", "actualModel", "preferredProviderId"],
+        ),
+    ];
+    HOMES
+        .iter()
+        .find(|(_, keys)| keys.contains(&key))
+        .map(|(home, _)| *home)
 }

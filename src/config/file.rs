@@ -9,8 +9,8 @@
 use super::document::{self, Node};
 use super::{
     builtin_providers, default_account, default_workers, index_path, invalid, key_path,
-    vendor_models, vendors, Account, ApiKey, BaseUrl, CompletionsMode, Config, ConfigError, Limits,
-    Management, ModelMapping, Provider, ProviderKind, Strategy, DEFAULT_HOST,
+    vendor_models, vendors, AccessLog, Account, ApiKey, BaseUrl, CompletionsMode, Config,
+    ConfigError, Limits, Management, ModelMapping, Provider, ProviderKind, Strategy, DEFAULT_HOST,
     DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT,
     MOCK_MODEL,
 };
@@ -70,6 +70,7 @@ struct RawConfig {
     retry_count: Option<u32>,
     /// Worker threads; absent or 0 = one per available core.
     workers: Option<usize>,
+    access_log: Option<AccessLog>,
     management: Option<RawManagement>,
     /// Absent = the built-in providers; present but empty is an error.
     providers: Option<Vec<RawProvider>>,
@@ -330,6 +331,7 @@ impl RawConfig {
                 .workers
                 .filter(|&n| n > 0)
                 .unwrap_or_else(default_workers),
+            access_log: self.access_log.unwrap_or_default(),
             management,
             providers,
             model_mappings: self
@@ -389,6 +391,23 @@ impl RawAccount {
 
 fn into_accounts(list: Vec<RawAccount>) -> Vec<Account> {
     list.into_iter().map(RawAccount::into_account).collect()
+}
+
+/// Accounts of an upstream that takes keys: an `apiKey` that is given but
+/// empty (most often a `${VAR}` set to nothing) is an error, as sending no
+/// key would only earn 401s; an account for an upstream that needs no key
+/// leaves `apiKey` out.
+fn keyed_accounts(list: Vec<RawAccount>, path: &str) -> Result<Vec<Account>, ConfigError> {
+    for (i, a) in list.iter().enumerate() {
+        if a.api_key.as_deref() == Some("") {
+            let at = key_path(&index_path(&key_path(path, "accounts"), i), "apiKey");
+            return Err(invalid(
+                &at,
+                "is empty (a variable set to nothing?); leave apiKey out for an upstream that needs no key",
+            ));
+        }
+    }
+    Ok(into_accounts(list))
 }
 
 /// The parts of a provider whose defaults depend on its `type`.
@@ -506,7 +525,7 @@ impl RawProvider {
             None => return Err(required("models")),
         };
         let accounts = match self.accounts {
-            Some(list) => into_accounts(list),
+            Some(list) => keyed_accounts(list, path)?,
             None if !own_url => return Err(required("accounts")),
             None => match env(vendor.env_var).filter(|k| !k.is_empty()) {
                 Some(key) => vec![default_account(key)],

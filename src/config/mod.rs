@@ -87,6 +87,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Further attempts on other accounts after a failed one.
     pub retry_count: u32,
+    /// One line per `/v1/` request on stderr (SPEC §5), `accessLog`.
+    pub access_log: AccessLog,
     /// Proxy worker threads (`workers`), each with its own runtime, listener
     /// socket and upstream pool shard; at least 1. The file's 0 or absence
     /// means one per available core.
@@ -196,6 +198,17 @@ pub struct ModelMapping {
     pub actual_model: String,
     /// Try this provider first when it serves `actual_model`.
     pub preferred_provider_id: Option<String>,
+}
+
+/// The access log's format (`accessLog`): a text line (default), a JSON
+/// object per line, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    #[default]
+    Text,
+    Json,
+    Off,
 }
 
 /// What `/v1/completions` does for a provider.
@@ -446,6 +459,7 @@ impl Config {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry_count: DEFAULT_RETRY_COUNT,
             workers: default_workers(),
+            access_log: AccessLog::default(),
             management: Management::default(),
             providers: builtin_providers(env),
             model_mappings: Vec::new(),

@@ -310,6 +310,7 @@ impl Gateway {
             counted = Some(pick.usage());
             if let Some(t) = tally.as_mut() {
                 t.route(pick.ids);
+                t.route_name(&pick.account.name);
             }
             if let ProviderKind::Mock { text, token_delay } = &pick.provider.kind {
                 pick.record_success();

@@ -228,12 +228,14 @@ pub struct Account {
     used_today: AtomicU64,
     /// The account's own health: its key refused.
     pub health: Health,
+    /// `provider/account`, as the access log names it.
+    pub name: Arc<str>,
     counter: Counter,
     label: LabelId,
 }
 
 impl Account {
-    fn new(config: &crate::config::Account, label: (LabelId, Counter)) -> Account {
+    fn new(config: &crate::config::Account, name: String, label: (LabelId, Counter)) -> Account {
         let mut fields = Vec::new();
         for (name, value) in [
             ("OpenAI-Organization", &config.organization),
@@ -260,6 +262,7 @@ impl Account {
             day: AtomicU64::new(today()),
             used_today: AtomicU64::new(0),
             health: Health::default(),
+            name: name.into(),
             counter: label.1,
             label: label.0,
         }
@@ -356,16 +359,16 @@ impl Router {
                 .accounts
                 .iter()
                 .map(|a| {
-                    let l = stats.label(Label::Account, &format!("{}/{}", p.id, a.id));
-                    Account::new(a, l)
+                    let name = format!("{}/{}", p.id, a.id);
+                    let l = stats.label(Label::Account, &name);
+                    Account::new(a, name, l)
                 })
                 .collect();
             if accounts.is_empty() && matches!(p.kind, ProviderKind::Mock { .. }) {
-                let l = stats.label(Label::Account, &format!("{}/default", p.id));
-                accounts.push(Account::new(
-                    &crate::config::default_account(String::new()),
-                    l,
-                ));
+                let name = format!("{}/default", p.id);
+                let l = stats.label(Label::Account, &name);
+                let config = crate::config::default_account(String::new());
+                accounts.push(Account::new(&config, name, l));
             }
             let account_count = accounts.len();
             let (label, counter) = stats.label(Label::Provider, &p.id);
@@ -801,7 +804,7 @@ mod tests {
             daily_limit: 2,
             ..crate::config::default_account("k".into())
         };
-        let a = Account::new(&config, (0, Counter::default()));
+        let a = Account::new(&config, "p/a".into(), (0, Counter::default()));
         a.record_use();
         assert!(a.has_quota());
         a.record_use();

@@ -9,6 +9,7 @@
 
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,6 +63,8 @@ pub struct Conn<S: Service> {
     phase: watch::Receiver<Phase>,
     /// Requests answered on this connection so far.
     served: u64,
+    /// The client's address, for the access log.
+    peer: SocketAddr,
 }
 
 #[derive(Clone, Copy)]
@@ -73,7 +76,12 @@ struct Timeouts {
 }
 
 impl<S: Service> Conn<S> {
-    pub fn new(stream: TcpStream, service: Arc<S>, phase: watch::Receiver<Phase>) -> Conn<S> {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        service: Arc<S>,
+        phase: watch::Receiver<Phase>,
+    ) -> Conn<S> {
         let _ = stream.set_nodelay(true);
         let l: &ConfigLimits = service.limits();
         let timeouts = Timeouts {
@@ -91,6 +99,7 @@ impl<S: Service> Conn<S> {
             service,
             phase,
             served: 0,
+            peer,
         }
     }
 
@@ -114,9 +123,18 @@ impl<S: Service> Conn<S> {
             let is_head = head.method() == Method::Head;
             let http10 = head.version() == Version::Http10;
             let mut close = !head.keep_alive();
-            let (route, tally) = match self.service.admit(&head) {
+            let admitted = self.service.admit(&head).map(|(route, mut tally)| {
+                if let Some(t) = tally.as_mut() {
+                    t.request_line(self.peer, head.method().as_str(), head.target());
+                }
+                (route, tally)
+            });
+            let (route, tally) = match admitted {
                 Ok(admitted) => admitted,
-                Err(resp) => {
+                Err(mut resp) => {
+                    if let Some(t) = resp.tally.as_mut() {
+                        t.request_line(self.peer, head.method().as_str(), head.target());
+                    }
                     // The body was not read: unless there is none, the
                     // connection cannot be reused (RFC 9112 §9.3).
                     close |= head.framing() != BodyFraming::Empty;

@@ -442,6 +442,7 @@ impl<S: Service> Worker<S> {
         self.accepting.send_modify(|n| *n -= 1);
         self.drain(&open, &local).await;
         ticking.abort();
+        crate::stats::access::flush();
     }
 
     async fn handle(
@@ -451,8 +452,8 @@ impl<S: Service> Worker<S> {
         open: &Arc<Open>,
         phase: &watch::Sender<Phase>,
     ) {
-        let stream = match accepted {
-            Ok((s, _)) => s,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(_) => {
                 // Out of file descriptors or a reset before accept: back off
                 // briefly instead of spinning.
@@ -479,7 +480,7 @@ impl<S: Service> Worker<S> {
             live: self.live.clone(),
             open: open.clone(),
         };
-        let conn = conn::Conn::new(stream, self.service.clone(), phase.subscribe());
+        let conn = conn::Conn::new(stream, peer, self.service.clone(), phase.subscribe());
         tokio::spawn(async move {
             conn.run().await;
             drop(guard);
@@ -522,11 +523,14 @@ impl<S: Service> Worker<S> {
 /// be such a timer. With this tick pending, those deadlines, all longer than
 /// the tick, are entered into the wheel without waking anything: one
 /// wake-up per second per worker instead of one per request.
+///
+/// The tick also writes out the access log lines this worker gathered.
 async fn tick() {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        crate::stats::access::flush();
     }
 }
 

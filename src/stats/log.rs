@@ -96,6 +96,12 @@ impl<const N: usize> Text<N> {
         Text(t)
     }
 
+    /// The text, up to its padding.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        let len = self.0.iter().position(|b| *b == 0).unwrap_or(N);
+        String::from_utf8_lossy(&self.0[..len])
+    }
+
     /// As a JSON string, or `null` when empty.
     fn json(&self) -> String {
         let len = self.0.iter().position(|b| *b == 0).unwrap_or(N);

@@ -12,6 +12,7 @@
 //! happens-before edge is needed. The request log's slots are the exception
 //! (a seqlock, see `RequestLog`).
 
+pub mod access;
 mod histogram;
 mod log;
 mod tally;

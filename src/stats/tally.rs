@@ -1,11 +1,12 @@
 //! One request's entry in the statistics, carried with the request from the
 //! moment it reaches a `/v1/` route until its answer is written.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::log::{log_error_index, LogRecord, Text, MODEL_BYTES, REQUEST_ID_BYTES};
-use super::{LabelId, Stats, NO_LABEL};
+use super::{access, LabelId, Stats, NO_LABEL};
 
 /// Which labelled names a request was routed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,16 @@ pub struct Tally {
     finished: bool,
     request_id: Text<REQUEST_ID_BYTES>,
     requested_model: Text<MODEL_BYTES>,
+    /// For the access log, kept only while it is on.
+    access: Option<Box<AccessFields>>,
+}
+
+/// What only the access log needs to know of a request.
+struct AccessFields {
+    client: SocketAddr,
+    method: &'static str,
+    path: String,
+    route: Option<Arc<str>>,
 }
 
 /// The status logged for a request whose client left before its answer ended.
@@ -59,6 +70,30 @@ impl Tally {
             finished: false,
             request_id: Text::default(),
             requested_model: Text::default(),
+            access: None,
+        }
+    }
+
+    /// Who asked for what, for the access log (a no-op while it is off).
+    /// The query string is left out: a key may be in it.
+    pub fn request_line(&mut self, client: SocketAddr, method: &'static str, target: &[u8]) {
+        if !access::enabled() {
+            return;
+        }
+        let path = target.split(|b| *b == b'?').next().unwrap_or_default();
+        self.access = Some(Box::new(AccessFields {
+            client,
+            method,
+            path: String::from_utf8_lossy(path).into_owned(),
+            route: None,
+        }));
+    }
+
+    /// `provider/account` of the deployment that answered, for the
+    /// access log.
+    pub fn route_name(&mut self, name: &Arc<str>) {
+        if let Some(a) = self.access.as_mut() {
+            a.route = Some(name.clone());
         }
     }
 
@@ -107,7 +142,7 @@ impl Tally {
             stats.ttft.record(ttft);
         }
         stats.record_tokens(self.tokens.0, self.tokens.1);
-        stats.log.push(&LogRecord {
+        let record = LogRecord {
             time_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -121,7 +156,24 @@ impl Tally {
             route: self.route,
             request_id: std::mem::take(&mut self.request_id),
             requested_model: std::mem::take(&mut self.requested_model),
-        });
+        };
+        stats.log.push(&record);
+        if let Some(a) = self.access.take() {
+            access::record(&access::Entry {
+                unix_ms: record.time_ms,
+                client: Some(a.client),
+                method: a.method,
+                path: &a.path,
+                model: &record.requested_model.text(),
+                route: a.route.as_deref(),
+                status,
+                latency_ms: latency.as_secs_f64() * 1000.0,
+                ttft_ms: self.ttft.map(|t| t.as_secs_f64() * 1000.0),
+                tokens: self.tokens,
+                request_id: &record.request_id.text(),
+                error,
+            });
+        }
     }
 }
 

@@ -276,3 +276,26 @@ fn mistakes_get_one_line_that_says_what_to_do() {
     let warning = support::binary::stderr_line(&open, "warning", Duration::from_secs(3));
     assert!(warning.contains("no client keys"), "{warning}");
 }
+
+/// The example config the README points to is valid, with its keys from
+/// the environment.
+#[test]
+fn the_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/chat2api.json");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--config", path.to_str().unwrap(), "--check-config"]);
+    for var in [
+        "CHAT2API_KEY",
+        "CHAT2API_CI_KEY",
+        "CHAT2API_ADMIN_SECRET",
+        "DEEPSEEK_API_KEY",
+        "DEEPSEEK_BACKUP_KEY",
+    ] {
+        cmd.env(var, format!("example-{var}"));
+    }
+    let out = cmd.output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(table.contains("gpt-4* -> DeepSeek-V3.2"), "{table}");
+    assert!(!table.contains("example-DEEPSEEK_API_KEY"), "a key was printed: {table}");
+}

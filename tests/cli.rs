@@ -295,7 +295,14 @@ fn the_example_config_is_valid() {
     }
     let out = cmd.output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(table.contains("gpt-4* -> DeepSeek-V3.2"), "{table}");
-    assert!(!table.contains("example-DEEPSEEK_API_KEY"), "a key was printed: {table}");
+    assert!(
+        !table.contains("example-DEEPSEEK_API_KEY"),
+        "a key was printed: {table}"
+    );
 }

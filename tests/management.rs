@@ -480,7 +480,15 @@ async fn the_log_lists_requests_without_keys_or_bodies() {
     let h = Harness::with_secret().await;
     let body = CHAT_BODY.replace("Hello there!", "a very private prompt");
     assert_eq!(h.chat(&body).await.status, 200);
-    let r = h.call("GET", "/v0/management/logs", Some(SECRET)).await;
+    // The proxy's worker logs the request just after writing its answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let r = loop {
+        let r = h.call("GET", "/v0/management/logs", Some(SECRET)).await;
+        if r.text().contains("mock-echo") || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let text = r.text();
     for secret in [CLIENT_KEY, ACCOUNT_KEY, SECRET, "very private"] {
         assert!(!text.contains(secret), "{secret} in {text}");
@@ -810,4 +818,31 @@ async fn restart_onto_a_taken_port_keeps_the_old_listener() {
         model_ids(&h.proxy_get("/v1/models").await),
         ["mock-echo", "moved"]
     );
+}
+
+/// The status page carries the live charts, the health of every account
+/// and deployment, usage and the recent requests, drawn from the API the
+/// page polls (no external assets).
+#[tokio::test]
+async fn the_page_shows_health_charts_and_recent_requests() {
+    let h = Harness::with_secret().await;
+    let page = h.call("GET", "/", None).await.text();
+    for id in [
+        "chart-rps",
+        "chart-latency",
+        "chart-ttft",
+        "accounts",
+        "deployments",
+        "models",
+        "recent",
+    ] {
+        assert!(page.contains(&format!("id=\"{id}\"")), "{id} missing");
+    }
+    for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!page.contains(external), "external asset: {external}");
+    }
+    let stats = h.data("GET", "/v0/management/statistics").await;
+    let accounts = stats["health"]["accounts"].as_array().expect("health");
+    assert!(accounts.iter().any(|a| a["id"] == "local/main"), "{stats}");
+    assert_eq!(accounts[0]["account"]["state"], "healthy");
 }

@@ -194,7 +194,11 @@ impl<S: Service> Conn<S> {
                 },
                 None => {
                     let idle = self.timeouts.idle;
+                    // Biased: a request that is already here is served
+                    // (and the connection closed after it) rather than
+                    // dropped unanswered by a drain.
                     tokio::select! {
+                        biased;
                         r = timeout(idle, self.stream.read_buf(&mut self.rbuf)) => match r {
                             Ok(r) => r,
                             Err(_) => return Err(End::Quiet),

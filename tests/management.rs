@@ -627,6 +627,14 @@ async fn metrics_are_prometheus_text() {
         1.0
     );
     assert_eq!(
+        find(
+            "chat2api_deployment_resting",
+            Some(("deployment", "local/main/mock-echo"))
+        ),
+        0.0
+    );
+    assert_eq!(find("chat2api_rests_total", None), 0.0);
+    assert_eq!(
         find("chat2api_requests_total", Some(("result", "failed"))),
         0.0
     );

@@ -326,3 +326,44 @@ print("ok")
         "the resting second was not sent upstream"
     );
 }
+
+/// Two origins serve one model: connections to the first cannot be made.
+/// After three, that origin (all its accounts) rests and the second serves
+/// every request at once.
+#[tokio::test]
+async fn an_unreachable_origin_rests_and_the_other_serves() {
+    let up = MockUpstream::start(ok).await;
+    // A port nothing listens on: connections are refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/v1", dead.local_addr().unwrap());
+    drop(dead);
+    let config = format!(
+        r#"{{"retryCount": 2, "loadBalanceStrategy": "failover",
+  "management": {{"enabled": false}},
+  "providers": [
+    {{"id": "dead", "type": "openai", "baseUrl": "{dead_url}",
+      "accounts": [{{"id": "a", "apiKey": "sk-a"}}, {{"id": "b", "apiKey": "sk-b"}}], "models": {{"x": "up-x"}}}},
+    {{"id": "live", "type": "openai", "baseUrl": "{}",
+      "accounts": [{{"id": "c", "apiKey": "sk-c"}}], "models": {{"x": "up-x"}}}}]}}"#,
+        up.base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    for _ in 0..3 {
+        assert_eq!(chat(&gw, "x").await.status, 200);
+    }
+    let stats = gw.settled_stats().await;
+    let accounts = stats["health"]["accounts"].as_array().unwrap();
+    for id in ["dead/a", "dead/b"] {
+        let a = accounts.iter().find(|a| a["id"] == id).unwrap();
+        assert_eq!(a["origin"]["state"], "resting", "{stats}");
+        assert_eq!(a["origin"]["reason"], "unreachable");
+    }
+    // Now the live origin is asked first, without a retry.
+    let retries = stats["retries"].as_u64().unwrap();
+    assert_eq!(chat(&gw, "x").await.status, 200);
+    assert_eq!(
+        gw.settled_stats().await["retries"].as_u64().unwrap(),
+        retries
+    );
+    assert_eq!(up.count(), 4);
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Per-request counts behind the figures of bench/e2e.sh, for chat2api and
+# nginx side by side: context switches and CPU migrations (perf stat),
+# syscalls (strace -c), each under the same wrk load on the same instant
+# upstream, nothing pinned. Needs perf (linux-perf), strace, nginx, wrk.
+#
+#   bash bench/profile.sh            # CONNS=64 DURATION=4 SSE_EVENTS=64
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-4}
+SSE_EVENTS=${SSE_EVENTS:-64}
+BIN=${CHAT2API_BIN:-$ROOT/target/release/chat2api}
+KEY=sk-bench-5f3c9a1e7d2b4c68
+WORK=$(mktemp -d /tmp/c2a-profile.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(port); UPS=$(port); NGX=$(port); NGXS=$(port); C2A=$(port)
+
+python3 - "$WORK" "$SSE_EVENTS" <<'PY'
+import os, sys
+work, n = sys.argv[1], int(sys.argv[2])
+chunk = lambda d, f: 'data: {"id":"chatcmpl-bench0001","object":"chat.completion.chunk","created":1700000000,"model":"deepseek-chat","system_fingerprint":"fp_bench","choices":[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}]}\n\n' % (d, f)
+body = chunk('{"role":"assistant","content":""}', 'null') + ''.join(chunk('{"content":" word%d"}' % i, 'null') for i in range(n)) + chunk('{}', '"stop"') + 'data: [DONE]\n\n'
+os.makedirs(f"{work}/www/v1/chat", exist_ok=True)
+open(f"{work}/www/v1/chat/completions", "w").write(body)
+PY
+chmod -R a+rX "$WORK"
+JSON='{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Keep-alive lets the proxy reuse warm connections."},"finish_reason":"stop"}],"usage":{"prompt_tokens":52,"completion_tokens":17,"total_tokens":69}}'
+cat >"$WORK/up.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.err warn;
+events { worker_connections 16384; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  server { listen 127.0.0.1:$UP; location = /v1/chat/completions { default_type application/json; return 200 '$JSON'; } }
+  server { listen 127.0.0.1:$UPS; location = /v1/chat/completions { root $WORK/www; default_type text/event-stream; error_page 405 =200 \$uri; } } }
+CONF
+cat >"$WORK/ngx.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/ngx.pid; error_log $WORK/ngx.err warn;
+events { worker_connections 16384; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  upstream a { server 127.0.0.1:$UP; keepalive 256; }
+  upstream b { server 127.0.0.1:$UPS; keepalive 256; }
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://a; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NGXS; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
+CONF
+nginx -p "$WORK" -c "$WORK/up.conf" 2>/dev/null & PIDS+=($!)
+nginx -p "$WORK" -c "$WORK/ngx.conf" 2>/dev/null & PIDS+=($!)
+NGX_MASTER=$!
+BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=x BENCH_BACK_PORT=1 BENCH_PROXIED_TEXT=x \
+    "$BIN" --config "$ROOT/bench/chat2api-bench.json" --port "$C2A" 2>/dev/null & PIDS+=($!)
+C2A_PID=$!
+sleep 1
+NGX_PIDS="$NGX_MASTER $(cat /proc/$NGX_MASTER/task/*/children)"
+
+load() { # port model stream seconds
+    BENCH_KEY=$KEY BENCH_MODEL=$2 BENCH_STREAM=$3 wrk -t1 -c"$CONNS" -d"${4}s" -s "$ROOT/bench/chat.lua" "http://127.0.0.1:$1" |
+        sed -n 's/.*requests=\([0-9]*\).*/\1/p'
+}
+measure() { # name port model stream pids...
+    local name=$1 port=$2 model=$3 stream=$4; shift 4
+    local pids; pids=$(echo "$@" | tr ' ' ',')
+    load "$port" "$model" "$stream" 1 >/dev/null
+    perf stat -x, -e task-clock,context-switches,cpu-migrations -p "$pids" -o "$WORK/perf" -- sleep "$DURATION" &
+    local perf=$!
+    local req; req=$(load "$port" "$model" "$stream" "$DURATION")
+    wait "$perf" || true
+    local cs mig
+    cs=$(awk -F, '$3=="context-switches"{print $1}' "$WORK/perf")
+    mig=$(awk -F, '$3=="cpu-migrations"{print $1}' "$WORK/perf")
+    timeout $((DURATION + 2)) strace -c -f -o "$WORK/strace" -p "$pids" 2>/dev/null &
+    local st=$!
+    sleep 0.3
+    local sreq; sreq=$(load "$port" "$model" "$stream" 2)
+    sleep 0.5; kill -INT "$st" 2>/dev/null || true; wait "$st" 2>/dev/null || true
+    python3 - "$name" "$req" "$cs" "$mig" "$sreq" "$WORK/strace" <<'PY'
+import sys
+name, req, cs, mig, sreq, path = sys.argv[1:]
+req, sreq = int(req or 0), int(sreq or 0)
+calls = {}
+for line in open(path):
+    f = line.split()
+    if len(f) >= 5 and f[-1] not in ("syscall", "total") and f[0][0].isdigit():
+        calls[f[-1]] = int(f[3])
+top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+per = lambda n: n / sreq if sreq else float("nan")
+print(f"{name:18} requests {req:>7}  ctx-switches/req {int(cs) / req if req else float('nan'):6.2f}  "
+      f"migrations/req {int(mig) / req if req else float('nan'):6.3f}  syscalls/req {per(sum(calls.values())):5.2f}  "
+      + " ".join(f"{k}={per(v):.2f}" for k, v in top))
+PY
+}
+echo "nothing pinned, $(nproc) cpus, -c$CONNS, ${DURATION}s per figure; req = requests in the perf window"
+measure "nginx plain" "$NGX" DeepSeek-V3.2 0 $NGX_PIDS
+measure "chat2api plain" "$C2A" DeepSeek-V3.2 0 "$C2A_PID"
+measure "nginx sse" "$NGXS" DeepSeek-V3.2 1 $NGX_PIDS
+measure "chat2api sse" "$C2A" DeepSeek-V3.2-stream 1 "$C2A_PID"

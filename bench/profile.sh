@@ -5,6 +5,7 @@
 # upstream, nothing pinned. Needs perf (linux-perf), strace, nginx, wrk.
 #
 #   bash bench/profile.sh            # CONNS=64 DURATION=4 SSE_EVENTS=64
+#   CONFIG=other.json bash bench/profile.sh   # chat2api with another bench config
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONNS=${CONNS:-64}
@@ -49,7 +50,7 @@ nginx -p "$WORK" -c "$WORK/up.conf" 2>/dev/null & PIDS+=($!)
 nginx -p "$WORK" -c "$WORK/ngx.conf" 2>/dev/null & PIDS+=($!)
 NGX_MASTER=$!
 BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=x BENCH_BACK_PORT=1 BENCH_PROXIED_TEXT=x \
-    "$BIN" --config "$ROOT/bench/chat2api-bench.json" --port "$C2A" 2>/dev/null & PIDS+=($!)
+    "$BIN" --config "${CONFIG:-$ROOT/bench/chat2api-bench.json}" --port "$C2A" 2>/dev/null & PIDS+=($!)
 C2A_PID=$!
 sleep 1
 NGX_PIDS="$NGX_MASTER $(cat /proc/$NGX_MASTER/task/*/children)"

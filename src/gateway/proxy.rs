@@ -893,28 +893,15 @@ mod tests {
         }
     }
 
-    /// The inverse of `http_date`, for the test (weekday left generic).
+    /// The inverse of `http_date`, for the test (weekday left generic),
+    /// from the access log's RFC 3339 rendering of the same instant.
     fn format_http_date(unix: u64) -> String {
-        let (days, secs) = (unix / 86_400, unix % 86_400);
-        // Civil from days (Howard Hinnant).
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + u64::from(m <= 2);
+        let iso = crate::stats::access::rfc3339(unix * 1000); // 2026-11-30T00:21:00.000Z
+        let (y, m, d, time) = (&iso[..4], &iso[5..7], &iso[8..10], &iso[11..19]);
         const MONTHS: [&str; 12] = [
             "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
         ];
-        format!(
-            "Mon, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
-            MONTHS[(m - 1) as usize],
-            secs / 3600,
-            secs % 3600 / 60,
-            secs % 60
-        )
+        let month = MONTHS[m.parse::<usize>().expect("month") - 1];
+        format!("Mon, {d} {month} {y} {time} GMT")
     }
 }

@@ -17,7 +17,9 @@
 //! - A reload on the same address *adopts* the running generation's sockets
 //!   ([`Listener::adopt`]): the new workers accept from the very sockets the
 //!   old ones stop accepting from, so the port is never closed and no
-//!   connection waiting in a kernel accept queue is lost.
+//!   connection waiting in a kernel accept queue is lost (when the new
+//!   generation has fewer workers, the sockets it leaves are closed, and a
+//!   connection that reached one of them in the last instant is reset).
 //! - [`Listener::close`] stops accepting; connections that have not sent a
 //!   request yet still get their first one answered, idle keep-alive
 //!   connections close, in-flight requests and streams go on.

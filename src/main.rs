@@ -17,6 +17,10 @@ const MANAGEMENT_DRAIN: Duration = Duration::from_secs(1);
 /// The management listener is small: one worker thread.
 const MANAGEMENT_WORKERS: usize = 1;
 
+/// mimalloc, unless built with `--features system-alloc` (for heap
+/// profilers such as valgrind's DHAT, which see only the C allocator;
+/// `bench/allocs.sh`).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -69,7 +69,7 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
             "usage": usage(prompt, completion)
         }),
     };
-    (Bytes::from(body.to_string()), prompt, completion)
+    (Bytes::from(format!("{body}\n")), prompt, completion)
 }
 
 /// A streamed answer, word by word, `token_delay` apart. Each event is built

@@ -367,3 +367,45 @@ async fn an_unreachable_origin_rests_and_the_other_serves() {
     );
     assert_eq!(up.count(), 4);
 }
+
+/// A deployment whose 2xx answers are no answers (HTML here) fails like a
+/// 5xx: retried elsewhere, and after three in a row it rests.
+#[tokio::test]
+async fn a_deployment_answering_html_rests() {
+    let up = MockUpstream::start(|req| match req.header("authorization") {
+        Some("Bearer sk-a") => vec![send(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>",
+        )],
+        _ => ok(req),
+    })
+    .await;
+    let config = config(&up.base_url(), &["a", "b"], 1).replace(
+        r#""retryCount": 1"#,
+        r#""retryCount": 1, "loadBalanceStrategy": "failover""#,
+    );
+    let gw = TestGateway::start(&config).await;
+    for _ in 0..4 {
+        assert_eq!(chat(&gw, "x").await.status, 200);
+    }
+    let stats = gw.settled_stats().await;
+    let deployment = stats["health"]["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "up/a/up-x")
+        .unwrap()
+        .clone();
+    assert_eq!(deployment["health"]["state"], "resting", "{stats}");
+    assert_eq!(deployment["health"]["reason"], "server_error");
+    let html_answers = up
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.header("authorization") == Some("Bearer sk-a"))
+        .count();
+    assert_eq!(
+        html_answers, 3,
+        "the fourth request skips the resting deployment"
+    );
+}

@@ -221,34 +221,39 @@ pub async fn forward(
             None => Attempt::Done(answer),
         };
     }
-    pick.record_success();
     if let Some(t) = tally.as_mut() {
         if !info.stream {
             t.first_token();
         }
     }
     let passed = passed_headers(resp.head());
+    // A 2xx that is no answer (empty, HTML, events that make no answer) is
+    // the deployment's failure, and is retried elsewhere.
+    let broken = |cause| Failure {
+        cause,
+        status,
+        retry_after: None,
+    };
     let answer = match judge_and_collect(gw, &mut resp, info.stream).await {
         Ok(answer) => answer,
         Err(e) => {
-            // A 2xx that is no answer: the deployment is broken.
             let cause = match e {
                 ApiError::UpstreamTimeout => Cause::Timeout,
                 _ => Cause::ServerError,
             };
-            let failure = Failure {
-                cause,
-                status,
-                retry_after: None,
-            };
-            record(gw, pick, Scope::Deployment, failure);
+            record(gw, pick, Scope::Deployment, broken(cause));
             return Attempt::Failed(with_upstream_headers(Response::error(&e), &passed));
         }
     };
-    let attempt = answer_for(gw, resp, answer, client_model, translate, info, tally);
-    match attempt {
-        Attempt::Done(r) => Attempt::Done(with_upstream_headers(r, &passed)),
-        Attempt::Failed(r) => Attempt::Failed(with_upstream_headers(r, &passed)),
+    match answer_for(gw, resp, answer, client_model, translate, info, tally) {
+        Attempt::Done(r) => {
+            pick.record_success();
+            Attempt::Done(with_upstream_headers(r, &passed))
+        }
+        Attempt::Failed(r) => {
+            record(gw, pick, Scope::Deployment, broken(Cause::ServerError));
+            Attempt::Failed(with_upstream_headers(r, &passed))
+        }
     }
 }
 

@@ -270,6 +270,18 @@ async fn request_ids_reach_the_client() {
         assert!(exposed.contains("x-request-id") && exposed.contains("Retry-After"));
     }
     assert_eq!(error.status, 400);
+    // Refused before routing too: an unknown route, a wrong method.
+    for r in [
+        gw.get("/v1/nope").await,
+        gw.get("/v1/chat/completions").await,
+    ] {
+        assert!(
+            r.header("x-request-id")
+                .is_some_and(|id| id.starts_with("req_")),
+            "{}",
+            r.status
+        );
+    }
     // No upstream id (and no upstream at all): one of chat2api's own.
     let own = gw.get("/v1/models").await;
     let id = own.header("x-request-id").unwrap();

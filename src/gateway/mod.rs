@@ -155,8 +155,50 @@ impl Service for Gateway {
         self.stats.connection_closed();
     }
 
-    /// Which route, and may this client use it.
+    /// Which route, and may this client use it. A refusal carries its
+    /// request id like every answer.
     fn admit(&self, head: &RequestHead) -> Result<(Route, Option<Tally>), Box<Response>> {
+        self.admit_route(head)
+            .map_err(|resp| Box::new(with_request_id(*resp)))
+    }
+
+    async fn serve(
+        self: &Arc<Self>,
+        route: Route,
+        head: &RequestHead,
+        body: Bytes,
+        tally: Option<Tally>,
+    ) -> Response {
+        let resp = match route {
+            Route::Chat => {
+                let resp = self.complete(Endpoint::Chat, head, body, tally).await;
+                return with_request_id(resp);
+            }
+            Route::Completions => {
+                let resp = self
+                    .complete(Endpoint::Completions, head, body, tally)
+                    .await;
+                return with_request_id(resp);
+            }
+            Route::Models => Response::json_doc(200, self.models_json()),
+            Route::Model => self.model_json(head.path()),
+            Route::Health => Response::json_doc(200, self.stats.health_json()),
+            Route::Stats => {
+                let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
+                let health = self.router.health_json();
+                Response::json_doc(200, self.stats.stats_json("running", port, Some(&health)))
+            }
+            Route::Root => Response::json(200, self.root.clone()),
+            Route::Preflight => preflight(head),
+        };
+        with_request_id(resp.with_tally(tally))
+    }
+}
+
+impl Gateway {
+    /// The route of a request and whether this client may use it; the
+    /// error answer otherwise (before the body is read).
+    fn admit_route(&self, head: &RequestHead) -> Result<(Route, Option<Tally>), Box<Response>> {
         let path = head.path();
         let method = head.method();
         let route = match path {
@@ -197,40 +239,6 @@ impl Service for Gateway {
         Ok((route, tally))
     }
 
-    async fn serve(
-        self: &Arc<Self>,
-        route: Route,
-        head: &RequestHead,
-        body: Bytes,
-        tally: Option<Tally>,
-    ) -> Response {
-        let resp = match route {
-            Route::Chat => {
-                let resp = self.complete(Endpoint::Chat, head, body, tally).await;
-                return with_request_id(resp);
-            }
-            Route::Completions => {
-                let resp = self
-                    .complete(Endpoint::Completions, head, body, tally)
-                    .await;
-                return with_request_id(resp);
-            }
-            Route::Models => Response::json_doc(200, self.models_json()),
-            Route::Model => self.model_json(head.path()),
-            Route::Health => Response::json_doc(200, self.stats.health_json()),
-            Route::Stats => {
-                let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
-                let health = self.router.health_json();
-                Response::json_doc(200, self.stats.stats_json("running", port, Some(&health)))
-            }
-            Route::Root => Response::json(200, self.root.clone()),
-            Route::Preflight => preflight(head),
-        };
-        with_request_id(resp.with_tally(tally))
-    }
-}
-
-impl Gateway {
     /// The routing table and the health of every deployment.
     pub fn router(&self) -> &Router {
         &self.router

@@ -40,6 +40,9 @@ use crate::stats::{Counter, Label, LabelId, RouteIds, Stats};
 pub const FAILURES_BEFORE_REST: u32 = 3;
 /// How long it rests.
 pub const REST: Duration = Duration::from_secs(60);
+/// The longest rest an upstream's `Retry-After` can ask for: a broken or
+/// hostile header must not take a model out for good.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// Milliseconds on a monotonic clock shared by the whole process.
 pub fn now_ms() -> u64 {
@@ -135,7 +138,7 @@ impl Health {
         self.last_status.store(f.status, Relaxed);
         let mut rested = false;
         if let Some(d) = f.retry_after {
-            let until = now.saturating_add(d.as_millis() as u64);
+            let until = now.saturating_add(d.min(MAX_RETRY_AFTER).as_millis() as u64);
             self.retry_after_until.fetch_max(until, Relaxed);
             self.rest_cause.store(f.cause.code(), Relaxed);
             rested = true;
@@ -167,8 +170,10 @@ impl Health {
     /// `{"state","restingUntil","reason","consecutiveFailures","lastError"}`:
     /// `restingUntil` in Unix milliseconds, `lastError` the cause and
     /// status of the latest failure.
-    pub fn json(&self, now: u64) -> String {
-        let until = self.available_at(false);
+    /// `single`: the scope is the only deployment of its model, which
+    /// consecutive failures do not rest (see the module docs).
+    pub fn json(&self, now: u64, single: bool) -> String {
+        let until = self.available_at(single);
         let resting = until > now;
         let mut out = format!(
             "{{\"state\":\"{}\",\"consecutiveFailures\":{}",
@@ -589,8 +594,8 @@ impl Router {
                 accounts.push(format!(
                     "{{\"id\":{},\"account\":{},\"origin\":{}}}",
                     json_str(&format!("{}/{}", p.id, a.id)),
-                    a.health.json(now),
-                    p.health.json(now)
+                    a.health.json(now, false),
+                    p.health.json(now, false)
                 ));
             }
         }
@@ -603,7 +608,7 @@ impl Router {
                         "{{\"id\":{},\"model\":{},\"health\":{}}}",
                         json_str(&format!("{}/{}/{}", p.id, a.id, t.upstream_name)),
                         json_str(&r.name),
-                        d.json(now)
+                        d.json(now, r.single)
                     ));
                 }
             }
@@ -792,10 +797,20 @@ mod tests {
         // ... but not an upstream's Retry-After.
         assert!(h.record_failure(fail(Some(Duration::from_secs(2))), now));
         assert_eq!(h.available_at(true), now + 2000);
-        let v: serde_json::Value = serde_json::from_str(&h.json(now)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&h.json(now, false)).unwrap();
         assert_eq!(v["state"], "resting");
         assert_eq!(v["reason"], "server_error");
         assert_eq!(v["lastError"]["status"], 500);
+        // A single candidate shows what is enforced for it.
+        let single: serde_json::Value = serde_json::from_str(&h.json(now, true)).unwrap();
+        assert_eq!(single["state"], "resting", "the Retry-After rest holds");
+        // An absurd Retry-After is capped.
+        let capped = Health::default();
+        capped.record_failure(fail(Some(Duration::from_secs(99_999_999_999))), now);
+        assert_eq!(
+            capped.available_at(true),
+            now + MAX_RETRY_AFTER.as_millis() as u64
+        );
     }
 
     #[test]

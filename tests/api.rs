@@ -377,3 +377,42 @@ async fn builtin_default_serves_the_proxy_settings_examples() {
     let r = gw.post_json("/v1/chat/completions", Some("x"), r#"{"model":"mock-echo","messages":[{"role":"user","content":"Hello!"}],"stream":true}"#).await;
     assert_eq!(r.events().last().unwrap(), "[DONE]");
 }
+
+/// `/v1/embeddings` on the mock: one deterministic unit vector per input,
+/// of the `dimensions` asked for, as floats or as base64 of `f32`s.
+#[tokio::test]
+async fn mock_embeddings() {
+    let gw = TestGateway::start(KEYED).await;
+    let ask = |body: &'static str| gw.post_json("/v1/embeddings", Some("sk-one"), body);
+    let r = ask(r#"{"model":"mock-echo","input":["hello","hello","other"],"dimensions":8}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        (v["object"].clone(), v["model"].clone()),
+        ("list".into(), "mock-echo".into())
+    );
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    assert_eq!(data[0]["embedding"].as_array().unwrap().len(), 8);
+    assert_eq!(data[0]["embedding"], data[1]["embedding"]);
+    assert_ne!(data[0]["embedding"], data[2]["embedding"]);
+    let r =
+        ask(r#"{"model":"mock-echo","input":"hello","dimensions":8,"encoding_format":"base64"}"#)
+            .await;
+    let b64 = r.json()["data"][0]["embedding"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(b64.len(), 44, "8 f32 = 32 bytes = 44 base64 characters");
+    let r = ask(r#"{"model":"mock-echo"}"#).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["param"].clone()),
+        (400, "input".into())
+    );
+    let r = ask(r#"{"model":"mock-echo","input":"x","stream":true}"#).await;
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "never streamed"
+    );
+}

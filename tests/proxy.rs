@@ -626,3 +626,30 @@ async fn an_unterminated_last_event_is_kept_only_when_whole() {
         assert_eq!(r.events(), expected);
     }
 }
+
+/// `/v1/embeddings` is routed by model like chat: the upstream gets its
+/// own model name at `/v1/embeddings`, the client its alias back.
+#[tokio::test]
+async fn embeddings_are_forwarded_with_the_model_rewritten() {
+    let up = MockUpstream::start(|req| {
+        assert_eq!(req.path, "/v1/embeddings");
+        json_answer(&format!(
+            r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[0.6,0.8]}}],"model":{},"usage":{{"prompt_tokens":1,"total_tokens":1}}}}"#,
+            req.json()["model"]
+        ))
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let r = gw
+        .post_json(
+            "/v1/embeddings",
+            Some("sk-client"),
+            r#"{"model":"DeepSeek-V3.2","input":"hello"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["model"], "DeepSeek-V3.2");
+    assert_eq!(r.json()["data"][0]["embedding"][1], 0.8);
+    assert_eq!(up.last().json()["model"], "deepseek-chat");
+    assert_eq!(up.last().json()["input"], "hello");
+}

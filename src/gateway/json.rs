@@ -14,11 +14,16 @@ use std::ops::Range;
 
 use super::error::ApiError;
 
+/// The largest `dimensions` the mock makes an embedding of.
+pub const MAX_DIMENSIONS: usize = 8192;
+
 /// Which endpoint a request body is for: it decides the required fields.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Endpoint {
     Chat,
     Completions,
+    /// `/v1/embeddings`: `input` instead of messages; never streamed.
+    Embeddings,
 }
 
 #[derive(Deserialize)]
@@ -30,6 +35,12 @@ struct RequestView<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow, default)]
     prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+    #[serde(borrow, default)]
+    encoding_format: Option<Cow<'a, str>>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -64,6 +75,13 @@ pub struct RequestInfo {
     pub prompt_text: String,
     /// A rough prompt size in words, for the mock's `usage`.
     pub prompt_words: u64,
+    /// The texts to embed (`/v1/embeddings`), for the mock only.
+    pub inputs: Vec<String>,
+    /// The embedding size asked for (`/v1/embeddings`).
+    pub dimensions: Option<usize>,
+    /// Embeddings as base64 of little-endian `f32`s (`encoding_format`),
+    /// as the official SDKs ask by default.
+    pub base64: bool,
 }
 
 /// Validate a request body for `endpoint` (SPEC §4: 400 on malformed JSON,
@@ -106,6 +124,9 @@ pub fn parse_request(
             .unwrap_or(false),
         prompt_text: String::new(),
         prompt_words: 0,
+        inputs: Vec::new(),
+        dimensions: view.dimensions.filter(|d| (1..=MAX_DIMENSIONS).contains(d)),
+        base64: view.encoding_format.as_deref() == Some("base64"),
     };
     match endpoint {
         Endpoint::Chat => {
@@ -124,6 +145,28 @@ pub fn parse_request(
                 if let Some(last) = messages.iter().rev().find(|m| m.role == "user") {
                     info.prompt_text = last.content.map(content_text).unwrap_or_default();
                 }
+            }
+        }
+        Endpoint::Embeddings => {
+            info.stream = false;
+            let input = view.input.filter(|i| i.get() != "null").ok_or_else(|| {
+                ApiError::invalid("Missing required parameter: 'input'.", Some("input"))
+            })?;
+            if want_text {
+                // A string, strings, or token arrays (embedded by their text).
+                let value: serde_json::Value = serde_json::from_str(input.get()).map_err(|e| {
+                    ApiError::invalid(format!("Invalid 'input': {e}"), Some("input"))
+                })?;
+                info.inputs = match value {
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                        .collect(),
+                    other => vec![other
+                        .as_str()
+                        .map_or_else(|| other.to_string(), str::to_owned)],
+                };
+                info.prompt_words = info.inputs.iter().map(|t| count_words(t)).sum();
             }
         }
         Endpoint::Completions => {

@@ -34,7 +34,56 @@ fn next_id(endpoint: Endpoint) -> String {
     match endpoint {
         Endpoint::Chat => format!("chatcmpl-mock-{n:08x}"),
         Endpoint::Completions => format!("cmpl-mock-{n:08x}"),
+        Endpoint::Embeddings => format!("embd-mock-{n:08x}"),
     }
+}
+
+/// The mock's embedding size when the request names no `dimensions`
+/// (OpenAI's text-embedding-3-small).
+const DEFAULT_DIMENSIONS: usize = 1536;
+
+/// A deterministic unit vector of `dims` numbers for `text`: the same text
+/// always gives the same vector, different texts (almost surely) others.
+fn embedding(text: &str, dims: usize) -> Vec<f32> {
+    // FNV-1a of the text seeds a xorshift generator.
+    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
+    let mut v: Vec<f32> = (0..dims)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = u32::from(c[0]) << 16
+            | u32::from(*c.get(1).unwrap_or(&0)) << 8
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            out.push(if i <= c.len() {
+                ABC[(n >> shift & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }
 
 fn usage(prompt: u64, completion: u64) -> serde_json::Value {
@@ -68,6 +117,33 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
             "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
             "usage": usage(prompt, completion)
         }),
+        Endpoint::Embeddings => {
+            let dims = info.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
+            let data: Vec<_> = info
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let v = embedding(t, dims);
+                    let value = match info.base64 {
+                        true => json!(base64(
+                            &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>()
+                        )),
+                        false => json!(v),
+                    };
+                    json!({"object": "embedding", "index": i, "embedding": value})
+                })
+                .collect();
+            return (
+                Bytes::from(format!(
+                    "{}\n",
+                    json!({"object": "list", "data": data, "model": info.model,
+                        "usage": {"prompt_tokens": prompt, "total_tokens": prompt}})
+                )),
+                prompt,
+                0,
+            );
+        }
     };
     (Bytes::from(format!("{body}\n")), prompt, completion)
 }
@@ -119,7 +195,7 @@ impl MockStream {
             pos: 0,
             stage: match endpoint {
                 Endpoint::Chat => Stage::Role,
-                Endpoint::Completions => Stage::Words,
+                Endpoint::Completions | Endpoint::Embeddings => Stage::Words,
             },
             include_usage: info.include_usage,
             token_delay,
@@ -133,7 +209,7 @@ impl MockStream {
     fn chunk(&self, choices: serde_json::Value, usage: Option<serde_json::Value>) -> Bytes {
         let object = match self.endpoint {
             Endpoint::Chat => "chat.completion.chunk",
-            Endpoint::Completions => "text_completion",
+            Endpoint::Completions | Endpoint::Embeddings => "text_completion",
         };
         let mut v = json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices});
         if self.endpoint == Endpoint::Chat {
@@ -184,7 +260,7 @@ impl MockStream {
                             Endpoint::Chat => {
                                 json!({"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null})
                             }
-                            Endpoint::Completions => {
+                            Endpoint::Completions | Endpoint::Embeddings => {
                                 json!({"text": piece, "index": 0, "logprobs": null, "finish_reason": null})
                             }
                         };
@@ -198,7 +274,7 @@ impl MockStream {
                         Endpoint::Chat => {
                             json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"})
                         }
-                        Endpoint::Completions => {
+                        Endpoint::Completions | Endpoint::Embeddings => {
                             json!({"text": "", "index": 0, "logprobs": null, "finish_reason": "stop"})
                         }
                     };
@@ -253,5 +329,23 @@ impl MockStream {
 
     pub fn completed(&self) -> bool {
         self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_are_deterministic_unit_vectors_and_base64_is_standard() {
+        let a = embedding("hello", 32);
+        assert_eq!(a, embedding("hello", 32));
+        assert_ne!(a, embedding("other", 32));
+        let norm: f32 = a.iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }

@@ -36,6 +36,7 @@ use stream::EventStream;
 pub enum Route {
     Chat,
     Completions,
+    Embeddings,
     Models,
     Model,
     Health,
@@ -49,12 +50,12 @@ impl Route {
     fn is_counted(self) -> bool {
         matches!(
             self,
-            Route::Chat | Route::Completions | Route::Models | Route::Model
+            Route::Chat | Route::Completions | Route::Embeddings | Route::Models | Route::Model
         )
     }
 
     pub fn has_body(self) -> bool {
-        matches!(self, Route::Chat | Route::Completions)
+        matches!(self, Route::Chat | Route::Completions | Route::Embeddings)
     }
 }
 
@@ -113,6 +114,7 @@ impl Gateway {
             "endpoints": [
                 "POST /v1/chat/completions",
                 "POST /v1/completions",
+                "POST /v1/embeddings",
                 "GET /v1/models",
                 "GET /v1/models/:model",
                 "GET /health",
@@ -180,6 +182,10 @@ impl Service for Gateway {
                     .await;
                 return with_request_id(resp);
             }
+            Route::Embeddings => {
+                let resp = self.complete(Endpoint::Embeddings, head, body, tally).await;
+                return with_request_id(resp);
+            }
             Route::Models => Response::json_doc(200, self.models_json()),
             Route::Model => self.model_json(head.path()),
             Route::Health => Response::json_doc(200, self.stats.health_json()),
@@ -204,6 +210,7 @@ impl Gateway {
         let route = match path {
             b"/v1/chat/completions" => Route::Chat,
             b"/v1/completions" => Route::Completions,
+            b"/v1/embeddings" => Route::Embeddings,
             b"/v1/models" => Route::Models,
             _ if path.starts_with(b"/v1/models/") => Route::Model,
             b"/health" => Route::Health,
@@ -219,7 +226,7 @@ impl Gateway {
         };
         let tally = route.is_counted().then(|| Tally::new(&self.stats));
         let method_ok = match route {
-            Route::Chat | Route::Completions => method == Method::Post,
+            Route::Chat | Route::Completions | Route::Embeddings => method == Method::Post,
             Route::Preflight => true,
             _ => matches!(method, Method::Get | Method::Head),
         };

@@ -168,6 +168,7 @@ pub async fn forward(
         let path = match endpoint {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
         };
         (
             path,

@@ -34,6 +34,16 @@ for (const model of echoModels) {
   assert.ok(usage && usage.completion_tokens > 0, model);
 }
 
+// Embeddings: deterministic unit vectors, also through the other gateway.
+for (const model of echoModels) {
+  const e = await client.embeddings.create({ model, input: ['hello', 'hello', 'other'], dimensions: 16 });
+  const v = e.data.map((d) => d.embedding);
+  if (v.length !== 3 || v.some((x) => x.length !== 16)) throw new Error(`${model}: ${JSON.stringify(e)}`);
+  if (JSON.stringify(v[0]) !== JSON.stringify(v[1]) || JSON.stringify(v[0]) === JSON.stringify(v[2])) {
+    throw new Error(`${model}: embeddings are not deterministic`);
+  }
+}
+
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);
 assert.ok(models.includes('mock-echo'));

@@ -52,6 +52,15 @@ assert "Say this" in r.choices[0].text
 pieces = [c.choices[0].text for c in client.completions.create(model="mock-echo", prompt="p", stream=True) if c.choices]
 assert "".join(pieces).endswith("You said: p"), pieces
 
+# Embeddings: deterministic unit vectors, also through the other gateway.
+for model in echo_models:
+    e = client.embeddings.create(model=model, input=["hello", "hello", "other"], dimensions=16)
+    vectors = [d.embedding for d in e.data]
+    assert len(vectors) == 3 and all(len(v) == 16 for v in vectors), (model, e)
+    assert vectors[0] == vectors[1] != vectors[2], model
+    assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-3, model
+    assert e.model == model, (model, e.model)
+
 # Models.
 ids = [m.id for m in client.models.list()]
 assert "mock-echo" in ids and "DeepSeek-V3.2" in ids, ids

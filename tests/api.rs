@@ -416,3 +416,44 @@ async fn mock_embeddings() {
         "never streamed"
     );
 }
+
+/// `/v1/moderations` and `/v1/images/generations` on the mock.
+#[tokio::test]
+async fn mock_moderations_and_images() {
+    let gw = TestGateway::start(KEYED).await;
+    let r = gw
+        .post_json(
+            "/v1/moderations",
+            Some("sk-one"),
+            r#"{"model":"mock-echo","input":["a","b"]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["model"], "mock-echo");
+    assert_eq!(v["results"].as_array().unwrap().len(), 2);
+    assert_eq!(v["results"][0]["flagged"], false);
+    let r = gw
+        .post_json(
+            "/v1/images/generations",
+            Some("sk-one"),
+            r#"{"model":"mock-echo","prompt":"a lighthouse"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["data"][0]["b64_json"]
+        .as_str()
+        .unwrap()
+        .starts_with("iVBOR"));
+    let r = gw
+        .post_json(
+            "/v1/images/generations",
+            Some("sk-one"),
+            r#"{"model":"mock-echo"}"#,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["param"].clone()),
+        (400, "prompt".into())
+    );
+}

@@ -24,6 +24,23 @@ pub enum Endpoint {
     Completions,
     /// `/v1/embeddings`: `input` instead of messages; never streamed.
     Embeddings,
+    /// `/v1/moderations`: `input`; never streamed.
+    Moderations,
+    /// `/v1/images/generations`: `prompt`; never streamed.
+    Images,
+}
+
+impl Endpoint {
+    /// The path under a provider's base URL (OpenAI's API reference).
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Moderations => "/moderations",
+            Endpoint::Images => "/images/generations",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -147,7 +164,23 @@ pub fn parse_request(
                 }
             }
         }
-        Endpoint::Embeddings => {
+        Endpoint::Images => {
+            info.stream = false;
+            let prompt = view
+                .prompt
+                .and_then(|p| serde_json::from_str::<String>(p.get()).ok());
+            let prompt = prompt.ok_or_else(|| {
+                ApiError::invalid(
+                    "Missing required parameter: 'prompt' (a string).",
+                    Some("prompt"),
+                )
+            })?;
+            if want_text {
+                info.prompt_words = count_words(&prompt);
+                info.prompt_text = prompt;
+            }
+        }
+        Endpoint::Embeddings | Endpoint::Moderations => {
             info.stream = false;
             let input = view.input.filter(|i| i.get() != "null").ok_or_else(|| {
                 ApiError::invalid("Missing required parameter: 'input'.", Some("input"))

@@ -35,8 +35,31 @@ fn next_id(endpoint: Endpoint) -> String {
         Endpoint::Chat => format!("chatcmpl-mock-{n:08x}"),
         Endpoint::Completions => format!("cmpl-mock-{n:08x}"),
         Endpoint::Embeddings => format!("embd-mock-{n:08x}"),
+        Endpoint::Moderations => format!("modr-mock-{n:08x}"),
+        Endpoint::Images => format!("img-mock-{n:08x}"),
     }
 }
+
+/// OpenAI's moderation categories, none of which the mock flags.
+const MODERATION_CATEGORIES: &[&str] = &[
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+];
+
+/// The mock's image: a 1×1 grey PNG, base64.
+const MOCK_PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgYAAAAAMAASsJTYQAAAAASUVORK5CYII=";
 
 /// The mock's embedding size when the request names no `dimensions`
 /// (OpenAI's text-embedding-3-small).
@@ -117,6 +140,28 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
             "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
             "usage": usage(prompt, completion)
         }),
+        Endpoint::Moderations => {
+            // Nothing is ever flagged: every category false, every score 0.
+            let categories: serde_json::Map<String, serde_json::Value> = MODERATION_CATEGORIES
+                .iter()
+                .map(|c| (c.to_string(), json!(false)))
+                .collect();
+            let scores: serde_json::Map<String, serde_json::Value> = MODERATION_CATEGORIES
+                .iter()
+                .map(|c| (c.to_string(), json!(0.0)))
+                .collect();
+            let results: Vec<_> = info
+                .inputs
+                .iter()
+                .map(|_| json!({"flagged": false, "categories": categories, "category_scores": scores}))
+                .collect();
+            json!({"id": next_id(endpoint), "model": info.model, "results": results})
+        }
+        Endpoint::Images => json!({
+            "created": unix_time(),
+            "data": [{"b64_json": MOCK_PNG, "revised_prompt": info.prompt_text}],
+            "usage": {"input_tokens": prompt, "output_tokens": 0, "total_tokens": prompt}
+        }),
         Endpoint::Embeddings => {
             let dims = info.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
             let data: Vec<_> = info
@@ -195,7 +240,7 @@ impl MockStream {
             pos: 0,
             stage: match endpoint {
                 Endpoint::Chat => Stage::Role,
-                Endpoint::Completions | Endpoint::Embeddings => Stage::Words,
+                _ => Stage::Words,
             },
             include_usage: info.include_usage,
             token_delay,
@@ -209,7 +254,7 @@ impl MockStream {
     fn chunk(&self, choices: serde_json::Value, usage: Option<serde_json::Value>) -> Bytes {
         let object = match self.endpoint {
             Endpoint::Chat => "chat.completion.chunk",
-            Endpoint::Completions | Endpoint::Embeddings => "text_completion",
+            _ => "text_completion",
         };
         let mut v = json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices});
         if self.endpoint == Endpoint::Chat {
@@ -260,7 +305,7 @@ impl MockStream {
                             Endpoint::Chat => {
                                 json!({"index": 0, "delta": {"content": piece}, "logprobs": null, "finish_reason": null})
                             }
-                            Endpoint::Completions | Endpoint::Embeddings => {
+                            _ => {
                                 json!({"text": piece, "index": 0, "logprobs": null, "finish_reason": null})
                             }
                         };
@@ -274,7 +319,7 @@ impl MockStream {
                         Endpoint::Chat => {
                             json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"})
                         }
-                        Endpoint::Completions | Endpoint::Embeddings => {
+                        _ => {
                             json!({"text": "", "index": 0, "logprobs": null, "finish_reason": "stop"})
                         }
                     };

@@ -34,9 +34,9 @@ use stream::EventStream;
 /// The routes of SPEC §3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    Chat,
-    Completions,
-    Embeddings,
+    /// A model-routed `POST /v1/...` endpoint (chat, completions,
+    /// embeddings, moderations, images).
+    Api(Endpoint),
     Models,
     Model,
     Health,
@@ -48,14 +48,11 @@ pub enum Route {
 impl Route {
     /// Only `/v1/` routes count in the statistics (SPEC §3).
     fn is_counted(self) -> bool {
-        matches!(
-            self,
-            Route::Chat | Route::Completions | Route::Embeddings | Route::Models | Route::Model
-        )
+        matches!(self, Route::Api(_) | Route::Models | Route::Model)
     }
 
     pub fn has_body(self) -> bool {
-        matches!(self, Route::Chat | Route::Completions | Route::Embeddings)
+        matches!(self, Route::Api(_))
     }
 }
 
@@ -115,6 +112,8 @@ impl Gateway {
                 "POST /v1/chat/completions",
                 "POST /v1/completions",
                 "POST /v1/embeddings",
+                "POST /v1/moderations",
+                "POST /v1/images/generations",
                 "GET /v1/models",
                 "GET /v1/models/:model",
                 "GET /health",
@@ -172,18 +171,8 @@ impl Service for Gateway {
         tally: Option<Tally>,
     ) -> Response {
         let resp = match route {
-            Route::Chat => {
-                let resp = self.complete(Endpoint::Chat, head, body, tally).await;
-                return with_request_id(resp);
-            }
-            Route::Completions => {
-                let resp = self
-                    .complete(Endpoint::Completions, head, body, tally)
-                    .await;
-                return with_request_id(resp);
-            }
-            Route::Embeddings => {
-                let resp = self.complete(Endpoint::Embeddings, head, body, tally).await;
+            Route::Api(endpoint) => {
+                let resp = self.complete(endpoint, head, body, tally).await;
                 return with_request_id(resp);
             }
             Route::Models => Response::json_doc(200, self.models_json()),
@@ -208,9 +197,11 @@ impl Gateway {
         let path = head.path();
         let method = head.method();
         let route = match path {
-            b"/v1/chat/completions" => Route::Chat,
-            b"/v1/completions" => Route::Completions,
-            b"/v1/embeddings" => Route::Embeddings,
+            b"/v1/chat/completions" => Route::Api(Endpoint::Chat),
+            b"/v1/completions" => Route::Api(Endpoint::Completions),
+            b"/v1/embeddings" => Route::Api(Endpoint::Embeddings),
+            b"/v1/moderations" => Route::Api(Endpoint::Moderations),
+            b"/v1/images/generations" => Route::Api(Endpoint::Images),
             b"/v1/models" => Route::Models,
             _ if path.starts_with(b"/v1/models/") => Route::Model,
             b"/health" => Route::Health,
@@ -226,7 +217,7 @@ impl Gateway {
         };
         let tally = route.is_counted().then(|| Tally::new(&self.stats));
         let method_ok = match route {
-            Route::Chat | Route::Completions | Route::Embeddings => method == Method::Post,
+            _ if route.has_body() => method == Method::Post,
             Route::Preflight => true,
             _ => matches!(method, Method::Get | Method::Head),
         };

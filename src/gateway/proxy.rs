@@ -165,11 +165,7 @@ pub async fn forward(
             Err(e) => return Attempt::Done(Response::error(&e)),
         }
     } else {
-        let path = match endpoint {
-            Endpoint::Chat => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-        };
+        let path = endpoint.upstream_path();
         (
             path,
             json::splice(body, info.model_span.clone(), pick.upstream_model),

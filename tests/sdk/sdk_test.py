@@ -61,6 +61,13 @@ for model in echo_models:
     assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-3, model
     assert e.model == model, (model, e.model)
 
+# Moderations and images, through the other gateway too.
+for model in echo_models:
+    m = client.moderations.create(model=model, input="hello")
+    assert m.results[0].flagged is False, (model, m)
+    img = client.images.generate(model=model, prompt="a lighthouse")
+    assert img.data[0].b64_json.startswith("iVBOR"), (model, img)
+
 # Models.
 ids = [m.id for m in client.models.list()]
 assert "mock-echo" in ids and "DeepSeek-V3.2" in ids, ids

@@ -457,3 +457,46 @@ async fn mock_moderations_and_images() {
         (400, "prompt".into())
     );
 }
+
+/// `/v1/responses` on the mock: a Responses API object, or its typed
+/// events one by one with their `event:` names.
+#[tokio::test]
+async fn mock_responses_plain_and_streamed() {
+    let gw = TestGateway::start(KEYED).await;
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            Some("sk-one"),
+            r#"{"model":"mock-echo","input":"Hello!"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        (v["object"].clone(), v["model"].clone()),
+        ("response".into(), "mock-echo".into())
+    );
+    let text = v["output"][0]["content"][0]["text"].as_str().unwrap();
+    assert!(text.ends_with("You said: Hello!"), "{text}");
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            Some("sk-one"),
+            r#"{"model":"mock-echo","stream":true,"input":[{"role":"user","content":[{"type":"input_text","text":"Hi there"}]}]}"#,
+        )
+        .await;
+    let events = r.sse();
+    let names: Vec<_> = events.iter().filter_map(|e| e.event.clone()).collect();
+    assert_eq!(names.first().map(String::as_str), Some("response.created"));
+    assert_eq!(names.last().map(String::as_str), Some("response.completed"));
+    let mut deltas = String::new();
+    for e in &events[..events.len() - 1] {
+        let v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(Some(v["type"].as_str().unwrap()), e.event.as_deref());
+        if let Some(d) = v["delta"].as_str() {
+            deltas.push_str(d);
+        }
+    }
+    assert!(deltas.ends_with("You said: Hi there"), "{deltas}");
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+}

@@ -653,3 +653,47 @@ async fn embeddings_are_forwarded_with_the_model_rewritten() {
     assert_eq!(up.last().json()["model"], "deepseek-chat");
     assert_eq!(up.last().json()["input"], "hello");
 }
+
+/// A Responses API stream passes through event by event with its `event:`
+/// names, the model inside each `response` set back to the client's name.
+#[tokio::test]
+async fn responses_stream_through_with_event_names_and_the_alias() {
+    let up = MockUpstream::start(|req| {
+        assert_eq!(req.path, "/v1/responses");
+        let model = req.json()["model"].as_str().unwrap().to_owned();
+        let body = format!(
+            "event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"{model}\",\"status\":\"in_progress\"}}}}\n\n\
+             event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"Hi\"}}\n\n\
+             event: response.completed\ndata: {{\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{{\"id\":\"resp_1\",\"object\":\"response\",\"model\":\"{model}\",\"status\":\"completed\"}}}}\n\n"
+        );
+        vec![send(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))]
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), "")).await;
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            Some("sk-client"),
+            r#"{"model":"DeepSeek-V3.2","input":"Hi","stream":true}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().json()["model"], "deepseek-chat");
+    let events = r.sse();
+    assert_eq!(events[0].event.as_deref(), Some("response.created"));
+    assert_eq!(
+        events[1].event.as_deref(),
+        Some("response.output_text.delta")
+    );
+    for i in [0, 2] {
+        let v: serde_json::Value = serde_json::from_str(&events[i].data).unwrap();
+        assert_eq!(
+            v["response"]["model"], "DeepSeek-V3.2",
+            "{}",
+            events[i].data
+        );
+    }
+}

@@ -28,6 +28,9 @@ pub enum Endpoint {
     Moderations,
     /// `/v1/images/generations`: `prompt`; never streamed.
     Images,
+    /// `/v1/responses` (the Responses API): `input`; plain or streamed as
+    /// typed events.
+    Responses,
 }
 
 impl Endpoint {
@@ -39,6 +42,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Moderations => "/moderations",
             Endpoint::Images => "/images/generations",
+            Endpoint::Responses => "/responses",
         }
     }
 }
@@ -180,6 +184,15 @@ pub fn parse_request(
                 info.prompt_text = prompt;
             }
         }
+        Endpoint::Responses => {
+            let input = view.input.filter(|i| i.get() != "null").ok_or_else(|| {
+                ApiError::invalid("Missing required parameter: 'input'.", Some("input"))
+            })?;
+            if want_text {
+                info.prompt_text = response_input_text(input);
+                info.prompt_words = count_words(&info.prompt_text);
+            }
+        }
         Endpoint::Embeddings | Endpoint::Moderations => {
             info.stream = false;
             let input = view.input.filter(|i| i.get() != "null").ok_or_else(|| {
@@ -269,6 +282,32 @@ fn content_text(raw: &RawValue) -> String {
             .filter_map(|p| p.text)
             .collect::<Vec<_>>()
             .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The text of a Responses API `input`: the string itself, or the last
+/// user item's content (a string or `input_text` parts).
+fn response_input_text(raw: &RawValue) -> String {
+    // Only the mock reads it, off the data path.
+    let text_of = |content: &serde_json::Value| match content {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(serde_json::Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Array(items)) => items
+            .iter()
+            .rev()
+            .find(|i| i.get("role").and_then(serde_json::Value::as_str) == Some("user"))
+            .and_then(|i| i.get("content"))
+            .map(text_of)
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }
@@ -450,6 +489,20 @@ fn top_level_fields(doc: &[u8], stop_at_model: bool) -> Option<TopLevel> {
                 return Walk::Stop;
             }
             (b"model", b'"') if found.model.is_none() => found.model = Some(value),
+            // Responses API events carry the model inside `response`.
+            (b"response", b'{') if found.model.is_none() => {
+                let base = value.start;
+                walk_members(&doc[value.clone()], |k, v| {
+                    if k == b"model" && doc[base + v.start] == b'"' {
+                        found.model = Some(base + v.start..base + v.end);
+                        return Walk::Stop;
+                    }
+                    Walk::Go
+                });
+                if stop_at_model && found.model.is_some() {
+                    return Walk::Stop;
+                }
+            }
             (b"usage", b'{') if found.usage.is_none() => found.usage = Some(value),
             (b"error", c) => found.error |= c != b'n',
             _ => {}

@@ -37,7 +37,97 @@ fn next_id(endpoint: Endpoint) -> String {
         Endpoint::Embeddings => format!("embd-mock-{n:08x}"),
         Endpoint::Moderations => format!("modr-mock-{n:08x}"),
         Endpoint::Images => format!("img-mock-{n:08x}"),
+        Endpoint::Responses => format!("resp_mock{n:016x}"),
     }
+}
+
+/// A Responses API `response` object answering `text` (`status` is
+/// `in_progress` in the first event of a stream, `completed` at the end).
+fn response_object(id: &str, text: &str, info: &RequestInfo, status: &str) -> serde_json::Value {
+    let done = status == "completed";
+    let (input, output) = (info.prompt_words, count_words(text));
+    json!({
+        "id": id, "object": "response", "created_at": unix_time(), "status": status,
+        "model": info.model, "error": null, "incomplete_details": null,
+        "output": if done { json!([message_item(id, text, "completed")]) } else { json!([]) },
+        "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+        "usage": if done {
+            json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output,
+                "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}})
+        } else { serde_json::Value::Null }
+    })
+}
+
+fn message_item(id: &str, text: &str, status: &str) -> serde_json::Value {
+    json!({"type": "message", "id": format!("msg_{}", &id[5..]), "status": status, "role": "assistant",
+        "content": if text.is_empty() { json!([]) } else { json!([{"type": "output_text", "text": text, "annotations": []}]) }})
+}
+
+/// The typed events of a streamed Responses API answer, as
+/// (`event:` field line, data) pairs: created, the item and part opened,
+/// one `response.output_text.delta` per word, then everything closed and
+/// `response.completed`.
+pub fn response_events(text: &str, info: &RequestInfo) -> Vec<(Bytes, Bytes)> {
+    let id = next_id(Endpoint::Responses);
+    let item_id = format!("msg_{}", &id[5..]);
+    let mut events: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "response.created",
+            json!({"response": response_object(&id, "", info, "in_progress")}),
+        ),
+        (
+            "response.output_item.added",
+            json!({"output_index": 0, "item": message_item(&id, "", "in_progress")}),
+        ),
+        (
+            "response.content_part.added",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ),
+    ];
+    for (i, word) in text.split(' ').enumerate() {
+        let delta = if i == 0 {
+            word.to_owned()
+        } else {
+            format!(" {word}")
+        };
+        events.push((
+            "response.output_text.delta",
+            json!({"item_id": item_id, "output_index": 0,
+            "content_index": 0, "delta": delta}),
+        ));
+    }
+    events.extend([
+        (
+            "response.output_text.done",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text}),
+        ),
+        (
+            "response.content_part.done",
+            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+            "part": {"type": "output_text", "text": text, "annotations": []}}),
+        ),
+        (
+            "response.output_item.done",
+            json!({"output_index": 0, "item": message_item(&id, text, "completed")}),
+        ),
+        (
+            "response.completed",
+            json!({"response": response_object(&id, text, info, "completed")}),
+        ),
+    ]);
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(n, (name, mut data))| {
+            data["type"] = json!(name);
+            data["sequence_number"] = json!(n);
+            (
+                Bytes::from(format!("event: {name}\n")),
+                Bytes::from(data.to_string()),
+            )
+        })
+        .collect()
 }
 
 /// OpenAI's moderation categories, none of which the mock flags.
@@ -157,6 +247,7 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
                 .collect();
             json!({"id": next_id(endpoint), "model": info.model, "results": results})
         }
+        Endpoint::Responses => response_object(&next_id(endpoint), text, info, "completed"),
         Endpoint::Images => json!({
             "created": unix_time(),
             "data": [{"b64_json": MOCK_PNG, "revised_prompt": info.prompt_text}],

@@ -114,6 +114,7 @@ impl Gateway {
                 "POST /v1/embeddings",
                 "POST /v1/moderations",
                 "POST /v1/images/generations",
+                "POST /v1/responses",
                 "GET /v1/models",
                 "GET /v1/models/:model",
                 "GET /health",
@@ -202,6 +203,7 @@ impl Gateway {
             b"/v1/embeddings" => Route::Api(Endpoint::Embeddings),
             b"/v1/moderations" => Route::Api(Endpoint::Moderations),
             b"/v1/images/generations" => Route::Api(Endpoint::Images),
+            b"/v1/responses" => Route::Api(Endpoint::Responses),
             b"/v1/models" => Route::Models,
             _ if path.starts_with(b"/v1/models/") => Route::Model,
             b"/health" => Route::Health,
@@ -372,6 +374,11 @@ impl Gateway {
             Err(e) => return Response::error(&e).with_tally(tally),
         };
         let text = mock::answer_text(text, &info);
+        if info.stream && endpoint == Endpoint::Responses {
+            let events = mock::response_events(&text, &info);
+            let stream = EventStream::Prepared(proxy::PreparedStream::new(events));
+            return stream_response(stream, tally);
+        }
         if info.stream {
             let s = mock::MockStream::new(endpoint, &text, &info, token_delay);
             return stream_response(EventStream::Mock(s), tally);

@@ -285,6 +285,7 @@ fn answer_for(
             // A whole answer where a stream was asked for: a short stream.
             match translate::answer_to_events(&answer, &info.model) {
                 Some(events) => {
+                    let events = events.into_iter().map(|e| (Bytes::new(), e)).collect();
                     let stream = EventStream::Prepared(PreparedStream::new(events));
                     Attempt::Done(stream_response(stream, None))
                 }
@@ -800,15 +801,17 @@ fn stream_error(e: UpstreamError) -> ApiError {
     ApiError::Upstream(format!("the stream broke off: {e}"))
 }
 
-/// A stream made from a whole answer (an upstream that answered a stream
-/// request with one object): its events, then `[DONE]`, all ready at once.
+/// A stream made ahead: the events of a whole answer (an upstream that
+/// answered a stream request with one object), or the mock's Responses API
+/// events; then `[DONE]`, all ready at once.
 pub struct PreparedStream {
-    events: std::collections::VecDeque<Bytes>,
+    /// Each event's field lines (`event: …\n`, or none) and data.
+    events: std::collections::VecDeque<(Bytes, Bytes)>,
     done: bool,
 }
 
 impl PreparedStream {
-    pub fn new(events: Vec<Bytes>) -> PreparedStream {
+    pub fn new(events: Vec<(Bytes, Bytes)>) -> PreparedStream {
         PreparedStream {
             events: events.into(),
             done: false,
@@ -820,8 +823,8 @@ impl PreparedStream {
             return None;
         }
         Some(match self.events.pop_front() {
-            Some(data) => StreamItem::Data {
-                fields: Bytes::new(),
+            Some((fields, data)) => StreamItem::Data {
+                fields,
                 data: [data, Bytes::new(), Bytes::new()],
             },
             None => {

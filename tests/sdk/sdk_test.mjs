@@ -44,6 +44,19 @@ for (const model of echoModels) {
   }
 }
 
+// The Responses API, plain and streamed.
+for (const model of echoModels) {
+  const r = await client.responses.create({ model, input: 'Hello!' });
+  assert.equal(r.model, model);
+  assert.ok(r.output_text.endsWith('You said: Hello!'), `${model}: ${r.output_text}`);
+  let deltas = '';
+  const stream = await client.responses.create({ model, input: 'stream me', stream: true });
+  for await (const event of stream) {
+    if (event.type === 'response.output_text.delta') deltas += event.delta;
+  }
+  assert.ok(deltas.endsWith('You said: stream me'), `${model}: ${deltas}`);
+}
+
 const models = [];
 for await (const m of client.models.list()) models.push(m.id);
 assert.ok(models.includes('mock-echo'));

@@ -68,6 +68,19 @@ for model in echo_models:
     img = client.images.generate(model=model, prompt="a lighthouse")
     assert img.data[0].b64_json.startswith("iVBOR"), (model, img)
 
+# The Responses API, plain and streamed, through the other gateway too.
+for model in echo_models:
+    r = client.responses.create(model=model, input="Hello!")
+    assert r.model == model and r.output_text.endswith("You said: Hello!"), (model, r)
+    deltas = ""
+    with client.responses.create(model=model, input="stream me", stream=True) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas += event.delta
+            if event.type == "response.completed":
+                assert event.response.model == model, (model, event.response.model)
+    assert deltas.endswith("You said: stream me"), (model, deltas)
+
 # Models.
 ids = [m.id for m in client.models.list()]
 assert "mock-echo" in ids and "DeepSeek-V3.2" in ids, ids

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::json::{count_words, Endpoint, RequestInfo};
-use super::stream::{StreamItem, DONE};
+use super::stream::StreamItem;
 use crate::stats::unix_time;
 
 /// The answer text for a request.
@@ -452,13 +452,10 @@ impl MockStream {
 
     fn pop(&mut self) -> StreamItem {
         match self.next_event() {
-            Some(ev) => StreamItem::Data {
-                fields: Bytes::new(),
-                data: [ev, Bytes::new(), Bytes::new()],
-            },
+            Some(ev) => StreamItem::event(Bytes::new(), ev),
             None => {
                 self.done = true;
-                StreamItem::Raw(Bytes::from_static(DONE))
+                StreamItem::done()
             }
         }
     }

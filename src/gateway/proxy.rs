@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::json::{self, Endpoint, RequestInfo};
 use super::response::{Body, Response};
 use super::router::{Cause, Failure, Pick, Scope};
-use super::stream::{error_event, EventStream, StreamItem, DONE, KEEP_ALIVE};
+use super::stream::{error_event, EventStream, StreamItem, KEEP_ALIVE};
 use super::{stream_response, translate, Gateway};
 use crate::http1::RequestHead;
 use crate::sse::{Event, SseDecoder};
@@ -740,7 +740,7 @@ impl UpstreamStream {
             ));
         }
         self.done = true;
-        StreamItem::Raw(Bytes::from_static(DONE))
+        StreamItem::done()
     }
 
     fn fail(&mut self, err: ApiError) -> StreamItem {
@@ -823,13 +823,10 @@ impl PreparedStream {
             return None;
         }
         Some(match self.events.pop_front() {
-            Some((fields, data)) => StreamItem::Data {
-                fields,
-                data: [data, Bytes::new(), Bytes::new()],
-            },
+            Some((fields, data)) => StreamItem::event(fields, data),
             None => {
                 self.done = true;
-                StreamItem::Raw(Bytes::from_static(DONE))
+                StreamItem::done()
             }
         })
     }

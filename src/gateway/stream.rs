@@ -19,6 +19,22 @@ pub enum StreamItem {
     Raw(Bytes),
 }
 
+impl StreamItem {
+    /// One event of a whole payload (no slices to splice), with its field
+    /// lines (`event: …\n`, usually none).
+    pub fn event(fields: Bytes, data: Bytes) -> StreamItem {
+        StreamItem::Data {
+            fields,
+            data: [data, Bytes::new(), Bytes::new()],
+        }
+    }
+
+    /// `data: [DONE]`.
+    pub fn done() -> StreamItem {
+        StreamItem::Raw(Bytes::from_static(DONE))
+    }
+}
+
 pub enum EventStream {
     Mock(MockStream),
     Upstream(Box<UpstreamStream>),

@@ -371,14 +371,8 @@ async fn events_labelled_as_json_are_streamed_as_they_come() {
     let mut c = gw.connect().await;
     let body = request("sse-as-json", true);
     let started = Instant::now();
-    c.send(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(support::post_request("/v1/chat/completions", "", &body).as_bytes())
+        .await;
     let mut got = Vec::new();
     c.read_raw_until(&mut got, |s| s.contains("Hello")).await;
     assert!(
@@ -441,15 +435,8 @@ async fn the_client_never_waits_longer_than_the_keep_alive_interval() {
     let (_up, gw) = gateway().await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let body = request("pings", true);
-    s.write_all(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let raw = support::post_request("/v1/chat/completions", "Connection: close\r\n", &body);
+    s.write_all(raw.as_bytes()).await.unwrap();
     let mut last = Instant::now();
     let mut longest = Duration::ZERO;
     let mut all = Vec::new();

@@ -279,14 +279,8 @@ async fn a_client_that_stops_reading_is_cut_off() {
     .await;
     let mut c = support::Client::with_small_receive_buffer(gw.addr, 64 << 10).await;
     let body = r#"{"model":"big","messages":[{"role":"user","content":"x"}]}"#;
-    c.send(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await;
+    c.send(support::post_request("/v1/chat/completions", "", body).as_bytes())
+        .await;
     // Not reading: the gateway's write stalls, then times out.
     let start = std::time::Instant::now();
     loop {

@@ -36,10 +36,7 @@ fn slow_config(name: &str, words: usize, delay_ms: u64, drain_ms: u64) -> std::p
 }
 
 fn request(body: &str) -> String {
-    format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+    support::post_request("/v1/chat/completions", "", body)
 }
 
 /// Open a stream on a fresh connection and return the socket once the
@@ -149,7 +146,8 @@ fn reloads_under_new_connection_load_lose_no_request() {
             let (addr, stop, ok, failed) =
                 (run.addr.clone(), stop.clone(), ok.clone(), failed.clone());
             std::thread::spawn(move || {
-                let raw = request(CHAT).replace("Host: x\r\n", "Host: x\r\nConnection: close\r\n");
+                let raw =
+                    support::post_request("/v1/chat/completions", "Connection: close\r\n", CHAT);
                 while !stop.load(SeqCst) {
                     let answer = StdStream::connect(&addr).map(|mut s| {
                         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -337,7 +335,7 @@ fn a_second_gateway_on_the_same_port_is_refused() {
     assert!(err.contains("in use"), "{err}");
     let answer = one_shot(
         &first.addr,
-        &request(CHAT).replace("Host: x\r\n", "Host: x\r\nConnection: close\r\n"),
+        &support::post_request("/v1/chat/completions", "Connection: close\r\n", CHAT),
     );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

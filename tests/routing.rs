@@ -44,6 +44,17 @@ fn ask(model: &str) -> String {
     format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"Hi"}}]}}"#)
 }
 
+/// How many requests reached the upstream with account key `key`.
+fn sent_with_key(up: &MockUpstream, key: &str) -> usize {
+    let auth = format!("Bearer {key}");
+    up.requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.header("authorization") == Some(auth.as_str()))
+        .count()
+}
+
 async fn chat(gw: &TestGateway, model: &str) -> support::Response {
     gw.post_json("/v1/chat/completions", None, &ask(model))
         .await
@@ -113,13 +124,7 @@ async fn a_refused_key_rests_its_account_and_the_other_serves() {
     assert_eq!(a["account"]["lastError"]["status"], 401);
     let b = accounts.iter().find(|a| a["id"] == "up/b").unwrap();
     assert_eq!(b["account"]["state"], "healthy");
-    let refused = up
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.header("authorization") == Some("Bearer sk-a"))
-        .count();
+    let refused = sent_with_key(&up, "sk-a");
     assert_eq!(refused, 3, "account a rests after three refusals");
     assert!(stats["retries"].as_u64().unwrap() >= 3, "{stats}");
     assert_eq!(stats["health"]["deployments"].as_array().unwrap().len(), 4);
@@ -189,10 +194,10 @@ async fn client_errors_rest_nothing_and_client_org_headers_stay_home() {
     let gw = TestGateway::start(&config(&up.base_url(), &["a", "b"], 2)).await;
     for _ in 0..5 {
         let r = gw
-            .request(&format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOpenAI-Organization: org-other\r\nOpenAI-Project: proj-other\r\nContent-Length: {}\r\n\r\n{}",
-                ask("x").len(),
-                ask("x")
+            .request(&support::post_request(
+                "/v1/chat/completions",
+                "OpenAI-Organization: org-other\r\nOpenAI-Project: proj-other\r\n",
+                &ask("x"),
             ))
             .await;
         assert_eq!(r.status, 400);
@@ -409,13 +414,7 @@ async fn a_deployment_answering_html_rests() {
         .clone();
     assert_eq!(deployment["health"]["state"], "resting", "{stats}");
     assert_eq!(deployment["health"]["reason"], "server_error");
-    let html_answers = up
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.header("authorization") == Some("Bearer sk-a"))
-        .count();
+    let html_answers = sent_with_key(&up, "sk-a");
     assert_eq!(
         html_answers, 3,
         "the fourth request skips the resting deployment"

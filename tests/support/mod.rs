@@ -75,11 +75,7 @@ impl TestGateway {
         let auth = auth
             .map(|k| format!("Authorization: Bearer {k}\r\n"))
             .unwrap_or_default();
-        self.request(&format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ))
-        .await
+        self.request(&post_request(path, &auth, body)).await
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -111,6 +107,15 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// A raw JSON `POST` to `path` with `headers` (whole lines, each ending in
+/// CRLF) after `Host`.
+pub fn post_request(path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// A parsed response, with the body de-chunked.

@@ -19,27 +19,9 @@ WORK=$(mktemp -d /tmp/c2a-allocs.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); UPS=$(port)
-python3 - "$WORK" <<'PY'
-import os, sys
-work = sys.argv[1]
-chunk = lambda d, f: 'data: {"id":"chatcmpl-bench0001","object":"chat.completion.chunk","created":1700000000,"model":"deepseek-chat","choices":[{"index":0,"delta":%s,"finish_reason":%s}]}\n\n' % (d, f)
-body = chunk('{"role":"assistant","content":""}', 'null') + ''.join(chunk('{"content":" w%d"}' % i, 'null') for i in range(64)) + chunk('{}', '"stop"') + 'data: [DONE]\n\n'
-os.makedirs(f"{work}/www/v1/chat", exist_ok=True)
-open(f"{work}/www/v1/chat/completions", "w").write(body)
-PY
-chmod -R a+rX "$WORK"
-JSON='{"id":"c","object":"chat.completion","created":1,"model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
-cat >"$WORK/up.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.err warn;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 100000000;
-  server { listen 127.0.0.1:$UP; location = /v1/chat/completions { default_type application/json; return 200 '$JSON'; } }
-  server { listen 127.0.0.1:$UPS; location = /v1/chat/completions { root $WORK/www; default_type text/event-stream; error_page 405 =200 \$uri; } } }
-CONF
-nginx -p "$WORK" -c "$WORK/up.conf" 2>/dev/null & PIDS+=($!)
-sleep 0.5
+# shellcheck source=bench/upstream.sh
+source "$ROOT/bench/upstream.sh"
+start_upstream 64
 
 drive() { # port n model stream
     python3 - "$@" "$KEY" <<'PY'

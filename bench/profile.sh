@@ -17,26 +17,10 @@ WORK=$(mktemp -d /tmp/c2a-profile.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); UPS=$(port); NGX=$(port); NGXS=$(port); C2A=$(port)
-
-python3 - "$WORK" "$SSE_EVENTS" <<'PY'
-import os, sys
-work, n = sys.argv[1], int(sys.argv[2])
-chunk = lambda d, f: 'data: {"id":"chatcmpl-bench0001","object":"chat.completion.chunk","created":1700000000,"model":"deepseek-chat","system_fingerprint":"fp_bench","choices":[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}]}\n\n' % (d, f)
-body = chunk('{"role":"assistant","content":""}', 'null') + ''.join(chunk('{"content":" word%d"}' % i, 'null') for i in range(n)) + chunk('{}', '"stop"') + 'data: [DONE]\n\n'
-os.makedirs(f"{work}/www/v1/chat", exist_ok=True)
-open(f"{work}/www/v1/chat/completions", "w").write(body)
-PY
-chmod -R a+rX "$WORK"
-JSON='{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Keep-alive lets the proxy reuse warm connections."},"finish_reason":"stop"}],"usage":{"prompt_tokens":52,"completion_tokens":17,"total_tokens":69}}'
-cat >"$WORK/up.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.err warn;
-events { worker_connections 16384; }
-http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-  server { listen 127.0.0.1:$UP; location = /v1/chat/completions { default_type application/json; return 200 '$JSON'; } }
-  server { listen 127.0.0.1:$UPS; location = /v1/chat/completions { root $WORK/www; default_type text/event-stream; error_page 405 =200 \$uri; } } }
-CONF
+# shellcheck source=bench/upstream.sh
+source "$ROOT/bench/upstream.sh"
+start_upstream "$SSE_EVENTS"
+NGX=$(port); NGXS=$(port); C2A=$(port)
 cat >"$WORK/ngx.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/ngx.pid; error_log $WORK/ngx.err warn;
 events { worker_connections 16384; }
@@ -46,7 +30,6 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
   server { listen 127.0.0.1:$NGX; location / { proxy_pass http://a; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:$NGXS; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
 CONF
-nginx -p "$WORK" -c "$WORK/up.conf" 2>/dev/null & PIDS+=($!)
 nginx -p "$WORK" -c "$WORK/ngx.conf" 2>/dev/null & PIDS+=($!)
 NGX_MASTER=$!
 BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=x BENCH_BACK_PORT=1 BENCH_PROXIED_TEXT=x \

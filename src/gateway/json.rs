@@ -31,7 +31,28 @@ pub enum Endpoint {
     /// `/v1/responses` (the Responses API): `input`; plain or streamed as
     /// typed events.
     Responses,
+    /// `/v1/audio/speech`: JSON in (`input`, `voice`); audio bytes out,
+    /// passed through unchanged.
+    Speech,
+    /// `/v1/audio/transcriptions`: a `multipart/form-data` body (`file`,
+    /// `model`); JSON, text or events out.
+    Transcriptions,
+    /// `/v1/audio/translations`: as transcriptions, into English.
+    Translations,
 }
+
+/// Every endpoint, in the order `/v1/models` lists them.
+pub const ENDPOINTS: [Endpoint; 9] = [
+    Endpoint::Chat,
+    Endpoint::Completions,
+    Endpoint::Embeddings,
+    Endpoint::Moderations,
+    Endpoint::Images,
+    Endpoint::Responses,
+    Endpoint::Speech,
+    Endpoint::Transcriptions,
+    Endpoint::Translations,
+];
 
 impl Endpoint {
     /// The path under a provider's base URL (OpenAI's API reference).
@@ -43,7 +64,46 @@ impl Endpoint {
             Endpoint::Moderations => "/moderations",
             Endpoint::Images => "/images/generations",
             Endpoint::Responses => "/responses",
+            Endpoint::Speech => "/audio/speech",
+            Endpoint::Transcriptions => "/audio/transcriptions",
+            Endpoint::Translations => "/audio/translations",
         }
+    }
+
+    /// The endpoint's name in the config (`endpoints`) and in
+    /// `/v1/models`: its path under `/v1/`, dots for slashes
+    /// (`chat.completions`, `audio.speech`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat.completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Moderations => "moderations",
+            Endpoint::Images => "images.generations",
+            Endpoint::Responses => "responses",
+            Endpoint::Speech => "audio.speech",
+            Endpoint::Transcriptions => "audio.transcriptions",
+            Endpoint::Translations => "audio.translations",
+        }
+    }
+
+    /// The endpoint of a config name (see [`Endpoint::name`]).
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        ENDPOINTS.into_iter().find(|e| e.name() == name)
+    }
+
+    /// Whether the body is a `multipart/form-data` form, not JSON.
+    pub fn takes_form(self) -> bool {
+        matches!(self, Endpoint::Transcriptions | Endpoint::Translations)
+    }
+
+    /// Whether a 2xx answer is passed on as the upstream sent it (audio,
+    /// text, subtitles): no `model` to rewrite, no shape to judge.
+    pub fn passes_bytes(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Speech | Endpoint::Transcriptions | Endpoint::Translations
+        )
     }
 }
 
@@ -62,6 +122,10 @@ struct RequestView<'a> {
     dimensions: Option<usize>,
     #[serde(borrow, default)]
     encoding_format: Option<Cow<'a, str>>,
+    /// A string for speech (`mp3`, `wav`, `pcm`, …), an object for chat:
+    /// read only for speech.
+    #[serde(borrow, default)]
+    response_format: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -103,6 +167,30 @@ pub struct RequestInfo {
     /// Embeddings as base64 of little-endian `f32`s (`encoding_format`),
     /// as the official SDKs ask by default.
     pub base64: bool,
+    /// Speech: the audio format asked for (`response_format`, default mp3).
+    pub audio_format: Option<String>,
+    /// Transcriptions and translations: the form's fields and parts; then
+    /// `model_span` is the raw text of the `model` field, not a JSON string.
+    pub form: Option<super::form::Form>,
+}
+
+impl RequestInfo {
+    /// A request for `model`, whose value sits at `model_span` of the body.
+    pub fn new(model: String, model_span: Range<usize>) -> RequestInfo {
+        RequestInfo {
+            model,
+            model_span,
+            stream: false,
+            include_usage: false,
+            prompt_text: String::new(),
+            prompt_words: 0,
+            inputs: Vec::new(),
+            dimensions: None,
+            base64: false,
+            audio_format: None,
+            form: None,
+        }
+    }
 }
 
 /// Validate a request body for `endpoint` (SPEC §4: 400 on malformed JSON,
@@ -135,20 +223,14 @@ pub fn parse_request(
             Some("model"),
         ));
     }
-    let mut info = RequestInfo {
-        model,
-        model_span: span_in(body, raw_model),
-        stream: view.stream.unwrap_or(false),
-        include_usage: view
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
-        prompt_text: String::new(),
-        prompt_words: 0,
-        inputs: Vec::new(),
-        dimensions: view.dimensions.filter(|d| (1..=MAX_DIMENSIONS).contains(d)),
-        base64: view.encoding_format.as_deref() == Some("base64"),
-    };
+    let mut info = RequestInfo::new(model, span_in(body, raw_model));
+    info.stream = view.stream.unwrap_or(false);
+    info.include_usage = view
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    info.dimensions = view.dimensions.filter(|d| (1..=MAX_DIMENSIONS).contains(d));
+    info.base64 = view.encoding_format.as_deref() == Some("base64");
     match endpoint {
         Endpoint::Chat => {
             let raw = view.messages.ok_or_else(|| {
@@ -192,6 +274,32 @@ pub fn parse_request(
                 info.prompt_text = response_input_text(input);
                 info.prompt_words = count_words(&info.prompt_text);
             }
+        }
+        Endpoint::Speech => {
+            info.stream = false;
+            let input = view
+                .input
+                .and_then(|i| serde_json::from_str::<String>(i.get()).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "Missing required parameter: 'input' (the text to speak).",
+                        Some("input"),
+                    )
+                })?;
+            info.audio_format = view
+                .response_format
+                .and_then(|f| serde_json::from_str::<String>(f.get()).ok());
+            if want_text {
+                info.prompt_words = count_words(&input);
+                info.prompt_text = input;
+            }
+        }
+        Endpoint::Transcriptions | Endpoint::Translations => {
+            // Read by `form::parse_request`; a JSON body is no form.
+            return Err(ApiError::invalid(
+                "This endpoint takes a multipart/form-data body (a 'file' part and a 'model' field).",
+                None,
+            ));
         }
         Endpoint::Embeddings | Endpoint::Moderations => {
             info.stream = false;

@@ -38,7 +38,151 @@ fn next_id(endpoint: Endpoint) -> String {
         Endpoint::Moderations => format!("modr-mock-{n:08x}"),
         Endpoint::Images => format!("img-mock-{n:08x}"),
         Endpoint::Responses => format!("resp_mock{n:016x}"),
+        Endpoint::Speech | Endpoint::Transcriptions | Endpoint::Translations => {
+            format!("audio-mock-{n:08x}")
+        }
     }
+}
+
+/// Samples per second of the mock's speech (OpenAI's `pcm` rate).
+const SPEECH_RATE: u32 = 24_000;
+/// Seconds of audio per spoken word.
+const SECONDS_PER_WORD: f32 = 0.25;
+/// The longest mock speech, in seconds.
+const MAX_SPEECH_SECONDS: f32 = 30.0;
+
+/// The mock's speech for `/v1/audio/speech`: a quiet 440 Hz tone, a quarter
+/// second per word of `input`, as 16-bit mono samples at 24 kHz. `pcm`
+/// asks for the bare samples (`audio/pcm`); every other format gets a WAV
+/// file (`audio/wav`): the mock encodes no MP3, Opus, AAC or FLAC.
+pub fn speech(info: &RequestInfo) -> (&'static str, Bytes) {
+    let seconds = (info.prompt_words.max(1) as f32 * SECONDS_PER_WORD).min(MAX_SPEECH_SECONDS);
+    let samples = (seconds * SPEECH_RATE as f32) as usize;
+    let pcm = info.audio_format.as_deref() == Some("pcm");
+    let data_len = samples * 2;
+    let mut out = Vec::with_capacity(44 + data_len);
+    if !pcm {
+        // RIFF/WAVE header, PCM format chunk, then the data chunk.
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data_len as u32).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        out.extend_from_slice(&1u16.to_le_bytes()); // mono
+        out.extend_from_slice(&SPEECH_RATE.to_le_bytes());
+        out.extend_from_slice(&(SPEECH_RATE * 2).to_le_bytes()); // bytes per second
+        out.extend_from_slice(&2u16.to_le_bytes()); // block align
+        out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&(data_len as u32).to_le_bytes());
+    }
+    for i in 0..samples {
+        let t = i as f32 / SPEECH_RATE as f32;
+        let v = (t * 440.0 * std::f32::consts::TAU).sin() * 2000.0;
+        out.extend_from_slice(&(v as i16).to_le_bytes());
+    }
+    let content_type = if pcm { "audio/pcm" } else { "audio/wav" };
+    (content_type, Bytes::from(out))
+}
+
+/// What the mock "hears" in an uploaded file: the configured text, or a
+/// sentence naming the file and its size.
+pub fn transcript_text(endpoint: Endpoint, configured: Option<&str>, info: &RequestInfo) -> String {
+    if let Some(text) = configured {
+        return text.to_owned();
+    }
+    let form = info.form.as_ref();
+    let name = form.and_then(|f| f.filename.as_deref()).unwrap_or("the audio");
+    let bytes = form.and_then(|f| f.file.as_ref()).map_or(0, |f| f.len());
+    let what = match endpoint {
+        Endpoint::Translations => "translation",
+        _ => "transcription",
+    };
+    format!("This is chat2api's mock {what} of {name} ({bytes} bytes).")
+}
+
+/// A whole transcription or translation in the form's `response_format`:
+/// `json` (default) and `verbose_json` as JSON, `text`, `srt` and `vtt` as
+/// text. Returns the content type and the body.
+pub fn transcript(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (&'static str, Bytes) {
+    let format = info
+        .form
+        .as_ref()
+        .and_then(|f| f.response_format.as_deref())
+        .unwrap_or("json");
+    let duration = count_words(text) as f32 * SECONDS_PER_WORD;
+    let stamp = |secs: f32, sep: char| {
+        let ms = (secs * 1000.0) as u64;
+        format!(
+            "{:02}:{:02}:{:02}{sep}{:03}",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        )
+    };
+    match format {
+        "text" => ("text/plain; charset=utf-8", Bytes::from(format!("{text}
+"))),
+        "srt" => (
+            "text/plain; charset=utf-8",
+            Bytes::from(format!(
+                "1
+{} --> {}
+{text}
+
+",
+                stamp(0.0, ','),
+                stamp(duration, ',')
+            )),
+        ),
+        "vtt" => (
+            "text/plain; charset=utf-8",
+            Bytes::from(format!(
+                "WEBVTT
+
+{} --> {}
+{text}
+
+",
+                stamp(0.0, '.'),
+                stamp(duration, '.')
+            )),
+        ),
+        "verbose_json" => {
+            let task = match endpoint {
+                Endpoint::Translations => "translate",
+                _ => "transcribe",
+            };
+            let doc = json!({"task": task, "language": "english", "duration": duration, "text": text,
+                "segments": [{"id": 0, "seek": 0, "start": 0.0, "end": duration, "text": text,
+                    "tokens": [], "temperature": 0.0, "avg_logprob": 0.0,
+                    "compression_ratio": 1.0, "no_speech_prob": 0.0}]});
+            (super::response::JSON, Bytes::from(doc.to_string()))
+        }
+        _ => (
+            super::response::JSON,
+            Bytes::from(json!({"text": text}).to_string()),
+        ),
+    }
+}
+
+/// A streamed transcription (`stream=true`, as gpt-4o-transcribe answers):
+/// a `transcript.text.delta` event per word, then `transcript.text.done`.
+pub fn transcript_events(text: &str) -> Vec<(Bytes, Bytes)> {
+    let mut events: Vec<serde_json::Value> = text
+        .split(' ')
+        .enumerate()
+        .map(|(i, word)| {
+            let delta = if i == 0 { word.to_owned() } else { format!(" {word}") };
+            json!({"type": "transcript.text.delta", "delta": delta})
+        })
+        .collect();
+    events.push(json!({"type": "transcript.text.done", "text": text}));
+    events
+        .into_iter()
+        .map(|e| (Bytes::new(), Bytes::from(e.to_string())))
+        .collect()
 }
 
 /// A Responses API `response` object answering `text` (`status` is
@@ -248,6 +392,10 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
             json!({"id": next_id(endpoint), "model": info.model, "results": results})
         }
         Endpoint::Responses => response_object(&next_id(endpoint), text, info, "completed"),
+        // Answered by `speech` and `transcript` (audio and text, not JSON).
+        Endpoint::Speech | Endpoint::Transcriptions | Endpoint::Translations => {
+            json!({"text": text})
+        }
         Endpoint::Images => json!({
             "created": unix_time(),
             "data": [{"b64_json": MOCK_PNG, "revised_prompt": info.prompt_text}],

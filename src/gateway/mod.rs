@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod form;
 pub mod json;
 pub mod mock;
 pub mod proxy;
@@ -35,7 +36,7 @@ use stream::EventStream;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// A model-routed `POST /v1/...` endpoint (chat, completions,
-    /// embeddings, moderations, images).
+    /// embeddings, moderations, images, responses, audio).
     Api(Endpoint),
     Models,
     Model,
@@ -115,6 +116,9 @@ impl Gateway {
                 "POST /v1/moderations",
                 "POST /v1/images/generations",
                 "POST /v1/responses",
+                "POST /v1/audio/speech",
+                "POST /v1/audio/transcriptions",
+                "POST /v1/audio/translations",
                 "GET /v1/models",
                 "GET /v1/models/:model",
                 "GET /health",
@@ -204,6 +208,9 @@ impl Gateway {
             b"/v1/moderations" => Route::Api(Endpoint::Moderations),
             b"/v1/images/generations" => Route::Api(Endpoint::Images),
             b"/v1/responses" => Route::Api(Endpoint::Responses),
+            b"/v1/audio/speech" => Route::Api(Endpoint::Speech),
+            b"/v1/audio/transcriptions" => Route::Api(Endpoint::Transcriptions),
+            b"/v1/audio/translations" => Route::Api(Endpoint::Translations),
             b"/v1/models" => Route::Models,
             _ if path.starts_with(b"/v1/models/") => Route::Model,
             b"/health" => Route::Health,
@@ -283,7 +290,7 @@ impl Gateway {
         body: Bytes,
         mut tally: Option<Tally>,
     ) -> Response {
-        let info = match json::parse_request(&body, endpoint, false) {
+        let info = match parse_request(endpoint, head, &body, false) {
             Ok(info) => info,
             Err(e) => return Response::error(&e).with_tally(tally),
         };
@@ -323,7 +330,7 @@ impl Gateway {
             if let ProviderKind::Mock { text, token_delay } = &pick.provider.kind {
                 pick.record_success();
                 pick.usage().count();
-                return self.mock_answer(endpoint, &body, text.as_deref(), *token_delay, tally);
+                return self.mock_answer(endpoint, head, &body, text.as_deref(), *token_delay, tally);
             }
             // Built in `new` for every provider that is not the mock.
             let Some(upstream) = self.upstreams[pick.index().0].as_ref() else {
@@ -363,16 +370,38 @@ impl Gateway {
     fn mock_answer(
         &self,
         endpoint: Endpoint,
+        head: &RequestHead,
         body: &[u8],
         text: Option<&str>,
         token_delay: std::time::Duration,
         mut tally: Option<Tally>,
     ) -> Response {
         // The mock needs the prompt text, which the first parse skipped.
-        let info = match json::parse_request(body, endpoint, true) {
+        let info = match parse_request(endpoint, head, body, true) {
             Ok(info) => info,
             Err(e) => return Response::error(&e).with_tally(tally),
         };
+        match endpoint {
+            Endpoint::Speech => {
+                let (content_type, audio) = mock::speech(&info);
+                let mut resp = Response::json(200, audio);
+                resp.content_type = content_type;
+                return resp.with_tally(tally);
+            }
+            Endpoint::Transcriptions | Endpoint::Translations => {
+                let text = mock::transcript_text(endpoint, text, &info);
+                if info.stream {
+                    let events = mock::transcript_events(&text);
+                    let stream = EventStream::Prepared(proxy::PreparedStream::new(events));
+                    return stream_response(stream, tally);
+                }
+                let (content_type, answer) = mock::transcript(endpoint, &text, &info);
+                let mut resp = Response::json(200, answer);
+                resp.content_type = content_type;
+                return resp.with_tally(tally);
+            }
+            _ => {}
+        }
         let text = mock::answer_text(text, &info);
         if info.stream && endpoint == Endpoint::Responses {
             let events = mock::response_events(&text, &info);
@@ -389,6 +418,21 @@ impl Gateway {
             t.tokens(prompt, completion);
         }
         Response::json(200, answer).with_tally(tally)
+    }
+}
+
+/// Validate a request body for `endpoint`: a form for transcriptions and
+/// translations, JSON for the rest (400 with what is wrong otherwise).
+/// `want_text`: also cut out the prompt text the mock answers to.
+fn parse_request(
+    endpoint: Endpoint,
+    head: &RequestHead,
+    body: &[u8],
+    want_text: bool,
+) -> Result<json::RequestInfo, ApiError> {
+    match endpoint.takes_form() {
+        true => form::parse_request(body, head.header("content-type")),
+        false => json::parse_request(body, endpoint, want_text),
     }
 }
 

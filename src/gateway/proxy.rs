@@ -164,6 +164,15 @@ pub async fn forward(
             Ok(chat) => ("/chat/completions", [chat, Bytes::new(), Bytes::new()]),
             Err(e) => return Attempt::Done(Response::error(&e)),
         }
+    } else if info.form.is_some() {
+        // A form field holds the name as text, not as a JSON string.
+        let upstream_model: String =
+            serde_json::from_slice(pick.upstream_model).unwrap_or_default();
+        let name = Bytes::from(upstream_model);
+        (
+            endpoint.upstream_path(),
+            json::splice(body, info.model_span.clone(), &name),
+        )
     } else {
         let path = endpoint.upstream_path();
         (
@@ -178,7 +187,8 @@ pub async fn forward(
         authorization: Some(&pick.account.authorization[..]).filter(|a| !a.is_empty()),
         account_fields: &pick.account.fields,
         forward: Some(head),
-        content_type: None,
+        // A form keeps its own type: the boundary is in it.
+        content_type: info.form.as_ref().and(head.header("content-type")),
         body: &parts,
         first_byte_timeout: gw.config.request_timeout,
     };
@@ -224,6 +234,22 @@ pub async fn forward(
         }
     }
     let passed = passed_headers(resp.head());
+    if endpoint.passes_bytes() && !(info.stream && is_event_stream(resp.head())) {
+        return match byte_answer(gw, resp) {
+            Ok(answer) => {
+                pick.record_success();
+                Attempt::Done(with_upstream_headers(answer, &passed))
+            }
+            Err(e) => {
+                record(gw, pick, Scope::Deployment, Failure {
+                    cause: Cause::ServerError,
+                    status,
+                    retry_after: None,
+                });
+                Attempt::Failed(with_upstream_headers(Response::error(&e), &passed))
+            }
+        };
+    }
     // A 2xx that is no answer (empty, HTML, events that make no answer) is
     // the deployment's failure, and is retried elsewhere.
     let broken = |cause| Failure {
@@ -252,6 +278,30 @@ pub async fn forward(
             Attempt::Failed(with_upstream_headers(r, &passed))
         }
     }
+}
+
+/// Whether an answer is labelled `text/event-stream`.
+fn is_event_stream(head: &crate::http1::ResponseHead) -> bool {
+    head.header("content-type")
+        .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"))
+}
+
+/// An audio endpoint's 2xx answer, passed on as it comes with the
+/// upstream's `Content-Type` (speech audio, transcripts as JSON or text).
+/// An HTML page is no answer: 502.
+fn byte_answer(gw: &Gateway, resp: UpstreamResponse) -> Result<Response, ApiError> {
+    let content_type = resp
+        .head()
+        .header_bytes("content-type")
+        .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
+    if content_type.len() >= 9 && content_type[..9].eq_ignore_ascii_case(b"text/html") {
+        return Err(ApiError::Upstream("the upstream answered 200 with HTML".into()));
+    }
+    let stream = ByteStream::new(resp, gw.config.limits.stream_idle_timeout);
+    let mut answer = stream_response(EventStream::Bytes(stream), None);
+    answer.content_type = "";
+    answer.headers = vec![("Content-Type", content_type)];
+    Ok(answer)
 }
 
 /// The client's answer from a judged 2xx body.
@@ -320,11 +370,7 @@ async fn judge_and_collect(
     resp: &mut UpstreamResponse,
     stream: bool,
 ) -> Result<Answer, ApiError> {
-    let labelled_sse = resp
-        .head()
-        .header("content-type")
-        .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"));
-    if stream && labelled_sse {
+    if stream && is_event_stream(resp.head()) {
         return Ok(Answer::Stream(None));
     }
     let body = if stream {
@@ -799,6 +845,75 @@ fn reprefix_lines(parts: &[Bytes]) -> Bytes {
 
 fn stream_error(e: UpstreamError) -> ApiError {
     ApiError::Upstream(format!("the stream broke off: {e}"))
+}
+
+/// An upstream body passed on byte for byte as it arrives (speech audio,
+/// transcripts): each piece is written the moment it is read. A body that
+/// breaks off, or stalls for longer than `streamIdleTimeout`, ends the
+/// client's answer without its last chunk, so that the client sees it cut.
+pub struct ByteStream {
+    response: UpstreamResponse,
+    idle_timeout: Duration,
+    ended: bool,
+    failed: bool,
+}
+
+impl ByteStream {
+    pub fn new(response: UpstreamResponse, idle_timeout: Duration) -> ByteStream {
+        ByteStream {
+            response,
+            idle_timeout,
+            ended: false,
+            failed: false,
+        }
+    }
+
+    /// Cancel-safe: the only await is `UpstreamResponse::data`.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        while !self.ended {
+            let piece = tokio::time::timeout(self.idle_timeout, self.response.data()).await;
+            match piece {
+                Ok(Ok(Some(piece))) if piece.is_empty() => {}
+                Ok(Ok(Some(piece))) => return Some(StreamItem::Raw(piece)),
+                Ok(Ok(None)) => self.ended = true,
+                Ok(Err(_)) | Err(_) => self.fail(),
+            }
+        }
+        None
+    }
+
+    /// The next piece if it is already here; never waits.
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        while !self.ended {
+            match self.response.try_data() {
+                Poll::Ready(Ok(Some(piece))) if piece.is_empty() => {}
+                Poll::Ready(Ok(Some(piece))) => return Some(StreamItem::Raw(piece)),
+                Poll::Ready(Ok(None)) => self.ended = true,
+                Poll::Ready(Err(_)) => self.fail(),
+                Poll::Pending => return None,
+            }
+        }
+        None
+    }
+
+    fn fail(&mut self) {
+        self.ended = true;
+        self.failed = true;
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The body ended and was whole.
+    pub fn completed(&self) -> bool {
+        self.ended && !self.failed
+    }
+
+    /// The body broke off.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
 }
 
 /// A stream made ahead: the events of a whole answer (an upstream that

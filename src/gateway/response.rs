@@ -23,6 +23,8 @@ pub enum Body {
 
 pub struct Response {
     pub status: u16,
+    /// Empty when `headers` carries the `Content-Type` (an upstream's,
+    /// passed on).
     pub content_type: &'static str,
     /// Headers beyond the ones every answer gets.
     pub headers: Vec<(&'static str, Bytes)>,

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::mock::MockStream;
-use super::proxy::{PreparedStream, UpstreamStream};
+use super::proxy::{ByteStream, PreparedStream, UpstreamStream};
 
 /// `data: [DONE]\n\n`, the end of every successful stream (SPEC §4).
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -40,6 +40,8 @@ pub enum EventStream {
     Upstream(Box<UpstreamStream>),
     /// Events made from a whole answer, all ready at once.
     Prepared(PreparedStream),
+    /// Not events: an upstream body passed on byte for byte (audio).
+    Bytes(ByteStream),
 }
 
 impl EventStream {
@@ -50,6 +52,7 @@ impl EventStream {
             EventStream::Mock(m) => m.next().await,
             EventStream::Upstream(u) => u.next().await,
             EventStream::Prepared(p) => p.next_ready(),
+            EventStream::Bytes(b) => b.next().await,
         }
     }
 
@@ -59,6 +62,7 @@ impl EventStream {
             EventStream::Mock(m) => m.next_ready(),
             EventStream::Upstream(u) => u.next_ready(),
             EventStream::Prepared(p) => p.next_ready(),
+            EventStream::Bytes(b) => b.next_ready(),
         }
     }
 
@@ -68,16 +72,26 @@ impl EventStream {
             EventStream::Mock(m) => m.completed(),
             EventStream::Upstream(u) => u.is_ended(),
             EventStream::Prepared(p) => p.completed(),
+            EventStream::Bytes(b) => b.is_ended(),
         }
     }
 
-    /// True once the stream ended with `[DONE]` (a success, SPEC §3).
+    /// True once the stream ended with `[DONE]` (a success, SPEC §3), or
+    /// a byte stream with the end of its body.
     pub fn completed(&self) -> bool {
         match self {
             EventStream::Mock(m) => m.completed(),
             EventStream::Upstream(u) => u.completed(),
             EventStream::Prepared(p) => p.completed(),
+            EventStream::Bytes(b) => b.completed(),
         }
+    }
+
+    /// True when the body broke off where no error event can say so (a
+    /// byte stream): the answer must end without its last chunk, so that
+    /// the client sees it cut, and the connection be closed.
+    pub fn aborted(&self) -> bool {
+        matches!(self, EventStream::Bytes(b) if b.failed())
     }
 
     /// Prompt and completion tokens, as far as known.
@@ -85,7 +99,7 @@ impl EventStream {
         match self {
             EventStream::Mock(m) => (m.prompt_tokens, m.completion_tokens),
             EventStream::Upstream(u) => u.usage(),
-            EventStream::Prepared(_) => (0, 0),
+            EventStream::Prepared(_) | EventStream::Bytes(_) => (0, 0),
         }
     }
 
@@ -94,6 +108,7 @@ impl EventStream {
         match self {
             EventStream::Mock(_) | EventStream::Prepared(_) => false,
             EventStream::Upstream(u) => u.failed(),
+            EventStream::Bytes(b) => b.failed(),
         }
     }
 
@@ -103,6 +118,7 @@ impl EventStream {
     pub fn fault(&self) -> Option<&'static str> {
         match self {
             EventStream::Mock(_) | EventStream::Prepared(_) => None,
+            EventStream::Bytes(b) => b.failed().then_some("stream_error"),
             EventStream::Upstream(u) if u.failed() => Some("stream_error"),
             EventStream::Upstream(u) => u.fault(),
         }

@@ -415,13 +415,21 @@ impl<S: Service> Conn<S> {
             let end = source.is_ended();
             let head: &[u8] = if head_sent { &[] } else { &self.wbuf };
             let send = self.timeouts.send;
+            // A byte stream cut short ends without its last chunk.
+            let last = end && !source.aborted();
             if bounded(
                 send,
-                write_items(&mut self.stream, head, &batch, framing, end),
+                write_items(&mut self.stream, head, &batch, framing, last),
             )
             .await
             .is_err()
             {
+                return false;
+            }
+            if source.aborted() {
+                if let Some(t) = tally.take() {
+                    t.finish(200, false, source.fault());
+                }
                 return false;
             }
             head_sent = true;
@@ -429,6 +437,12 @@ impl<S: Service> Conn<S> {
                 break true;
             }
         };
+        if source.aborted() {
+            if let Some(t) = tally.take() {
+                t.finish(200, false, source.fault());
+            }
+            return false;
+        }
         if !ended
             && bounded(
                 self.timeouts.send,

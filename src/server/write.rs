@@ -44,7 +44,7 @@ pub fn encode_head(dst: &mut BytesMut, resp: &Response, framing: Framing, close:
     dst.put_u8(b' ');
     dst.put_slice(reason_phrase(resp.status).as_bytes());
     dst.put_slice(b"\r\n");
-    if !matches!(resp.body, Body::Empty) {
+    if !matches!(resp.body, Body::Empty) && !resp.content_type.is_empty() {
         dst.put_slice(b"Content-Type: ");
         dst.put_slice(resp.content_type.as_bytes());
         dst.put_slice(b"\r\n");

@@ -9,8 +9,9 @@
 use super::document::{self, Node};
 use super::{
     builtin_providers, default_account, default_workers, index_path, invalid, key_path,
-    vendor_models, vendors, AccessLog, Account, ApiKey, BaseUrl, CompletionsMode, Config,
-    ConfigError, Limits, Management, ModelMapping, Provider, ProviderKind, Strategy, DEFAULT_HOST,
+    vendor_models, vendors, AccessLog, Account, ApiKey, BaseUrl, Config, ConfigError, Endpoint,
+    EndpointMode, Limits, Management, MockFailures, MockProfile, ModelMapping, Provider,
+    ProviderKind, Strategy, DEFAULT_HOST,
     DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT,
     MOCK_MODEL,
 };
@@ -114,12 +115,52 @@ struct RawProvider {
     ca_file: Option<PathBuf>,
     accounts: Option<Vec<RawAccount>>,
     models: Option<RawModels>,
-    completions: Option<CompletionsMode>,
+    completions: Option<EndpointMode>,
+    responses: Option<EndpointMode>,
+    /// Endpoint names (`chat.completions`, `embeddings`, …).
+    endpoints: Option<Vec<String>>,
     enabled: Option<bool>,
     /// Mock only.
     text: Option<String>,
     /// Mock only, milliseconds.
+    first_token_ms: Option<u64>,
+    /// Mock only, milliseconds.
     token_delay_ms: Option<u64>,
+    /// Mock only, milliseconds.
+    token_jitter_ms: Option<u64>,
+    /// Mock only, words.
+    answer_tokens: Option<u32>,
+    /// Mock only.
+    failures: Option<RawFailures>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawFailures {
+    #[serde(default)]
+    rate_limit: f64,
+    #[serde(default)]
+    server_error: f64,
+    #[serde(default)]
+    cut_stream: f64,
+    retry_after_seconds: Option<u64>,
+}
+
+/// A model given as an object: its upstream name and what it serves.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawModel {
+    /// Defaults to the client name.
+    upstream: Option<String>,
+    endpoints: Option<Vec<String>>,
+}
+
+/// A model's value in the `models` map: the upstream name, or an object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawModelValue {
+    Name(String),
+    Full(RawModel),
 }
 
 #[derive(Deserialize)]
@@ -133,8 +174,10 @@ struct RawAccount {
     project: Option<String>,
 }
 
-/// `{"client": "upstream", ...}` in file order, or `["same-name", ...]`.
-struct RawModels(Vec<(String, String)>);
+/// `{"client": "upstream" | {"upstream", "endpoints"}, ...}` in file
+/// order, or `["same-name", ...]`; and the endpoint names of models given
+/// as objects.
+struct RawModels(Vec<(String, String)>, Vec<(String, Vec<String>)>);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -214,17 +257,27 @@ impl<'de> Deserialize<'de> for RawModels {
                 while let Some(name) = seq.next_element::<String>()? {
                     models.push((name.clone(), name));
                 }
-                Ok(RawModels(models))
+                Ok(RawModels(models, Vec::new()))
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawModels, A::Error> {
                 // Entries arrive in file order; duplicates are left for
                 // validation, which reports them with the provider's path.
                 let mut models = Vec::new();
-                while let Some(entry) = map.next_entry::<String, String>()? {
-                    models.push(entry);
+                let mut endpoints = Vec::new();
+                while let Some((client, value)) = map.next_entry::<String, RawModelValue>()? {
+                    let upstream = match value {
+                        RawModelValue::Name(name) => name,
+                        RawModelValue::Full(m) => {
+                            if let Some(list) = m.endpoints {
+                                endpoints.push((client.clone(), list));
+                            }
+                            m.upstream.unwrap_or_else(|| client.clone())
+                        }
+                    };
+                    models.push((client, upstream));
                 }
-                Ok(RawModels(models))
+                Ok(RawModels(models, endpoints))
             }
         }
 
@@ -415,6 +468,26 @@ struct TypeParts {
     kind: ProviderKind,
     accounts: Vec<Account>,
     models: Vec<(String, String)>,
+    /// Endpoint names of models given as objects.
+    model_endpoints: Vec<(String, Vec<String>)>,
+}
+
+/// Endpoint names as [`Endpoint`]s; an unknown one is an error at `path`
+/// that lists the names there are.
+fn endpoint_list(names: &[String], path: &str) -> Result<Vec<Endpoint>, ConfigError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Endpoint::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = crate::gateway::json::ENDPOINTS.iter().map(|e| e.name()).collect();
+                invalid(
+                    &index_path(path, i),
+                    format!("unknown endpoint `{name}`; expected one of: {}", known.join(", ")),
+                )
+            })
+        })
+        .collect()
 }
 
 impl RawProvider {
@@ -423,11 +496,17 @@ impl RawProvider {
     fn into_provider(self, path: &str, env: Env<'_>) -> Result<Provider, ConfigError> {
         let id = self.id.clone().unwrap_or_else(|| self.kind.clone());
         let completions = self.completions.unwrap_or_default();
+        let responses = self.responses.unwrap_or_default();
         let enabled = self.enabled.unwrap_or(true);
+        let endpoints = match &self.endpoints {
+            Some(names) => Some(endpoint_list(names, &key_path(path, "endpoints"))?),
+            None => None,
+        };
         let TypeParts {
             kind,
             accounts,
             models,
+            model_endpoints,
         } = if self.kind == "mock" {
             self.mock_parts(path)?
         } else if let Some(vendor) = vendors::vendor(&self.kind) {
@@ -443,12 +522,23 @@ impl RawProvider {
                 ),
             ));
         };
+        let models_path = key_path(path, "models");
+        let model_endpoints = model_endpoints
+            .into_iter()
+            .map(|(model, names)| {
+                let at = key_path(&key_path(&models_path, &model), "endpoints");
+                Ok((model, endpoint_list(&names, &at)?))
+            })
+            .collect::<Result<_, ConfigError>>()?;
         Ok(Provider {
             id,
             kind,
             accounts,
             models,
             completions,
+            responses,
+            endpoints,
+            model_endpoints,
             enabled,
         })
     }
@@ -464,23 +554,63 @@ impl RawProvider {
                 "does not apply to \"type\": \"mock\"",
             ));
         }
-        let kind = ProviderKind::Mock {
-            text: self.text,
-            token_delay: Duration::from_millis(self.token_delay_ms.unwrap_or(0)),
+        let token_delay = Duration::from_millis(self.token_delay_ms.unwrap_or(0));
+        let token_jitter = Duration::from_millis(self.token_jitter_ms.unwrap_or(0));
+        if token_jitter > token_delay {
+            return Err(invalid(
+                &key_path(path, "tokenJitterMs"),
+                "must be at most tokenDelayMs (a pause cannot be negative)",
+            ));
+        }
+        if self.answer_tokens == Some(0) {
+            return Err(invalid(&key_path(path, "answerTokens"), "must be at least 1"));
+        }
+        let failures = match self.failures {
+            Some(f) => {
+                let at = key_path(path, "failures");
+                for (key, share) in [
+                    ("rateLimit", f.rate_limit),
+                    ("serverError", f.server_error),
+                    ("cutStream", f.cut_stream),
+                ] {
+                    if !(0.0..=1.0).contains(&share) {
+                        return Err(invalid(&key_path(&at, key), "must be a share between 0 and 1"));
+                    }
+                }
+                if f.rate_limit + f.server_error + f.cut_stream > 1.0 {
+                    return Err(invalid(&at, "the shares add up to more than 1"));
+                }
+                MockFailures {
+                    rate_limit: f.rate_limit,
+                    server_error: f.server_error,
+                    cut_stream: f.cut_stream,
+                    retry_after: f.retry_after_seconds.unwrap_or(1),
+                }
+            }
+            None => MockFailures::default(),
         };
+        let kind = ProviderKind::Mock(MockProfile {
+            text: self.text,
+            first_token: Duration::from_millis(self.first_token_ms.unwrap_or(0)),
+            token_delay,
+            token_jitter,
+            answer_tokens: self.answer_tokens,
+            failures,
+        });
         // The mock needs no key, but routing works on accounts, so it gets one.
         let accounts = match self.accounts {
             Some(list) => into_accounts(list),
             None => vec![default_account(String::new())],
         };
-        let models = match self.models {
-            Some(m) => m.0,
-            None => vec![(MOCK_MODEL.to_owned(), MOCK_MODEL.to_owned())],
+        let (models, model_endpoints) = match self.models {
+            Some(m) => (m.0, m.1),
+            None => (vec![(MOCK_MODEL.to_owned(), MOCK_MODEL.to_owned())], Vec::new()),
         };
         Ok(TypeParts {
             kind,
             accounts,
             models,
+            model_endpoints,
         })
     }
 
@@ -495,7 +625,11 @@ impl RawProvider {
     ) -> Result<TypeParts, ConfigError> {
         let mock_only = [
             ("text", self.text.is_some()),
+            ("firstTokenMs", self.first_token_ms.is_some()),
             ("tokenDelayMs", self.token_delay_ms.is_some()),
+            ("tokenJitterMs", self.token_jitter_ms.is_some()),
+            ("answerTokens", self.answer_tokens.is_some()),
+            ("failures", self.failures.is_some()),
         ];
         if let Some((key, _)) = mock_only.iter().find(|(_, given)| *given) {
             return Err(invalid(
@@ -519,9 +653,9 @@ impl RawProvider {
                 ),
             )
         };
-        let models = match self.models {
-            Some(m) => m.0,
-            None if own_url => vendor_models(vendor),
+        let (models, model_endpoints) = match self.models {
+            Some(m) => (m.0, m.1),
+            None if own_url => (vendor_models(vendor), Vec::new()),
             None => return Err(required("models")),
         };
         let accounts = match self.accounts {
@@ -545,6 +679,7 @@ impl RawProvider {
             kind,
             accounts,
             models,
+            model_endpoints,
         })
     }
 }

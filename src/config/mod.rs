@@ -30,6 +30,7 @@ pub use base_url::BaseUrl;
 pub use error::ConfigError;
 pub(crate) use file::unbracket;
 
+pub use crate::gateway::json::Endpoint;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
@@ -149,8 +150,26 @@ pub struct Provider {
     pub accounts: Vec<Account>,
     /// (name clients use, name the upstream expects), in file order
     pub models: Vec<(String, String)>,
-    pub completions: CompletionsMode,
+    pub completions: EndpointMode,
+    /// How `/v1/responses` reaches this provider (`responses`).
+    pub responses: EndpointMode,
+    /// The endpoints its models serve (`endpoints`); `None` = all.
+    pub endpoints: Option<Vec<Endpoint>>,
+    /// Client model → the endpoints it serves, for models given as
+    /// `{"upstream": …, "endpoints": […]}`; they override `endpoints`.
+    pub model_endpoints: Vec<(String, Vec<Endpoint>)>,
     pub enabled: bool,
+}
+
+impl Provider {
+    /// The endpoints `client_model` serves here; `None` = all.
+    pub fn endpoints_of(&self, client_model: &str) -> Option<&[Endpoint]> {
+        self.model_endpoints
+            .iter()
+            .find(|(m, _)| m == client_model)
+            .map(|(_, e)| &e[..])
+            .or(self.endpoints.as_deref())
+    }
 }
 
 /// What a provider talks to.
@@ -163,12 +182,45 @@ pub enum ProviderKind {
         ca_file: Option<PathBuf>,
     },
     /// The built-in deterministic provider (no network).
-    Mock {
-        /// Fixed answer text; `None` = the mock's own echo answer.
-        text: Option<String>,
-        /// Pause between streamed tokens (`tokenDelayMs`).
-        token_delay: Duration,
-    },
+    Mock(MockProfile),
+}
+
+/// How the mock behaves (README "The mock as a benchmark target"): what it
+/// answers, how fast, how long, and how often it fails. The default is an
+/// instant, faultless echo.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MockProfile {
+    /// Fixed answer text; `None` = the mock's own echo answer.
+    pub text: Option<String>,
+    /// Time to the first streamed token (`firstTokenMs`), and before a
+    /// plain answer.
+    pub first_token: Duration,
+    /// Pause between streamed tokens (`tokenDelayMs`).
+    pub token_delay: Duration,
+    /// Each pause varies uniformly by up to this much either way
+    /// (`tokenJitterMs`, at most `tokenDelayMs`).
+    pub token_jitter: Duration,
+    /// Answer length in words (`answerTokens`): the answer text repeated
+    /// or cut to it; `None` = the text as it is.
+    pub answer_tokens: Option<u32>,
+    /// Injected failures (`failures`).
+    pub failures: MockFailures,
+}
+
+/// Shares of requests the mock fails on purpose, each in `0.0..=1.0`,
+/// together at most 1 (`failures` in a mock provider).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MockFailures {
+    /// Answered 429 `rate_limit_exceeded` with `Retry-After` (`rateLimit`).
+    pub rate_limit: f64,
+    /// Answered 500 (`serverError`).
+    pub server_error: f64,
+    /// Streams that stop halfway, with no `[DONE]` (`cutStream`); plain
+    /// requests are not cut.
+    pub cut_stream: f64,
+    /// The `Retry-After` of an injected 429, in seconds
+    /// (`retryAfterSeconds`, default 1).
+    pub retry_after: u64,
 }
 
 /// An upstream account (API key) of a provider.
@@ -211,14 +263,16 @@ pub enum AccessLog {
     Off,
 }
 
-/// What `/v1/completions` does for a provider.
+/// How `/v1/completions` (`completions`) or `/v1/responses` (`responses`)
+/// reaches a provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CompletionsMode {
-    /// Forward `/v1/completions` as is.
+pub enum EndpointMode {
+    /// Forward the request as is.
     #[default]
     Native,
-    /// Translate to a chat request and the answer back to `text_completion`.
+    /// Translate it to a chat request, and the answer back to the
+    /// endpoint's shape (`text_completion`, a Responses object or events).
     Chat,
 }
 
@@ -324,17 +378,17 @@ impl fmt::Display for Strategy {
     }
 }
 
-impl CompletionsMode {
+impl EndpointMode {
     /// The file spelling.
     pub fn as_str(self) -> &'static str {
         match self {
-            CompletionsMode::Native => "native",
-            CompletionsMode::Chat => "chat",
+            EndpointMode::Native => "native",
+            EndpointMode::Chat => "chat",
         }
     }
 }
 
-impl fmt::Display for CompletionsMode {
+impl fmt::Display for EndpointMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -393,7 +447,7 @@ impl Provider {
 
     /// Whether this is the built-in mock.
     pub fn is_mock(&self) -> bool {
-        matches!(self.kind, ProviderKind::Mock { .. })
+        matches!(self.kind, ProviderKind::Mock(_))
     }
 }
 
@@ -745,13 +799,16 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
     }
     let mut providers = vec![Provider {
         id: MOCK_PROVIDER_ID.to_owned(),
-        kind: ProviderKind::Mock {
-            text: None,
+        kind: ProviderKind::Mock(MockProfile {
             token_delay: BUILTIN_MOCK_TOKEN_DELAY,
-        },
+            ..MockProfile::default()
+        }),
         accounts: vec![default_account(String::new())],
         models: mock_models,
-        completions: CompletionsMode::Native,
+        completions: EndpointMode::Native,
+        responses: EndpointMode::Native,
+        endpoints: None,
+        model_endpoints: Vec::new(),
         enabled: true,
     }];
     for vendor in vendors::VENDORS {
@@ -771,7 +828,10 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
             },
             accounts: vec![default_account(key)],
             models: vendor_models(vendor),
-            completions: CompletionsMode::Native,
+            completions: EndpointMode::Native,
+            responses: EndpointMode::Native,
+            endpoints: None,
+            model_endpoints: Vec::new(),
             enabled: true,
         });
     }

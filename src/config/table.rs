@@ -92,9 +92,16 @@ fn write_table(out: &mut String, c: &Config) -> std::fmt::Result {
             } else {
                 "  (provider disabled)"
             };
+            let serves = match p.endpoints_of(client) {
+                Some(list) => {
+                    let names: Vec<&str> = list.iter().map(|e| e.name()).collect();
+                    format!("  [{}]", names.join(", "))
+                }
+                None => String::new(),
+            };
             writeln!(
                 out,
-                "  {client:<width$} -> {}/{accounts} -> {upstream}{off}",
+                "  {client:<width$} -> {}/{accounts} -> {upstream}{serves}{off}",
                 p.id
             )?;
         }
@@ -128,17 +135,36 @@ fn write_provider(out: &mut String, p: &Provider) -> std::fmt::Result {
                 write!(out, ", extra CA {}", ca.display())?;
             }
         }
-        ProviderKind::Mock { text, token_delay } => {
+        ProviderKind::Mock(m) => {
             write!(out, "built-in mock")?;
-            if text.is_some() {
+            if m.text.is_some() {
                 write!(out, ", fixed text")?;
             }
-            if !token_delay.is_zero() {
-                write!(out, ", {} ms per token", token_delay.as_millis())?;
+            if !m.first_token.is_zero() {
+                write!(out, ", first token after {} ms", m.first_token.as_millis())?;
+            }
+            if !m.token_delay.is_zero() {
+                write!(out, ", {} ms per token", m.token_delay.as_millis())?;
+                if !m.token_jitter.is_zero() {
+                    write!(out, " ± {} ms", m.token_jitter.as_millis())?;
+                }
+            }
+            if let Some(n) = m.answer_tokens {
+                write!(out, ", {n}-word answers")?;
+            }
+            let f = &m.failures;
+            for (share, what) in [
+                (f.rate_limit, "429"),
+                (f.server_error, "500"),
+                (f.cut_stream, "cut streams"),
+            ] {
+                if share > 0.0 {
+                    write!(out, ", {}% {what}", share * 100.0)?;
+                }
             }
         }
     }
-    write!(out, ", completions {}", p.completions)?;
+    write!(out, ", completions {}, responses {}", p.completions, p.responses)?;
     if !p.enabled {
         write!(out, ", DISABLED")?;
     }

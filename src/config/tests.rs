@@ -140,7 +140,7 @@ fn spec_example_parses() {
             ("deepseek-reasoner", "deepseek-reasoner")
         ])
     );
-    assert_eq!(deepseek.completions, CompletionsMode::Native);
+    assert_eq!(deepseek.completions, EndpointMode::Native);
     assert!(deepseek.enabled);
 
     let local = &c.providers[1];
@@ -174,10 +174,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(c.providers[0].models, models(&[("mock-echo", "mock-echo")]));
     assert_eq!(
         c.providers[0].kind,
-        ProviderKind::Mock {
-            text: None,
-            token_delay: Duration::ZERO
-        }
+        ProviderKind::Mock(MockProfile::default())
     );
     assert!(c.model_mappings.is_empty());
 }
@@ -290,10 +287,10 @@ fn env_vars_embed_in_any_string() {
     .expect("valid");
     assert_eq!(
         c.providers[0].kind,
-        ProviderKind::Mock {
+        ProviderKind::Mock(MockProfile {
             text: Some("hello world, ${WHO} is literal".to_owned()),
-            token_delay: Duration::ZERO
-        }
+            ..MockProfile::default()
+        })
     );
     let ProviderKind::OpenAi { base_url, .. } = &c.providers[1].kind else {
         panic!("openai expected");
@@ -435,7 +432,7 @@ fn local_openai_server_without_key() {
     .expect("valid");
     let p = &c.providers[0];
     assert_eq!(p.accounts[0].api_key, "", "empty = no Authorization header");
-    assert_eq!(p.completions, CompletionsMode::Chat);
+    assert_eq!(p.completions, EndpointMode::Chat);
     let ProviderKind::OpenAi { base_url, ca_file } = &p.kind else {
         panic!("openai expected");
     };
@@ -811,7 +808,7 @@ fn load_reads_a_file_and_resolves_ca_file() {
     assert_eq!(c.source.as_deref(), Some(file.as_path()));
     let ca = |i: usize| match &c.providers[i].kind {
         ProviderKind::OpenAi { ca_file, .. } => ca_file.clone(),
-        ProviderKind::Mock { .. } => None,
+        ProviderKind::Mock(_) => None,
     };
     assert_eq!(ca(0), Some(dir.join("ca.pem")));
     assert_eq!(ca(1), Some(PathBuf::from("/etc/ssl/ca.pem")));

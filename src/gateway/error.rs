@@ -15,6 +15,14 @@ pub enum ApiError {
     InvalidApiKey,
     NotFound,
     ModelNotFound(String),
+    /// 404: the model exists, but no provider serves it on this endpoint
+    /// (`endpoints` in the config): the model, the endpoint's path, and
+    /// the endpoints it is served on.
+    EndpointNotServed {
+        model: String,
+        path: &'static str,
+        serves: String,
+    },
     MethodNotAllowed,
     /// A protocol-level error already mapped to its status (413, 414, 431, 400…).
     Http {
@@ -50,7 +58,9 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. } => 400,
             ApiError::MissingApiKey | ApiError::InvalidApiKey => 401,
-            ApiError::NotFound | ApiError::ModelNotFound(_) => 404,
+            ApiError::NotFound | ApiError::ModelNotFound(_) | ApiError::EndpointNotServed { .. } => {
+                404
+            }
             ApiError::MethodNotAllowed => 405,
             ApiError::Timeout => 408,
             ApiError::Http { status, .. } => *status,
@@ -66,6 +76,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. }
             | ApiError::NotFound
             | ApiError::ModelNotFound(_)
+            | ApiError::EndpointNotServed { .. }
             | ApiError::MethodNotAllowed
             | ApiError::Timeout
             | ApiError::Http { .. } => "invalid_request_error",
@@ -84,7 +95,9 @@ impl ApiError {
             ApiError::MissingApiKey => Some("missing_api_key"),
             ApiError::InvalidApiKey => Some("invalid_api_key"),
             ApiError::NotFound => Some("not_found"),
-            ApiError::ModelNotFound(_) => Some("model_not_found"),
+            ApiError::ModelNotFound(_) | ApiError::EndpointNotServed { .. } => {
+                Some("model_not_found")
+            }
             ApiError::MethodNotAllowed => Some("method_not_allowed"),
             ApiError::Timeout => Some("request_timeout"),
             ApiError::Http { status, .. } => match status {
@@ -106,6 +119,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { param, .. } => *param,
             ApiError::ModelNotFound(_)
+            | ApiError::EndpointNotServed { .. }
             | ApiError::NoAvailableAccount(..)
             | ApiError::RateLimited(..) => Some("model"),
             _ => None,
@@ -153,6 +167,14 @@ impl fmt::Display for ApiError {
             ApiError::ModelNotFound(m) => {
                 write!(f, "The model '{m}' does not exist or is not served by this gateway.")
             }
+            ApiError::EndpointNotServed {
+                model,
+                path,
+                serves,
+            } => write!(
+                f,
+                "The model '{model}' is not served on /v1{path} by this gateway; it serves: {serves}."
+            ),
             ApiError::MethodNotAllowed => f.write_str("Method not allowed on this route."),
             ApiError::Timeout => f.write_str("The client was too slow to send its request."),
             ApiError::Http { message, .. } => f.write_str(message),

@@ -12,10 +12,25 @@ use std::time::Duration;
 
 use super::json::{count_words, Endpoint, RequestInfo};
 use super::stream::StreamItem;
+use crate::config::{MockFailures, MockProfile};
 use crate::stats::unix_time;
 
-/// The answer text for a request.
-pub fn answer_text(configured: Option<&str>, info: &RequestInfo) -> String {
+/// The answer text for a request, `answer_tokens` words long when the
+/// profile says (the text repeated or cut).
+pub fn answer_text(profile: &MockProfile, info: &RequestInfo) -> String {
+    let text = base_text(profile.text.as_deref(), info);
+    match profile.answer_tokens {
+        Some(n) => text
+            .split_whitespace()
+            .cycle()
+            .take(n as usize)
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => text,
+    }
+}
+
+fn base_text(configured: Option<&str>, info: &RequestInfo) -> String {
     match configured {
         Some(text) => text.to_owned(),
         None if info.prompt_text.is_empty() => {
@@ -432,9 +447,176 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
     (Bytes::from(format!("{body}\n")), prompt, completion)
 }
 
-/// A streamed answer, word by word, `token_delay` apart. Each event is built
-/// when it is due, so an open stream holds its text and a cursor, not every
-/// event at once.
+/// A random number in `0.0..1.0` from a per-thread xorshift generator
+/// (seeded from the clock and the thread): for jitter and failure shares,
+/// where no shared state may be touched per request.
+pub fn random() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let thread = &t as *const u64 as u64;
+            (t ^ thread.rotate_left(32)) | 1
+        });
+    }
+    STATE.with(|s| {
+        // xorshift64* (Vigna, "An experimental exploration of Marsaglia's
+        // xorshift generators, scrambled", 2016).
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// What the mock does with one request, drawn from its failure shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Answer,
+    /// 429 with `Retry-After`.
+    RateLimit,
+    /// 500.
+    ServerError,
+    /// A stream that stops halfway (a plain request is answered).
+    CutStream,
+}
+
+/// Draw one request's fate from `failures`.
+pub fn fate(failures: &MockFailures) -> Fate {
+    if failures.rate_limit + failures.server_error + failures.cut_stream <= 0.0 {
+        return Fate::Answer;
+    }
+    let r = random();
+    let mut edge = failures.rate_limit;
+    if r < edge {
+        return Fate::RateLimit;
+    }
+    edge += failures.server_error;
+    if r < edge {
+        return Fate::ServerError;
+    }
+    edge += failures.cut_stream;
+    if r < edge {
+        return Fate::CutStream;
+    }
+    Fate::Answer
+}
+
+/// The answer of an injected 429 or 500, shaped as OpenAI's.
+pub fn failure_answer(fate: Fate, failures: &MockFailures) -> super::response::Response {
+    use super::response::Response;
+    let (status, code, kind, message) = match fate {
+        Fate::RateLimit => (
+            429,
+            "rate_limit_exceeded",
+            "requests",
+            "Rate limit reached (injected by the mock: failures.rateLimit).",
+        ),
+        _ => (
+            500,
+            "server_error",
+            "server_error",
+            "The server had an error while processing your request (injected by the mock: failures.serverError).",
+        ),
+    };
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let mut resp = Response::json(status, format!("{body}\n"));
+    resp.error = Some(match fate {
+        Fate::RateLimit => "mock_rate_limit",
+        _ => "mock_server_error",
+    });
+    if fate == Fate::RateLimit {
+        resp.headers
+            .push(("Retry-After", Bytes::from(failures.retry_after.to_string())));
+    }
+    resp
+}
+
+/// The pace of a mock stream: the wait before each event and where a
+/// stream is cut. Cancel-safe: the time an event is due is fixed when it is
+/// first waited for, so a wait dropped and begun again ends at the same
+/// instant.
+pub struct Pacer {
+    first_token: Duration,
+    delay: Duration,
+    jitter: Duration,
+    /// Events handed out so far.
+    sent: usize,
+    /// Stop after this many events, with no `[DONE]`.
+    cut_after: Option<usize>,
+    due: Option<tokio::time::Instant>,
+}
+
+impl Pacer {
+    /// A pace from `profile`; `events` is the stream's length, which a cut
+    /// stream stops at half of.
+    pub fn new(profile: &MockProfile, fate: Fate, events: usize) -> Pacer {
+        Pacer {
+            first_token: profile.first_token,
+            delay: profile.token_delay,
+            jitter: profile.token_jitter,
+            sent: 0,
+            cut_after: (fate == Fate::CutStream).then_some(events / 2),
+            due: None,
+        }
+    }
+
+    /// No waits, no cut.
+    pub fn instant() -> Pacer {
+        Pacer::new(&MockProfile::default(), Fate::Answer, 0)
+    }
+
+    /// The wait before the next event: the time to first token before the
+    /// first, the token delay ± jitter before the others, none before the
+    /// end.
+    fn wait(&self, last: bool) -> Duration {
+        if self.sent == 0 {
+            return self.first_token;
+        }
+        if last || self.delay.is_zero() {
+            return Duration::ZERO;
+        }
+        let jitter = self.jitter.as_secs_f64() * (2.0 * random() - 1.0);
+        Duration::from_secs_f64((self.delay.as_secs_f64() + jitter).max(0.0))
+    }
+
+    /// Whether the stream is cut here.
+    pub fn cut(&self) -> bool {
+        self.cut_after.is_some_and(|n| self.sent >= n)
+    }
+
+    /// Whether the next event may go now, without waiting.
+    pub fn ready(&mut self, last: bool) -> bool {
+        match self.due {
+            Some(due) => due <= tokio::time::Instant::now(),
+            None => self.wait(last).is_zero(),
+        }
+    }
+
+    /// Wait until the next event is due.
+    pub async fn wait_turn(&mut self, last: bool) {
+        let wait = self.wait(last);
+        if wait.is_zero() && self.due.is_none() {
+            return;
+        }
+        let due = *self.due.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+        tokio::time::sleep_until(due).await;
+    }
+
+    /// An event went out.
+    pub fn sent(&mut self) {
+        self.sent += 1;
+        self.due = None;
+    }
+}
+
+/// A streamed answer, word by word, at its [`Pacer`]'s pace. Each event is
+/// built when it is due, so an open stream holds its text and a cursor,
+/// not every event at once.
 pub struct MockStream {
     endpoint: Endpoint,
     id: String,
@@ -445,9 +627,10 @@ pub struct MockStream {
     pos: usize,
     stage: Stage,
     include_usage: bool,
-    token_delay: Duration,
-    first: bool,
+    pacer: Pacer,
     done: bool,
+    /// Cut halfway on purpose (`failures.cutStream`).
+    cut: bool,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
@@ -468,8 +651,10 @@ impl MockStream {
         endpoint: Endpoint,
         text: &str,
         info: &RequestInfo,
-        token_delay: Duration,
+        profile: &MockProfile,
+        fate: Fate,
     ) -> MockStream {
+        let words = text.split(' ').filter(|w| !w.is_empty()).count();
         MockStream {
             endpoint,
             id: next_id(endpoint),
@@ -482,11 +667,11 @@ impl MockStream {
                 _ => Stage::Words,
             },
             include_usage: info.include_usage,
-            token_delay,
-            first: true,
+            pacer: Pacer::new(profile, fate, words + 2),
             done: false,
+            cut: false,
             prompt_tokens: info.prompt_words,
-            completion_tokens: text.split(' ').filter(|w| !w.is_empty()).count() as u64,
+            completion_tokens: words as u64,
         }
     }
 
@@ -576,40 +761,46 @@ impl MockStream {
         }
     }
 
-    /// Cancel-safe: the only await is the delay before an event, and an event
-    /// is removed from the queue only after it.
+    /// Cancel-safe: the only await is the pacer's, and an event is taken
+    /// from the text only after it.
     pub async fn next(&mut self) -> Option<StreamItem> {
-        if self.done {
+        if self.done || self.cut {
             return None;
         }
-        if !self.token_delay.is_zero() && !self.first && self.events_left() {
-            tokio::time::sleep(self.token_delay).await;
-        }
-        self.first = false;
-        Some(self.pop())
+        self.pacer.wait_turn(!self.events_left()).await;
+        self.pop()
     }
 
-    /// The next event if it is due now: with no token delay, all of them.
+    /// The next event if it is due now.
     pub fn next_ready(&mut self) -> Option<StreamItem> {
-        if self.done || !(self.token_delay.is_zero() || self.first) {
+        if self.done || self.cut || !self.pacer.ready(!self.events_left()) {
             return None;
         }
-        self.first = false;
-        Some(self.pop())
+        self.pop()
     }
 
-    fn pop(&mut self) -> StreamItem {
-        match self.next_event() {
+    fn pop(&mut self) -> Option<StreamItem> {
+        if self.pacer.cut() {
+            self.cut = true;
+            return None;
+        }
+        self.pacer.sent();
+        Some(match self.next_event() {
             Some(ev) => StreamItem::event(Bytes::new(), ev),
             None => {
                 self.done = true;
                 StreamItem::done()
             }
-        }
+        })
     }
 
     pub fn completed(&self) -> bool {
         self.done
+    }
+
+    /// Cut halfway on purpose: no `[DONE]`, the connection closed.
+    pub fn was_cut(&self) -> bool {
+        self.cut
     }
 }
 

@@ -13,6 +13,7 @@ pub mod mock;
 pub mod proxy;
 pub mod request_id;
 pub mod response;
+pub mod responses;
 pub mod router;
 pub mod stream;
 pub mod translate;
@@ -256,8 +257,15 @@ impl Gateway {
             .store(port, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// A model object (OpenAI's `id`, `object`, `created`, `owned_by`),
+    /// with `endpoints`: the endpoint names it can be used with.
     fn model_object(&self, id: &str, owner: &str) -> serde_json::Value {
-        serde_json::json!({"id": id, "object": "model", "created": self.created, "owned_by": owner})
+        let endpoints: Vec<&str> = match self.router.resolve(id) {
+            Some(r) => self.router.endpoints_of(r.route).map(Endpoint::name).collect(),
+            None => Vec::new(),
+        };
+        serde_json::json!({"id": id, "object": "model", "created": self.created, "owned_by": owner,
+            "endpoints": endpoints})
     }
 
     fn models_json(&self) -> String {
@@ -300,13 +308,26 @@ impl Gateway {
         let Some(resolved) = self.router.resolve(&info.model) else {
             return Response::error(&ApiError::ModelNotFound(info.model)).with_tally(tally);
         };
+        if !self.router.serves(&resolved, endpoint) {
+            let serves: Vec<&str> = self
+                .router
+                .endpoints_of(resolved.route)
+                .map(Endpoint::name)
+                .collect();
+            let err = ApiError::EndpointNotServed {
+                model: info.model,
+                path: endpoint.upstream_path(),
+                serves: serves.join(", "),
+            };
+            return Response::error(&err).with_tally(tally);
+        }
         let mut tried = Vec::new();
         let mut last: Option<Response> = None;
         // The usage counters of the attempt whose answer the client gets:
         // `modelUsage` and the rest count requests, not attempts.
         let mut counted: Option<router::Usage> = None;
         for attempt in 0..=self.config.retry_count {
-            let pick = match self.router.pick(&resolved, &tried) {
+            let pick = match self.router.pick(&resolved, endpoint, &tried) {
                 Ok(pick) => pick,
                 Err(unavailable) => {
                     if last.is_none() {
@@ -327,10 +348,19 @@ impl Gateway {
                 t.route(pick.ids);
                 t.route_name(&pick.account.name);
             }
-            if let ProviderKind::Mock { text, token_delay } = &pick.provider.kind {
+            if let ProviderKind::Mock(profile) = &pick.provider.kind {
                 pick.record_success();
                 pick.usage().count();
-                return self.mock_answer(endpoint, head, &body, text.as_deref(), *token_delay, tally);
+                // Injected failures reach the client as they would from a
+                // real provider: not retried, and resting nothing.
+                let fate = mock::fate(&profile.failures);
+                if matches!(fate, mock::Fate::RateLimit | mock::Fate::ServerError) {
+                    return mock::failure_answer(fate, &profile.failures).with_tally(tally);
+                }
+                if !info.stream && !profile.first_token.is_zero() {
+                    tokio::time::sleep(profile.first_token).await;
+                }
+                return self.mock_answer(endpoint, head, &body, profile, fate, tally);
             }
             // Built in `new` for every provider that is not the mock.
             let Some(upstream) = self.upstreams[pick.index().0].as_ref() else {
@@ -372,8 +402,8 @@ impl Gateway {
         endpoint: Endpoint,
         head: &RequestHead,
         body: &[u8],
-        text: Option<&str>,
-        token_delay: std::time::Duration,
+        profile: &crate::config::MockProfile,
+        fate: mock::Fate,
         mut tally: Option<Tally>,
     ) -> Response {
         // The mock needs the prompt text, which the first parse skipped.
@@ -389,10 +419,12 @@ impl Gateway {
                 return resp.with_tally(tally);
             }
             Endpoint::Transcriptions | Endpoint::Translations => {
-                let text = mock::transcript_text(endpoint, text, &info);
+                let text = mock::transcript_text(endpoint, profile.text.as_deref(), &info);
                 if info.stream {
                     let events = mock::transcript_events(&text);
-                    let stream = EventStream::Prepared(proxy::PreparedStream::new(events));
+                    let pacer = mock::Pacer::new(profile, fate, events.len());
+                    let stream =
+                        EventStream::Prepared(proxy::PreparedStream::paced(events, pacer));
                     return stream_response(stream, tally);
                 }
                 let (content_type, answer) = mock::transcript(endpoint, &text, &info);
@@ -402,14 +434,15 @@ impl Gateway {
             }
             _ => {}
         }
-        let text = mock::answer_text(text, &info);
+        let text = mock::answer_text(profile, &info);
         if info.stream && endpoint == Endpoint::Responses {
             let events = mock::response_events(&text, &info);
-            let stream = EventStream::Prepared(proxy::PreparedStream::new(events));
+            let pacer = mock::Pacer::new(profile, fate, events.len());
+            let stream = EventStream::Prepared(proxy::PreparedStream::paced(events, pacer));
             return stream_response(stream, tally);
         }
         if info.stream {
-            let s = mock::MockStream::new(endpoint, &text, &info, token_delay);
+            let s = mock::MockStream::new(endpoint, &text, &info, profile, fate);
             return stream_response(EventStream::Mock(s), tally);
         }
         let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);

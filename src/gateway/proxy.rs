@@ -16,7 +16,8 @@ use super::json::{self, Endpoint, RequestInfo};
 use super::response::{Body, Response};
 use super::router::{Cause, Failure, Pick, Scope};
 use super::stream::{error_event, EventStream, StreamItem, KEEP_ALIVE};
-use super::{stream_response, translate, Gateway};
+use super::mock::Pacer;
+use super::{responses, stream_response, translate, Gateway};
 use crate::http1::RequestHead;
 use crate::sse::{Event, SseDecoder};
 use crate::stats::Tally;
@@ -154,13 +155,32 @@ pub async fn forward(
     client_model: Bytes,
     tally: &mut Option<Tally>,
 ) -> Attempt {
-    // A `completions: "chat"` provider gets a chat request instead, and its
-    // answers are turned back into text completions.
-    let via_chat = endpoint == Endpoint::Completions && !pick.provider.native_completions;
+    // A `completions: "chat"` or `responses: "chat"` provider gets a chat
+    // request instead, and its answers are turned back into the
+    // endpoint's shape.
+    let mut translate = None;
+    let via_chat = match endpoint {
+        Endpoint::Completions => !pick.provider.native_completions,
+        Endpoint::Responses => !pick.provider.native_responses,
+        _ => false,
+    };
     let (path, parts) = if via_chat {
         let upstream_model: String =
             serde_json::from_slice(pick.upstream_model).unwrap_or_default();
-        match translate::completion_to_chat(body, &upstream_model) {
+        let chat = match endpoint {
+            Endpoint::Responses => {
+                responses::request_to_chat(body, &info.model, &upstream_model).map(|(chat, seed)| {
+                    translate = Some(Translation::Responses(Box::new(
+                        responses::StreamTranslator::new(seed),
+                    )));
+                    chat
+                })
+            }
+            _ => translate::completion_to_chat(body, &upstream_model).inspect(|_| {
+                translate = Some(Translation::Completions(info.model.clone()));
+            }),
+        };
+        match chat {
             Ok(chat) => ("/chat/completions", [chat, Bytes::new(), Bytes::new()]),
             Err(e) => return Attempt::Done(Response::error(&e)),
         }
@@ -180,7 +200,6 @@ pub async fn forward(
             json::splice(body, info.model_span.clone(), pick.upstream_model),
         )
     };
-    let translate = via_chat.then(|| info.model.clone());
     let request = UpstreamRequest {
         method: "POST",
         path,
@@ -304,13 +323,21 @@ fn byte_answer(gw: &Gateway, resp: UpstreamResponse) -> Result<Response, ApiErro
     Ok(answer)
 }
 
+/// How a chat provider's answers are turned into another endpoint's.
+pub enum Translation {
+    /// Into `text_completion` objects for the client's model name.
+    Completions(String),
+    /// Into a Responses object, or its event sequence.
+    Responses(Box<responses::StreamTranslator>),
+}
+
 /// The client's answer from a judged 2xx body.
 fn answer_for(
     gw: &Gateway,
     resp: UpstreamResponse,
     answer: Answer,
     client_model: Bytes,
-    translate: Option<String>,
+    translate: Option<Translation>,
     info: &RequestInfo,
     tally: &mut Option<Tally>,
 ) -> Attempt {
@@ -322,8 +349,11 @@ fn answer_for(
             Attempt::Done(stream_response(stream, None))
         }
         Answer::Whole(answer) => {
-            let answer = match &translate {
-                Some(name) => translate::chat_to_completion(&answer, name).unwrap_or(answer),
+            let answer = match translate {
+                Some(Translation::Completions(name)) => {
+                    translate::chat_to_completion(&answer, &name).unwrap_or(answer)
+                }
+                Some(Translation::Responses(t)) => return response_answer(&answer, *t, info, tally),
                 None => answer,
             };
             if !info.stream {
@@ -343,6 +373,40 @@ fn answer_for(
             }
         }
     }
+}
+
+/// A whole chat answer for a Responses API client: one `response`
+/// object, or (a stream was asked for) its event sequence.
+fn response_answer(
+    chat: &[u8],
+    mut translator: responses::StreamTranslator,
+    info: &RequestInfo,
+    tally: &mut Option<Tally>,
+) -> Attempt {
+    if !info.stream {
+        let Some(response) = responses::chat_to_response(chat, translator.seed()) else {
+            return Attempt::Failed(Response::error(&not_an_answer(chat)));
+        };
+        if let (Some(t), Some(usage)) = (tally.as_mut(), json::inspect_answer(chat)) {
+            t.tokens(
+                usage.prompt_tokens.unwrap_or(0),
+                usage.completion_tokens.unwrap_or(0),
+            );
+        }
+        return Attempt::Done(Response::json(200, response));
+    }
+    let Some(chunks) = translate::answer_to_events(chat, &info.model) else {
+        return Attempt::Failed(Response::error(&not_an_answer(chat)));
+    };
+    let mut events: Vec<responses::NamedEvent> =
+        chunks.iter().flat_map(|c| translator.chunk(c)).collect();
+    events.extend(translator.finish());
+    let events = events
+        .into_iter()
+        .map(|(name, data)| (event_fields(Some(name.as_bytes()), None), data))
+        .collect();
+    let stream = EventStream::Prepared(PreparedStream::new(events));
+    Attempt::Done(stream_response(stream, None))
 }
 
 /// What the upstream's 2xx body turned out to be.
@@ -555,9 +619,12 @@ pub struct UpstreamStream {
     decoder: SseDecoder,
     /// The client's model name as a JSON literal, spliced into every chunk.
     client_model: Bytes,
-    /// For a `completions: "chat"` provider: the client's model name; each
-    /// chat chunk is turned into a `text_completion` chunk.
-    translate: Option<String>,
+    /// For a `completions: "chat"` or `responses: "chat"` provider: how
+    /// each chat chunk is turned into the endpoint's events.
+    translate: Option<Translation>,
+    /// Events made and not yet handed out (a chat chunk can make several
+    /// Responses events).
+    pending: std::collections::VecDeque<StreamItem>,
     /// Token counts from the upstream's `usage`, when it sent one.
     usage: (u64, u64),
     /// Finds each event's `model` (SSE events of one stream share a shape).
@@ -590,7 +657,7 @@ impl UpstreamStream {
         gw: &Gateway,
         response: UpstreamResponse,
         client_model: Bytes,
-        translate: Option<String>,
+        translate: Option<Translation>,
         first: Option<Bytes>,
     ) -> UpstreamStream {
         let limits = &gw.config.limits;
@@ -602,6 +669,7 @@ impl UpstreamStream {
             decoder,
             client_model,
             translate,
+            pending: std::collections::VecDeque::new(),
             usage: (0, 0),
             inspector: json::EventInspector::default(),
             keep_alive: limits.sse_keepalive_interval,
@@ -681,10 +749,13 @@ impl UpstreamStream {
     }
 
     fn ready_item(&mut self) -> Option<StreamItem> {
-        if self.ended {
-            return None;
-        }
         loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
             let event = match self.decoder.next_event() {
                 Some(ev) => Some(ev),
                 // The last event, without its blank line (see `upstream_done`).
@@ -699,7 +770,10 @@ impl UpstreamStream {
                     return Some(self.finish_done());
                 }
                 self.events += 1;
-                return Some(self.rewrite(ev));
+                match self.rewrite(ev) {
+                    Some(item) => return Some(item),
+                    None => continue,
+                }
             }
             if self.upstream_ended {
                 // SPEC §4: `[DONE]` even when the upstream forgot it.
@@ -735,19 +809,53 @@ impl UpstreamStream {
 
     /// True once nothing more will come: `[DONE]` or an error was handed out.
     pub fn is_ended(&self) -> bool {
-        self.ended
+        self.ended && self.pending.is_empty()
     }
 
     /// One event for the client: `model` set to the client's name, its
     /// `event:` and `id:` fields kept, and a payload of several lines
     /// written as several `data:` lines again (WHATWG §9.2.6 joins them
     /// with LF; written behind one `data: ` the later lines would be lost).
-    fn rewrite(&mut self, ev: Event) -> StreamItem {
+    ///
+    /// A chat chunk for a Responses API client becomes its events, queued
+    /// in `pending` (then `None` is returned when it made none).
+    fn rewrite(&mut self, ev: Event) -> Option<StreamItem> {
+        if let Some(Translation::Responses(_)) = &self.translate {
+            let info = json::inspect_answer(&ev.data).unwrap_or_default();
+            self.note(&info);
+            let Some(Translation::Responses(t)) = &mut self.translate else {
+                return None;
+            };
+            for (name, data) in t.chunk(&ev.data) {
+                let fields = event_fields(Some(name.as_bytes()), None);
+                self.pending.push_back(StreamItem::event(fields, data));
+            }
+            return self.pending.pop_front();
+        }
         let data = match &self.translate {
-            Some(name) => translate::chat_to_completion(&ev.data, name).unwrap_or(ev.data),
-            None => ev.data,
+            Some(Translation::Completions(name)) => {
+                translate::chat_to_completion(&ev.data, name).unwrap_or(ev.data)
+            }
+            _ => ev.data,
         };
         let info = self.inspector.inspect(&data).unwrap_or_default();
+        self.note(&info);
+        let mut parts = match info.model_span {
+            // A translated chunk already names the client's model.
+            Some(span) if self.translate.is_none() => json::splice(&data, span, &self.client_model),
+            _ => [data, Bytes::new(), Bytes::new()],
+        };
+        if parts.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
+            parts = [reprefix_lines(&parts), Bytes::new(), Bytes::new()];
+        }
+        Some(StreamItem::Data {
+            fields: event_fields(ev.event.as_deref(), ev.id.as_deref()),
+            data: parts,
+        })
+    }
+
+    /// Keep an event's token counts, and whether it carried an error.
+    fn note(&mut self, info: &json::AnswerInfo) {
         if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
             self.usage = (
                 info.prompt_tokens.unwrap_or(0),
@@ -757,18 +865,6 @@ impl UpstreamStream {
         if info.error {
             // Passed on as the upstream sent it; the request failed.
             self.fault = Some("upstream_stream_error");
-        }
-        let mut parts = match info.model_span {
-            // A translated chunk already names the client's model.
-            Some(span) if self.translate.is_none() => json::splice(&data, span, &self.client_model),
-            _ => [data, Bytes::new(), Bytes::new()],
-        };
-        if parts.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
-            parts = [reprefix_lines(&parts), Bytes::new(), Bytes::new()];
-        }
-        StreamItem::Data {
-            fields: event_fields(ev.event.as_deref(), ev.id.as_deref()),
-            data: parts,
         }
     }
 
@@ -786,6 +882,15 @@ impl UpstreamStream {
             ));
         }
         self.done = true;
+        if let Some(Translation::Responses(t)) = &mut self.translate {
+            // The items closed and `response.completed`, then `[DONE]`.
+            for (name, data) in t.finish() {
+                let fields = event_fields(Some(name.as_bytes()), None);
+                self.pending.push_back(StreamItem::event(fields, data));
+            }
+            self.pending.push_back(StreamItem::done());
+            return self.pending.pop_front().unwrap_or_else(StreamItem::done);
+        }
         StreamItem::done()
     }
 
@@ -918,25 +1023,55 @@ impl ByteStream {
 
 /// A stream made ahead: the events of a whole answer (an upstream that
 /// answered a stream request with one object), or the mock's Responses API
-/// events; then `[DONE]`, all ready at once.
+/// and transcript events; then `[DONE]`. Handed out as fast as its
+/// [`Pacer`] allows: all at once, or at the mock's pace.
 pub struct PreparedStream {
     /// Each event's field lines (`event: …\n`, or none) and data.
     events: std::collections::VecDeque<(Bytes, Bytes)>,
+    pacer: Pacer,
     done: bool,
+    /// Cut halfway on purpose (the mock's `failures.cutStream`).
+    cut: bool,
 }
 
 impl PreparedStream {
+    /// `events`, all ready at once.
     pub fn new(events: Vec<(Bytes, Bytes)>) -> PreparedStream {
+        PreparedStream::paced(events, Pacer::instant())
+    }
+
+    /// `events` at `pacer`'s pace.
+    pub fn paced(events: Vec<(Bytes, Bytes)>, pacer: Pacer) -> PreparedStream {
         PreparedStream {
             events: events.into(),
+            pacer,
             done: false,
+            cut: false,
         }
     }
 
-    pub fn next_ready(&mut self) -> Option<StreamItem> {
-        if self.done {
+    /// Cancel-safe: the only await is the pacer's.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        if self.done || self.cut {
             return None;
         }
+        self.pacer.wait_turn(self.events.is_empty()).await;
+        self.pop()
+    }
+
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        if self.done || self.cut || !self.pacer.ready(self.events.is_empty()) {
+            return None;
+        }
+        self.pop()
+    }
+
+    fn pop(&mut self) -> Option<StreamItem> {
+        if self.pacer.cut() {
+            self.cut = true;
+            return None;
+        }
+        self.pacer.sent();
         Some(match self.events.pop_front() {
             Some((fields, data)) => StreamItem::event(fields, data),
             None => {
@@ -948,6 +1083,11 @@ impl PreparedStream {
 
     pub fn completed(&self) -> bool {
         self.done
+    }
+
+    /// Cut halfway on purpose: no `[DONE]`, the connection closed.
+    pub fn was_cut(&self) -> bool {
+        self.cut
     }
 }
 

@@ -34,6 +34,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ProviderKind, Strategy};
+use crate::gateway::json::{Endpoint, ENDPOINTS};
 use crate::stats::{Counter, Label, LabelId, RouteIds, Stats};
 
 /// Consecutive failures after which a scope rests (SPEC §2).
@@ -214,6 +215,8 @@ pub struct Provider {
     pub kind: ProviderKind,
     pub accounts: Vec<Account>,
     pub native_completions: bool,
+    /// `/v1/responses` is forwarded as is (else translated to chat).
+    pub native_responses: bool,
     /// The origin's health: connections that cannot be made.
     pub health: Health,
     counter: Counter,
@@ -304,6 +307,21 @@ struct Target {
     upstream_name: String,
     /// One deployment per account of the provider, by account index.
     deployments: Vec<Health>,
+    /// The endpoints served here, one bit per [`ENDPOINTS`] index.
+    endpoints: u16,
+}
+
+/// The bit of `endpoint` in an endpoint mask.
+fn endpoint_bit(endpoint: Endpoint) -> u16 {
+    1 << ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(0)
+}
+
+/// The mask of a provider's endpoint list (`None` = all).
+fn endpoint_mask(list: Option<&[Endpoint]>) -> u16 {
+    match list {
+        Some(list) => list.iter().fold(0, |m, e| m | endpoint_bit(*e)),
+        None => u16::MAX,
+    }
 }
 
 /// A client-visible model with every provider that serves it.
@@ -381,7 +399,8 @@ impl Router {
                 id: p.id.clone(),
                 kind: p.kind.clone(),
                 accounts,
-                native_completions: matches!(p.completions, crate::config::CompletionsMode::Native),
+                native_completions: matches!(p.completions, crate::config::EndpointMode::Native),
+                native_responses: matches!(p.responses, crate::config::EndpointMode::Native),
                 health: Health::default(),
                 counter,
                 label,
@@ -405,6 +424,7 @@ impl Router {
                     upstream_label: stats.label(Label::UpstreamModel, upstream).0,
                     upstream_name: upstream.clone(),
                     deployments: (0..account_count).map(|_| Health::default()).collect(),
+                    endpoints: endpoint_mask(p.endpoints_of(client)),
                 });
             }
         }
@@ -490,6 +510,19 @@ impl Router {
         served.chain(mapped)
     }
 
+    /// Whether some provider serves `endpoint` for this route's model.
+    pub fn serves(&self, resolved: &Resolved<'_>, endpoint: Endpoint) -> bool {
+        let bit = endpoint_bit(endpoint);
+        resolved.route.targets.iter().any(|t| t.endpoints & bit != 0)
+    }
+
+    /// The endpoints some provider serves this model with, in
+    /// [`ENDPOINTS`] order, for `/v1/models`.
+    pub fn endpoints_of(&self, route: &Route) -> impl Iterator<Item = Endpoint> + '_ {
+        let mask = route.targets.iter().fold(0, |m, t| m | t.endpoints);
+        ENDPOINTS.into_iter().filter(move |e| mask & endpoint_bit(*e) != 0)
+    }
+
     /// Choose a deployment for the next attempt, skipping those in `tried`,
     /// those whose account is disabled or out of its daily quota, and those
     /// resting (deployment, account or origin). When none is left, says
@@ -497,13 +530,15 @@ impl Router {
     pub fn pick<'a>(
         &'a self,
         resolved: &Resolved<'a>,
+        endpoint: Endpoint,
         tried: &[(usize, usize)],
     ) -> Result<Pick<'a>, Unavailable> {
         let route = resolved.route;
         let now = now_ms();
         let single = route.single;
+        let bit = endpoint_bit(endpoint);
         let candidates = || {
-            route.targets.iter().flat_map(move |t| {
+            route.targets.iter().filter(move |t| t.endpoints & bit != 0).flat_map(move |t| {
                 let p = &self.providers[t.provider];
                 p.accounts
                     .iter()

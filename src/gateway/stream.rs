@@ -51,7 +51,7 @@ impl EventStream {
         match self {
             EventStream::Mock(m) => m.next().await,
             EventStream::Upstream(u) => u.next().await,
-            EventStream::Prepared(p) => p.next_ready(),
+            EventStream::Prepared(p) => p.next().await,
             EventStream::Bytes(b) => b.next().await,
         }
     }
@@ -69,9 +69,9 @@ impl EventStream {
     /// True once the last item was handed out.
     pub fn is_ended(&self) -> bool {
         match self {
-            EventStream::Mock(m) => m.completed(),
+            EventStream::Mock(m) => m.completed() || m.was_cut(),
             EventStream::Upstream(u) => u.is_ended(),
-            EventStream::Prepared(p) => p.completed(),
+            EventStream::Prepared(p) => p.completed() || p.was_cut(),
             EventStream::Bytes(b) => b.is_ended(),
         }
     }
@@ -88,10 +88,16 @@ impl EventStream {
     }
 
     /// True when the body broke off where no error event can say so (a
-    /// byte stream): the answer must end without its last chunk, so that
-    /// the client sees it cut, and the connection be closed.
+    /// byte stream), or the mock cut its stream on purpose: the answer must
+    /// end without its last chunk, so that the client sees it cut, and the
+    /// connection be closed.
     pub fn aborted(&self) -> bool {
-        matches!(self, EventStream::Bytes(b) if b.failed())
+        match self {
+            EventStream::Bytes(b) => b.failed(),
+            EventStream::Mock(m) => m.was_cut(),
+            EventStream::Prepared(p) => p.was_cut(),
+            EventStream::Upstream(_) => false,
+        }
     }
 
     /// Prompt and completion tokens, as far as known.
@@ -117,7 +123,8 @@ impl EventStream {
     /// an upstream's error object. `None` for a real answer.
     pub fn fault(&self) -> Option<&'static str> {
         match self {
-            EventStream::Mock(_) | EventStream::Prepared(_) => None,
+            EventStream::Mock(m) => m.was_cut().then_some("mock_cut_stream"),
+            EventStream::Prepared(p) => p.was_cut().then_some("mock_cut_stream"),
             EventStream::Bytes(b) => b.failed().then_some("stream_error"),
             EventStream::Upstream(u) if u.failed() => Some("stream_error"),
             EventStream::Upstream(u) => u.fault(),

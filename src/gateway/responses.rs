@@ -1,0 +1,756 @@
+//! The Responses API over a chat-only provider (`responses: "chat"`):
+//! a stateless `/v1/responses` request becomes a chat completions request,
+//! and the chat answer, whole or streamed, becomes a `response` object or
+//! its typed event sequence (OpenAI API reference, "Responses" and
+//! "Streaming events").
+//!
+//! Like `translate`, this builds JSON trees per request: it serves
+//! providers that lack the endpoint, off the zero-copy fast path.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use crate::stats::unix_time;
+
+/// What the answer echoes of the request (the Responses API returns the
+/// request's settings with the answer), and the client's model name.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    model: String,
+    /// `instructions`, `max_output_tokens`, `temperature`, `top_p`,
+    /// `tools`, `tool_choice`, `parallel_tool_calls`, `text`, `metadata`,
+    /// `user`, as the client sent them (or their defaults).
+    echo: Map<String, Value>,
+}
+
+/// Request members that need state kept by the server, which a chat
+/// provider cannot give.
+const STATEFUL: &[(&str, &str)] = &[
+    ("previous_response_id", "a previous response"),
+    ("conversation", "a stored conversation"),
+];
+
+/// Request members passed to the chat request under the same name.
+const SAME_NAME: &[&str] = &[
+    "temperature",
+    "top_p",
+    "user",
+    "parallel_tool_calls",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "service_tier",
+];
+
+fn invalid(message: impl Into<String>, param: &'static str) -> ApiError {
+    ApiError::invalid(message, Some(param))
+}
+
+/// The chat completions request for a Responses API `body`, for
+/// `upstream_model`; and what the answer must echo. 400 for requests that
+/// need server-side state (`previous_response_id`, `conversation`,
+/// `store: true`, `item_reference` inputs) or tools other than functions.
+pub fn request_to_chat(
+    body: &[u8],
+    client_model: &str,
+    upstream_model: &str,
+) -> Result<(Bytes, Seed), ApiError> {
+    let req: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("Invalid request body: {e}"), None))?;
+    let here = |key: &str| req.get(key).filter(|v| !v.is_null());
+    for &(key, what) in STATEFUL {
+        if here(key).is_some() {
+            return Err(invalid(
+                format!(
+                    "'{key}' needs {what} kept by the server; this model's provider speaks only chat completions (responses: \"chat\"), so chat2api keeps no state for it. Send the whole conversation in 'input' instead."
+                ),
+                key,
+            ));
+        }
+    }
+    if here("store") == Some(&Value::Bool(true)) {
+        return Err(invalid(
+            "'store': true asks for a response that can be retrieved later; this model's provider speaks only chat completions (responses: \"chat\"), and chat2api stores nothing. Leave 'store' out or set it to false.",
+            "store",
+        ));
+    }
+    let mut messages = Vec::new();
+    if let Some(instructions) = here("instructions") {
+        let text = instructions
+            .as_str()
+            .ok_or_else(|| invalid("'instructions' must be a string.", "instructions"))?;
+        messages.push(json!({"role": "system", "content": text}));
+    }
+    match here("input") {
+        Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
+        Some(Value::Array(items)) => input_items(items, &mut messages)?,
+        _ => {
+            return Err(invalid(
+                "'input' must be a string or an array of input items.",
+                "input",
+            ))
+        }
+    }
+    let mut chat = Map::new();
+    chat.insert("model".into(), json!(upstream_model));
+    chat.insert("messages".into(), Value::Array(messages));
+    for key in SAME_NAME {
+        if let Some(v) = here(key) {
+            chat.insert((*key).into(), v.clone());
+        }
+    }
+    if let Some(n) = here("max_output_tokens") {
+        chat.insert("max_tokens".into(), n.clone());
+    }
+    if let Some(effort) = here("reasoning").and_then(|r| r.get("effort")).filter(|e| !e.is_null()) {
+        chat.insert("reasoning_effort".into(), effort.clone());
+    }
+    if let Some(tools) = here("tools") {
+        chat.insert("tools".into(), chat_tools(tools)?);
+    }
+    if let Some(choice) = here("tool_choice") {
+        chat.insert("tool_choice".into(), chat_tool_choice(choice)?);
+    }
+    if let Some(format) = here("text").and_then(|t| t.get("format")).filter(|f| !f.is_null()) {
+        if let Some(rf) = chat_response_format(format)? {
+            chat.insert("response_format".into(), rf);
+        }
+    }
+    if here("stream") == Some(&Value::Bool(true)) {
+        chat.insert("stream".into(), json!(true));
+        chat.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    let mut echo = Map::new();
+    for (key, default) in [
+        ("instructions", Value::Null),
+        ("max_output_tokens", Value::Null),
+        ("temperature", json!(1.0)),
+        ("top_p", json!(1.0)),
+        ("tools", json!([])),
+        ("tool_choice", json!("auto")),
+        ("parallel_tool_calls", json!(true)),
+        ("text", json!({"format": {"type": "text"}})),
+        ("metadata", json!({})),
+        ("user", Value::Null),
+    ] {
+        echo.insert(key.into(), here(key).cloned().unwrap_or(default));
+    }
+    let seed = Seed {
+        model: client_model.to_owned(),
+        echo,
+    };
+    Ok((Bytes::from(Value::Object(chat).to_string()), seed))
+}
+
+/// Input items as chat messages: messages (text and image parts),
+/// `function_call` items as an assistant's tool calls (consecutive ones
+/// together), `function_call_output` items as tool messages.
+fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiError> {
+    for (i, item) in items.iter().enumerate() {
+        let kind = item.get("type").and_then(Value::as_str);
+        let role = item.get("role").and_then(Value::as_str);
+        match (kind, role) {
+            (Some("message") | None, Some(role)) => {
+                let role = if role == "developer" { "system" } else { role };
+                let content = message_content(item.get("content"), role == "assistant")
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("input[{i}].content must be a string or an array of content parts."),
+                            "input",
+                        )
+                    })?;
+                messages.push(json!({"role": role, "content": content}));
+            }
+            (Some("function_call"), _) => {
+                let call = json!({
+                    "id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                    "type": "function",
+                    "function": {
+                        "name": item.get("name").cloned().unwrap_or(Value::Null),
+                        "arguments": item.get("arguments").cloned().unwrap_or(json!("{}")),
+                    }
+                });
+                let open = messages.last_mut().filter(|m| {
+                    m["role"] == "assistant" && m.get("tool_calls").is_some()
+                });
+                match open {
+                    Some(m) => m["tool_calls"]
+                        .as_array_mut()
+                        .expect("tool_calls is an array")
+                        .push(call),
+                    None => messages.push(
+                        json!({"role": "assistant", "content": null, "tool_calls": [call]}),
+                    ),
+                }
+            }
+            (Some("function_call_output"), _) => {
+                let output = match item.get("output") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                messages.push(json!({
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id").cloned().unwrap_or(Value::Null),
+                    "content": output,
+                }));
+            }
+            // Reasoning carried from an earlier answer: chat has no place for it.
+            (Some("reasoning"), _) => {}
+            (Some("item_reference"), _) => {
+                return Err(invalid(
+                    format!("input[{i}] refers to a stored item; this model's provider speaks only chat completions (responses: \"chat\"), so chat2api keeps no state for it."),
+                    "input",
+                ))
+            }
+            (other, _) => {
+                return Err(invalid(
+                    format!(
+                        "input[{i}] of type {} cannot be sent to a chat-only provider (responses: \"chat\").",
+                        other.unwrap_or("(none)")
+                    ),
+                    "input",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A message's content for chat: a string as is; parts as chat parts
+/// (`input_text`/`output_text` → `text`, `input_image` → `image_url`), or
+/// for the assistant, whose chat content is text, their text joined.
+fn message_content(content: Option<&Value>, assistant: bool) -> Option<Value> {
+    match content? {
+        Value::String(s) => Some(json!(s)),
+        Value::Array(parts) => {
+            let text_of = |p: &Value| p.get("text").and_then(Value::as_str).map(str::to_owned);
+            if assistant {
+                let text: Vec<String> = parts.iter().filter_map(text_of).collect();
+                return Some(json!(text.join("")));
+            }
+            let parts = parts
+                .iter()
+                .filter_map(|p| match p.get("type").and_then(Value::as_str) {
+                    Some("input_text" | "output_text" | "text") => {
+                        Some(json!({"type": "text", "text": text_of(p)?}))
+                    }
+                    Some("input_image") => {
+                        let url = p.get("image_url").and_then(Value::as_str)?;
+                        let mut image = json!({"url": url});
+                        if let Some(detail) = p.get("detail").filter(|d| !d.is_null()) {
+                            image["detail"] = detail.clone();
+                        }
+                        Some(json!({"type": "image_url", "image_url": image}))
+                    }
+                    _ => None,
+                })
+                .collect();
+            Some(Value::Array(parts))
+        }
+        _ => None,
+    }
+}
+
+/// Responses function tools (`{type, name, description, parameters,
+/// strict}`) as chat tools (`{type, function: {…}}`). Built-in tools (web
+/// search, file search, …) run on OpenAI's servers: a 400 here.
+fn chat_tools(tools: &Value) -> Result<Value, ApiError> {
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| invalid("'tools' must be an array.", "tools"))?;
+    let mut out = Vec::with_capacity(tools.len());
+    for tool in tools {
+        match tool.get("type").and_then(Value::as_str) {
+            Some("function") => {
+                let mut function = Map::new();
+                for key in ["name", "description", "parameters", "strict"] {
+                    if let Some(v) = tool.get(key).filter(|v| !v.is_null()) {
+                        function.insert(key.into(), v.clone());
+                    }
+                }
+                out.push(json!({"type": "function", "function": function}));
+            }
+            other => {
+                return Err(invalid(
+                    format!(
+                        "Tools of type {} run on OpenAI's servers; a chat-only provider (responses: \"chat\") takes function tools only.",
+                        other.unwrap_or("(none)")
+                    ),
+                    "tools",
+                ))
+            }
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+/// `tool_choice`: the strings pass; `{type: function, name}` becomes
+/// `{type: function, function: {name}}`.
+fn chat_tool_choice(choice: &Value) -> Result<Value, ApiError> {
+    match choice {
+        Value::String(_) => Ok(choice.clone()),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => Ok(
+            json!({"type": "function", "function": {"name": o.get("name").cloned().unwrap_or(Value::Null)}}),
+        ),
+        _ => Err(invalid(
+            "'tool_choice' must be \"auto\", \"none\", \"required\" or a function.",
+            "tool_choice",
+        )),
+    }
+}
+
+/// `text.format` as chat's `response_format`; `None` for plain text.
+fn chat_response_format(format: &Value) -> Result<Option<Value>, ApiError> {
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
+        Some("json_schema") => {
+            let mut schema = Map::new();
+            for key in ["name", "description", "schema", "strict"] {
+                if let Some(v) = format.get(key).filter(|v| !v.is_null()) {
+                    schema.insert(key.into(), v.clone());
+                }
+            }
+            Ok(Some(json!({"type": "json_schema", "json_schema": schema})))
+        }
+        _ => Err(invalid(
+            "'text.format.type' must be text, json_object or json_schema.",
+            "text",
+        )),
+    }
+}
+
+/// Chat `usage` as Responses `usage`.
+fn usage(chat: &Value) -> Value {
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    let input = n(chat.get("prompt_tokens"));
+    let output = n(chat.get("completion_tokens"));
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": n(chat.pointer("/prompt_tokens_details/cached_tokens"))},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": n(chat.pointer("/completion_tokens_details/reasoning_tokens"))},
+        "total_tokens": n(chat.get("total_tokens")).max(input + output),
+    })
+}
+
+/// An id of ours from the upstream's (`chatcmpl-abc` → `resp_abc`): only
+/// letters, digits, `-` and `_` kept.
+fn make_id(prefix: &str, from: &str) -> String {
+    let tail = from.strip_prefix("chatcmpl-").unwrap_or(from);
+    let tail: String = tail
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(64)
+        .collect();
+    match tail.is_empty() {
+        true => format!("{prefix}{:016x}", unix_time()),
+        false => format!("{prefix}{tail}"),
+    }
+}
+
+impl Seed {
+    /// A `response` object with `status`, `output` items and `usage`.
+    fn response(&self, id: &str, created: u64, status: &str, output: Vec<Value>, usage: Value, finish: Option<&str>) -> Value {
+        let mut r = Map::new();
+        r.insert("id".into(), json!(id));
+        r.insert("object".into(), json!("response"));
+        r.insert("created_at".into(), json!(created));
+        r.insert("status".into(), json!(status));
+        r.insert("model".into(), json!(self.model));
+        r.insert("error".into(), Value::Null);
+        let incomplete = match finish {
+            Some("length") if status == "incomplete" => json!({"reason": "max_output_tokens"}),
+            Some("content_filter") if status == "incomplete" => json!({"reason": "content_filter"}),
+            _ => Value::Null,
+        };
+        r.insert("incomplete_details".into(), incomplete);
+        r.insert("output".into(), Value::Array(output));
+        r.insert("usage".into(), usage);
+        r.insert("store".into(), json!(false));
+        for (k, v) in &self.echo {
+            r.insert(k.clone(), v.clone());
+        }
+        Value::Object(r)
+    }
+}
+
+/// The status a chat `finish_reason` ends a response with.
+fn final_status(finish: Option<&str>) -> &'static str {
+    match finish {
+        Some("length" | "content_filter") => "incomplete",
+        _ => "completed",
+    }
+}
+
+fn message_item(id: &str, text: &str, status: &str) -> Value {
+    let content = match text.is_empty() && status != "completed" {
+        true => json!([]),
+        false => json!([{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]),
+    };
+    json!({"type": "message", "id": id, "status": status, "role": "assistant", "content": content})
+}
+
+fn function_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
+    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
+        "arguments": arguments, "status": status})
+}
+
+/// A whole `chat.completion` as a `response` object; `None` when it is
+/// not a chat answer (the caller then fails the attempt as no answer).
+pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Option<Bytes> {
+    let chat: Value = serde_json::from_slice(answer).ok()?;
+    let choice = chat.get("choices")?.as_array()?.first()?;
+    let message = choice.get("message")?;
+    let chat_id = chat.get("id").and_then(Value::as_str).unwrap_or("");
+    let id = make_id("resp_", chat_id);
+    let finish = choice.get("finish_reason").and_then(Value::as_str);
+    let mut output = Vec::new();
+    let text = message.get("content").and_then(Value::as_str).unwrap_or("");
+    if !text.is_empty() {
+        output.push(message_item(&make_id("msg_", chat_id), text, "completed"));
+    }
+    for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let call_id = call.get("id").and_then(Value::as_str).unwrap_or("");
+        let f = call.get("function");
+        let s = |k: &str| f.and_then(|f| f.get(k)).and_then(Value::as_str).unwrap_or("");
+        output.push(function_item(&make_id("fc_", call_id), call_id, s("name"), s("arguments"), "completed"));
+    }
+    let created = chat.get("created").and_then(Value::as_u64).unwrap_or_else(unix_time);
+    let usage = chat.get("usage").map_or(Value::Null, usage);
+    let response = seed.response(&id, created, final_status(finish), output, usage, finish);
+    Some(Bytes::from(response.to_string()))
+}
+
+/// One output item being built from stream chunks.
+enum Item {
+    Message { id: String, text: String },
+    Call { id: String, call_id: String, name: String, arguments: String },
+}
+
+/// The Responses event sequence of a streamed chat answer, built chunk by
+/// chunk: `response.created` and `response.in_progress` first; a message
+/// item (`output_item.added`, `content_part.added`, one
+/// `output_text.delta` per content delta) and a `function_call` item per
+/// tool call (`function_call_arguments.delta` per piece); at the end each
+/// item closed (`…done`) and `response.completed` (or `.incomplete` when
+/// the chat answer stopped on its length) with the usage. Every event
+/// carries its `type` and `sequence_number`.
+pub struct StreamTranslator {
+    seed: Seed,
+    id: String,
+    created: u64,
+    started: bool,
+    finished: bool,
+    sequence: u64,
+    items: Vec<Item>,
+    /// Which item holds the message text, and tool call `index` → item.
+    message: Option<usize>,
+    calls: Vec<(u64, usize)>,
+    finish: Option<String>,
+    usage: Value,
+}
+
+/// One event: its name (for the `event:` line) and its data.
+pub type NamedEvent = (&'static str, Bytes);
+
+impl StreamTranslator {
+    pub fn new(seed: Seed) -> StreamTranslator {
+        StreamTranslator {
+            seed,
+            id: String::new(),
+            created: unix_time(),
+            started: false,
+            finished: false,
+            sequence: 0,
+            items: Vec::new(),
+            message: None,
+            calls: Vec::new(),
+            finish: None,
+            usage: Value::Null,
+        }
+    }
+
+    /// What the answer echoes of the request.
+    pub fn seed(&self) -> &Seed {
+        &self.seed
+    }
+
+    fn event(&mut self, name: &'static str, mut data: Value, out: &mut Vec<NamedEvent>) {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        out.push((name, Bytes::from(data.to_string())));
+    }
+
+    fn start(&mut self, chat_id: &str, out: &mut Vec<NamedEvent>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.id = make_id("resp_", chat_id);
+        let r = self.seed.response(&self.id, self.created, "in_progress", Vec::new(), Value::Null, None);
+        self.event("response.created", json!({"response": r}), out);
+        let r = self.seed.response(&self.id, self.created, "in_progress", Vec::new(), Value::Null, None);
+        self.event("response.in_progress", json!({"response": r}), out);
+    }
+
+    /// The events for one chat chunk (a `chat.completion.chunk`, or an
+    /// `{"error": …}` object, which becomes an `error` event).
+    pub fn chunk(&mut self, data: &[u8]) -> Vec<NamedEvent> {
+        let mut out = Vec::new();
+        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+            return out;
+        };
+        if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
+            let s = |k: &str| err.get(k).cloned().unwrap_or(Value::Null);
+            self.event("error", json!({"code": s("code"), "message": s("message"), "param": s("param")}), &mut out);
+            return out;
+        }
+        let chat_id = chunk.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+        self.start(&chat_id, &mut out);
+        if let Some(created) = chunk.get("created").and_then(Value::as_u64) {
+            self.created = created;
+        }
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = usage(u);
+        }
+        let Some(choice) = chunk.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
+            return out;
+        };
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(f.to_owned());
+        }
+        let Some(delta) = choice.get("delta") else {
+            return out;
+        };
+        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            let index = match self.message {
+                Some(i) => i,
+                None => self.open_message(&chat_id, &mut out),
+            };
+            if let Item::Message { id, text: all } = &mut self.items[index] {
+                all.push_str(text);
+                let data = json!({"item_id": id, "output_index": index, "content_index": 0,
+                    "delta": text, "logprobs": []});
+                self.event("response.output_text.delta", data, &mut out);
+            }
+        }
+        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let n = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let index = match self.calls.iter().find(|(k, _)| *k == n) {
+                Some((_, i)) => *i,
+                None => {
+                    let call_id = call.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or("");
+                    let index = self.items.len();
+                    let id = make_id("fc_", &call_id);
+                    let item = function_item(&id, &call_id, name, "", "in_progress");
+                    self.items.push(Item::Call { id, call_id, name: name.to_owned(), arguments: String::new() });
+                    self.calls.push((n, index));
+                    self.event("response.output_item.added", json!({"output_index": index, "item": item}), &mut out);
+                    index
+                }
+            };
+            let piece = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+            if let Item::Call { id, arguments, .. } = &mut self.items[index] {
+                if !piece.is_empty() {
+                    arguments.push_str(piece);
+                    let data = json!({"item_id": id, "output_index": index, "delta": piece});
+                    self.event("response.function_call_arguments.delta", data, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn open_message(&mut self, chat_id: &str, out: &mut Vec<NamedEvent>) -> usize {
+        let index = self.items.len();
+        let id = make_id("msg_", chat_id);
+        let item = message_item(&id, "", "in_progress");
+        self.items.push(Item::Message { id: id.clone(), text: String::new() });
+        self.message = Some(index);
+        self.event("response.output_item.added", json!({"output_index": index, "item": item}), out);
+        let part = json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
+        self.event(
+            "response.content_part.added",
+            json!({"item_id": id, "output_index": index, "content_index": 0, "part": part}),
+            out,
+        );
+        index
+    }
+
+    /// The closing events, once the chat stream ended: every item done,
+    /// then `response.completed` (or `response.incomplete`). Nothing when
+    /// the stream never began or was already finished.
+    pub fn finish(&mut self) -> Vec<NamedEvent> {
+        let mut out = Vec::new();
+        if self.finished || !self.started {
+            return out;
+        }
+        self.finished = true;
+        let mut output = Vec::new();
+        let items = std::mem::take(&mut self.items);
+        for (index, item) in items.iter().enumerate() {
+            match item {
+                Item::Message { id, text } => {
+                    let base = json!({"item_id": id, "output_index": index, "content_index": 0});
+                    let mut done = base.clone();
+                    done["text"] = json!(text);
+                    done["logprobs"] = json!([]);
+                    self.event("response.output_text.done", done, &mut out);
+                    let mut part = base;
+                    part["part"] = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
+                    self.event("response.content_part.done", part, &mut out);
+                    let item = message_item(id, text, "completed");
+                    output.push(item.clone());
+                    self.event("response.output_item.done", json!({"output_index": index, "item": item}), &mut out);
+                }
+                Item::Call { id, call_id, name, arguments } => {
+                    let data = json!({"item_id": id, "output_index": index, "arguments": arguments});
+                    self.event("response.function_call_arguments.done", data, &mut out);
+                    let item = function_item(id, call_id, name, arguments, "completed");
+                    output.push(item.clone());
+                    self.event("response.output_item.done", json!({"output_index": index, "item": item}), &mut out);
+                }
+            }
+        }
+        let finish = self.finish.clone();
+        let status = final_status(finish.as_deref());
+        let usage = std::mem::take(&mut self.usage);
+        let r = self.seed.response(&self.id, self.created, status, output, usage, finish.as_deref());
+        let name = match status {
+            "incomplete" => "response.incomplete",
+            _ => "response.completed",
+        };
+        self.event(name, json!({"response": r}), &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(body: &str) -> (Value, Seed) {
+        let (chat, seed) = request_to_chat(body.as_bytes(), "alias", "up-model").unwrap();
+        (serde_json::from_slice(&chat).unwrap(), seed)
+    }
+
+    #[test]
+    fn a_stateless_request_becomes_a_chat_request() {
+        let (chat, _) = seed(
+            r#"{"model":"alias","instructions":"Be brief.","max_output_tokens":50,"temperature":0.2,
+            "stream":true,"input":[
+              {"role":"user","content":[{"type":"input_text","text":"Weather?"},{"type":"input_image","image_url":"data:x"}]},
+              {"type":"function_call","call_id":"c1","name":"get_weather","arguments":"{\"city\":\"Oslo\"}"},
+              {"type":"function_call","call_id":"c2","name":"get_time","arguments":"{}"},
+              {"type":"function_call_output","call_id":"c1","output":"rain"},
+              {"role":"developer","content":"Use metric."}],
+            "tools":[{"type":"function","name":"get_weather","parameters":{"type":"object"},"strict":true}],
+            "tool_choice":{"type":"function","name":"get_weather"},
+            "text":{"format":{"type":"json_schema","name":"w","schema":{"type":"object"}}}}"#,
+        );
+        assert_eq!(chat["model"], "up-model");
+        assert_eq!(chat["max_tokens"], 50);
+        assert_eq!(chat["stream_options"]["include_usage"], true);
+        let m = chat["messages"].as_array().unwrap();
+        assert_eq!(m[0], json!({"role": "system", "content": "Be brief."}));
+        assert_eq!(m[1]["content"][1]["image_url"]["url"], "data:x");
+        assert_eq!(m[2]["tool_calls"].as_array().unwrap().len(), 2, "consecutive calls in one message");
+        assert_eq!(m[3], json!({"role": "tool", "tool_call_id": "c1", "content": "rain"}));
+        assert_eq!(m[4]["role"], "system");
+        assert_eq!(chat["tools"][0]["function"]["name"], "get_weather");
+        assert_eq!(chat["tool_choice"]["function"]["name"], "get_weather");
+        assert_eq!(chat["response_format"]["json_schema"]["name"], "w");
+    }
+
+    #[test]
+    fn requests_that_need_state_are_400s_naming_the_parameter() {
+        for (body, param) in [
+            (r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#, "previous_response_id"),
+            (r#"{"model":"m","input":"x","store":true}"#, "store"),
+            (r#"{"model":"m","input":"x","conversation":"conv_1"}"#, "conversation"),
+            (r#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#, "input"),
+            (r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#, "tools"),
+        ] {
+            let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(body);
+            assert_eq!(err.status(), 400, "{body}");
+            let text = String::from_utf8_lossy(&err.body()).into_owned();
+            assert!(text.contains(&format!("\"param\":\"{param}\"")), "{text}");
+        }
+        assert!(request_to_chat(br#"{"model":"m","input":"x","store":false}"#, "m", "m").is_ok());
+    }
+
+    #[test]
+    fn a_whole_chat_answer_becomes_a_response() {
+        let (_, seed) = seed(r#"{"model":"alias","input":"hi","max_output_tokens":5}"#);
+        let chat = br#"{"id":"chatcmpl-9x","created":7,"model":"up","choices":[{"index":0,
+            "message":{"role":"assistant","content":"Hello","tool_calls":[{"id":"call_1","type":"function",
+            "function":{"name":"f","arguments":"{}"}}]},"finish_reason":"length"}],
+            "usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":1}}}"#;
+        let r: Value = serde_json::from_slice(&chat_to_response(chat, &seed).unwrap()).unwrap();
+        assert_eq!(r["id"], "resp_9x");
+        assert_eq!(r["model"], "alias");
+        assert_eq!(r["status"], "incomplete");
+        assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(r["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(r["output"][1]["call_id"], "call_1");
+        assert_eq!(r["usage"]["input_tokens"], 3);
+        assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 1);
+        assert_eq!(r["max_output_tokens"], 5);
+        assert!(chat_to_response(b"{\"object\":\"list\"}", &seed).is_none());
+    }
+
+    #[test]
+    fn chat_chunks_become_the_responses_event_sequence() {
+        let (_, seed) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let mut t = StreamTranslator::new(seed);
+        let chunks = [
+            r#"{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"Hel"}}]}"#,
+            r#"{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"lo"}}]}"#,
+            r#"{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","function":{"name":"f","arguments":"{\"a\""}}]}}]}"#,
+            r#"{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}"#,
+            r#"{"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":4,"total_tokens":6}}"#,
+        ];
+        let mut events: Vec<NamedEvent> = chunks.iter().flat_map(|c| t.chunk(c.as_bytes())).collect();
+        events.extend(t.finish());
+        assert!(t.finish().is_empty(), "finished once");
+        let names: Vec<&str> = events.iter().map(|e| e.0).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let data: Vec<Value> = events.iter().map(|e| serde_json::from_slice(&e.1).unwrap()).collect();
+        for (n, d) in data.iter().enumerate() {
+            assert_eq!(d["sequence_number"], n as u64);
+            assert_eq!(d["type"], names[n]);
+        }
+        let done = &data[14]["response"];
+        assert_eq!(done["model"], "alias");
+        assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(done["output"][1]["arguments"], "{\"a\":1}");
+        assert_eq!(done["usage"]["total_tokens"], 6);
+    }
+}

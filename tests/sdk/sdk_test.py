@@ -81,6 +81,15 @@ for model in echo_models:
                 assert event.response.model == model, (model, event.response.model)
     assert deltas.endswith("You said: stream me"), (model, deltas)
 
+# Audio: speech, and the whole file heard back, also through the other gateway.
+for model in echo_models:
+    wav = client.audio.speech.create(model=model, voice="alloy", input="hello there").read()
+    assert wav[:4] == b"RIFF", (model, wav[:16])
+    t = client.audio.transcriptions.create(model=model, file=("hello.wav", wav))
+    assert t.text.endswith(f"of hello.wav ({len(wav)} bytes)."), (model, t.text)
+    t = client.audio.translations.create(model=model, file=("hello.wav", wav), response_format="text")
+    assert "mock translation of hello.wav" in t, (model, t)
+
 # Models.
 ids = [m.id for m in client.models.list()]
 assert "mock-echo" in ids and "DeepSeek-V3.2" in ids, ids

@@ -1,0 +1,500 @@
+//! The rest of the OpenAI API over real sockets, against a scripted upstream
+//! answering in OpenAI's shapes: audio (speech bytes passed through, forms
+//! forwarded byte for byte), the Responses API over a chat-only provider
+//! (`responses: "chat"`), endpoints a model is not served on, and the
+//! official SDKs calling all of it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::upstream::{send, MockUpstream, Recorded, Step, SSE_HEAD};
+use support::TestGateway;
+
+/// Audio the scripted upstream speaks: every byte value, several times.
+fn audio_bytes() -> Vec<u8> {
+    (0..3000u32).map(|i| (i * 7 % 256) as u8).collect()
+}
+
+/// An OpenAI-shaped upstream. Chat answers say which tools they were
+/// offered: with tools, a call of the first one; otherwise "Hello there".
+fn script(req: &Recorded) -> Vec<Step> {
+    let body = String::from_utf8_lossy(&req.body).into_owned();
+    let json = |doc: serde_json::Value| {
+        let doc = doc.to_string();
+        vec![send(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: req_up\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        ))]
+    };
+    match req.path.as_str() {
+        "/v1/audio/speech" => {
+            let audio = audio_bytes();
+            let (a, b) = audio.split_at(1000);
+            let mut first = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+                a.len()
+            )
+            .into_bytes();
+            first.extend_from_slice(a);
+            first.extend_from_slice(b"\r\n");
+            let mut rest = format!("{:x}\r\n", b.len()).into_bytes();
+            rest.extend_from_slice(b);
+            rest.extend_from_slice(b"\r\n0\r\n\r\n");
+            // The second half only after a pause: the first must not wait.
+            let pause = if body.contains("slow") { 1500 } else { 0 };
+            if body.contains("cut") {
+                let mut cut = b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: 3000\r\n\r\n".to_vec();
+                cut.extend_from_slice(a);
+                return vec![Step::Send(cut), Step::Close];
+            }
+            vec![Step::Send(first), Step::Sleep(Duration::from_millis(pause)), Step::Send(rest)]
+        }
+        "/v1/audio/transcriptions" | "/v1/audio/translations" => {
+            let text = format!("heard {} bytes", req.body.len());
+            if body.contains("name=\"stream\"\r\n\r\ntrue") {
+                let mut out = SSE_HEAD.to_owned();
+                for ev in [
+                    serde_json::json!({"type": "transcript.text.delta", "delta": "heard"}),
+                    serde_json::json!({"type": "transcript.text.done", "text": "heard"}),
+                ] {
+                    out.push_str(&support::upstream::chunked(&format!("data: {ev}\n\n")));
+                }
+                out.push_str("0\r\n\r\n");
+                return vec![send(out)];
+            }
+            if body.contains("name=\"response_format\"\r\n\r\ntext") {
+                return vec![send(format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{text}\n",
+                    text.len() + 1
+                ))];
+            }
+            json(serde_json::json!({"text": text}))
+        }
+        "/v1/embeddings" => {
+            let base64 = body.contains("\"base64\"");
+            // [0.5, -0.25] as little-endian f32s, base64.
+            let embedding = match base64 {
+                true => serde_json::json!("AAAAPwAAgL4="),
+                false => serde_json::json!([0.5, -0.25]),
+            };
+            json(serde_json::json!({"object": "list", "model": "text-embedding-3-small",
+                "data": [{"object": "embedding", "index": 0, "embedding": embedding}],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+        }
+        "/v1/moderations" => json(serde_json::json!({"id": "modr-1", "model": "omni-moderation-latest",
+            "results": [{"flagged": true, "categories": {"violence": true}, "category_scores": {"violence": 0.9}}]})),
+        "/v1/images/generations" => json(serde_json::json!({"created": 1,
+            "data": [{"b64_json": "iVBORw0KGgo="}]})),
+        "/v1/responses" => {
+            let stream = body.contains("\"stream\":true");
+            let response = |status: &str, text: &str| serde_json::json!({
+                "id": "resp_up", "object": "response", "created_at": 1, "status": status,
+                "model": "gpt-up", "output": if text.is_empty() { serde_json::json!([]) } else {
+                    serde_json::json!([{"type": "message", "id": "msg_up", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}]) },
+                "usage": {"input_tokens": 2, "output_tokens": 2, "total_tokens": 4}});
+            if !stream {
+                return json(response("completed", "Hello there"));
+            }
+            let item = serde_json::json!({"type": "message", "id": "msg_up", "status": "in_progress",
+                "role": "assistant", "content": []});
+            let part = serde_json::json!({"type": "output_text", "text": "", "annotations": []});
+            let events = [
+                ("response.created", serde_json::json!({"response": response("in_progress", "")})),
+                ("response.output_item.added", serde_json::json!({"output_index": 0, "item": item})),
+                ("response.content_part.added", serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "part": part})),
+                ("response.output_text.delta", serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "delta": "Hello"})),
+                ("response.output_text.delta", serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "delta": " there"})),
+                ("response.completed", serde_json::json!({"response": response("completed", "Hello there")})),
+            ];
+            let mut out = SSE_HEAD.to_owned();
+            for (n, (name, mut data)) in events.into_iter().enumerate() {
+                data["type"] = serde_json::json!(name);
+                data["sequence_number"] = serde_json::json!(n);
+                out.push_str(&support::upstream::chunked(&format!("event: {name}\ndata: {data}\n\n")));
+            }
+            out.push_str("0\r\n\r\n");
+            vec![send(out)]
+        }
+        "/v1/chat/completions" => chat_script(req),
+        _ => vec![send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")],
+    }
+}
+
+/// A chat-only upstream: a plain or streamed answer, a tool call when
+/// offered tools.
+fn chat_script(req: &Recorded) -> Vec<Step> {
+    let v = req.json();
+    let stream = v["stream"] == true;
+    let tool = v["tools"][0]["function"]["name"].as_str().map(str::to_owned);
+    let answered_tool = v["messages"].as_array().unwrap().iter().any(|m| m["role"] == "tool");
+    let model = v["model"].as_str().unwrap().to_owned();
+    let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5});
+    let (content, calls) = match (&tool, answered_tool) {
+        (Some(name), false) => (None, Some(name.clone())),
+        (_, true) => (Some("It rains in Oslo."), None),
+        _ => (Some("Hello there"), None),
+    };
+    if !stream {
+        let mut message = serde_json::json!({"role": "assistant", "content": content});
+        if let Some(name) = &calls {
+            message["tool_calls"] = serde_json::json!([{"id": "call_1", "type": "function",
+                "function": {"name": name, "arguments": "{\"city\":\"Oslo\"}"}}]);
+        }
+        let finish = if calls.is_some() { "tool_calls" } else { "stop" };
+        let doc = serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}).to_string();
+        return vec![send(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        ))];
+    }
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut chunks = vec![chunk(serde_json::json!({"role": "assistant", "content": ""}), serde_json::Value::Null)];
+    match (&calls, content) {
+        (Some(name), _) => {
+            chunks.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                "function": {"name": name, "arguments": "{\"city\":"}}]}), serde_json::Value::Null));
+            chunks.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Oslo\"}"}}]}),
+                serde_json::Value::Null));
+            chunks.push(chunk(serde_json::json!({}), serde_json::json!("tool_calls")));
+        }
+        (None, text) => {
+            for word in text.unwrap_or_default().split_inclusive(' ') {
+                chunks.push(chunk(serde_json::json!({"content": word}), serde_json::Value::Null));
+            }
+            chunks.push(chunk(serde_json::json!({}), serde_json::json!("stop")));
+        }
+    }
+    let mut last = chunk(serde_json::json!({}), serde_json::Value::Null);
+    last["choices"] = serde_json::json!([]);
+    last["usage"] = usage;
+    chunks.push(last);
+    let mut out = SSE_HEAD.to_owned();
+    for c in chunks {
+        out.push_str(&support::upstream::chunked(&format!("data: {c}\n\n")));
+    }
+    out.push_str(&support::upstream::chunked("data: [DONE]\n\n"));
+    out.push_str("0\r\n\r\n");
+    vec![send(out)]
+}
+
+/// A gateway in front of the scripted upstream: `up-*` models forwarded
+/// natively, `chat-only` through `responses: "chat"`, `embed-only` served
+/// only on embeddings; and the built-in mock as `mock-echo`.
+async fn gateway() -> (MockUpstream, TestGateway) {
+    let up = MockUpstream::start(script).await;
+    let config = format!(
+        r#"{{"requestTimeout": 5000, "retryCount": 0, "limits": {{"maxBodyBytes": 200000}},
+  "providers": [
+    {{"id": "up", "type": "openai", "baseUrl": "{base}", "accounts": [{{"id": "a", "apiKey": "sk-up"}}],
+      "models": {{"up-model": "gpt-up", "whisper-alias": "whisper-1", "tts-alias": "tts-1",
+        "embed-only": {{"upstream": "text-embedding-3-small", "endpoints": ["embeddings"]}}}}}},
+    {{"id": "chat-provider", "type": "openai", "baseUrl": "{base}", "responses": "chat",
+      "accounts": [{{"id": "a", "apiKey": "sk-up"}}], "models": {{"chat-only": "deepseek-chat"}}}},
+    {{"id": "local", "type": "mock", "models": ["mock-echo"]}}]}}"#,
+        base = up.base_url()
+    );
+    (up, TestGateway::start(&config).await)
+}
+
+/// A multipart form with a `file` part holding `file`, then `fields`.
+fn form(boundary: &str, file: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"speech.mp3\"\r\nContent-Type: audio/mpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}").as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+fn form_request(path: &str, boundary: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+#[tokio::test]
+async fn speech_audio_streams_through_byte_for_byte() {
+    let (up, gw) = gateway().await;
+    let r = gw
+        .post_json("/v1/audio/speech", None, r#"{"model":"tts-alias","input":"Hi","voice":"alloy"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("audio/mpeg"));
+    assert_eq!(r.header("x-request-id").map(|id| id.starts_with("req_")), Some(true));
+    assert_eq!(r.body, audio_bytes());
+    assert_eq!(up.last().json()["model"], "tts-1", "the alias is rewritten");
+
+    // The first piece reaches the client while the upstream still pauses
+    // (1.5 s) before the second.
+    let mut c = gw.connect().await;
+    let body = r#"{"model":"tts-alias","input":"slow","voice":"alloy"}"#;
+    c.send(support::post_request("/v1/audio/speech", "", body).as_bytes()).await;
+    let asked = Instant::now();
+    let got = read_until(&mut c.stream, &audio_bytes()[990..1000]).await;
+    assert!(asked.elapsed() < Duration::from_millis(1200), "{:?}", asked.elapsed());
+    assert!(got.len() < 2000, "the second half came early: {} bytes", got.len());
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Raw bytes from `stream` until `needle` arrived (panics after 5 s).
+async fn read_until(stream: &mut tokio::net::TcpStream, needle: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    while !contains(&got, needle) {
+        let mut tmp = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut tmp))
+            .await
+            .expect("no data within 5 s")
+            .expect("read");
+        assert!(n > 0, "closed before the bytes came");
+        got.extend_from_slice(&tmp[..n]);
+    }
+    got
+}
+
+/// Raw bytes from `stream` until it closes (panics after 5 s).
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
+        .await
+        .expect("not closed within 5 s")
+        .expect("read");
+    got
+}
+
+#[tokio::test]
+async fn speech_cut_midway_reaches_the_client_cut() {
+    let (_up, gw) = gateway().await;
+    let mut c = gw.connect().await;
+    let body = r#"{"model":"tts-alias","input":"cut","voice":"alloy"}"#;
+    c.send(support::post_request("/v1/audio/speech", "", body).as_bytes()).await;
+    let got = read_to_close(&mut c.stream).await;
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&got));
+    assert!(contains(&got, &audio_bytes()[990..1000]), "what came is passed on");
+    assert!(
+        !got.ends_with(b"0\r\n\r\n"),
+        "no last chunk: the client must see the body cut"
+    );
+    let s = gw.settled_stats().await;
+    assert_eq!(s["failedRequests"], 1, "{s}");
+}
+
+#[tokio::test]
+async fn transcription_forms_are_forwarded_byte_for_byte_with_the_alias() {
+    let (up, gw) = gateway().await;
+    let file: Vec<u8> = audio_bytes();
+    for (path, format) in [("/v1/audio/transcriptions", "json"), ("/v1/audio/translations", "text")] {
+        let body = form("b0undary", &file, &[("model", "whisper-alias"), ("response_format", format)]);
+        let mut c = gw.connect().await;
+        c.send(&form_request(path, "b0undary", &body)).await;
+        let r = c.response().await.expect("an answer");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let got = up.last();
+        assert_eq!(got.path, path);
+        let expected = form("b0undary", &file, &[("model", "whisper-1"), ("response_format", format)]);
+        assert!(got.body == expected, "{path}: the form must arrive as sent, the model renamed");
+        assert_eq!(
+            got.header("content-type"),
+            Some("multipart/form-data; boundary=b0undary")
+        );
+        let heard = format!("heard {} bytes", expected.len());
+        match format {
+            "text" => {
+                assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+                assert_eq!(r.text(), format!("{heard}\n"));
+            }
+            _ => assert_eq!(r.json()["text"], heard),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_form_split_at_every_boundary_arrives_whole() {
+    let (up, gw) = gateway().await;
+    let body = form("XyZ", b"RIFF\r\n--XyZ-no\x00\xff", &[("model", "whisper-alias"), ("stream", "false")]);
+    let expected = form("XyZ", b"RIFF\r\n--XyZ-no\x00\xff", &[("model", "whisper-1"), ("stream", "false")]);
+    let request = form_request("/v1/audio/transcriptions", "XyZ", &body);
+    let body_at = request.len() - body.len();
+    // Every place a delimiter, a part head or a value begins or ends, and
+    // the bytes either side.
+    let mut splits: Vec<usize> = Vec::new();
+    for (i, w) in body.windows(2).enumerate() {
+        if w == b"\r\n" || w == b"--" || w[0] == b'"' {
+            splits.extend([i, i + 1, i + 2]);
+        }
+    }
+    splits.sort_unstable();
+    splits.dedup();
+    assert!(splits.len() > 40, "{}", splits.len());
+    let mut c = gw.connect().await;
+    for at in splits {
+        let at = body_at + at.min(body.len());
+        c.send(&request[..at]).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        c.send(&request[at..]).await;
+        let r = c.response().await.expect("an answer");
+        assert_eq!(r.status, 200, "split at {at}: {}", r.text());
+        assert!(up.last().body == expected, "split at {at}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_forms_are_clear_400s_before_any_upstream_call() {
+    let (up, gw) = gateway().await;
+    let good = form("B", b"x", &[("model", "whisper-alias")]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            support::post_request("/v1/audio/transcriptions", "", r#"{"model":"whisper-alias"}"#).into_bytes(),
+            "multipart/form-data",
+        ),
+        (form_request("/v1/audio/transcriptions", "B", &good[..good.len() - 8]), "closing boundary"),
+        (form_request("/v1/audio/transcriptions", "B", b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-alias\r\n--B--"), "'file'"),
+        (form_request("/v1/audio/transcriptions", "B", &form("B", b"x", &[])), "'model'"),
+        (form_request("/v1/audio/translations", "", &good), "boundary"),
+    ];
+    for (request, says) in cases {
+        let mut c = gw.connect().await;
+        c.send(&request).await;
+        let r = c.response().await.expect("an answer");
+        assert_eq!(r.status, 400, "{says}: {}", r.text());
+        assert!(r.text().contains(says), "{says}: {}", r.text());
+    }
+    // A form larger than maxBodyBytes is refused from its head alone.
+    let mut c = gw.connect().await;
+    c.send(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: 300000\r\n\r\n").await;
+    let r = c.response().await.expect("an answer before the body");
+    assert_eq!(r.status, 413);
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn streamed_transcripts_pass_their_events() {
+    let (_up, gw) = gateway().await;
+    let body = form("B", b"x", &[("model", "whisper-alias"), ("stream", "true")]);
+    let mut c = gw.connect().await;
+    c.send(&form_request("/v1/audio/transcriptions", "B", &body)).await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let events = r.events();
+    assert!(events[0].contains("transcript.text.delta"), "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test]
+async fn responses_over_a_chat_only_provider() {
+    let (up, gw) = gateway().await;
+    // Plain: a Responses object with the alias and the usage mapped.
+    let r = gw
+        .post_json("/v1/responses", None, r#"{"model":"chat-only","input":"Hi","instructions":"Be brief.","max_output_tokens":20}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!((v["object"].as_str(), v["model"].as_str()), (Some("response"), Some("chat-only")));
+    assert_eq!(v["output"][0]["content"][0]["text"], "Hello there");
+    assert_eq!(v["usage"]["input_tokens"], 3);
+    assert_eq!(v["max_output_tokens"], 20);
+    let sent = up.last();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    let chat = sent.json();
+    assert_eq!(chat["model"], "deepseek-chat");
+    assert_eq!(chat["messages"][0], serde_json::json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(chat["max_tokens"], 20);
+
+    // Streamed: the typed event sequence, each with its `event:` line.
+    let r = gw
+        .post_json("/v1/responses", None, r#"{"model":"chat-only","input":"Hi","stream":true}"#)
+        .await;
+    let events = r.sse();
+    let names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
+    assert_eq!(names.first(), Some(&"response.created"));
+    assert_eq!(names.last(), Some(&"response.completed"));
+    let text: String = events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("response.output_text.delta"))
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["delta"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text, "Hello there");
+    let done: serde_json::Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
+    assert_eq!(done["response"]["usage"]["total_tokens"], 5);
+    assert_eq!(done["response"]["model"], "chat-only");
+
+    // Server-side state is a clear 400, and nothing is sent upstream.
+    let before = up.count();
+    for (body, param) in [
+        (r#"{"model":"chat-only","input":"Hi","previous_response_id":"resp_1"}"#, "previous_response_id"),
+        (r#"{"model":"chat-only","input":"Hi","store":true}"#, "store"),
+    ] {
+        let r = gw.post_json("/v1/responses", None, body).await;
+        assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(param)));
+    }
+    assert_eq!(up.count(), before);
+
+    // A native provider gets the request as sent, the alias restored in
+    // every event.
+    let r = gw
+        .post_json("/v1/responses", None, r#"{"model":"up-model","input":"Hi","stream":true}"#)
+        .await;
+    for e in r.sse().iter().filter(|e| e.data != "[DONE]") {
+        let v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+        if let Some(model) = v["response"]["model"].as_str() {
+            assert_eq!(model, "up-model");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_model_is_served_only_on_its_endpoints() {
+    let (up, gw) = gateway().await;
+    let r = gw
+        .post_json("/v1/chat/completions", None, r#"{"model":"embed-only","messages":[{"role":"user","content":"x"}]}"#)
+        .await;
+    assert_eq!((r.status, r.error_code()), (404, "model_not_found".into()));
+    assert!(r.text().contains("serves: embeddings"), "{}", r.text());
+    assert_eq!(up.count(), 0);
+    let r = gw.post_json("/v1/embeddings", None, r#"{"model":"embed-only","input":"x"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["model"], "embed-only");
+    let models = gw.get("/v1/models").await.json();
+    let of = |id: &str| {
+        models["data"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap()["endpoints"].clone()
+    };
+    assert_eq!(of("embed-only"), serde_json::json!(["embeddings"]));
+    assert_eq!(of("up-model").as_array().unwrap().len(), 9);
+}
+
+/// The official Python and JavaScript SDKs call every endpoint against the
+/// scripted upstream, through the Responses translation, and the mock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdks_call_every_endpoint() {
+    let (_up, gw) = gateway().await;
+    let base = format!("http://{}/v1", gw.addr);
+    let root = std::path::Path::new(support::sdk::ROOT);
+    let py = support::sdk::python();
+    let node = support::sdk::node();
+    let (script, mjs) = (root.join("tests/sdk/endpoints_test.py"), root.join("tests/sdk/endpoints_test.mjs"));
+    tokio::task::spawn_blocking(move || {
+        support::sdk::run(std::process::Command::new(py).arg(script).arg(&base));
+        support::sdk::run(std::process::Command::new(node).arg(mjs).arg(&base));
+    })
+    .await
+    .unwrap();
+}

@@ -43,11 +43,17 @@ fn script(req: &Recorded) -> Vec<Step> {
             // The second half only after a pause: the first must not wait.
             let pause = if body.contains("slow") { 1500 } else { 0 };
             if body.contains("cut") {
-                let mut cut = b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: 3000\r\n\r\n".to_vec();
+                let mut cut =
+                    b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: 3000\r\n\r\n"
+                        .to_vec();
                 cut.extend_from_slice(a);
                 return vec![Step::Send(cut), Step::Close];
             }
-            vec![Step::Send(first), Step::Sleep(Duration::from_millis(pause)), Step::Send(rest)]
+            vec![
+                Step::Send(first),
+                Step::Sleep(Duration::from_millis(pause)),
+                Step::Send(rest),
+            ]
         }
         "/v1/audio/transcriptions" | "/v1/audio/translations" => {
             let text = format!("heard {} bytes", req.body.len());
@@ -77,22 +83,28 @@ fn script(req: &Recorded) -> Vec<Step> {
                 true => serde_json::json!("AAAAPwAAgL4="),
                 false => serde_json::json!([0.5, -0.25]),
             };
-            json(serde_json::json!({"object": "list", "model": "text-embedding-3-small",
+            json(
+                serde_json::json!({"object": "list", "model": "text-embedding-3-small",
                 "data": [{"object": "embedding", "index": 0, "embedding": embedding}],
-                "usage": {"prompt_tokens": 1, "total_tokens": 1}}))
+                "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+            )
         }
-        "/v1/moderations" => json(serde_json::json!({"id": "modr-1", "model": "omni-moderation-latest",
-            "results": [{"flagged": true, "categories": {"violence": true}, "category_scores": {"violence": 0.9}}]})),
+        "/v1/moderations" => json(
+            serde_json::json!({"id": "modr-1", "model": "omni-moderation-latest",
+            "results": [{"flagged": true, "categories": {"violence": true}, "category_scores": {"violence": 0.9}}]}),
+        ),
         "/v1/images/generations" => json(serde_json::json!({"created": 1,
             "data": [{"b64_json": "iVBORw0KGgo="}]})),
         "/v1/responses" => {
             let stream = body.contains("\"stream\":true");
-            let response = |status: &str, text: &str| serde_json::json!({
+            let response = |status: &str, text: &str| {
+                serde_json::json!({
                 "id": "resp_up", "object": "response", "created_at": 1, "status": status,
                 "model": "gpt-up", "output": if text.is_empty() { serde_json::json!([]) } else {
                     serde_json::json!([{"type": "message", "id": "msg_up", "status": "completed", "role": "assistant",
                         "content": [{"type": "output_text", "text": text, "annotations": []}]}]) },
-                "usage": {"input_tokens": 2, "output_tokens": 2, "total_tokens": 4}});
+                "usage": {"input_tokens": 2, "output_tokens": 2, "total_tokens": 4}})
+            };
             if !stream {
                 return json(response("completed", "Hello there"));
             }
@@ -100,18 +112,38 @@ fn script(req: &Recorded) -> Vec<Step> {
                 "role": "assistant", "content": []});
             let part = serde_json::json!({"type": "output_text", "text": "", "annotations": []});
             let events = [
-                ("response.created", serde_json::json!({"response": response("in_progress", "")})),
-                ("response.output_item.added", serde_json::json!({"output_index": 0, "item": item})),
-                ("response.content_part.added", serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "part": part})),
-                ("response.output_text.delta", serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "delta": "Hello"})),
-                ("response.output_text.delta", serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "delta": " there"})),
-                ("response.completed", serde_json::json!({"response": response("completed", "Hello there")})),
+                (
+                    "response.created",
+                    serde_json::json!({"response": response("in_progress", "")}),
+                ),
+                (
+                    "response.output_item.added",
+                    serde_json::json!({"output_index": 0, "item": item}),
+                ),
+                (
+                    "response.content_part.added",
+                    serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "part": part}),
+                ),
+                (
+                    "response.output_text.delta",
+                    serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "delta": "Hello"}),
+                ),
+                (
+                    "response.output_text.delta",
+                    serde_json::json!({"item_id": "msg_up", "output_index": 0, "content_index": 0, "delta": " there"}),
+                ),
+                (
+                    "response.completed",
+                    serde_json::json!({"response": response("completed", "Hello there")}),
+                ),
             ];
             let mut out = SSE_HEAD.to_owned();
             for (n, (name, mut data)) in events.into_iter().enumerate() {
                 data["type"] = serde_json::json!(name);
                 data["sequence_number"] = serde_json::json!(n);
-                out.push_str(&support::upstream::chunked(&format!("event: {name}\ndata: {data}\n\n")));
+                out.push_str(&support::upstream::chunked(&format!(
+                    "event: {name}\ndata: {data}\n\n"
+                )));
             }
             out.push_str("0\r\n\r\n");
             vec![send(out)]
@@ -126,8 +158,14 @@ fn script(req: &Recorded) -> Vec<Step> {
 fn chat_script(req: &Recorded) -> Vec<Step> {
     let v = req.json();
     let stream = v["stream"] == true;
-    let tool = v["tools"][0]["function"]["name"].as_str().map(str::to_owned);
-    let answered_tool = v["messages"].as_array().unwrap().iter().any(|m| m["role"] == "tool");
+    let tool = v["tools"][0]["function"]["name"]
+        .as_str()
+        .map(str::to_owned);
+    let answered_tool = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["role"] == "tool");
     let model = v["model"].as_str().unwrap().to_owned();
     let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5});
     let (content, calls) = match (&tool, answered_tool) {
@@ -141,7 +179,11 @@ fn chat_script(req: &Recorded) -> Vec<Step> {
             message["tool_calls"] = serde_json::json!([{"id": "call_1", "type": "function",
                 "function": {"name": name, "arguments": "{\"city\":\"Oslo\"}"}}]);
         }
-        let finish = if calls.is_some() { "tool_calls" } else { "stop" };
+        let finish = if calls.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        };
         let doc = serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}).to_string();
         return vec![send(format!(
@@ -153,18 +195,30 @@ fn chat_script(req: &Recorded) -> Vec<Step> {
         serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut chunks = vec![chunk(serde_json::json!({"role": "assistant", "content": ""}), serde_json::Value::Null)];
+    let mut chunks = vec![chunk(
+        serde_json::json!({"role": "assistant", "content": ""}),
+        serde_json::Value::Null,
+    )];
     match (&calls, content) {
         (Some(name), _) => {
-            chunks.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                "function": {"name": name, "arguments": "{\"city\":"}}]}), serde_json::Value::Null));
+            chunks.push(chunk(
+                serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                "function": {"name": name, "arguments": "{\"city\":"}}]}),
+                serde_json::Value::Null,
+            ));
             chunks.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Oslo\"}"}}]}),
                 serde_json::Value::Null));
-            chunks.push(chunk(serde_json::json!({}), serde_json::json!("tool_calls")));
+            chunks.push(chunk(
+                serde_json::json!({}),
+                serde_json::json!("tool_calls"),
+            ));
         }
         (None, text) => {
             for word in text.unwrap_or_default().split_inclusive(' ') {
-                chunks.push(chunk(serde_json::json!({"content": word}), serde_json::Value::Null));
+                chunks.push(chunk(
+                    serde_json::json!({"content": word}),
+                    serde_json::Value::Null,
+                ));
             }
             chunks.push(chunk(serde_json::json!({}), serde_json::json!("stop")));
         }
@@ -231,11 +285,18 @@ fn form_request(path: &str, boundary: &str, body: &[u8]) -> Vec<u8> {
 async fn speech_audio_streams_through_byte_for_byte() {
     let (up, gw) = gateway().await;
     let r = gw
-        .post_json("/v1/audio/speech", None, r#"{"model":"tts-alias","input":"Hi","voice":"alloy"}"#)
+        .post_json(
+            "/v1/audio/speech",
+            None,
+            r#"{"model":"tts-alias","input":"Hi","voice":"alloy"}"#,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("audio/mpeg"));
-    assert_eq!(r.header("x-request-id").map(|id| id.starts_with("req_")), Some(true));
+    assert_eq!(
+        r.header("x-request-id").map(|id| id.starts_with("req_")),
+        Some(true)
+    );
     assert_eq!(r.body, audio_bytes());
     assert_eq!(up.last().json()["model"], "tts-1", "the alias is rewritten");
 
@@ -243,11 +304,20 @@ async fn speech_audio_streams_through_byte_for_byte() {
     // (1.5 s) before the second.
     let mut c = gw.connect().await;
     let body = r#"{"model":"tts-alias","input":"slow","voice":"alloy"}"#;
-    c.send(support::post_request("/v1/audio/speech", "", body).as_bytes()).await;
+    c.send(support::post_request("/v1/audio/speech", "", body).as_bytes())
+        .await;
     let asked = Instant::now();
     let got = read_until(&mut c.stream, &audio_bytes()[990..1000]).await;
-    assert!(asked.elapsed() < Duration::from_millis(1200), "{:?}", asked.elapsed());
-    assert!(got.len() < 2000, "the second half came early: {} bytes", got.len());
+    assert!(
+        asked.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(
+        got.len() < 2000,
+        "the second half came early: {} bytes",
+        got.len()
+    );
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -286,10 +356,18 @@ async fn speech_cut_midway_reaches_the_client_cut() {
     let (_up, gw) = gateway().await;
     let mut c = gw.connect().await;
     let body = r#"{"model":"tts-alias","input":"cut","voice":"alloy"}"#;
-    c.send(support::post_request("/v1/audio/speech", "", body).as_bytes()).await;
+    c.send(support::post_request("/v1/audio/speech", "", body).as_bytes())
+        .await;
     let got = read_to_close(&mut c.stream).await;
-    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&got));
-    assert!(contains(&got, &audio_bytes()[990..1000]), "what came is passed on");
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        contains(&got, &audio_bytes()[990..1000]),
+        "what came is passed on"
+    );
     assert!(
         !got.ends_with(b"0\r\n\r\n"),
         "no last chunk: the client must see the body cut"
@@ -302,16 +380,30 @@ async fn speech_cut_midway_reaches_the_client_cut() {
 async fn transcription_forms_are_forwarded_byte_for_byte_with_the_alias() {
     let (up, gw) = gateway().await;
     let file: Vec<u8> = audio_bytes();
-    for (path, format) in [("/v1/audio/transcriptions", "json"), ("/v1/audio/translations", "text")] {
-        let body = form("b0undary", &file, &[("model", "whisper-alias"), ("response_format", format)]);
+    for (path, format) in [
+        ("/v1/audio/transcriptions", "json"),
+        ("/v1/audio/translations", "text"),
+    ] {
+        let body = form(
+            "b0undary",
+            &file,
+            &[("model", "whisper-alias"), ("response_format", format)],
+        );
         let mut c = gw.connect().await;
         c.send(&form_request(path, "b0undary", &body)).await;
         let r = c.response().await.expect("an answer");
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         let got = up.last();
         assert_eq!(got.path, path);
-        let expected = form("b0undary", &file, &[("model", "whisper-1"), ("response_format", format)]);
-        assert!(got.body == expected, "{path}: the form must arrive as sent, the model renamed");
+        let expected = form(
+            "b0undary",
+            &file,
+            &[("model", "whisper-1"), ("response_format", format)],
+        );
+        assert!(
+            got.body == expected,
+            "{path}: the form must arrive as sent, the model renamed"
+        );
         assert_eq!(
             got.header("content-type"),
             Some("multipart/form-data; boundary=b0undary")
@@ -330,8 +422,16 @@ async fn transcription_forms_are_forwarded_byte_for_byte_with_the_alias() {
 #[tokio::test]
 async fn a_form_split_at_every_boundary_arrives_whole() {
     let (up, gw) = gateway().await;
-    let body = form("XyZ", b"RIFF\r\n--XyZ-no\x00\xff", &[("model", "whisper-alias"), ("stream", "false")]);
-    let expected = form("XyZ", b"RIFF\r\n--XyZ-no\x00\xff", &[("model", "whisper-1"), ("stream", "false")]);
+    let body = form(
+        "XyZ",
+        b"RIFF\r\n--XyZ-no\x00\xff",
+        &[("model", "whisper-alias"), ("stream", "false")],
+    );
+    let expected = form(
+        "XyZ",
+        b"RIFF\r\n--XyZ-no\x00\xff",
+        &[("model", "whisper-1"), ("stream", "false")],
+    );
     let request = form_request("/v1/audio/transcriptions", "XyZ", &body);
     let body_at = request.len() - body.len();
     // Every place a delimiter, a part head or a value begins or ends, and
@@ -391,7 +491,8 @@ async fn streamed_transcripts_pass_their_events() {
     let (_up, gw) = gateway().await;
     let body = form("B", b"x", &[("model", "whisper-alias"), ("stream", "true")]);
     let mut c = gw.connect().await;
-    c.send(&form_request("/v1/audio/transcriptions", "B", &body)).await;
+    c.send(&form_request("/v1/audio/transcriptions", "B", &body))
+        .await;
     let r = c.response().await.expect("an answer");
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let events = r.events();
@@ -408,7 +509,10 @@ async fn responses_over_a_chat_only_provider() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
-    assert_eq!((v["object"].as_str(), v["model"].as_str()), (Some("response"), Some("chat-only")));
+    assert_eq!(
+        (v["object"].as_str(), v["model"].as_str()),
+        (Some("response"), Some("chat-only"))
+    );
     assert_eq!(v["output"][0]["content"][0]["text"], "Hello there");
     assert_eq!(v["usage"]["input_tokens"], 3);
     assert_eq!(v["max_output_tokens"], 20);
@@ -416,12 +520,19 @@ async fn responses_over_a_chat_only_provider() {
     assert_eq!(sent.path, "/v1/chat/completions");
     let chat = sent.json();
     assert_eq!(chat["model"], "deepseek-chat");
-    assert_eq!(chat["messages"][0], serde_json::json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(
+        chat["messages"][0],
+        serde_json::json!({"role": "system", "content": "Be brief."})
+    );
     assert_eq!(chat["max_tokens"], 20);
 
     // Streamed: the typed event sequence, each with its `event:` line.
     let r = gw
-        .post_json("/v1/responses", None, r#"{"model":"chat-only","input":"Hi","stream":true}"#)
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"chat-only","input":"Hi","stream":true}"#,
+        )
         .await;
     let events = r.sse();
     let names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
@@ -430,7 +541,12 @@ async fn responses_over_a_chat_only_provider() {
     let text: String = events
         .iter()
         .filter(|e| e.event.as_deref() == Some("response.output_text.delta"))
-        .map(|e| serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["delta"].as_str().unwrap().to_owned())
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["delta"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(text, "Hello there");
     let done: serde_json::Value = serde_json::from_str(&events[events.len() - 2].data).unwrap();
@@ -440,18 +556,31 @@ async fn responses_over_a_chat_only_provider() {
     // Server-side state is a clear 400, and nothing is sent upstream.
     let before = up.count();
     for (body, param) in [
-        (r#"{"model":"chat-only","input":"Hi","previous_response_id":"resp_1"}"#, "previous_response_id"),
-        (r#"{"model":"chat-only","input":"Hi","store":true}"#, "store"),
+        (
+            r#"{"model":"chat-only","input":"Hi","previous_response_id":"resp_1"}"#,
+            "previous_response_id",
+        ),
+        (
+            r#"{"model":"chat-only","input":"Hi","store":true}"#,
+            "store",
+        ),
     ] {
         let r = gw.post_json("/v1/responses", None, body).await;
-        assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some(param)));
+        assert_eq!(
+            (r.status, r.json()["error"]["param"].as_str()),
+            (400, Some(param))
+        );
     }
     assert_eq!(up.count(), before);
 
     // A native provider gets the request as sent, the alias restored in
     // every event.
     let r = gw
-        .post_json("/v1/responses", None, r#"{"model":"up-model","input":"Hi","stream":true}"#)
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"up-model","input":"Hi","stream":true}"#,
+        )
         .await;
     for e in r.sse().iter().filter(|e| e.data != "[DONE]") {
         let v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
@@ -465,17 +594,33 @@ async fn responses_over_a_chat_only_provider() {
 async fn a_model_is_served_only_on_its_endpoints() {
     let (up, gw) = gateway().await;
     let r = gw
-        .post_json("/v1/chat/completions", None, r#"{"model":"embed-only","messages":[{"role":"user","content":"x"}]}"#)
+        .post_json(
+            "/v1/chat/completions",
+            None,
+            r#"{"model":"embed-only","messages":[{"role":"user","content":"x"}]}"#,
+        )
         .await;
     assert_eq!((r.status, r.error_code()), (404, "model_not_found".into()));
     assert!(r.text().contains("serves: embeddings"), "{}", r.text());
     assert_eq!(up.count(), 0);
-    let r = gw.post_json("/v1/embeddings", None, r#"{"model":"embed-only","input":"x"}"#).await;
+    let r = gw
+        .post_json(
+            "/v1/embeddings",
+            None,
+            r#"{"model":"embed-only","input":"x"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["model"], "embed-only");
     let models = gw.get("/v1/models").await.json();
     let of = |id: &str| {
-        models["data"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap()["endpoints"].clone()
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()["endpoints"]
+            .clone()
     };
     assert_eq!(of("embed-only"), serde_json::json!(["embeddings"]));
     assert_eq!(of("up-model").as_array().unwrap().len(), 9);
@@ -490,7 +635,10 @@ async fn the_sdks_call_every_endpoint() {
     let root = std::path::Path::new(support::sdk::ROOT);
     let py = support::sdk::python();
     let node = support::sdk::node();
-    let (script, mjs) = (root.join("tests/sdk/endpoints_test.py"), root.join("tests/sdk/endpoints_test.mjs"));
+    let (script, mjs) = (
+        root.join("tests/sdk/endpoints_test.py"),
+        root.join("tests/sdk/endpoints_test.mjs"),
+    );
     tokio::task::spawn_blocking(move || {
         support::sdk::run(std::process::Command::new(py).arg(script).arg(&base));
         support::sdk::run(std::process::Command::new(node).arg(mjs).arg(&base));

@@ -57,11 +57,17 @@ async fn event_times(gw: &TestGateway, body: &str) -> (Vec<Duration>, String) {
 
 #[tokio::test]
 async fn first_token_delay_jitter_and_answer_length() {
-    let gw = mock(r#""firstTokenMs": 300, "tokenDelayMs": 20, "tokenJitterMs": 10, "answerTokens": 60"#).await;
+    let gw =
+        mock(r#""firstTokenMs": 300, "tokenDelayMs": 20, "tokenJitterMs": 10, "answerTokens": 60"#)
+            .await;
     let (times, text) = event_times(&gw, STREAM).await;
     // Role chunk, 60 words, finish chunk, [DONE].
     assert_eq!(times.len(), 63, "{text}");
-    assert!(times[0] >= Duration::from_millis(300), "first token at {:?}", times[0]);
+    assert!(
+        times[0] >= Duration::from_millis(300),
+        "first token at {:?}",
+        times[0]
+    );
     let gaps: Vec<Duration> = times.windows(2).take(61).map(|w| w[1] - w[0]).collect();
     let min = gaps.iter().min().unwrap();
     let max = gaps.iter().max().unwrap();
@@ -72,19 +78,29 @@ async fn first_token_delay_jitter_and_answer_length() {
         spread.iter().all(|g| **g >= Duration::from_millis(9)),
         "no pause shorter than delay - jitter: {min:?}"
     );
-    assert!(*max - **spread.iter().min().unwrap() >= Duration::from_millis(3), "the pauses vary: {gaps:?}");
+    assert!(
+        *max - **spread.iter().min().unwrap() >= Duration::from_millis(3),
+        "the pauses vary: {gaps:?}"
+    );
     let words: usize = text
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter(|v| v["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()))
+        .filter(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        })
         .count();
     assert_eq!(words, 60);
     // A plain answer waits for its first token too.
     let asked = Instant::now();
     let r = gw.post_json("/v1/chat/completions", None, PLAIN).await;
     assert!(asked.elapsed() >= Duration::from_millis(300));
-    let content = r.json()["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    let content = r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(content.split(' ').count(), 60, "{content}");
 }
 
@@ -95,7 +111,8 @@ async fn injected_failures_come_in_their_shares_and_are_not_retried() {
     let (mut limited, mut failed, mut cut, mut whole) = (0, 0, 0, 0);
     for _ in 0..N {
         let mut c = gw.connect().await;
-        let request = support::post_request("/v1/chat/completions", "Connection: close\r\n", STREAM);
+        let request =
+            support::post_request("/v1/chat/completions", "Connection: close\r\n", STREAM);
         c.send(request.as_bytes()).await;
         let mut got = Vec::new();
         use tokio::io::AsyncReadExt;
@@ -105,14 +122,20 @@ async fn injected_failures_come_in_their_shares_and_are_not_retried() {
             .expect("read");
         let text = String::from_utf8_lossy(&got);
         if text.starts_with("HTTP/1.1 429") {
-            assert!(text.contains("Retry-After: 3\r\n") && text.contains("rate_limit_exceeded"), "{text}");
+            assert!(
+                text.contains("Retry-After: 3\r\n") && text.contains("rate_limit_exceeded"),
+                "{text}"
+            );
             limited += 1;
         } else if text.starts_with("HTTP/1.1 500") {
             failed += 1;
         } else if text.contains("data: [DONE]") && text.ends_with("0\r\n\r\n") {
             whole += 1;
         } else {
-            assert!(text.starts_with("HTTP/1.1 200") && !text.ends_with("0\r\n\r\n"), "{text}");
+            assert!(
+                text.starts_with("HTTP/1.1 200") && !text.ends_with("0\r\n\r\n"),
+                "{text}"
+            );
             cut += 1;
         }
     }
@@ -137,7 +160,10 @@ async fn a_profile_is_checked_at_load() {
     let env = |_: &str| None;
     for (profile, says) in [
         (r#""tokenDelayMs": 5, "tokenJitterMs": 10"#, "tokenJitterMs"),
-        (r#""failures": {"rateLimit": 0.7, "serverError": 0.5}"#, "more than 1"),
+        (
+            r#""failures": {"rateLimit": 0.7, "serverError": 0.5}"#,
+            "more than 1",
+        ),
         (r#""failures": {"cutStream": -0.1}"#, "cutStream"),
         (r#""answerTokens": 0"#, "answerTokens"),
     ] {
@@ -147,5 +173,9 @@ async fn a_profile_is_checked_at_load() {
     }
     let json = r#"{"providers": [{"type": "openai", "baseUrl": "http://127.0.0.1:9/v1", "accounts": [{"id": "a"}], "models": ["x"], "firstTokenMs": 5}]}"#;
     let err = chat2api::config::Config::from_json(json, &env).expect_err("mock only");
-    assert!(err.to_string().contains("only applies to \"type\": \"mock\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("only applies to \"type\": \"mock\""),
+        "{err}"
+    );
 }

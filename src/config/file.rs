@@ -11,9 +11,8 @@ use super::{
     builtin_providers, default_account, default_workers, index_path, invalid, key_path,
     vendor_models, vendors, AccessLog, Account, ApiKey, BaseUrl, Config, ConfigError, Endpoint,
     EndpointMode, Limits, Management, MockFailures, MockProfile, ModelMapping, Provider,
-    ProviderKind, Strategy, DEFAULT_HOST,
-    DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT,
-    MOCK_MODEL,
+    ProviderKind, Strategy, DEFAULT_HOST, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT, MOCK_MODEL,
 };
 use serde::de::{self, value::MapAccessDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -480,10 +479,16 @@ fn endpoint_list(names: &[String], path: &str) -> Result<Vec<Endpoint>, ConfigEr
         .enumerate()
         .map(|(i, name)| {
             Endpoint::from_name(name).ok_or_else(|| {
-                let known: Vec<&str> = crate::gateway::json::ENDPOINTS.iter().map(|e| e.name()).collect();
+                let known: Vec<&str> = crate::gateway::json::ENDPOINTS
+                    .iter()
+                    .map(|e| e.name())
+                    .collect();
                 invalid(
                     &index_path(path, i),
-                    format!("unknown endpoint `{name}`; expected one of: {}", known.join(", ")),
+                    format!(
+                        "unknown endpoint `{name}`; expected one of: {}",
+                        known.join(", ")
+                    ),
                 )
             })
         })
@@ -563,7 +568,10 @@ impl RawProvider {
             ));
         }
         if self.answer_tokens == Some(0) {
-            return Err(invalid(&key_path(path, "answerTokens"), "must be at least 1"));
+            return Err(invalid(
+                &key_path(path, "answerTokens"),
+                "must be at least 1",
+            ));
         }
         let failures = match self.failures {
             Some(f) => {
@@ -574,7 +582,10 @@ impl RawProvider {
                     ("cutStream", f.cut_stream),
                 ] {
                     if !(0.0..=1.0).contains(&share) {
-                        return Err(invalid(&key_path(&at, key), "must be a share between 0 and 1"));
+                        return Err(invalid(
+                            &key_path(&at, key),
+                            "must be a share between 0 and 1",
+                        ));
                     }
                 }
                 if f.rate_limit + f.server_error + f.cut_stream > 1.0 {
@@ -604,7 +615,10 @@ impl RawProvider {
         };
         let (models, model_endpoints) = match self.models {
             Some(m) => (m.0, m.1),
-            None => (vec![(MOCK_MODEL.to_owned(), MOCK_MODEL.to_owned())], Vec::new()),
+            None => (
+                vec![(MOCK_MODEL.to_owned(), MOCK_MODEL.to_owned())],
+                Vec::new(),
+            ),
         };
         Ok(TypeParts {
             kind,

@@ -164,7 +164,11 @@ fn write_provider(out: &mut String, p: &Provider) -> std::fmt::Result {
             }
         }
     }
-    write!(out, ", completions {}, responses {}", p.completions, p.responses)?;
+    write!(
+        out,
+        ", completions {}, responses {}",
+        p.completions, p.responses
+    )?;
     if !p.enabled {
         write!(out, ", DISABLED")?;
     }

@@ -58,9 +58,9 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. } => 400,
             ApiError::MissingApiKey | ApiError::InvalidApiKey => 401,
-            ApiError::NotFound | ApiError::ModelNotFound(_) | ApiError::EndpointNotServed { .. } => {
-                404
-            }
+            ApiError::NotFound
+            | ApiError::ModelNotFound(_)
+            | ApiError::EndpointNotServed { .. } => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::Timeout => 408,
             ApiError::Http { status, .. } => *status,

@@ -65,7 +65,10 @@ pub fn boundary(content_type: Option<&[u8]>) -> Result<&[u8], ApiError> {
         Some(i) => (&ct[..i], &ct[i + 1..]),
         None => (ct, &[][..]),
     };
-    if !media.trim_ascii().eq_ignore_ascii_case(b"multipart/form-data") {
+    if !media
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"multipart/form-data")
+    {
         return Err(ApiError::invalid(
             "This endpoint takes a multipart/form-data body (a 'file' part and a 'model' field).",
             None,
@@ -115,7 +118,10 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
     // or padding and CRLF. A match followed by other text is content.
     let ends_line = |at: usize| {
         let rest = &body[at..];
-        let pad = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+        let pad = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
         rest.starts_with(b"--") || rest[pad..].starts_with(b"\r\n")
     };
     // The end of the next delimiter at or after `from`, and where it starts.
@@ -164,7 +170,9 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
             (&[][..], head_start + 2)
         } else {
             match memmem::find(&body[head_start..], b"\r\n\r\n") {
-                Some(n) if n <= MAX_PART_HEAD => (&body[head_start..head_start + n], head_start + n + 4),
+                Some(n) if n <= MAX_PART_HEAD => {
+                    (&body[head_start..head_start + n], head_start + n + 4)
+                }
                 _ => return Err(bad("a part's headers do not end in a blank line")),
             }
         };
@@ -276,7 +284,9 @@ mod tests {
             body.extend_from_slice(name.as_bytes());
             body.push(b'"');
             if let Some(f) = filename {
-                body.extend_from_slice(format!("; filename=\"{f}\"\r\nContent-Type: audio/wav").as_bytes());
+                body.extend_from_slice(
+                    format!("; filename=\"{f}\"\r\nContent-Type: audio/wav").as_bytes(),
+                );
             }
             body.extend_from_slice(b"\r\n\r\n");
             body.extend_from_slice(value);
@@ -288,13 +298,23 @@ mod tests {
 
     #[test]
     fn boundaries_are_read_quoted_or_not() {
-        assert_eq!(boundary(Some(b"multipart/form-data; boundary=abc")).unwrap(), b"abc");
+        assert_eq!(
+            boundary(Some(b"multipart/form-data; boundary=abc")).unwrap(),
+            b"abc"
+        );
         assert_eq!(
             boundary(Some(b"Multipart/Form-Data;charset=utf-8; BOUNDARY=\"a-b\"")).unwrap(),
             b"a-b"
         );
-        assert_eq!(boundary(Some(b"multipart/form-data; boundary=\"a b\"")).unwrap(), b"a b");
-        for bad in [&b"application/json"[..], b"multipart/form-data", b"multipart/form-data; boundary="] {
+        assert_eq!(
+            boundary(Some(b"multipart/form-data; boundary=\"a b\"")).unwrap(),
+            b"a b"
+        );
+        for bad in [
+            &b"application/json"[..],
+            b"multipart/form-data",
+            b"multipart/form-data; boundary=",
+        ] {
             assert!(boundary(Some(bad)).is_err(), "{bad:?}");
         }
         assert!(boundary(None).is_err());
@@ -320,7 +340,8 @@ mod tests {
 
     #[test]
     fn a_preamble_and_padding_are_allowed() {
-        let body = b"preamble\r\n--b  \r\ncontent-disposition: form-data; name=model\r\n\r\nm\r\n--b--";
+        let body =
+            b"preamble\r\n--b  \r\ncontent-disposition: form-data; name=model\r\n\r\nm\r\n--b--";
         let f = parse_form(body, b"b").unwrap();
         assert_eq!(&body[f.model], b"m");
     }
@@ -333,9 +354,15 @@ mod tests {
             (ok[..ok.len() - 9].to_vec(), "closing boundary"),
             (form(&[("file", Some("a.wav"), b"x")]), "'model'"),
             (form(&[("model", None, b"")]), "non-empty"),
-            (b"--XyZ\r\nContent-Type: text/plain\r\n\r\nm\r\n--XyZ--".to_vec(), "Content-Disposition"),
+            (
+                b"--XyZ\r\nContent-Type: text/plain\r\n\r\nm\r\n--XyZ--".to_vec(),
+                "Content-Disposition",
+            ),
             (b"--XyZ junk\r\n".to_vec(), "opening boundary"),
-            (b"--XyZ\r\nContent-Disposition: form-data; name=\"model\"".to_vec(), "blank line"),
+            (
+                b"--XyZ\r\nContent-Disposition: form-data; name=\"model\"".to_vec(),
+                "blank line",
+            ),
         ];
         for (body, says) in cases {
             let err = parse_form(&body, b"XyZ").expect_err(says);
@@ -347,7 +374,10 @@ mod tests {
 
     #[test]
     fn every_truncation_is_an_error_never_a_panic() {
-        let body = form(&[("model", None, b"whisper-1"), ("file", Some("a.wav"), b"RIFF....")]);
+        let body = form(&[
+            ("model", None, b"whisper-1"),
+            ("file", Some("a.wav"), b"RIFF...."),
+        ]);
         for end in 0..body.len() - 2 {
             let _ = parse_form(&body[..end], b"XyZ");
         }

@@ -107,7 +107,9 @@ pub fn transcript_text(endpoint: Endpoint, configured: Option<&str>, info: &Requ
         return text.to_owned();
     }
     let form = info.form.as_ref();
-    let name = form.and_then(|f| f.filename.as_deref()).unwrap_or("the audio");
+    let name = form
+        .and_then(|f| f.filename.as_deref())
+        .unwrap_or("the audio");
     let bytes = form.and_then(|f| f.file.as_ref()).map_or(0, |f| f.len());
     let what = match endpoint {
         Endpoint::Translations => "translation",
@@ -137,8 +139,13 @@ pub fn transcript(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (&'stat
         )
     };
     match format {
-        "text" => ("text/plain; charset=utf-8", Bytes::from(format!("{text}
-"))),
+        "text" => (
+            "text/plain; charset=utf-8",
+            Bytes::from(format!(
+                "{text}
+"
+            )),
+        ),
         "srt" => (
             "text/plain; charset=utf-8",
             Bytes::from(format!(
@@ -189,7 +196,11 @@ pub fn transcript_events(text: &str) -> Vec<(Bytes, Bytes)> {
         .split(' ')
         .enumerate()
         .map(|(i, word)| {
-            let delta = if i == 0 { word.to_owned() } else { format!(" {word}") };
+            let delta = if i == 0 {
+                word.to_owned()
+            } else {
+                format!(" {word}")
+            };
             json!({"type": "transcript.text.delta", "delta": delta})
         })
         .collect();
@@ -580,6 +591,9 @@ impl Pacer {
         if last || self.delay.is_zero() {
             return Duration::ZERO;
         }
+        if self.jitter.is_zero() {
+            return self.delay;
+        }
         let jitter = self.jitter.as_secs_f64() * (2.0 * random() - 1.0);
         Duration::from_secs_f64((self.delay.as_secs_f64() + jitter).max(0.0))
     }
@@ -603,7 +617,9 @@ impl Pacer {
         if wait.is_zero() && self.due.is_none() {
             return;
         }
-        let due = *self.due.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+        let due = *self
+            .due
+            .get_or_insert_with(|| tokio::time::Instant::now() + wait);
         tokio::time::sleep_until(due).await;
     }
 

@@ -261,7 +261,11 @@ impl Gateway {
     /// with `endpoints`: the endpoint names it can be used with.
     fn model_object(&self, id: &str, owner: &str) -> serde_json::Value {
         let endpoints: Vec<&str> = match self.router.resolve(id) {
-            Some(r) => self.router.endpoints_of(r.route).map(Endpoint::name).collect(),
+            Some(r) => self
+                .router
+                .endpoints_of(r.route)
+                .map(Endpoint::name)
+                .collect(),
             None => Vec::new(),
         };
         serde_json::json!({"id": id, "object": "model", "created": self.created, "owned_by": owner,
@@ -423,8 +427,7 @@ impl Gateway {
                 if info.stream {
                     let events = mock::transcript_events(&text);
                     let pacer = mock::Pacer::new(profile, fate, events.len());
-                    let stream =
-                        EventStream::Prepared(proxy::PreparedStream::paced(events, pacer));
+                    let stream = EventStream::Prepared(proxy::PreparedStream::paced(events, pacer));
                     return stream_response(stream, tally);
                 }
                 let (content_type, answer) = mock::transcript(endpoint, &text, &info);

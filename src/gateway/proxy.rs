@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use super::error::ApiError;
 use super::json::{self, Endpoint, RequestInfo};
+use super::mock::Pacer;
 use super::response::{Body, Response};
 use super::router::{Cause, Failure, Pick, Scope};
 use super::stream::{error_event, EventStream, StreamItem, KEEP_ALIVE};
-use super::mock::Pacer;
 use super::{responses, stream_response, translate, Gateway};
 use crate::http1::RequestHead;
 use crate::sse::{Event, SseDecoder};
@@ -168,14 +168,13 @@ pub async fn forward(
         let upstream_model: String =
             serde_json::from_slice(pick.upstream_model).unwrap_or_default();
         let chat = match endpoint {
-            Endpoint::Responses => {
-                responses::request_to_chat(body, &info.model, &upstream_model).map(|(chat, seed)| {
+            Endpoint::Responses => responses::request_to_chat(body, &info.model, &upstream_model)
+                .map(|(chat, seed)| {
                     translate = Some(Translation::Responses(Box::new(
                         responses::StreamTranslator::new(seed),
                     )));
                     chat
-                })
-            }
+                }),
             _ => translate::completion_to_chat(body, &upstream_model).inspect(|_| {
                 translate = Some(Translation::Completions(info.model.clone()));
             }),
@@ -260,11 +259,16 @@ pub async fn forward(
                 Attempt::Done(with_upstream_headers(answer, &passed))
             }
             Err(e) => {
-                record(gw, pick, Scope::Deployment, Failure {
-                    cause: Cause::ServerError,
-                    status,
-                    retry_after: None,
-                });
+                record(
+                    gw,
+                    pick,
+                    Scope::Deployment,
+                    Failure {
+                        cause: Cause::ServerError,
+                        status,
+                        retry_after: None,
+                    },
+                );
                 Attempt::Failed(with_upstream_headers(Response::error(&e), &passed))
             }
         };
@@ -314,10 +318,12 @@ fn byte_answer(gw: &Gateway, resp: UpstreamResponse) -> Result<Response, ApiErro
         .header_bytes("content-type")
         .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
     if content_type.len() >= 9 && content_type[..9].eq_ignore_ascii_case(b"text/html") {
-        return Err(ApiError::Upstream("the upstream answered 200 with HTML".into()));
+        return Err(ApiError::Upstream(
+            "the upstream answered 200 with HTML".into(),
+        ));
     }
     let stream = ByteStream::new(resp, gw.config.limits.stream_idle_timeout);
-    let mut answer = stream_response(EventStream::Bytes(stream), None);
+    let mut answer = stream_response(EventStream::Bytes(Box::new(stream)), None);
     answer.content_type = "";
     answer.headers = vec![("Content-Type", content_type)];
     Ok(answer)
@@ -353,7 +359,9 @@ fn answer_for(
                 Some(Translation::Completions(name)) => {
                     translate::chat_to_completion(&answer, &name).unwrap_or(answer)
                 }
-                Some(Translation::Responses(t)) => return response_answer(&answer, *t, info, tally),
+                Some(Translation::Responses(t)) => {
+                    return response_answer(&answer, *t, info, tally)
+                }
                 None => answer,
             };
             if !info.stream {

@@ -105,7 +105,10 @@ pub fn request_to_chat(
     if let Some(n) = here("max_output_tokens") {
         chat.insert("max_tokens".into(), n.clone());
     }
-    if let Some(effort) = here("reasoning").and_then(|r| r.get("effort")).filter(|e| !e.is_null()) {
+    if let Some(effort) = here("reasoning")
+        .and_then(|r| r.get("effort"))
+        .filter(|e| !e.is_null())
+    {
         chat.insert("reasoning_effort".into(), effort.clone());
     }
     if let Some(tools) = here("tools") {
@@ -114,7 +117,10 @@ pub fn request_to_chat(
     if let Some(choice) = here("tool_choice") {
         chat.insert("tool_choice".into(), chat_tool_choice(choice)?);
     }
-    if let Some(format) = here("text").and_then(|t| t.get("format")).filter(|f| !f.is_null()) {
+    if let Some(format) = here("text")
+        .and_then(|t| t.get("format"))
+        .filter(|f| !f.is_null())
+    {
         if let Some(rf) = chat_response_format(format)? {
             chat.insert("response_format".into(), rf);
         }
@@ -355,7 +361,15 @@ fn make_id(prefix: &str, from: &str) -> String {
 
 impl Seed {
     /// A `response` object with `status`, `output` items and `usage`.
-    fn response(&self, id: &str, created: u64, status: &str, output: Vec<Value>, usage: Value, finish: Option<&str>) -> Value {
+    fn response(
+        &self,
+        id: &str,
+        created: u64,
+        status: &str,
+        output: Vec<Value>,
+        usage: Value,
+        finish: Option<&str>,
+    ) -> Value {
         let mut r = Map::new();
         r.insert("id".into(), json!(id));
         r.insert("object".into(), json!("response"));
@@ -414,13 +428,31 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Option<Bytes> {
     if !text.is_empty() {
         output.push(message_item(&make_id("msg_", chat_id), text, "completed"));
     }
-    for call in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+    for call in message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let call_id = call.get("id").and_then(Value::as_str).unwrap_or("");
         let f = call.get("function");
-        let s = |k: &str| f.and_then(|f| f.get(k)).and_then(Value::as_str).unwrap_or("");
-        output.push(function_item(&make_id("fc_", call_id), call_id, s("name"), s("arguments"), "completed"));
+        let s = |k: &str| {
+            f.and_then(|f| f.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        output.push(function_item(
+            &make_id("fc_", call_id),
+            call_id,
+            s("name"),
+            s("arguments"),
+            "completed",
+        ));
     }
-    let created = chat.get("created").and_then(Value::as_u64).unwrap_or_else(unix_time);
+    let created = chat
+        .get("created")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(unix_time);
     let usage = chat.get("usage").map_or(Value::Null, usage);
     let response = seed.response(&id, created, final_status(finish), output, usage, finish);
     Some(Bytes::from(response.to_string()))
@@ -428,8 +460,16 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Option<Bytes> {
 
 /// One output item being built from stream chunks.
 enum Item {
-    Message { id: String, text: String },
-    Call { id: String, call_id: String, name: String, arguments: String },
+    Message {
+        id: String,
+        text: String,
+    },
+    Call {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
 }
 
 /// The Responses event sequence of a streamed chat answer, built chunk by
@@ -493,9 +533,23 @@ impl StreamTranslator {
         }
         self.started = true;
         self.id = make_id("resp_", chat_id);
-        let r = self.seed.response(&self.id, self.created, "in_progress", Vec::new(), Value::Null, None);
+        let r = self.seed.response(
+            &self.id,
+            self.created,
+            "in_progress",
+            Vec::new(),
+            Value::Null,
+            None,
+        );
         self.event("response.created", json!({"response": r}), out);
-        let r = self.seed.response(&self.id, self.created, "in_progress", Vec::new(), Value::Null, None);
+        let r = self.seed.response(
+            &self.id,
+            self.created,
+            "in_progress",
+            Vec::new(),
+            Value::Null,
+            None,
+        );
         self.event("response.in_progress", json!({"response": r}), out);
     }
 
@@ -508,10 +562,18 @@ impl StreamTranslator {
         };
         if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
             let s = |k: &str| err.get(k).cloned().unwrap_or(Value::Null);
-            self.event("error", json!({"code": s("code"), "message": s("message"), "param": s("param")}), &mut out);
+            self.event(
+                "error",
+                json!({"code": s("code"), "message": s("message"), "param": s("param")}),
+                &mut out,
+            );
             return out;
         }
-        let chat_id = chunk.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+        let chat_id = chunk
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         self.start(&chat_id, &mut out);
         if let Some(created) = chunk.get("created").and_then(Value::as_u64) {
             self.created = created;
@@ -519,7 +581,11 @@ impl StreamTranslator {
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = usage(u);
         }
-        let Some(choice) = chunk.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
+        let Some(choice) = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+        else {
             return out;
         };
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -528,7 +594,11 @@ impl StreamTranslator {
         let Some(delta) = choice.get("delta") else {
             return out;
         };
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        if let Some(text) = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
             let index = match self.message {
                 Some(i) => i,
                 None => self.open_message(&chat_id, &mut out),
@@ -540,23 +610,47 @@ impl StreamTranslator {
                 self.event("response.output_text.delta", data, &mut out);
             }
         }
-        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let n = call.get("index").and_then(Value::as_u64).unwrap_or(0);
             let index = match self.calls.iter().find(|(k, _)| *k == n) {
                 Some((_, i)) => *i,
                 None => {
-                    let call_id = call.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-                    let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or("");
+                    let call_id = call
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned();
+                    let name = call
+                        .pointer("/function/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     let index = self.items.len();
                     let id = make_id("fc_", &call_id);
                     let item = function_item(&id, &call_id, name, "", "in_progress");
-                    self.items.push(Item::Call { id, call_id, name: name.to_owned(), arguments: String::new() });
+                    self.items.push(Item::Call {
+                        id,
+                        call_id,
+                        name: name.to_owned(),
+                        arguments: String::new(),
+                    });
                     self.calls.push((n, index));
-                    self.event("response.output_item.added", json!({"output_index": index, "item": item}), &mut out);
+                    self.event(
+                        "response.output_item.added",
+                        json!({"output_index": index, "item": item}),
+                        &mut out,
+                    );
                     index
                 }
             };
-            let piece = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("");
+            let piece = call
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if let Item::Call { id, arguments, .. } = &mut self.items[index] {
                 if !piece.is_empty() {
                     arguments.push_str(piece);
@@ -572,9 +666,16 @@ impl StreamTranslator {
         let index = self.items.len();
         let id = make_id("msg_", chat_id);
         let item = message_item(&id, "", "in_progress");
-        self.items.push(Item::Message { id: id.clone(), text: String::new() });
+        self.items.push(Item::Message {
+            id: id.clone(),
+            text: String::new(),
+        });
         self.message = Some(index);
-        self.event("response.output_item.added", json!({"output_index": index, "item": item}), out);
+        self.event(
+            "response.output_item.added",
+            json!({"output_index": index, "item": item}),
+            out,
+        );
         let part = json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
         self.event(
             "response.content_part.added",
@@ -608,21 +709,42 @@ impl StreamTranslator {
                     self.event("response.content_part.done", part, &mut out);
                     let item = message_item(id, text, "completed");
                     output.push(item.clone());
-                    self.event("response.output_item.done", json!({"output_index": index, "item": item}), &mut out);
+                    self.event(
+                        "response.output_item.done",
+                        json!({"output_index": index, "item": item}),
+                        &mut out,
+                    );
                 }
-                Item::Call { id, call_id, name, arguments } => {
-                    let data = json!({"item_id": id, "output_index": index, "arguments": arguments});
+                Item::Call {
+                    id,
+                    call_id,
+                    name,
+                    arguments,
+                } => {
+                    let data =
+                        json!({"item_id": id, "output_index": index, "arguments": arguments});
                     self.event("response.function_call_arguments.done", data, &mut out);
                     let item = function_item(id, call_id, name, arguments, "completed");
                     output.push(item.clone());
-                    self.event("response.output_item.done", json!({"output_index": index, "item": item}), &mut out);
+                    self.event(
+                        "response.output_item.done",
+                        json!({"output_index": index, "item": item}),
+                        &mut out,
+                    );
                 }
             }
         }
         let finish = self.finish.clone();
         let status = final_status(finish.as_deref());
         let usage = std::mem::take(&mut self.usage);
-        let r = self.seed.response(&self.id, self.created, status, output, usage, finish.as_deref());
+        let r = self.seed.response(
+            &self.id,
+            self.created,
+            status,
+            output,
+            usage,
+            finish.as_deref(),
+        );
         let name = match status {
             "incomplete" => "response.incomplete",
             _ => "response.completed",
@@ -661,8 +783,15 @@ mod tests {
         let m = chat["messages"].as_array().unwrap();
         assert_eq!(m[0], json!({"role": "system", "content": "Be brief."}));
         assert_eq!(m[1]["content"][1]["image_url"]["url"], "data:x");
-        assert_eq!(m[2]["tool_calls"].as_array().unwrap().len(), 2, "consecutive calls in one message");
-        assert_eq!(m[3], json!({"role": "tool", "tool_call_id": "c1", "content": "rain"}));
+        assert_eq!(
+            m[2]["tool_calls"].as_array().unwrap().len(),
+            2,
+            "consecutive calls in one message"
+        );
+        assert_eq!(
+            m[3],
+            json!({"role": "tool", "tool_call_id": "c1", "content": "rain"})
+        );
         assert_eq!(m[4]["role"], "system");
         assert_eq!(chat["tools"][0]["function"]["name"], "get_weather");
         assert_eq!(chat["tool_choice"]["function"]["name"], "get_weather");
@@ -672,11 +801,23 @@ mod tests {
     #[test]
     fn requests_that_need_state_are_400s_naming_the_parameter() {
         for (body, param) in [
-            (r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#, "previous_response_id"),
+            (
+                r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
+                "previous_response_id",
+            ),
             (r#"{"model":"m","input":"x","store":true}"#, "store"),
-            (r#"{"model":"m","input":"x","conversation":"conv_1"}"#, "conversation"),
-            (r#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#, "input"),
-            (r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#, "tools"),
+            (
+                r#"{"model":"m","input":"x","conversation":"conv_1"}"#,
+                "conversation",
+            ),
+            (
+                r#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#,
+                "input",
+            ),
+            (
+                r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+                "tools",
+            ),
         ] {
             let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(body);
             assert_eq!(err.status(), 400, "{body}");
@@ -718,7 +859,8 @@ mod tests {
             r#"{"id":"chatcmpl-1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":"tool_calls"}]}"#,
             r#"{"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":4,"total_tokens":6}}"#,
         ];
-        let mut events: Vec<NamedEvent> = chunks.iter().flat_map(|c| t.chunk(c.as_bytes())).collect();
+        let mut events: Vec<NamedEvent> =
+            chunks.iter().flat_map(|c| t.chunk(c.as_bytes())).collect();
         events.extend(t.finish());
         assert!(t.finish().is_empty(), "finished once");
         let names: Vec<&str> = events.iter().map(|e| e.0).collect();
@@ -742,7 +884,10 @@ mod tests {
                 "response.completed",
             ]
         );
-        let data: Vec<Value> = events.iter().map(|e| serde_json::from_slice(&e.1).unwrap()).collect();
+        let data: Vec<Value> = events
+            .iter()
+            .map(|e| serde_json::from_slice(&e.1).unwrap())
+            .collect();
         for (n, d) in data.iter().enumerate() {
             assert_eq!(d["sequence_number"], n as u64);
             assert_eq!(d["type"], names[n]);

@@ -513,14 +513,20 @@ impl Router {
     /// Whether some provider serves `endpoint` for this route's model.
     pub fn serves(&self, resolved: &Resolved<'_>, endpoint: Endpoint) -> bool {
         let bit = endpoint_bit(endpoint);
-        resolved.route.targets.iter().any(|t| t.endpoints & bit != 0)
+        resolved
+            .route
+            .targets
+            .iter()
+            .any(|t| t.endpoints & bit != 0)
     }
 
     /// The endpoints some provider serves this model with, in
     /// [`ENDPOINTS`] order, for `/v1/models`.
     pub fn endpoints_of(&self, route: &Route) -> impl Iterator<Item = Endpoint> + '_ {
         let mask = route.targets.iter().fold(0, |m, t| m | t.endpoints);
-        ENDPOINTS.into_iter().filter(move |e| mask & endpoint_bit(*e) != 0)
+        ENDPOINTS
+            .into_iter()
+            .filter(move |e| mask & endpoint_bit(*e) != 0)
     }
 
     /// Choose a deployment for the next attempt, skipping those in `tried`,
@@ -537,22 +543,25 @@ impl Router {
         let now = now_ms();
         let single = route.single;
         let bit = endpoint_bit(endpoint);
-        let candidates = || {
-            route.targets.iter().filter(move |t| t.endpoints & bit != 0).flat_map(move |t| {
-                let p = &self.providers[t.provider];
-                p.accounts
+        let candidates =
+            || {
+                route
+                    .targets
                     .iter()
-                    .zip(&t.deployments)
-                    .enumerate()
-                    .map(move |(ai, (a, d))| Candidate {
-                        t,
-                        p,
-                        a,
-                        d,
-                        idx: (t.provider, ai),
+                    .filter(move |t| t.endpoints & bit != 0)
+                    .flat_map(move |t| {
+                        let p = &self.providers[t.provider];
+                        p.accounts.iter().zip(&t.deployments).enumerate().map(
+                            move |(ai, (a, d))| Candidate {
+                                t,
+                                p,
+                                a,
+                                d,
+                                idx: (t.provider, ai),
+                            },
+                        )
                     })
-            })
-        };
+            };
         let available_at = |c: &Candidate| {
             c.p.health
                 .available_at(single)

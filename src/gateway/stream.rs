@@ -41,7 +41,7 @@ pub enum EventStream {
     /// Events made from a whole answer, all ready at once.
     Prepared(PreparedStream),
     /// Not events: an upstream body passed on byte for byte (audio).
-    Bytes(ByteStream),
+    Bytes(Box<ByteStream>),
 }
 
 impl EventStream {

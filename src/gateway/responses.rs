@@ -493,6 +493,9 @@ pub struct StreamTranslator {
     calls: Vec<(u64, usize)>,
     finish: Option<String>,
     usage: Value,
+    /// The error object the chat stream carried, if it did: the response
+    /// then ends `failed`.
+    error: Option<Value>,
 }
 
 /// One event: its name (for the `event:` line) and its data.
@@ -512,6 +515,7 @@ impl StreamTranslator {
             calls: Vec::new(),
             finish: None,
             usage: Value::Null,
+            error: None,
         }
     }
 
@@ -562,11 +566,10 @@ impl StreamTranslator {
         };
         if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
             let s = |k: &str| err.get(k).cloned().unwrap_or(Value::Null);
-            self.event(
-                "error",
-                json!({"code": s("code"), "message": s("message"), "param": s("param")}),
-                &mut out,
-            );
+            let (code, message) = (s("code"), s("message"));
+            self.error = Some(json!({"code": code, "message": message}));
+            let data = json!({"code": code, "message": message, "param": s("param")});
+            self.event("error", data, &mut out);
             return out;
         }
         let chat_id = chunk
@@ -735,9 +738,12 @@ impl StreamTranslator {
             }
         }
         let finish = self.finish.clone();
-        let status = final_status(finish.as_deref());
+        let status = match self.error {
+            Some(_) => "failed",
+            None => final_status(finish.as_deref()),
+        };
         let usage = std::mem::take(&mut self.usage);
-        let r = self.seed.response(
+        let mut r = self.seed.response(
             &self.id,
             self.created,
             status,
@@ -745,8 +751,12 @@ impl StreamTranslator {
             usage,
             finish.as_deref(),
         );
+        if let Some(error) = self.error.take() {
+            r["error"] = error;
+        }
         let name = match status {
             "incomplete" => "response.incomplete",
+            "failed" => "response.failed",
             _ => "response.completed",
         };
         self.event(name, json!({"response": r}), &mut out);
@@ -825,6 +835,21 @@ mod tests {
             assert!(text.contains(&format!("\"param\":\"{param}\"")), "{text}");
         }
         assert!(request_to_chat(br#"{"model":"m","input":"x","store":false}"#, "m", "m").is_ok());
+    }
+
+    #[test]
+    fn an_error_in_the_chat_stream_fails_the_response() {
+        let (_, seed) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let mut t = StreamTranslator::new(seed);
+        let mut events = t.chunk(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#);
+        events.extend(t.chunk(br#"{"error":{"message":"overloaded","code":"server_error"}}"#));
+        events.extend(t.finish());
+        let names: Vec<&str> = events.iter().map(|e| e.0).collect();
+        assert!(names.contains(&"error"), "{names:?}");
+        assert_eq!(names.last(), Some(&"response.failed"));
+        let last: Value = serde_json::from_slice(&events.last().unwrap().1).unwrap();
+        assert_eq!(last["response"]["status"], "failed");
+        assert_eq!(last["response"]["error"]["message"], "overloaded");
     }
 
     #[test]

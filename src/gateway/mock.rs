@@ -8,10 +8,9 @@
 use bytes::Bytes;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use super::json::{count_words, Endpoint, RequestInfo};
-use super::stream::StreamItem;
+use super::stream::{EventSource, Paced, Pacer};
 use crate::config::{MockFailures, MockProfile};
 use crate::stats::unix_time;
 
@@ -547,93 +546,13 @@ pub fn failure_answer(fate: Fate, failures: &MockFailures) -> super::response::R
     resp
 }
 
-/// The pace of a mock stream: the wait before each event and where a
-/// stream is cut. Cancel-safe: the time an event is due is fixed when it is
-/// first waited for, so a wait dropped and begun again ends at the same
-/// instant.
-pub struct Pacer {
-    first_token: Duration,
-    delay: Duration,
-    jitter: Duration,
-    /// Events handed out so far.
-    sent: usize,
-    /// Stop after this many events, with no `[DONE]`.
-    cut_after: Option<usize>,
-    due: Option<tokio::time::Instant>,
-}
+/// A streamed chat or completions answer, word by word at the profile's
+/// pace ([`Paced`]).
+pub type MockStream = Paced<MockChunks>;
 
-impl Pacer {
-    /// A pace from `profile`; `events` is the stream's length, which a cut
-    /// stream stops at half of.
-    pub fn new(profile: &MockProfile, fate: Fate, events: usize) -> Pacer {
-        Pacer {
-            first_token: profile.first_token,
-            delay: profile.token_delay,
-            jitter: profile.token_jitter,
-            sent: 0,
-            cut_after: (fate == Fate::CutStream).then_some(events / 2),
-            due: None,
-        }
-    }
-
-    /// No waits, no cut.
-    pub fn instant() -> Pacer {
-        Pacer::new(&MockProfile::default(), Fate::Answer, 0)
-    }
-
-    /// The wait before the next event: the time to first token before the
-    /// first, the token delay ± jitter before the others, none before the
-    /// end.
-    fn wait(&self, last: bool) -> Duration {
-        if self.sent == 0 {
-            return self.first_token;
-        }
-        if last || self.delay.is_zero() {
-            return Duration::ZERO;
-        }
-        if self.jitter.is_zero() {
-            return self.delay;
-        }
-        let jitter = self.jitter.as_secs_f64() * (2.0 * random() - 1.0);
-        Duration::from_secs_f64((self.delay.as_secs_f64() + jitter).max(0.0))
-    }
-
-    /// Whether the stream is cut here.
-    pub fn cut(&self) -> bool {
-        self.cut_after.is_some_and(|n| self.sent >= n)
-    }
-
-    /// Whether the next event may go now, without waiting.
-    pub fn ready(&mut self, last: bool) -> bool {
-        match self.due {
-            Some(due) => due <= tokio::time::Instant::now(),
-            None => self.wait(last).is_zero(),
-        }
-    }
-
-    /// Wait until the next event is due.
-    pub async fn wait_turn(&mut self, last: bool) {
-        let wait = self.wait(last);
-        if wait.is_zero() && self.due.is_none() {
-            return;
-        }
-        let due = *self
-            .due
-            .get_or_insert_with(|| tokio::time::Instant::now() + wait);
-        tokio::time::sleep_until(due).await;
-    }
-
-    /// An event went out.
-    pub fn sent(&mut self) {
-        self.sent += 1;
-        self.due = None;
-    }
-}
-
-/// A streamed answer, word by word, at its [`Pacer`]'s pace. Each event is
-/// built when it is due, so an open stream holds its text and a cursor,
-/// not every event at once.
-pub struct MockStream {
+/// The events of a mock stream. Each is built when it is due, so an open
+/// stream holds its text and a cursor, not every event at once.
+pub struct MockChunks {
     endpoint: Endpoint,
     id: String,
     created: u64,
@@ -643,10 +562,6 @@ pub struct MockStream {
     pos: usize,
     stage: Stage,
     include_usage: bool,
-    pacer: Pacer,
-    done: bool,
-    /// Cut halfway on purpose (`failures.cutStream`).
-    cut: bool,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
@@ -662,35 +577,45 @@ enum Stage {
     Done,
 }
 
-impl MockStream {
-    pub fn new(
-        endpoint: Endpoint,
-        text: &str,
-        info: &RequestInfo,
-        profile: &MockProfile,
-        fate: Fate,
-    ) -> MockStream {
-        let words = text.split(' ').filter(|w| !w.is_empty()).count();
-        MockStream {
-            endpoint,
-            id: next_id(endpoint),
-            created: unix_time(),
-            model: info.model.clone(),
-            text: text.to_owned(),
-            pos: 0,
-            stage: match endpoint {
-                Endpoint::Chat => Stage::Role,
-                _ => Stage::Words,
-            },
-            include_usage: info.include_usage,
-            pacer: Pacer::new(profile, fate, words + 2),
-            done: false,
-            cut: false,
-            prompt_tokens: info.prompt_words,
-            completion_tokens: words as u64,
-        }
+/// `text` streamed word by word as chat or completions chunks, at the
+/// pace of `profile`, cut halfway when `fate` says.
+pub fn word_stream(
+    endpoint: Endpoint,
+    text: &str,
+    info: &RequestInfo,
+    profile: &MockProfile,
+    fate: Fate,
+) -> MockStream {
+    let words = text.split(' ').filter(|w| !w.is_empty()).count();
+    let chunks = MockChunks {
+        endpoint,
+        id: next_id(endpoint),
+        created: unix_time(),
+        model: info.model.clone(),
+        text: text.to_owned(),
+        pos: 0,
+        stage: match endpoint {
+            Endpoint::Chat => Stage::Role,
+            _ => Stage::Words,
+        },
+        include_usage: info.include_usage,
+        prompt_tokens: info.prompt_words,
+        completion_tokens: words as u64,
+    };
+    Paced::new(chunks, Pacer::new(profile, fate, words + 2))
+}
+
+impl EventSource for MockChunks {
+    fn next_event(&mut self) -> Option<(Bytes, Bytes)> {
+        self.next_chunk().map(|chunk| (Bytes::new(), chunk))
     }
 
+    fn events_left(&self) -> bool {
+        self.events_left()
+    }
+}
+
+impl MockChunks {
     fn chunk(&self, choices: serde_json::Value, usage: Option<serde_json::Value>) -> Bytes {
         let object = match self.endpoint {
             Endpoint::Chat => "chat.completion.chunk",
@@ -731,7 +656,7 @@ impl MockStream {
     }
 
     /// The next event's JSON, or `None` once they are all out.
-    fn next_event(&mut self) -> Option<Bytes> {
+    fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             match self.stage {
                 Stage::Role => {
@@ -775,48 +700,6 @@ impl MockStream {
                 Stage::Done => return None,
             }
         }
-    }
-
-    /// Cancel-safe: the only await is the pacer's, and an event is taken
-    /// from the text only after it.
-    pub async fn next(&mut self) -> Option<StreamItem> {
-        if self.done || self.cut {
-            return None;
-        }
-        self.pacer.wait_turn(!self.events_left()).await;
-        self.pop()
-    }
-
-    /// The next event if it is due now.
-    pub fn next_ready(&mut self) -> Option<StreamItem> {
-        if self.done || self.cut || !self.pacer.ready(!self.events_left()) {
-            return None;
-        }
-        self.pop()
-    }
-
-    fn pop(&mut self) -> Option<StreamItem> {
-        if self.pacer.cut() {
-            self.cut = true;
-            return None;
-        }
-        self.pacer.sent();
-        Some(match self.next_event() {
-            Some(ev) => StreamItem::event(Bytes::new(), ev),
-            None => {
-                self.done = true;
-                StreamItem::done()
-            }
-        })
-    }
-
-    pub fn completed(&self) -> bool {
-        self.done
-    }
-
-    /// Cut halfway on purpose: no `[DONE]`, the connection closed.
-    pub fn was_cut(&self) -> bool {
-        self.cut
     }
 }
 

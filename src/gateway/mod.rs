@@ -426,8 +426,8 @@ impl Gateway {
                 let text = mock::transcript_text(endpoint, profile.text.as_deref(), &info);
                 if info.stream {
                     let events = mock::transcript_events(&text);
-                    let pacer = mock::Pacer::new(profile, fate, events.len());
-                    let stream = EventStream::Prepared(proxy::PreparedStream::paced(events, pacer));
+                    let pacer = stream::Pacer::new(profile, fate, events.len());
+                    let stream = EventStream::Prepared(stream::Paced::new(events.into(), pacer));
                     return stream_response(stream, tally);
                 }
                 let (content_type, answer) = mock::transcript(endpoint, &text, &info);
@@ -440,12 +440,12 @@ impl Gateway {
         let text = mock::answer_text(profile, &info);
         if info.stream && endpoint == Endpoint::Responses {
             let events = mock::response_events(&text, &info);
-            let pacer = mock::Pacer::new(profile, fate, events.len());
-            let stream = EventStream::Prepared(proxy::PreparedStream::paced(events, pacer));
+            let pacer = stream::Pacer::new(profile, fate, events.len());
+            let stream = EventStream::Prepared(stream::Paced::new(events.into(), pacer));
             return stream_response(stream, tally);
         }
         if info.stream {
-            let s = mock::MockStream::new(endpoint, &text, &info, profile, fate);
+            let s = mock::word_stream(endpoint, &text, &info, profile, fate);
             return stream_response(EventStream::Mock(s), tally);
         }
         let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);

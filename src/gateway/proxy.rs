@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::error::ApiError;
 use super::json::{self, Endpoint, RequestInfo};
-use super::mock::Pacer;
 use super::response::{Body, Response};
 use super::router::{Cause, Failure, Pick, Scope};
-use super::stream::{error_event, EventStream, StreamItem, KEEP_ALIVE};
+use super::stream::{error_event, EventStream, PreparedStream, StreamItem, KEEP_ALIVE};
 use super::{responses, stream_response, translate, Gateway};
 use crate::http1::RequestHead;
 use crate::sse::{Event, SseDecoder};
@@ -374,7 +373,7 @@ fn answer_for(
             match translate::answer_to_events(&answer, &info.model) {
                 Some(events) => {
                     let events = events.into_iter().map(|e| (Bytes::new(), e)).collect();
-                    let stream = EventStream::Prepared(PreparedStream::new(events));
+                    let stream = EventStream::Prepared(PreparedStream::ready(events));
                     Attempt::Done(stream_response(stream, None))
                 }
                 None => Attempt::Failed(Response::error(&not_an_answer(&answer))),
@@ -413,7 +412,7 @@ fn response_answer(
         .into_iter()
         .map(|(name, data)| (event_fields(Some(name.as_bytes()), None), data))
         .collect();
-    let stream = EventStream::Prepared(PreparedStream::new(events));
+    let stream = EventStream::Prepared(PreparedStream::ready(events));
     Attempt::Done(stream_response(stream, None))
 }
 
@@ -1026,76 +1025,6 @@ impl ByteStream {
     /// The body broke off.
     pub fn failed(&self) -> bool {
         self.failed
-    }
-}
-
-/// A stream made ahead: the events of a whole answer (an upstream that
-/// answered a stream request with one object), or the mock's Responses API
-/// and transcript events; then `[DONE]`. Handed out as fast as its
-/// [`Pacer`] allows: all at once, or at the mock's pace.
-pub struct PreparedStream {
-    /// Each event's field lines (`event: …\n`, or none) and data.
-    events: std::collections::VecDeque<(Bytes, Bytes)>,
-    pacer: Pacer,
-    done: bool,
-    /// Cut halfway on purpose (the mock's `failures.cutStream`).
-    cut: bool,
-}
-
-impl PreparedStream {
-    /// `events`, all ready at once.
-    pub fn new(events: Vec<(Bytes, Bytes)>) -> PreparedStream {
-        PreparedStream::paced(events, Pacer::instant())
-    }
-
-    /// `events` at `pacer`'s pace.
-    pub fn paced(events: Vec<(Bytes, Bytes)>, pacer: Pacer) -> PreparedStream {
-        PreparedStream {
-            events: events.into(),
-            pacer,
-            done: false,
-            cut: false,
-        }
-    }
-
-    /// Cancel-safe: the only await is the pacer's.
-    pub async fn next(&mut self) -> Option<StreamItem> {
-        if self.done || self.cut {
-            return None;
-        }
-        self.pacer.wait_turn(self.events.is_empty()).await;
-        self.pop()
-    }
-
-    pub fn next_ready(&mut self) -> Option<StreamItem> {
-        if self.done || self.cut || !self.pacer.ready(self.events.is_empty()) {
-            return None;
-        }
-        self.pop()
-    }
-
-    fn pop(&mut self) -> Option<StreamItem> {
-        if self.pacer.cut() {
-            self.cut = true;
-            return None;
-        }
-        self.pacer.sent();
-        Some(match self.events.pop_front() {
-            Some((fields, data)) => StreamItem::event(fields, data),
-            None => {
-                self.done = true;
-                StreamItem::done()
-            }
-        })
-    }
-
-    pub fn completed(&self) -> bool {
-        self.done
-    }
-
-    /// Cut halfway on purpose: no `[DONE]`, the connection closed.
-    pub fn was_cut(&self) -> bool {
-        self.cut
     }
 }
 

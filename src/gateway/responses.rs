@@ -545,16 +545,9 @@ impl StreamTranslator {
             Value::Null,
             None,
         );
-        self.event("response.created", json!({"response": r}), out);
-        let r = self.seed.response(
-            &self.id,
-            self.created,
-            "in_progress",
-            Vec::new(),
-            Value::Null,
-            None,
-        );
-        self.event("response.in_progress", json!({"response": r}), out);
+        let r = json!({ "response": r });
+        self.event("response.created", r.clone(), out);
+        self.event("response.in_progress", r, out);
     }
 
     /// The events for one chat chunk (a `chat.completion.chunk`, or an

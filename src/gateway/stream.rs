@@ -3,8 +3,12 @@
 
 use bytes::Bytes;
 
-use super::mock::MockStream;
-use super::proxy::{ByteStream, PreparedStream, UpstreamStream};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::mock::{random, Fate, MockStream};
+use super::proxy::{ByteStream, UpstreamStream};
+use crate::config::MockProfile;
 
 /// `data: [DONE]\n\n`, the end of every successful stream (SPEC §4).
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -103,7 +107,7 @@ impl EventStream {
     /// Prompt and completion tokens, as far as known.
     pub fn usage(&self) -> (u64, u64) {
         match self {
-            EventStream::Mock(m) => (m.prompt_tokens, m.completion_tokens),
+            EventStream::Mock(m) => (m.source.prompt_tokens, m.source.completion_tokens),
             EventStream::Upstream(u) => u.usage(),
             EventStream::Prepared(_) | EventStream::Bytes(_) => (0, 0),
         }
@@ -140,4 +144,183 @@ pub fn error_event(err: &super::error::ApiError) -> Bytes {
     out.extend_from_slice(&body);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+/// The pace of a mock stream: the wait before each event and where a
+/// stream is cut. Cancel-safe: the time an event is due is fixed when it is
+/// first waited for, so a wait dropped and begun again ends at the same
+/// instant.
+pub struct Pacer {
+    first_token: Duration,
+    delay: Duration,
+    jitter: Duration,
+    /// Events handed out so far.
+    sent: usize,
+    /// Stop after this many events, with no `[DONE]`.
+    cut_after: Option<usize>,
+    due: Option<tokio::time::Instant>,
+}
+
+impl Pacer {
+    /// A pace from `profile`; `events` is the stream's length, which a cut
+    /// stream stops at half of.
+    pub fn new(profile: &MockProfile, fate: Fate, events: usize) -> Pacer {
+        Pacer {
+            first_token: profile.first_token,
+            delay: profile.token_delay,
+            jitter: profile.token_jitter,
+            sent: 0,
+            cut_after: (fate == Fate::CutStream).then_some(events / 2),
+            due: None,
+        }
+    }
+
+    /// No waits, no cut.
+    pub fn instant() -> Pacer {
+        Pacer::new(&MockProfile::default(), Fate::Answer, 0)
+    }
+
+    /// The wait before the next event: the time to first token before the
+    /// first, the token delay ± jitter before the others, none before the
+    /// end.
+    fn wait(&self, last: bool) -> Duration {
+        if self.sent == 0 {
+            return self.first_token;
+        }
+        if last || self.delay.is_zero() {
+            return Duration::ZERO;
+        }
+        if self.jitter.is_zero() {
+            return self.delay;
+        }
+        let jitter = self.jitter.as_secs_f64() * (2.0 * random() - 1.0);
+        Duration::from_secs_f64((self.delay.as_secs_f64() + jitter).max(0.0))
+    }
+
+    /// Whether the stream is cut here.
+    pub fn cut(&self) -> bool {
+        self.cut_after.is_some_and(|n| self.sent >= n)
+    }
+
+    /// Whether the next event may go now, without waiting.
+    pub fn ready(&mut self, last: bool) -> bool {
+        match self.due {
+            Some(due) => due <= tokio::time::Instant::now(),
+            None => self.wait(last).is_zero(),
+        }
+    }
+
+    /// Wait until the next event is due.
+    pub async fn wait_turn(&mut self, last: bool) {
+        let wait = self.wait(last);
+        if wait.is_zero() && self.due.is_none() {
+            return;
+        }
+        let due = *self
+            .due
+            .get_or_insert_with(|| tokio::time::Instant::now() + wait);
+        tokio::time::sleep_until(due).await;
+    }
+
+    /// An event went out.
+    pub fn sent(&mut self) {
+        self.sent += 1;
+        self.due = None;
+    }
+}
+
+/// Where a [`Paced`] stream takes its events from.
+pub trait EventSource {
+    /// The next event's field lines (`event: …\n`, or none) and data;
+    /// `None` at the end.
+    fn next_event(&mut self) -> Option<(Bytes, Bytes)>;
+    /// Whether an event is still to come (`[DONE]` follows the last one
+    /// without a pause).
+    fn events_left(&self) -> bool;
+}
+
+/// A stream of events made here, handed out at its [`Pacer`]'s pace, then
+/// `[DONE]`; or cut on purpose.
+pub struct Paced<S> {
+    pub source: S,
+    pacer: Pacer,
+    done: bool,
+    /// Cut halfway on purpose (the mock's `failures.cutStream`).
+    cut: bool,
+}
+
+impl<S: EventSource> Paced<S> {
+    pub fn new(source: S, pacer: Pacer) -> Paced<S> {
+        Paced {
+            source,
+            pacer,
+            done: false,
+            cut: false,
+        }
+    }
+
+    /// Cancel-safe: the only await is the pacer's, and an event is taken
+    /// from the source only after it.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        if self.done || self.cut {
+            return None;
+        }
+        self.pacer.wait_turn(!self.source.events_left()).await;
+        self.pop()
+    }
+
+    /// The next event if it is due now.
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        if self.done || self.cut || !self.pacer.ready(!self.source.events_left()) {
+            return None;
+        }
+        self.pop()
+    }
+
+    fn pop(&mut self) -> Option<StreamItem> {
+        if self.pacer.cut() {
+            self.cut = true;
+            return None;
+        }
+        self.pacer.sent();
+        Some(match self.source.next_event() {
+            Some((fields, data)) => StreamItem::event(fields, data),
+            None => {
+                self.done = true;
+                StreamItem::done()
+            }
+        })
+    }
+
+    /// Ended with `[DONE]`.
+    pub fn completed(&self) -> bool {
+        self.done
+    }
+
+    /// Cut halfway on purpose: no `[DONE]`, the connection closed.
+    pub fn was_cut(&self) -> bool {
+        self.cut
+    }
+}
+
+impl EventSource for VecDeque<(Bytes, Bytes)> {
+    fn next_event(&mut self) -> Option<(Bytes, Bytes)> {
+        self.pop_front()
+    }
+
+    fn events_left(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
+/// A stream made ahead: the events of a whole answer (an upstream that
+/// answered a stream request with one object), or the mock's Responses API
+/// and transcript events; then `[DONE]`.
+pub type PreparedStream = Paced<VecDeque<(Bytes, Bytes)>>;
+
+impl PreparedStream {
+    /// `events` (field lines and data each), all ready at once.
+    pub fn ready(events: Vec<(Bytes, Bytes)>) -> PreparedStream {
+        Paced::new(events.into(), Pacer::instant())
+    }
 }

@@ -302,7 +302,46 @@ fn the_example_config_is_valid() {
     );
     assert!(table.contains("gpt-4* -> DeepSeek-V3.2"), "{table}");
     assert!(
+        table.contains("-> local/ollama -> nomic-embed-text  [embeddings]"),
+        "{table}"
+    );
+    assert!(
+        table.contains("completions chat, responses chat"),
+        "{table}"
+    );
+    assert!(
         !table.contains("example-DEEPSEEK_API_KEY"),
         "a key was printed: {table}"
+    );
+}
+
+/// The README's mock benchmark profile (examples/mock-bench.json) loads and
+/// `--check-config` shows each provider's profile.
+#[test]
+fn the_mock_benchmark_example_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mock-bench.json");
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("first token after 600 ms, 40 ms per token ± 30 ms, 400-word answers, 5% 429, 1% 500, 2% cut streams"),
+        "{table}"
+    );
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let example = std::fs::read_to_string(&path).unwrap();
+    let providers = &example[example.find("\"providers\"").unwrap()..];
+    let first_line = providers.lines().nth(1).unwrap().trim();
+    assert!(
+        readme.contains(first_line),
+        "the README shows the example: {first_line}"
     );
 }

@@ -164,11 +164,10 @@ fn write_provider(out: &mut String, p: &Provider) -> std::fmt::Result {
             }
         }
     }
-    write!(
-        out,
-        ", completions {}, responses {}",
-        p.completions, p.responses
-    )?;
+    if !p.is_mock() {
+        let (completions, responses) = (p.completions, p.responses);
+        write!(out, ", completions {completions}, responses {responses}")?;
+    }
     if !p.enabled {
         write!(out, ", DISABLED")?;
     }

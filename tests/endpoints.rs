@@ -60,7 +60,7 @@ fn script(req: &Recorded) -> Vec<Step> {
             if body.contains("name=\"stream\"\r\n\r\ntrue") {
                 let mut out = SSE_HEAD.to_owned();
                 for ev in [
-                    serde_json::json!({"type": "transcript.text.delta", "delta": "heard"}),
+                    serde_json::json!({"type": "transcript.text.delta", "delta": "heard", "model": "whisper-1"}),
                     serde_json::json!({"type": "transcript.text.done", "text": "heard"}),
                 ] {
                     out.push_str(&support::upstream::chunked(&format!("data: {ev}\n\n")));
@@ -470,6 +470,10 @@ async fn malformed_forms_are_clear_400s_before_any_upstream_call() {
         (form_request("/v1/audio/transcriptions", "B", b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-alias\r\n--B--"), "'file'"),
         (form_request("/v1/audio/transcriptions", "B", &form("B", b"x", &[])), "'model'"),
         (form_request("/v1/audio/translations", "", &good), "boundary"),
+        (
+            form_request("/v1/audio/transcriptions", "B", &form("B", b"x", &[("model", "gpt-4o"), ("model", "whisper-alias")])),
+            "'model' field is given twice",
+        ),
     ];
     for (request, says) in cases {
         let mut c = gw.connect().await;
@@ -498,6 +502,9 @@ async fn streamed_transcripts_pass_their_events() {
     let events = r.events();
     assert!(events[0].contains("transcript.text.delta"), "{events:?}");
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    // The alias, as a JSON string, where the upstream named its model.
+    let first: serde_json::Value = serde_json::from_str(&events[0]).expect("JSON");
+    assert_eq!(first["model"], "whisper-alias");
 }
 
 #[tokio::test]

@@ -74,6 +74,7 @@ pub fn boundary(content_type: Option<&[u8]>) -> Result<&[u8], ApiError> {
             None,
         ));
     }
+    let mut found = None;
     for param in params.split(|b| *b == b';') {
         let param = param.trim_ascii();
         let Some(eq) = memchr::memchr(b'=', param) else {
@@ -82,20 +83,28 @@ pub fn boundary(content_type: Option<&[u8]>) -> Result<&[u8], ApiError> {
         if !param[..eq].trim_ascii().eq_ignore_ascii_case(b"boundary") {
             continue;
         }
-        let value = param[eq + 1..].trim_ascii();
-        let value = value
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(value);
-        if value.is_empty() || value.len() > MAX_BOUNDARY {
-            break;
+        // Parsers differ on which of two boundaries counts: refuse both.
+        if found.is_some() {
+            return Err(ApiError::invalid(
+                "The multipart/form-data Content-Type gives its boundary twice.",
+                None,
+            ));
         }
-        return Ok(value);
+        let value = param[eq + 1..].trim_ascii();
+        found = Some(
+            value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value),
+        );
     }
-    Err(ApiError::invalid(
-        "The multipart/form-data Content-Type has no valid boundary parameter (1 to 70 characters).",
-        None,
-    ))
+    match found {
+        Some(value) if !value.is_empty() && value.len() <= MAX_BOUNDARY => Ok(value),
+        _ => Err(ApiError::invalid(
+            "The multipart/form-data Content-Type has no valid boundary parameter (1 to 70 characters).",
+            None,
+        )),
+    }
 }
 
 /// Read the fields of a form body with the given `boundary`: `model`
@@ -138,12 +147,22 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
     } else {
         match next_delimiter(0) {
             Some((_, end)) => end,
-            None => return Err(bad("it has no opening boundary")),
+            None => {
+                let mut lf = b"\n--".to_vec();
+                lf.extend_from_slice(boundary);
+                return Err(match memmem::find(body, &lf) {
+                    Some(_) => bad("its lines end in LF alone; RFC 2046 asks for CRLF"),
+                    None => bad("it has no opening boundary"),
+                });
+            }
         }
     };
     let mut form = Form::default();
     let mut model = None;
-    for _ in 0..MAX_PARTS {
+    // Fields that decide routing or how the answer is read: given twice,
+    // the gateway and the upstream could each read another one.
+    let mut seen = [false; 3];
+    for _ in 0..=MAX_PARTS {
         // After a delimiter: `--` closes the form; else transport padding
         // (spaces, tabs) and a CRLF open a part.
         let rest = &body[at..];
@@ -173,7 +192,12 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
                 Some(n) if n <= MAX_PART_HEAD => {
                     (&body[head_start..head_start + n], head_start + n + 4)
                 }
-                _ => return Err(bad("a part's headers do not end in a blank line")),
+                Some(_) => {
+                    return Err(bad(&format!(
+                        "a part's headers are longer than {MAX_PART_HEAD} bytes"
+                    )))
+                }
+                None => return Err(bad("a part's headers do not end in a blank line")),
             }
         };
         let Some((content_end, next)) = next_delimiter(content_start) else {
@@ -190,11 +214,23 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
                 .then(|| std::str::from_utf8(value).ok())
                 .flatten()
         };
+        let once = ["model", "stream", "file"].iter().position(|n| *n == name);
+        if let Some(i) = once {
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(bad(&format!("the '{name}' field is given twice")));
+            }
+        }
         match &name[..] {
             "model" => {
+                if content.len() > MAX_FIELD {
+                    return Err(ApiError::invalid(
+                        format!("'model' is longer than {MAX_FIELD} bytes."),
+                        Some("model"),
+                    ));
+                }
                 if text().is_none_or(str::is_empty) {
                     return Err(ApiError::invalid(
-                        "'model' must be a non-empty text field.",
+                        "'model' must be a non-empty UTF-8 text field.",
                         Some("model"),
                     ));
                 }
@@ -314,6 +350,7 @@ mod tests {
             &b"application/json"[..],
             b"multipart/form-data",
             b"multipart/form-data; boundary=",
+            b"multipart/form-data; boundary=B; boundary=C",
         ] {
             assert!(boundary(Some(bad)).is_err(), "{bad:?}");
         }
@@ -359,6 +396,27 @@ mod tests {
                 "Content-Disposition",
             ),
             (b"--XyZ junk\r\n".to_vec(), "opening boundary"),
+            (
+                b"--XyZ\nContent-Disposition: form-data; name=\"model\"\n\nm\n--XyZ--".to_vec(),
+                "LF alone",
+            ),
+            (
+                form(&[
+                    ("model", None, b"a"),
+                    ("file", Some("f"), b"x"),
+                    ("model", None, b"b"),
+                ]),
+                "'model' field is given twice",
+            ),
+            (
+                form(&[
+                    ("model", None, b"a"),
+                    ("file", Some("f"), b"x"),
+                    ("file", Some("g"), b"y"),
+                ]),
+                "'file' field is given twice",
+            ),
+            (form(&[("model", None, &[b'm'; 5000])]), "longer than 4096"),
             (
                 b"--XyZ\r\nContent-Disposition: form-data; name=\"model\"".to_vec(),
                 "blank line",

@@ -370,7 +370,12 @@ impl Gateway {
             let Some(upstream) = self.upstreams[pick.index().0].as_ref() else {
                 break;
             };
-            let client_model = body.slice(info.model_span.clone());
+            // The client's name as a JSON string, for answers and events
+            // (a form holds it as bare text).
+            let client_model = match info.form {
+                Some(_) => json::quoted(&info.model),
+                None => body.slice(info.model_span.clone()),
+            };
             let attempt = proxy::forward(
                 self,
                 &pick,

@@ -390,10 +390,12 @@ fn response_answer(
     info: &RequestInfo,
     tally: &mut Option<Tally>,
 ) -> Attempt {
+    // Judged as a whole first: an error, no choices, no finish_reason.
+    let response = match responses::chat_to_response(chat, translator.seed()) {
+        Ok(response) => response,
+        Err(e) => return Attempt::Failed(Response::error(&e)),
+    };
     if !info.stream {
-        let Some(response) = responses::chat_to_response(chat, translator.seed()) else {
-            return Attempt::Failed(Response::error(&not_an_answer(chat)));
-        };
         if let (Some(t), Some(usage)) = (tally.as_mut(), json::inspect_answer(chat)) {
             t.tokens(
                 usage.prompt_tokens.unwrap_or(0),
@@ -407,7 +409,10 @@ fn response_answer(
     };
     let mut events: Vec<responses::NamedEvent> =
         chunks.iter().flat_map(|c| translator.chunk(c)).collect();
-    events.extend(translator.finish());
+    match translator.finish() {
+        Ok(closing) => events.extend(closing),
+        Err(e) => return Attempt::Failed(Response::error(&e)),
+    }
     let events = events
         .into_iter()
         .map(|(name, data)| (event_fields(Some(name.as_bytes()), None), data))
@@ -482,10 +487,13 @@ async fn judge_and_collect(
             .collect();
         return translate::aggregate_events(events.iter().map(|e| &e[..]))
             .map(Answer::Whole)
-            .ok_or_else(|| {
-                ApiError::Upstream(
+            .ok_or_else(|| match events.iter().find_map(|e| carried_error(e)) {
+                Some(message) => {
+                    ApiError::Upstream(format!("the upstream's stream carried an error: {message}"))
+                }
+                None => ApiError::Upstream(
                     "the upstream streamed events that do not make up a completion".into(),
-                )
+                ),
             });
     }
     Ok(Answer::Whole(body))
@@ -524,10 +532,32 @@ fn sniff_sse(body: &[u8]) -> Option<bool> {
     }
 }
 
+/// The message of a JSON object's non-null `error` member (its
+/// `message`, or the error itself written out).
+fn carried_error(doc: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(doc).ok()?;
+    let error = v.get("error").filter(|e| !e.is_null())?;
+    Some(
+        match error.get("message").and_then(serde_json::Value::as_str) {
+            Some(message) => message.to_owned(),
+            None => error
+                .as_str()
+                .map_or_else(|| error.to_string(), str::to_owned),
+        },
+    )
+}
+
 /// 502 for a 2xx body that is not an answer, naming what it looks like.
 fn not_an_answer(body: &[u8]) -> ApiError {
     let trimmed = body.trim_ascii_start();
-    let what = if trimmed.is_empty() {
+    let object = trimmed.first() == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok();
+    let what = if object {
+        match carried_error(trimmed) {
+            Some(message) => format!("an error: {message}"),
+            None => "a JSON object that is not an answer".to_owned(),
+        }
+    } else if trimmed.is_empty() {
         "an empty body".to_owned()
     } else if trimmed.first() == Some(&b'<') {
         "HTML".to_owned()
@@ -888,16 +918,26 @@ impl UpstreamStream {
                 "the upstream's stream ended without a single event".into(),
             ));
         }
-        self.done = true;
         if let Some(Translation::Responses(t)) = &mut self.translate {
-            // The items closed and `response.completed`, then `[DONE]`.
-            for (name, data) in t.finish() {
+            // The items closed and `response.completed` (or `.failed`),
+            // then `[DONE]`; or, when the chat events made no answer, the
+            // error event.
+            let closing = match t.finish() {
+                Ok(closing) => closing,
+                Err(e) => return self.fail(e),
+            };
+            if t.failed() {
+                self.fault = Some("upstream_stream_error");
+            }
+            for (name, data) in closing {
                 let fields = event_fields(Some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
+            self.done = true;
             self.pending.push_back(StreamItem::done());
             return self.pending.pop_front().unwrap_or_else(StreamItem::done);
         }
+        self.done = true;
         StreamItem::done()
     }
 

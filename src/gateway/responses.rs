@@ -29,6 +29,7 @@ pub struct Seed {
 const STATEFUL: &[(&str, &str)] = &[
     ("previous_response_id", "a previous response"),
     ("conversation", "a stored conversation"),
+    ("prompt", "a stored prompt"),
 ];
 
 /// Request members passed to the chat request under the same name.
@@ -70,6 +71,12 @@ pub fn request_to_chat(
                 key,
             ));
         }
+    }
+    if here("background") == Some(&Value::Bool(true)) {
+        return Err(invalid(
+            "'background': true runs a response on the server to fetch later; this model's provider speaks only chat completions (responses: \"chat\"), and chat2api stores nothing.",
+            "background",
+        ));
     }
     if here("store") == Some(&Value::Bool(true)) {
         return Err(invalid(
@@ -161,13 +168,8 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
         match (kind, role) {
             (Some("message") | None, Some(role)) => {
                 let role = if role == "developer" { "system" } else { role };
-                let content = message_content(item.get("content"), role == "assistant")
-                    .ok_or_else(|| {
-                        invalid(
-                            format!("input[{i}].content must be a string or an array of content parts."),
-                            "input",
-                        )
-                    })?;
+                let at = format!("input[{i}]");
+                let content = message_content(item.get("content"), role == "assistant", &at)?;
                 messages.push(json!({"role": role, "content": content}));
             }
             (Some("function_call"), _) => {
@@ -227,38 +229,69 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
 }
 
 /// A message's content for chat: a string as is; parts as chat parts
-/// (`input_text`/`output_text` → `text`, `input_image` → `image_url`), or
-/// for the assistant, whose chat content is text, their text joined.
-fn message_content(content: Option<&Value>, assistant: bool) -> Option<Value> {
-    match content? {
-        Value::String(s) => Some(json!(s)),
-        Value::Array(parts) => {
-            let text_of = |p: &Value| p.get("text").and_then(Value::as_str).map(str::to_owned);
-            if assistant {
-                let text: Vec<String> = parts.iter().filter_map(text_of).collect();
-                return Some(json!(text.join("")));
-            }
-            let parts = parts
-                .iter()
-                .filter_map(|p| match p.get("type").and_then(Value::as_str) {
-                    Some("input_text" | "output_text" | "text") => {
-                        Some(json!({"type": "text", "text": text_of(p)?}))
-                    }
-                    Some("input_image") => {
-                        let url = p.get("image_url").and_then(Value::as_str)?;
-                        let mut image = json!({"url": url});
-                        if let Some(detail) = p.get("detail").filter(|d| !d.is_null()) {
-                            image["detail"] = detail.clone();
-                        }
-                        Some(json!({"type": "image_url", "image_url": image}))
-                    }
-                    _ => None,
-                })
-                .collect();
-            Some(Value::Array(parts))
+/// (`input_text`/`output_text` → `text`, `input_image` with an
+/// `image_url` → `image_url`), or for the assistant, whose chat content is
+/// text, their text joined. A part chat cannot carry (files, audio, images
+/// by file id) or a malformed one is a 400 naming it (`at` is the item's
+/// path, `input[i]`).
+fn message_content(content: Option<&Value>, assistant: bool, at: &str) -> Result<Value, ApiError> {
+    let parts = match content {
+        Some(Value::String(s)) => return Ok(json!(s)),
+        Some(Value::Array(parts)) => parts,
+        _ => {
+            return Err(invalid(
+                format!("{at}.content must be a string or an array of content parts."),
+                "input",
+            ))
         }
-        _ => None,
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, p) in parts.iter().enumerate() {
+        let kind = p.get("type").and_then(Value::as_str);
+        let text = p.get("text").and_then(Value::as_str);
+        let part = match (kind, text) {
+            (Some("input_text" | "output_text" | "text"), Some(text)) => {
+                json!({"type": "text", "text": text})
+            }
+            (Some("refusal"), _) if assistant => {
+                json!({"type": "text", "text": p.get("refusal").and_then(Value::as_str).unwrap_or("")})
+            }
+            (Some("input_image"), _) if !assistant => {
+                let Some(url) = p.get("image_url").and_then(Value::as_str) else {
+                    return Err(invalid(
+                        format!("{at}.content[{j}]: a chat-only provider (responses: \"chat\") takes images by 'image_url' only, not by file id."),
+                        "input",
+                    ));
+                };
+                let mut image = json!({"url": url});
+                if let Some(detail) = p.get("detail").filter(|d| !d.is_null()) {
+                    image["detail"] = detail.clone();
+                }
+                json!({"type": "image_url", "image_url": image})
+            }
+            (Some(kind @ ("input_text" | "output_text" | "text")), None) => {
+                return Err(invalid(
+                    format!("{at}.content[{j}] of type {kind} has no 'text' string."),
+                    "input",
+                ))
+            }
+            (kind, _) => {
+                return Err(invalid(
+                    format!(
+                        "{at}.content[{j}] of type {} cannot be sent to a chat-only provider (responses: \"chat\").",
+                        kind.unwrap_or("(none)")
+                    ),
+                    "input",
+                ))
+            }
+        };
+        out.push(part);
     }
+    if assistant {
+        let text: Vec<&str> = out.iter().filter_map(|p| p["text"].as_str()).collect();
+        return Ok(json!(text.join("")));
+    }
+    Ok(Value::Array(out))
 }
 
 /// Responses function tools (`{type, name, description, parameters,
@@ -344,19 +377,27 @@ fn usage(chat: &Value) -> Value {
     })
 }
 
-/// An id of ours from the upstream's (`chatcmpl-abc` → `resp_abc`): only
-/// letters, digits, `-` and `_` kept.
-fn make_id(prefix: &str, from: &str) -> String {
-    let tail = from.strip_prefix("chatcmpl-").unwrap_or(from);
+/// A response id from the upstream's chat id (`chatcmpl-abc` →
+/// `resp_abc`, only letters, digits, `-` and `_` kept), or a fresh one.
+fn response_id(chat_id: &str) -> String {
+    let tail = chat_id.strip_prefix("chatcmpl-").unwrap_or(chat_id);
     let tail: String = tail
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         .take(64)
         .collect();
     match tail.is_empty() {
-        true => format!("{prefix}{:016x}", unix_time()),
-        false => format!("{prefix}{tail}"),
+        true => fresh_id("resp_"),
+        false => format!("resp_{tail}"),
     }
+}
+
+/// An id no other item of this process has: output items need ids of
+/// their own, which upstreams' chat answers do not give (or repeat).
+fn fresh_id(prefix: &str) -> String {
+    let id = super::request_id::next();
+    let hex = id.strip_prefix(b"req_").unwrap_or(&id);
+    format!("{prefix}{}", String::from_utf8_lossy(hex))
 }
 
 impl Seed {
@@ -414,19 +455,63 @@ fn function_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &
         "arguments": arguments, "status": status})
 }
 
-/// A whole `chat.completion` as a `response` object; `None` when it is
-/// not a chat answer (the caller then fails the attempt as no answer).
-pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Option<Bytes> {
-    let chat: Value = serde_json::from_slice(answer).ok()?;
-    let choice = chat.get("choices")?.as_array()?.first()?;
-    let message = choice.get("message")?;
-    let chat_id = chat.get("id").and_then(Value::as_str).unwrap_or("");
-    let id = make_id("resp_", chat_id);
+/// The text of an upstream's `error` member: its `message`, or the error
+/// itself when it is a string.
+fn error_message(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        other => other
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| other.to_string(), str::to_owned),
+    }
+}
+
+/// The choice a single-answer client gets: the one with `index` 0, else
+/// the first listed.
+fn first_choice(choices: &[Value]) -> Option<&Value> {
+    choices
+        .iter()
+        .find(|c| c.get("index").and_then(Value::as_u64) == Some(0))
+        .or(choices.first())
+}
+
+/// A tool call's arguments as the string chat sends (an upstream that
+/// sends an object gets it written out).
+fn arguments_text(arguments: Option<&Value>) -> String {
+    match arguments {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A whole `chat.completion` as a `response` object. An answer that is no
+/// chat completion, carries an `error`, or has no `finish_reason` (it broke
+/// off) is the upstream's failure: 502 saying which.
+pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
+    let broken =
+        |what: String| ApiError::Upstream(format!("the upstream answered 200 with {what}"));
+    let chat: Value =
+        serde_json::from_slice(answer).map_err(|_| broken("a body that is not JSON".into()))?;
+    if let Some(error) = chat.get("error").filter(|e| !e.is_null()) {
+        return Err(broken(format!("an error: {}", error_message(error))));
+    }
+    let choice = chat
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| first_choice(c))
+        .ok_or_else(|| broken("a JSON object that is not a chat completion (no choices)".into()))?;
+    let message = choice.get("message").cloned().unwrap_or(Value::Null);
     let finish = choice.get("finish_reason").and_then(Value::as_str);
+    if finish.is_none() {
+        return Err(broken("an answer that broke off (no finish_reason)".into()));
+    }
+    let chat_id = chat.get("id").and_then(Value::as_str).unwrap_or("");
     let mut output = Vec::new();
     let text = message.get("content").and_then(Value::as_str).unwrap_or("");
     if !text.is_empty() {
-        output.push(message_item(&make_id("msg_", chat_id), text, "completed"));
+        output.push(message_item(&fresh_id("msg_"), text, "completed"));
     }
     for call in message
         .get("tool_calls")
@@ -434,18 +519,21 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Option<Bytes> {
         .into_iter()
         .flatten()
     {
-        let call_id = call.get("id").and_then(Value::as_str).unwrap_or("");
-        let f = call.get("function");
-        let s = |k: &str| {
-            f.and_then(|f| f.get(k))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-        };
+        let call_id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map_or_else(|| fresh_id("call_"), str::to_owned);
+        let name = call
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let arguments = arguments_text(call.pointer("/function/arguments"));
         output.push(function_item(
-            &make_id("fc_", call_id),
-            call_id,
-            s("name"),
-            s("arguments"),
+            &fresh_id("fc_"),
+            &call_id,
+            name,
+            &arguments,
             "completed",
         ));
     }
@@ -454,8 +542,9 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Option<Bytes> {
         .and_then(Value::as_u64)
         .unwrap_or_else(unix_time);
     let usage = chat.get("usage").map_or(Value::Null, usage);
+    let id = response_id(chat_id);
     let response = seed.response(&id, created, final_status(finish), output, usage, finish);
-    Some(Bytes::from(response.to_string()))
+    Ok(Bytes::from(response.to_string()))
 }
 
 /// One output item being built from stream chunks.
@@ -478,8 +567,9 @@ enum Item {
 /// `output_text.delta` per content delta) and a `function_call` item per
 /// tool call (`function_call_arguments.delta` per piece); at the end each
 /// item closed (`…done`) and `response.completed` (or `.incomplete` when
-/// the chat answer stopped on its length) with the usage. Every event
-/// carries its `type` and `sequence_number`.
+/// the chat answer stopped on its length, `.failed` when it carried an
+/// error or broke off). Every event carries its `type` and
+/// `sequence_number`. Events that are not chat chunks are left out.
 pub struct StreamTranslator {
     seed: Seed,
     id: String,
@@ -488,13 +578,14 @@ pub struct StreamTranslator {
     finished: bool,
     sequence: u64,
     items: Vec<Item>,
-    /// Which item holds the message text, and tool call `index` → item.
+    /// Which item holds the message text.
     message: Option<usize>,
-    calls: Vec<(u64, usize)>,
+    /// Tool calls as (chat `index`, `id`, item).
+    calls: Vec<(Option<u64>, String, usize)>,
     finish: Option<String>,
     usage: Value,
-    /// The error object the chat stream carried, if it did: the response
-    /// then ends `failed`.
+    /// Why the response failed (the chat stream carried an error, or
+    /// broke off): `{code, message}`.
     error: Option<Value>,
 }
 
@@ -524,6 +615,12 @@ impl StreamTranslator {
         &self.seed
     }
 
+    /// The response failed (an error in the chat stream, or a stream that
+    /// broke off): the request counts as failed.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
     fn event(&mut self, name: &'static str, mut data: Value, out: &mut Vec<NamedEvent>) {
         data["type"] = json!(name);
         data["sequence_number"] = json!(self.sequence);
@@ -536,7 +633,7 @@ impl StreamTranslator {
             return;
         }
         self.started = true;
-        self.id = make_id("resp_", chat_id);
+        self.id = response_id(chat_id);
         let r = self.seed.response(
             &self.id,
             self.created,
@@ -550,38 +647,49 @@ impl StreamTranslator {
         self.event("response.in_progress", r, out);
     }
 
-    /// The events for one chat chunk (a `chat.completion.chunk`, or an
-    /// `{"error": …}` object, which becomes an `error` event).
+    /// The events for one chat chunk. An `{"error": …}` object becomes an
+    /// `error` event, after which nothing more is read and the response
+    /// ends `failed`.
     pub fn chunk(&mut self, data: &[u8]) -> Vec<NamedEvent> {
         let mut out = Vec::new();
-        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
-            return out;
-        };
-        if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
-            let s = |k: &str| err.get(k).cloned().unwrap_or(Value::Null);
-            let (code, message) = (s("code"), s("message"));
-            self.error = Some(json!({"code": code, "message": message}));
-            let data = json!({"code": code, "message": message, "param": s("param")});
-            self.event("error", data, &mut out);
+        if self.error.is_some() || self.finished {
             return out;
         }
+        let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(data) else {
+            return out;
+        };
         let chat_id = chunk
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        self.start(&chat_id, &mut out);
-        if let Some(created) = chunk.get("created").and_then(Value::as_u64) {
-            self.created = created;
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            self.start(&chat_id, &mut out);
+            let code = error
+                .get("code")
+                .filter(|c| c.is_string())
+                .cloned()
+                .unwrap_or_else(|| json!("server_error"));
+            let message = error_message(error);
+            let param = error.get("param").cloned().unwrap_or(Value::Null);
+            self.error = Some(json!({"code": code, "message": message}));
+            let data = json!({"code": code, "message": message, "param": param});
+            self.event("error", data, &mut out);
+            return out;
         }
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+            return out;
+        };
+        if let Some(created) = chunk.get("created").and_then(Value::as_u64) {
+            if !self.started {
+                self.created = created;
+            }
+        }
+        self.start(&chat_id, &mut out);
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = usage(u);
         }
-        let Some(choice) = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first())
-        else {
+        let Some(choice) = first_choice(choices) else {
             return out;
         };
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -597,7 +705,7 @@ impl StreamTranslator {
         {
             let index = match self.message {
                 Some(i) => i,
-                None => self.open_message(&chat_id, &mut out),
+                None => self.open_message(&mut out),
             };
             if let Item::Message { id, text: all } = &mut self.items[index] {
                 all.push_str(text);
@@ -612,55 +720,70 @@ impl StreamTranslator {
             .into_iter()
             .flatten()
         {
-            let n = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let index = match self.calls.iter().find(|(k, _)| *k == n) {
-                Some((_, i)) => *i,
-                None => {
-                    let call_id = call
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned();
-                    let name = call
-                        .pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    let index = self.items.len();
-                    let id = make_id("fc_", &call_id);
-                    let item = function_item(&id, &call_id, name, "", "in_progress");
-                    self.items.push(Item::Call {
-                        id,
-                        call_id,
-                        name: name.to_owned(),
-                        arguments: String::new(),
-                    });
-                    self.calls.push((n, index));
-                    self.event(
-                        "response.output_item.added",
-                        json!({"output_index": index, "item": item}),
-                        &mut out,
-                    );
-                    index
-                }
-            };
-            let piece = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if let Item::Call { id, arguments, .. } = &mut self.items[index] {
-                if !piece.is_empty() {
-                    arguments.push_str(piece);
-                    let data = json!({"item_id": id, "output_index": index, "delta": piece});
-                    self.event("response.function_call_arguments.delta", data, &mut out);
-                }
-            }
+            self.tool_call_delta(call, &mut out);
         }
         out
     }
 
-    fn open_message(&mut self, chat_id: &str, out: &mut Vec<NamedEvent>) -> usize {
+    /// One tool-call delta: a new call opens a `function_call` item, a
+    /// later piece adds to its arguments. A call is known by its chat
+    /// `index`; deltas without one by their `id`, and without either they
+    /// continue the last call.
+    fn tool_call_delta(&mut self, call: &Value, out: &mut Vec<NamedEvent>) {
+        let n = call.get("index").and_then(Value::as_u64);
+        let call_id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        let known = match (n, call_id) {
+            (Some(n), _) => self.calls.iter().find(|(k, _, _)| *k == Some(n)),
+            (None, Some(id)) => self.calls.iter().find(|(_, c, _)| c == id),
+            (None, None) => self.calls.last(),
+        };
+        let name = call.pointer("/function/name").and_then(Value::as_str);
+        let index = match known {
+            Some((_, _, i)) => *i,
+            None => {
+                let call_id = call_id.map_or_else(|| fresh_id("call_"), str::to_owned);
+                let name = name.unwrap_or("");
+                let index = self.items.len();
+                let id = fresh_id("fc_");
+                let item = function_item(&id, &call_id, name, "", "in_progress");
+                self.items.push(Item::Call {
+                    id,
+                    call_id: call_id.clone(),
+                    name: name.to_owned(),
+                    arguments: String::new(),
+                });
+                self.calls.push((n, call_id, index));
+                let data = json!({"output_index": index, "item": item});
+                self.event("response.output_item.added", data, out);
+                index
+            }
+        };
+        let piece = arguments_text(call.pointer("/function/arguments"));
+        if let Item::Call {
+            id,
+            arguments,
+            name: known_name,
+            ..
+        } = &mut self.items[index]
+        {
+            // A name that comes in a later delta than the call's first.
+            if known_name.is_empty() {
+                *known_name = name.unwrap_or("").to_owned();
+            }
+            if !piece.is_empty() {
+                arguments.push_str(&piece);
+                let data = json!({"item_id": id, "output_index": index, "delta": piece});
+                self.event("response.function_call_arguments.delta", data, out);
+            }
+        }
+    }
+
+    fn open_message(&mut self, out: &mut Vec<NamedEvent>) -> usize {
         let index = self.items.len();
-        let id = make_id("msg_", chat_id);
+        let id = fresh_id("msg_");
         let item = message_item(&id, "", "in_progress");
         self.items.push(Item::Message {
             id: id.clone(),
@@ -682,14 +805,26 @@ impl StreamTranslator {
     }
 
     /// The closing events, once the chat stream ended: every item done,
-    /// then `response.completed` (or `response.incomplete`). Nothing when
-    /// the stream never began or was already finished.
-    pub fn finish(&mut self) -> Vec<NamedEvent> {
+    /// then `response.completed` (`.incomplete`, `.failed`). A stream with
+    /// no chat chunk, or with chunks that made no output and no
+    /// `finish_reason`, is no answer: the 502 to end it with instead. A
+    /// stream that broke off (no `finish_reason`) ends `failed`. Nothing
+    /// when already finished.
+    pub fn finish(&mut self) -> Result<Vec<NamedEvent>, ApiError> {
         let mut out = Vec::new();
-        if self.finished || !self.started {
-            return out;
+        if self.finished {
+            return Ok(out);
         }
         self.finished = true;
+        if self.error.is_none() && self.finish.is_none() {
+            if !self.started || self.items.is_empty() {
+                return Err(ApiError::Upstream(
+                    "the upstream's stream made no chat answer".into(),
+                ));
+            }
+            self.error = Some(json!({"code": "server_error",
+                "message": "The upstream's answer broke off before it finished (no finish_reason)."}));
+        }
         let mut output = Vec::new();
         let items = std::mem::take(&mut self.items);
         for (index, item) in items.iter().enumerate() {
@@ -744,7 +879,7 @@ impl StreamTranslator {
             usage,
             finish.as_deref(),
         );
-        if let Some(error) = self.error.take() {
+        if let Some(error) = self.error.clone() {
             r["error"] = error;
         }
         let name = match status {
@@ -753,7 +888,7 @@ impl StreamTranslator {
             _ => "response.completed",
         };
         self.event(name, json!({"response": r}), &mut out);
-        out
+        Ok(out)
     }
 }
 
@@ -836,7 +971,9 @@ mod tests {
         let mut t = StreamTranslator::new(seed);
         let mut events = t.chunk(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#);
         events.extend(t.chunk(br#"{"error":{"message":"overloaded","code":"server_error"}}"#));
-        events.extend(t.finish());
+        // Nothing after the error counts.
+        events.extend(t.chunk(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"more"},"finish_reason":"stop"}]}"#));
+        events.extend(t.finish().unwrap());
         let names: Vec<&str> = events.iter().map(|e| e.0).collect();
         assert!(names.contains(&"error"), "{names:?}");
         assert_eq!(names.last(), Some(&"response.failed"));
@@ -859,10 +996,27 @@ mod tests {
         assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(r["output"][0]["content"][0]["text"], "Hello");
         assert_eq!(r["output"][1]["call_id"], "call_1");
+        assert_ne!(r["output"][0]["id"], r["output"][1]["id"]);
         assert_eq!(r["usage"]["input_tokens"], 3);
         assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 1);
         assert_eq!(r["max_output_tokens"], 5);
-        assert!(chat_to_response(b"{\"object\":\"list\"}", &seed).is_none());
+        for (bad, says) in [
+            (&b"{\"object\":\"list\"}"[..], "no choices"),
+            (
+                br#"{"error":{"message":"context overflow"}}"#,
+                "context overflow",
+            ),
+            (br#"{"error":"plain"}"#, "plain"),
+            (
+                br#"{"choices":[{"index":0,"message":{"content":"Hel"},"finish_reason":null}]}"#,
+                "broke off",
+            ),
+            (b"<html>", "not JSON"),
+        ] {
+            let err = chat_to_response(bad, &seed).expect_err(says);
+            assert_eq!(err.status(), 502);
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     #[test]
@@ -879,8 +1033,8 @@ mod tests {
         ];
         let mut events: Vec<NamedEvent> =
             chunks.iter().flat_map(|c| t.chunk(c.as_bytes())).collect();
-        events.extend(t.finish());
-        assert!(t.finish().is_empty(), "finished once");
+        events.extend(t.finish().unwrap());
+        assert!(t.finish().unwrap().is_empty(), "finished once");
         let names: Vec<&str> = events.iter().map(|e| e.0).collect();
         assert_eq!(
             names,
@@ -915,5 +1069,136 @@ mod tests {
         assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
         assert_eq!(done["output"][1]["arguments"], "{\"a\":1}");
         assert_eq!(done["usage"]["total_tokens"], 6);
+    }
+
+    fn names(events: &[NamedEvent]) -> Vec<&'static str> {
+        events.iter().map(|e| e.0).collect()
+    }
+
+    fn last(events: &[NamedEvent]) -> Value {
+        serde_json::from_slice(&events.last().unwrap().1).unwrap()
+    }
+
+    #[test]
+    fn streams_that_make_no_answer_or_break_off_are_not_completed() {
+        let (_, seed) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        // Nothing that is a chat chunk: no answer at all.
+        let mut t = StreamTranslator::new(seed.clone());
+        for junk in [
+            &b"hello"[..],
+            b"123",
+            b"\"str\"",
+            b"[]",
+            b"null",
+            b"{\"usage\":{}}",
+        ] {
+            assert!(t.chunk(junk).is_empty());
+        }
+        assert!(t.finish().is_err());
+        // Chunks, but no output and no finish_reason.
+        let mut t = StreamTranslator::new(seed.clone());
+        t.chunk(br#"{"id":"c","choices":[],"usage":{"prompt_tokens":1}}"#);
+        assert!(t.finish().is_err());
+        // Output, then the stream broke off: failed, keeping what came.
+        let mut t = StreamTranslator::new(seed.clone());
+        let mut events =
+            t.chunk(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hel"}}]}"#);
+        events.extend(t.finish().unwrap());
+        assert_eq!(names(&events).last(), Some(&"response.failed"));
+        assert!(t.failed());
+        assert_eq!(
+            last(&events)["response"]["output"][0]["content"][0]["text"],
+            "Hel"
+        );
+        // An error before anything else: created first, then error, then failed.
+        let mut t = StreamTranslator::new(seed);
+        let mut events = t.chunk(br#"{"error":"a plain string"}"#);
+        events.extend(t.finish().unwrap());
+        assert_eq!(
+            names(&events),
+            [
+                "response.created",
+                "response.in_progress",
+                "error",
+                "response.failed"
+            ]
+        );
+        let error: Value = serde_json::from_slice(&events[2].1).unwrap();
+        assert_eq!(error["message"], "a plain string");
+    }
+
+    #[test]
+    fn tool_calls_without_index_or_id_stay_apart_and_get_their_own_ids() {
+        let (_, seed) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let mut t = StreamTranslator::new(seed);
+        let chunks = [
+            // Two calls with indexes and no ids.
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"a","arguments":"{}"}},{"index":1,"function":{"name":"b","arguments":"{}"}}]}}]}"#,
+            // A call with an id and no index, its name and arguments later.
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_x","function":{"arguments":{"k":1}}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"name":"late"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ];
+        let mut events: Vec<NamedEvent> =
+            chunks.iter().flat_map(|c| t.chunk(c.as_bytes())).collect();
+        events.extend(t.finish().unwrap());
+        let output = last(&events)["response"]["output"].clone();
+        let output = output.as_array().unwrap();
+        assert_eq!(output.len(), 3, "{output:?}");
+        assert_eq!(
+            output
+                .iter()
+                .map(|o| o["name"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["a", "b", "late"]
+        );
+        assert_eq!(output[2]["call_id"], "call_x");
+        assert_eq!(output[2]["arguments"], "{\"k\":1}");
+        let ids: std::collections::HashSet<_> = output
+            .iter()
+            .flat_map(|o| [o["id"].to_string(), o["call_id"].to_string()])
+            .collect();
+        assert_eq!(ids.len(), 6, "every id and call id unique: {output:?}");
+    }
+
+    #[test]
+    fn parts_chat_cannot_carry_are_400s_naming_them() {
+        for (input, says) in [
+            (
+                r#"[{"role":"user","content":[{"type":"input_file","file_data":"x"}]}]"#,
+                "input[0].content[0] of type input_file",
+            ),
+            (
+                r#"[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]"#,
+                "not by file id",
+            ),
+            (
+                r#"[{"role":"user","content":[{"type":"input_text"}]}]"#,
+                "has no 'text'",
+            ),
+            (r#"[{"role":"user","content":[null]}]"#, "of type (none)"),
+            (
+                r#"[{"role":"user","content":5}]"#,
+                "input[0].content must be",
+            ),
+        ] {
+            let body = format!(r#"{{"model":"m","input":{input}}}"#);
+            let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(says);
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        for (body, param) in [
+            (
+                r#"{"model":"m","input":"x","prompt":{"id":"pmpt_1"}}"#,
+                "prompt",
+            ),
+            (
+                r#"{"model":"m","input":"x","background":true}"#,
+                "background",
+            ),
+        ] {
+            let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(body);
+            let text = String::from_utf8_lossy(&err.body()).into_owned();
+            assert!(text.contains(&format!("\"param\":\"{param}\"")), "{text}");
+        }
     }
 }

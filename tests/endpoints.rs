@@ -42,6 +42,18 @@ fn script(req: &Recorded) -> Vec<Step> {
             rest.extend_from_slice(b"\r\n0\r\n\r\n");
             // The second half only after a pause: the first must not wait.
             let pause = if body.contains("slow") { 1500 } else { 0 };
+            if body.contains("json200") {
+                let error = r#"{"error":{"message":"voice not found"}}"#;
+                return vec![send(format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{error}",
+                    error.len()
+                ))];
+            }
+            if body.contains("empty") {
+                return vec![send(
+                    "HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: 0\r\n\r\n",
+                )];
+            }
             if body.contains("cut") {
                 let mut cut =
                     b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nContent-Length: 3000\r\n\r\n"
@@ -349,6 +361,33 @@ async fn read_to_close(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
         .expect("not closed within 5 s")
         .expect("read");
     got
+}
+
+#[tokio::test]
+async fn speech_that_is_no_audio_is_a_502() {
+    let (_up, gw) = gateway().await;
+    for (input, says) in [
+        ("json200", "an error: voice not found"),
+        ("empty", "an empty body"),
+    ] {
+        let body = format!(r#"{{"model":"tts-alias","input":"{input}","voice":"alloy"}}"#);
+        let r = gw.post_json("/v1/audio/speech", None, &body).await;
+        assert_eq!(r.status, 502, "{input}: {}", r.text());
+        assert!(r.text().contains(says), "{input}: {}", r.text());
+    }
+    let r = gw
+        .post_json(
+            "/v1/audio/speech",
+            None,
+            r#"{"model":"tts-alias","input":5}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("'input' must be a string"),
+        "{}",
+        r.text()
+    );
 }
 
 #[tokio::test]

@@ -166,6 +166,14 @@ async fn a_profile_is_checked_at_load() {
         ),
         (r#""failures": {"cutStream": -0.1}"#, "cutStream"),
         (r#""answerTokens": 0"#, "answerTokens"),
+        (r#""answerTokens": 1000000000"#, "at most 100000"),
+        (r#""firstTokenMs": 18446744073709551615"#, "ten minutes"),
+        (r#""models": {"m": {"endpoints": []}}"#, "names no endpoint"),
+        (
+            r#""models": {"m": {"endpoints": ["embeddings", "embeddings"]}}"#,
+            "endpoints[1]`: is given twice",
+        ),
+        (r#""endpoints": ["chat"]"#, "unknown endpoint `chat`"),
     ] {
         let json = format!(r#"{{"providers": [{{"type": "mock", {profile}}}]}}"#);
         let err = chat2api::config::Config::from_json(&json, &env).expect_err(profile);

@@ -22,6 +22,11 @@ use std::time::Duration;
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The longest pause a mock profile may ask for, in milliseconds.
+const MAX_MOCK_DELAY_MS: u64 = 600_000;
+/// The longest mock answer, in words.
+const MAX_ANSWER_TOKENS: u32 = 100_000;
+
 /// Type the expanded document and convert it. Not validated yet.
 pub(super) fn into_config(node: Node, env: Env<'_>) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_path_to_error::deserialize(node).map_err(typed_error)?;
@@ -474,6 +479,15 @@ struct TypeParts {
 /// Endpoint names as [`Endpoint`]s; an unknown one is an error at `path`
 /// that lists the names there are.
 fn endpoint_list(names: &[String], path: &str) -> Result<Vec<Endpoint>, ConfigError> {
+    if names.is_empty() {
+        return Err(invalid(
+            path,
+            "names no endpoint; leave it out to serve them all",
+        ));
+    }
+    if let Some(i) = (1..names.len()).find(|&i| names[..i].contains(&names[i])) {
+        return Err(invalid(&index_path(path, i), "is given twice"));
+    }
     names
         .iter()
         .enumerate()
@@ -557,6 +571,24 @@ impl RawProvider {
             return Err(invalid(
                 &key_path(path, key),
                 "does not apply to \"type\": \"mock\"",
+            ));
+        }
+        for (key, ms) in [
+            ("firstTokenMs", self.first_token_ms),
+            ("tokenDelayMs", self.token_delay_ms),
+            ("tokenJitterMs", self.token_jitter_ms),
+        ] {
+            if ms.is_some_and(|ms| ms > MAX_MOCK_DELAY_MS) {
+                return Err(invalid(
+                    &key_path(path, key),
+                    format!("must be at most {MAX_MOCK_DELAY_MS} (ten minutes)"),
+                ));
+            }
+        }
+        if self.answer_tokens.is_some_and(|n| n > MAX_ANSWER_TOKENS) {
+            return Err(invalid(
+                &key_path(path, "answerTokens"),
+                format!("must be at most {MAX_ANSWER_TOKENS}"),
             ));
         }
         let token_delay = Duration::from_millis(self.token_delay_ms.unwrap_or(0));

@@ -126,6 +126,9 @@ struct RequestView<'a> {
     /// read only for speech.
     #[serde(borrow, default)]
     response_format: Option<&'a RawValue>,
+    /// Speech: `audio` (bytes) or `sse` (events); read only for speech.
+    #[serde(borrow, default)]
+    stream_format: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -276,16 +279,17 @@ pub fn parse_request(
             }
         }
         Endpoint::Speech => {
-            info.stream = false;
-            let input = view
-                .input
-                .and_then(|i| serde_json::from_str::<String>(i.get()).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "Missing required parameter: 'input' (the text to speak).",
-                        Some("input"),
-                    )
-                })?;
+            // `stream_format: "sse"` asks for audio in events (newer TTS
+            // models): then the answer is re-framed, the alias restored.
+            info.stream = view.stream_format.is_some_and(|f| f.get() == "\"sse\"");
+            let raw = view.input.filter(|i| i.get() != "null").ok_or_else(|| {
+                ApiError::invalid(
+                    "Missing required parameter: 'input' (the text to speak).",
+                    Some("input"),
+                )
+            })?;
+            let input = serde_json::from_str::<String>(raw.get())
+                .map_err(|_| ApiError::invalid("'input' must be a string.", Some("input")))?;
             info.audio_format = view
                 .response_format
                 .and_then(|f| serde_json::from_str::<String>(f.get()).ok());

@@ -17,7 +17,11 @@ use crate::stats::unix_time;
 /// The answer text for a request, `answer_tokens` words long when the
 /// profile says (the text repeated or cut).
 pub fn answer_text(profile: &MockProfile, info: &RequestInfo) -> String {
-    let text = base_text(profile.text.as_deref(), info);
+    sized(profile, base_text(profile.text.as_deref(), info))
+}
+
+/// `text` as long as `profile.answer_tokens` says, in words.
+fn sized(profile: &MockProfile, text: String) -> String {
     match profile.answer_tokens {
         Some(n) => text
             .split_whitespace()
@@ -100,10 +104,10 @@ pub fn speech(info: &RequestInfo) -> (&'static str, Bytes) {
 }
 
 /// What the mock "hears" in an uploaded file: the configured text, or a
-/// sentence naming the file and its size.
-pub fn transcript_text(endpoint: Endpoint, configured: Option<&str>, info: &RequestInfo) -> String {
-    if let Some(text) = configured {
-        return text.to_owned();
+/// sentence naming the file and its size; as long as the profile says.
+pub fn transcript_text(endpoint: Endpoint, profile: &MockProfile, info: &RequestInfo) -> String {
+    if let Some(text) = &profile.text {
+        return sized(profile, text.clone());
     }
     let form = info.form.as_ref();
     let name = form
@@ -114,7 +118,10 @@ pub fn transcript_text(endpoint: Endpoint, configured: Option<&str>, info: &Requ
         Endpoint::Translations => "translation",
         _ => "transcription",
     };
-    format!("This is chat2api's mock {what} of {name} ({bytes} bytes).")
+    sized(
+        profile,
+        format!("This is chat2api's mock {what} of {name} ({bytes} bytes)."),
+    )
 }
 
 /// A whole transcription or translation in the form's `response_format`:

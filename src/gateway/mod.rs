@@ -425,10 +425,13 @@ impl Gateway {
                 let (content_type, audio) = mock::speech(&info);
                 let mut resp = Response::json(200, audio);
                 resp.content_type = content_type;
+                if let Some(t) = tally.as_mut() {
+                    t.first_token();
+                }
                 return resp.with_tally(tally);
             }
             Endpoint::Transcriptions | Endpoint::Translations => {
-                let text = mock::transcript_text(endpoint, profile.text.as_deref(), &info);
+                let text = mock::transcript_text(endpoint, profile, &info);
                 if info.stream {
                     let events = mock::transcript_events(&text);
                     let pacer = stream::Pacer::new(profile, fate, events.len());
@@ -438,6 +441,9 @@ impl Gateway {
                 let (content_type, answer) = mock::transcript(endpoint, &text, &info);
                 let mut resp = Response::json(200, answer);
                 resp.content_type = content_type;
+                if let Some(t) = tally.as_mut() {
+                    t.first_token();
+                }
                 return resp.with_tally(tally);
             }
             _ => {}

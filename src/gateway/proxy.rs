@@ -252,7 +252,7 @@ pub async fn forward(
     }
     let passed = passed_headers(resp.head());
     if endpoint.passes_bytes() && !(info.stream && is_event_stream(resp.head())) {
-        return match byte_answer(gw, resp) {
+        return match byte_answer(gw, endpoint, resp).await {
             Ok(answer) => {
                 pick.record_success();
                 Attempt::Done(with_upstream_headers(answer, &passed))
@@ -310,18 +310,51 @@ fn is_event_stream(head: &crate::http1::ResponseHead) -> bool {
 
 /// An audio endpoint's 2xx answer, passed on as it comes with the
 /// upstream's `Content-Type` (speech audio, transcripts as JSON or text).
-/// An HTML page is no answer: 502.
-fn byte_answer(gw: &Gateway, resp: UpstreamResponse) -> Result<Response, ApiError> {
+/// No answer, 502: an HTML page, an empty body, or JSON where speech was
+/// asked for (an error in a 200). The first piece is read before the
+/// answer begins, so that an empty body can still be told.
+async fn byte_answer(
+    gw: &Gateway,
+    endpoint: Endpoint,
+    mut resp: UpstreamResponse,
+) -> Result<Response, ApiError> {
     let content_type = resp
         .head()
         .header_bytes("content-type")
         .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
-    if content_type.len() >= 9 && content_type[..9].eq_ignore_ascii_case(b"text/html") {
+    let is = |media: &[u8]| {
+        content_type.len() >= media.len() && content_type[..media.len()].eq_ignore_ascii_case(media)
+    };
+    if is(b"text/html") {
         return Err(ApiError::Upstream(
             "the upstream answered 200 with HTML".into(),
         ));
     }
-    let stream = ByteStream::new(resp, gw.config.limits.stream_idle_timeout);
+    if endpoint == Endpoint::Speech && is(b"application/json") {
+        let body = collect(gw, &mut resp).await?;
+        let what = match carried_error(&body) {
+            Some(message) => format!("an error: {message}"),
+            None => "JSON instead of audio".to_owned(),
+        };
+        return Err(ApiError::Upstream(format!(
+            "the upstream answered 200 with {what}"
+        )));
+    }
+    let wait = gw.config.limits.stream_idle_timeout;
+    let first = loop {
+        match tokio::time::timeout(wait, resp.data()).await {
+            Err(_) => return Err(ApiError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(ApiError::Upstream(e.to_string())),
+            Ok(Ok(None)) => {
+                return Err(ApiError::Upstream(
+                    "the upstream answered 200 with an empty body".into(),
+                ))
+            }
+            Ok(Ok(Some(piece))) if piece.is_empty() => {}
+            Ok(Ok(Some(piece))) => break piece,
+        }
+    };
+    let stream = ByteStream::new(resp, wait, first);
     let mut answer = stream_response(EventStream::Bytes(Box::new(stream)), None);
     answer.content_type = "";
     answer.headers = vec![("Content-Type", content_type)];
@@ -1006,15 +1039,18 @@ fn stream_error(e: UpstreamError) -> ApiError {
 pub struct ByteStream {
     response: UpstreamResponse,
     idle_timeout: Duration,
+    /// The piece read before the answer began.
+    first: Option<Bytes>,
     ended: bool,
     failed: bool,
 }
 
 impl ByteStream {
-    pub fn new(response: UpstreamResponse, idle_timeout: Duration) -> ByteStream {
+    pub fn new(response: UpstreamResponse, idle_timeout: Duration, first: Bytes) -> ByteStream {
         ByteStream {
             response,
             idle_timeout,
+            first: Some(first),
             ended: false,
             failed: false,
         }
@@ -1022,6 +1058,9 @@ impl ByteStream {
 
     /// Cancel-safe: the only await is `UpstreamResponse::data`.
     pub async fn next(&mut self) -> Option<StreamItem> {
+        if let Some(first) = self.first.take() {
+            return Some(StreamItem::Raw(first));
+        }
         while !self.ended {
             let piece = tokio::time::timeout(self.idle_timeout, self.response.data()).await;
             match piece {
@@ -1036,6 +1075,9 @@ impl ByteStream {
 
     /// The next piece if it is already here; never waits.
     pub fn next_ready(&mut self) -> Option<StreamItem> {
+        if let Some(first) = self.first.take() {
+            return Some(StreamItem::Raw(first));
+        }
         while !self.ended {
             match self.response.try_data() {
                 Poll::Ready(Ok(Some(piece))) if piece.is_empty() => {}

@@ -13,6 +13,7 @@ use super::json::{count_words, Endpoint, RequestInfo};
 use super::stream::{EventSource, Paced, Pacer};
 use crate::config::{MockFailures, MockProfile};
 use crate::stats::unix_time;
+use std::time::Duration;
 
 /// The answer text for a request, `answer_tokens` words long when the
 /// profile says (the text repeated or cut).
@@ -592,6 +593,7 @@ pub fn word_stream(
     info: &RequestInfo,
     profile: &MockProfile,
     fate: Fate,
+    keep_alive: Duration,
 ) -> MockStream {
     let words = text.split(' ').filter(|w| !w.is_empty()).count();
     let chunks = MockChunks {
@@ -609,7 +611,8 @@ pub fn word_stream(
         prompt_tokens: info.prompt_words,
         completion_tokens: words as u64,
     };
-    Paced::new(chunks, Pacer::new(profile, fate, words + 2))
+    let pacer = Pacer::new(profile, fate, words + 2).keep_alive(keep_alive);
+    Paced::new(chunks, pacer)
 }
 
 impl EventSource for MockChunks {

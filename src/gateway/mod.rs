@@ -434,7 +434,8 @@ impl Gateway {
                 let text = mock::transcript_text(endpoint, profile, &info);
                 if info.stream {
                     let events = mock::transcript_events(&text);
-                    let pacer = stream::Pacer::new(profile, fate, events.len());
+                    let pacer = stream::Pacer::new(profile, fate, events.len())
+                        .keep_alive(self.config.limits.sse_keepalive_interval);
                     let stream = EventStream::Prepared(stream::Paced::new(events.into(), pacer));
                     return stream_response(stream, tally);
                 }
@@ -451,12 +452,20 @@ impl Gateway {
         let text = mock::answer_text(profile, &info);
         if info.stream && endpoint == Endpoint::Responses {
             let events = mock::response_events(&text, &info);
-            let pacer = stream::Pacer::new(profile, fate, events.len());
+            let pacer = stream::Pacer::new(profile, fate, events.len())
+                .keep_alive(self.config.limits.sse_keepalive_interval);
             let stream = EventStream::Prepared(stream::Paced::new(events.into(), pacer));
             return stream_response(stream, tally);
         }
         if info.stream {
-            let s = mock::word_stream(endpoint, &text, &info, profile, fate);
+            let s = mock::word_stream(
+                endpoint,
+                &text,
+                &info,
+                profile,
+                fate,
+                self.config.limits.sse_keepalive_interval,
+            );
             return stream_response(EventStream::Mock(s), tally);
         }
         let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);

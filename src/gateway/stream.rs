@@ -159,6 +159,11 @@ pub struct Pacer {
     /// Stop after this many events, with no `[DONE]`.
     cut_after: Option<usize>,
     due: Option<tokio::time::Instant>,
+    /// A `: keep-alive` comment after this much silence (0 = none), as
+    /// for upstream streams (`sseKeepaliveInterval`).
+    keep_alive: Duration,
+    /// When the client was last handed something.
+    spoke: Option<tokio::time::Instant>,
 }
 
 impl Pacer {
@@ -172,7 +177,15 @@ impl Pacer {
             sent: 0,
             cut_after: (fate == Fate::CutStream).then_some(events / 2),
             due: None,
+            keep_alive: Duration::ZERO,
+            spoke: None,
         }
+    }
+
+    /// The same, with a keep-alive comment after `every` of silence.
+    pub fn keep_alive(mut self, every: Duration) -> Pacer {
+        self.keep_alive = every;
+        self
     }
 
     /// No waits, no cut.
@@ -210,22 +223,32 @@ impl Pacer {
         }
     }
 
-    /// Wait until the next event is due.
-    pub async fn wait_turn(&mut self, last: bool) {
+    /// Wait until the next event is due (`true`), or until a keep-alive
+    /// comment is (`false`), whichever comes first.
+    pub async fn wait_turn(&mut self, last: bool) -> bool {
         let wait = self.wait(last);
         if wait.is_zero() && self.due.is_none() {
-            return;
+            return true;
         }
-        let due = *self
-            .due
-            .get_or_insert_with(|| tokio::time::Instant::now() + wait);
+        let now = tokio::time::Instant::now();
+        let due = *self.due.get_or_insert(now + wait);
+        let spoke = *self.spoke.get_or_insert(now);
+        if !self.keep_alive.is_zero() && spoke + self.keep_alive < due {
+            tokio::time::sleep_until(spoke + self.keep_alive).await;
+            self.spoke = Some(spoke + self.keep_alive);
+            return false;
+        }
         tokio::time::sleep_until(due).await;
+        true
     }
 
     /// An event went out.
     pub fn sent(&mut self) {
         self.sent += 1;
         self.due = None;
+        if !self.keep_alive.is_zero() {
+            self.spoke = Some(tokio::time::Instant::now());
+        }
     }
 }
 
@@ -265,7 +288,9 @@ impl<S: EventSource> Paced<S> {
         if self.done || self.cut {
             return None;
         }
-        self.pacer.wait_turn(!self.source.events_left()).await;
+        if !self.pacer.wait_turn(!self.source.events_left()).await {
+            return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
+        }
         self.pop()
     }
 

@@ -198,6 +198,9 @@ async fn a_long_pause_is_filled_with_keep_alive_comments() {
     let (_, text) = event_times(&gw, STREAM).await;
     let before_first = &text[..text.find("data: ").expect("events")];
     let comments = before_first.matches(": keep-alive").count();
-    assert!((2..=4).contains(&comments), "{comments} comments in 700 ms at 200 ms: {text}");
+    assert!(
+        (2..=4).contains(&comments),
+        "{comments} comments in 700 ms at 200 ms: {text}"
+    );
     assert!(text.contains("data: [DONE]"));
 }

@@ -838,6 +838,7 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
     providers
 }
 
+/// The one account `default` of a provider that lists none.
 pub fn default_account(api_key: String) -> Account {
     Account {
         id: DEFAULT_ACCOUNT_ID.to_owned(),

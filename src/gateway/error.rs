@@ -24,6 +24,9 @@ pub enum ApiError {
         serves: String,
     },
     MethodNotAllowed,
+    /// 404: a stored response asked for (`GET /v1/responses/{id}`):
+    /// chat2api keeps none, and cannot tell which provider holds it.
+    NotStored,
     /// A protocol-level error already mapped to its status (413, 414, 431, 400…).
     Http {
         status: u16,
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => 400,
             ApiError::MissingApiKey | ApiError::InvalidApiKey => 401,
             ApiError::NotFound
+            | ApiError::NotStored
             | ApiError::ModelNotFound(_)
             | ApiError::EndpointNotServed { .. } => 404,
             ApiError::MethodNotAllowed => 405,
@@ -75,6 +79,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. }
             | ApiError::NotFound
+            | ApiError::NotStored
             | ApiError::ModelNotFound(_)
             | ApiError::EndpointNotServed { .. }
             | ApiError::MethodNotAllowed
@@ -94,7 +99,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => None,
             ApiError::MissingApiKey => Some("missing_api_key"),
             ApiError::InvalidApiKey => Some("invalid_api_key"),
-            ApiError::NotFound => Some("not_found"),
+            ApiError::NotFound | ApiError::NotStored => Some("not_found"),
             ApiError::ModelNotFound(_) | ApiError::EndpointNotServed { .. } => {
                 Some("model_not_found")
             }
@@ -164,6 +169,9 @@ impl fmt::Display for ApiError {
             ),
             ApiError::InvalidApiKey => f.write_str("Invalid API key."),
             ApiError::NotFound => f.write_str("Unknown route."),
+            ApiError::NotStored => f.write_str(
+                "chat2api keeps no responses: a stored response cannot be retrieved, cancelled or listed through it. Keep the answer you got, and send the whole conversation in 'input'.",
+            ),
             ApiError::ModelNotFound(m) => {
                 write!(f, "The model '{m}' does not exist or is not served by this gateway.")
             }

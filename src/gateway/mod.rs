@@ -41,6 +41,9 @@ pub enum Route {
     Api(Endpoint),
     Models,
     Model,
+    /// `/v1/responses/{id}` (and its `cancel`, `input_items`): a stored
+    /// response, which chat2api does not keep.
+    StoredResponse,
     Health,
     Stats,
     Root,
@@ -50,7 +53,10 @@ pub enum Route {
 impl Route {
     /// Only `/v1/` routes count in the statistics (SPEC §3).
     fn is_counted(self) -> bool {
-        matches!(self, Route::Api(_) | Route::Models | Route::Model)
+        matches!(
+            self,
+            Route::Api(_) | Route::Models | Route::Model | Route::StoredResponse
+        )
     }
 
     pub fn has_body(self) -> bool {
@@ -183,6 +189,7 @@ impl Service for Gateway {
             }
             Route::Models => Response::json_doc(200, self.models_json()),
             Route::Model => self.model_json(head.path()),
+            Route::StoredResponse => Response::error(&ApiError::NotStored),
             Route::Health => Response::json_doc(200, self.stats.health_json()),
             Route::Stats => {
                 let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
@@ -214,6 +221,7 @@ impl Gateway {
             b"/v1/audio/translations" => Route::Api(Endpoint::Translations),
             b"/v1/models" => Route::Models,
             _ if path.starts_with(b"/v1/models/") => Route::Model,
+            _ if path.starts_with(b"/v1/responses/") => Route::StoredResponse,
             b"/health" => Route::Health,
             b"/stats" => Route::Stats,
             b"/" => Route::Root,
@@ -228,7 +236,7 @@ impl Gateway {
         let tally = route.is_counted().then(|| Tally::new(&self.stats));
         let method_ok = match route {
             _ if route.has_body() => method == Method::Post,
-            Route::Preflight => true,
+            Route::Preflight | Route::StoredResponse => true,
             _ => matches!(method, Method::Get | Method::Head),
         };
         if !method_ok {

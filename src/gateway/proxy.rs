@@ -22,6 +22,7 @@ use crate::sse::{Event, SseDecoder};
 use crate::stats::Tally;
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
+/// How one attempt at one deployment ended.
 pub enum Attempt {
     /// The answer to give the client.
     Done(Response),

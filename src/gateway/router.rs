@@ -223,6 +223,7 @@ pub struct Provider {
     label: LabelId,
 }
 
+/// An account as the router sees it: its key, quota and health.
 pub struct Account {
     pub id: String,
     /// `Bearer KEY`, rendered once; empty for an account without a key
@@ -362,6 +363,8 @@ pub struct Pick<'a> {
     pub ids: RouteIds,
 }
 
+/// Client model names → the deployments that serve them, with their
+/// health; picks one per attempt (SPEC §2).
 pub struct Router {
     pub providers: Vec<Provider>,
     pub routes: Vec<Route>,

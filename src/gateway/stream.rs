@@ -15,6 +15,7 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 /// Sent while an upstream is silent so that intermediaries keep the stream.
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
+/// One piece of a streamed answer, as the connection driver writes it.
 pub enum StreamItem {
     /// One event: `fields` (its `event:`/`id:` lines, usually empty) and its
     /// payload as slices; written as `fields` + `data: ` + slices + `\n\n`.
@@ -39,6 +40,8 @@ impl StreamItem {
     }
 }
 
+/// The source of a streamed answer: the mock's words, an upstream's
+/// events re-framed, events made ahead, or an upstream's bytes (audio).
 pub enum EventStream {
     Mock(MockStream),
     Upstream(Box<UpstreamStream>),

@@ -90,6 +90,12 @@ except openai.BadRequestError as e:
     assert e.param == "previous_response_id", e
 
 try:
+    client.responses.retrieve("resp_1")
+    raise SystemExit("expected NotFoundError")
+except openai.NotFoundError as e:
+    assert "keeps no responses" in e.message, e
+
+try:
     client.chat.completions.create(model="embed-only", messages=[{"role": "user", "content": "x"}])
     raise SystemExit("expected NotFoundError")
 except openai.NotFoundError as e:

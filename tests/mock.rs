@@ -61,14 +61,16 @@ async fn first_token_delay_jitter_and_answer_length() {
         mock(r#""firstTokenMs": 300, "tokenDelayMs": 20, "tokenJitterMs": 10, "answerTokens": 60"#)
             .await;
     let (times, text) = event_times(&gw, STREAM).await;
-    // Role chunk, 60 words, finish chunk, [DONE].
+    // Role chunk, 60 words, finish chunk, [DONE]: the first word comes
+    // after the time to first token, the role chunk before it.
     assert_eq!(times.len(), 63, "{text}");
     assert!(
-        times[0] >= Duration::from_millis(300),
+        times[1] >= Duration::from_millis(300),
         "first token at {:?}",
-        times[0]
+        times[1]
     );
-    let gaps: Vec<Duration> = times.windows(2).take(61).map(|w| w[1] - w[0]).collect();
+    // Between words; the finish chunk and [DONE] follow the last at once.
+    let gaps: Vec<Duration> = times[1..61].windows(2).map(|w| w[1] - w[0]).collect();
     let min = gaps.iter().min().unwrap();
     let max = gaps.iter().max().unwrap();
     // Batched reads can merge events: only gaps between reads count.
@@ -174,6 +176,14 @@ async fn a_profile_is_checked_at_load() {
             "endpoints[1]`: is given twice",
         ),
         (r#""endpoints": ["chat"]"#, "unknown endpoint `chat`"),
+        (
+            r#""models": {"m": {"endpoint": ["embeddings"]}}"#,
+            "unknown config key `providers[0].models.m.endpoint`",
+        ),
+        (
+            r#""models": {"m": 5}"#,
+            r#"an upstream model name or {"upstream", "endpoints"}"#,
+        ),
     ] {
         let json = format!(r#"{{"providers": [{{"type": "mock", {profile}}}]}}"#);
         let err = chat2api::config::Config::from_json(&json, &env).expect_err(profile);
@@ -196,11 +206,75 @@ async fn a_long_pause_is_filled_with_keep_alive_comments() {
     )
     .await;
     let (_, text) = event_times(&gw, STREAM).await;
-    let before_first = &text[..text.find("data: ").expect("events")];
-    let comments = before_first.matches(": keep-alive").count();
+    // The role chunk comes at once; the comments fill the wait for the
+    // first word.
+    let first_word = text.find("\"content\":\"This").expect("a first word");
+    let comments = text[..first_word].matches(": keep-alive").count();
     assert!(
         (2..=4).contains(&comments),
         "{comments} comments in 700 ms at 200 ms: {text}"
     );
     assert!(text.contains("data: [DONE]"));
+}
+
+#[tokio::test]
+async fn the_mock_honours_the_answer_length_limit() {
+    let gw = mock(r#""answerTokens": 20"#).await;
+    let r = gw
+        .post_json(
+            "/v1/chat/completions",
+            None,
+            r#"{"model":"bench","max_tokens":3,"messages":[{"role":"user","content":"Hi"}]}"#,
+        )
+        .await;
+    let choice = &r.json()["choices"][0];
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(
+        choice["message"]["content"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        3
+    );
+    let r = gw
+        .post_json(
+            "/v1/chat/completions",
+            None,
+            r#"{"model":"bench","max_completion_tokens":3,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#,
+        )
+        .await;
+    assert!(
+        r.text().contains("\"finish_reason\":\"length\""),
+        "{}",
+        r.text()
+    );
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"bench","input":"Hi","max_output_tokens":3}"#,
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(
+        (
+            v["status"].as_str(),
+            v["incomplete_details"]["reason"].as_str()
+        ),
+        (Some("incomplete"), Some("max_output_tokens"))
+    );
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"bench","input":"Hi","max_output_tokens":3,"stream":true}"#,
+        )
+        .await;
+    let names: Vec<String> = r.sse().into_iter().filter_map(|e| e.event).collect();
+    assert_eq!(names[..2], ["response.created", "response.in_progress"]);
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("response.incomplete")
+    );
 }

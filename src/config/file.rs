@@ -160,11 +160,34 @@ struct RawModel {
 }
 
 /// A model's value in the `models` map: the upstream name, or an object.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum RawModelValue {
     Name(String),
     Full(RawModel),
+}
+
+impl<'de> Deserialize<'de> for RawModelValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModelVisitor;
+
+        impl<'de> Visitor<'de> for ModelVisitor {
+            type Value = RawModelValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an upstream model name or {"upstream", "endpoints"}"#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawModelValue, E> {
+                Ok(RawModelValue::Name(v.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawModelValue, A::Error> {
+                // The derived struct still rejects unknown keys, at their path.
+                RawModel::deserialize(MapAccessDeserializer::new(map)).map(RawModelValue::Full)
+            }
+        }
+
+        deserializer.deserialize_any(ModelVisitor)
+    }
 }
 
 #[derive(Deserialize)]

@@ -220,6 +220,50 @@ impl std::error::Error for ApiError {}
 mod tests {
     use super::*;
 
+    /// Every code an answer can carry into the request log is one the log
+    /// names (an unknown one would show as `error`).
+    #[test]
+    fn every_error_code_is_named_in_the_request_log() {
+        let errors = [
+            ApiError::invalid("x", None),
+            ApiError::MissingApiKey,
+            ApiError::InvalidApiKey,
+            ApiError::NotFound,
+            ApiError::NotStored,
+            ApiError::ModelNotFound("m".into()),
+            ApiError::EndpointNotServed {
+                model: "m".into(),
+                path: "/x",
+                serves: String::new(),
+            },
+            ApiError::MethodNotAllowed,
+            ApiError::Http {
+                status: 413,
+                message: "x",
+            },
+            ApiError::Timeout,
+            ApiError::NoAvailableAccount("m".into(), None),
+            ApiError::RateLimited("m".into(), 1),
+            ApiError::Upstream("x".into()),
+            ApiError::UpstreamTimeout,
+            ApiError::ShuttingDown,
+            ApiError::Overloaded,
+        ];
+        let codes = errors.iter().map(ApiError::log_code).chain([
+            // Set by the proxy, the stream writer and the mock.
+            "upstream_status",
+            "stream_error",
+            "upstream_stream_error",
+            "client_gone",
+            "mock_rate_limit",
+            "mock_server_error",
+            "mock_cut_stream",
+        ]);
+        for code in codes {
+            assert!(crate::stats::is_logged_code(code), "{code}");
+        }
+    }
+
     #[test]
     fn bodies_are_openai_shaped() {
         let cases = [

@@ -173,7 +173,7 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
                     Ok(form)
                 }
                 None => Err(ApiError::invalid(
-                    "Missing required parameter: 'model'.",
+                    "Missing required parameter: 'model' (chat2api routes every request by its model; GET /v1/models lists them).",
                     Some("model"),
                 )),
             };

@@ -133,6 +133,14 @@ struct RequestView<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// The answer's length limit, under its three names (chat, newer
+    /// chat, Responses); read as a number only for the mock.
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_output_tokens: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +180,9 @@ pub struct RequestInfo {
     pub base64: bool,
     /// Speech: the audio format asked for (`response_format`, default mp3).
     pub audio_format: Option<String>,
+    /// The most tokens the answer may have (`max_tokens`,
+    /// `max_completion_tokens` or `max_output_tokens`), for the mock.
+    pub max_tokens: Option<u64>,
     /// Transcriptions and translations: the form's fields and parts; then
     /// `model_span` is the raw text of the `model` field, not a JSON string.
     pub form: Option<super::form::Form>,
@@ -191,6 +202,7 @@ impl RequestInfo {
             dimensions: None,
             base64: false,
             audio_format: None,
+            max_tokens: None,
             form: None,
         }
     }
@@ -217,7 +229,7 @@ pub fn parse_request(
     };
     let raw_model = view
         .model
-        .ok_or_else(|| ApiError::invalid("Missing required parameter: 'model'.", Some("model")))?;
+        .ok_or_else(|| ApiError::invalid("Missing required parameter: 'model' (chat2api routes every request by its model; GET /v1/models lists them).", Some("model")))?;
     let model: String = serde_json::from_str(raw_model.get())
         .map_err(|_| ApiError::invalid("'model' must be a string.", Some("model")))?;
     if model.is_empty() {
@@ -234,6 +246,14 @@ pub fn parse_request(
         .unwrap_or(false);
     info.dimensions = view.dimensions.filter(|d| (1..=MAX_DIMENSIONS).contains(d));
     info.base64 = view.encoding_format.as_deref() == Some("base64");
+    info.max_tokens = [
+        view.max_tokens,
+        view.max_completion_tokens,
+        view.max_output_tokens,
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|n| serde_json::from_str::<u64>(n.get()).ok());
     match endpoint {
         Endpoint::Chat => {
             let raw = view.messages.ok_or_else(|| {

@@ -10,15 +10,38 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::json::{count_words, Endpoint, RequestInfo};
-use super::stream::{EventSource, Paced, Pacer};
+use super::stream::{EventSource, MadeEvent, Paced, Pacer};
 use crate::config::{MockFailures, MockProfile};
 use crate::stats::unix_time;
 use std::time::Duration;
 
-/// The answer text for a request, `answer_tokens` words long when the
-/// profile says (the text repeated or cut).
-pub fn answer_text(profile: &MockProfile, info: &RequestInfo) -> String {
-    sized(profile, base_text(profile.text.as_deref(), info))
+/// What the mock answers: its text, and why it stopped.
+pub struct Answer {
+    pub text: String,
+    /// `stop`, or `length` when the request's `max_tokens` (or
+    /// `max_completion_tokens`, `max_output_tokens`) cut it, a word per
+    /// token.
+    pub finish: &'static str,
+}
+
+/// The answer for a request: `answer_tokens` words long when the profile
+/// says (the text repeated or cut), then cut to the request's limit.
+pub fn answer_text(profile: &MockProfile, info: &RequestInfo) -> Answer {
+    let text = sized(profile, base_text(profile.text.as_deref(), info));
+    match info.max_tokens {
+        Some(max) if count_words(&text) > max => Answer {
+            text: text
+                .split_whitespace()
+                .take(max as usize)
+                .collect::<Vec<_>>()
+                .join(" "),
+            finish: "length",
+        },
+        _ => Answer {
+            text,
+            finish: "stop",
+        },
+    }
 }
 
 /// `text` as long as `profile.answer_tokens` says, in words.
@@ -198,7 +221,7 @@ pub fn transcript(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (&'stat
 
 /// A streamed transcription (`stream=true`, as gpt-4o-transcribe answers):
 /// a `transcript.text.delta` event per word, then `transcript.text.done`.
-pub fn transcript_events(text: &str) -> Vec<(Bytes, Bytes)> {
+pub fn transcript_events(text: &str) -> Vec<MadeEvent> {
     let mut events: Vec<serde_json::Value> = text
         .split(' ')
         .enumerate()
@@ -214,18 +237,27 @@ pub fn transcript_events(text: &str) -> Vec<(Bytes, Bytes)> {
     events.push(json!({"type": "transcript.text.done", "text": text}));
     events
         .into_iter()
-        .map(|e| (Bytes::new(), Bytes::from(e.to_string())))
+        .map(|e| MadeEvent {
+            content: e["type"] == "transcript.text.delta",
+            fields: Bytes::new(),
+            data: Bytes::from(e.to_string()),
+        })
         .collect()
 }
 
 /// A Responses API `response` object answering `text` (`status` is
-/// `in_progress` in the first event of a stream, `completed` at the end).
+/// `in_progress` in the first events of a stream; `completed`, or
+/// `incomplete` when `max_output_tokens` cut it, at the end).
 fn response_object(id: &str, text: &str, info: &RequestInfo, status: &str) -> serde_json::Value {
-    let done = status == "completed";
+    let done = status != "in_progress";
     let (input, output) = (info.prompt_words, count_words(text));
+    let incomplete = match status {
+        "incomplete" => json!({"reason": "max_output_tokens"}),
+        _ => serde_json::Value::Null,
+    };
     json!({
         "id": id, "object": "response", "created_at": unix_time(), "status": status,
-        "model": info.model, "error": null, "incomplete_details": null,
+        "model": info.model, "error": null, "incomplete_details": incomplete,
         "output": if done { json!([message_item(id, text, "completed")]) } else { json!([]) },
         "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
         "usage": if done {
@@ -240,18 +272,27 @@ fn message_item(id: &str, text: &str, status: &str) -> serde_json::Value {
         "content": if text.is_empty() { json!([]) } else { json!([{"type": "output_text", "text": text, "annotations": []}]) }})
 }
 
-/// The typed events of a streamed Responses API answer, as
-/// (`event:` field line, data) pairs: created, the item and part opened,
+/// The status a Responses answer ends with.
+fn response_status(answer: &Answer) -> &'static str {
+    match answer.finish {
+        "length" => "incomplete",
+        _ => "completed",
+    }
+}
+
+/// The typed events of a streamed Responses API answer, each with its
+/// `event:` field line: created and in progress, the item and part opened,
 /// one `response.output_text.delta` per word, then everything closed and
-/// `response.completed`.
-pub fn response_events(text: &str, info: &RequestInfo) -> Vec<(Bytes, Bytes)> {
+/// `response.completed` (or `response.incomplete`).
+pub fn response_events(answer: &Answer, info: &RequestInfo) -> Vec<MadeEvent> {
+    let text = &answer.text[..];
+    let status = response_status(answer);
     let id = next_id(Endpoint::Responses);
     let item_id = format!("msg_{}", &id[5..]);
+    let started = json!({"response": response_object(&id, "", info, "in_progress")});
     let mut events: Vec<(&str, serde_json::Value)> = vec![
-        (
-            "response.created",
-            json!({"response": response_object(&id, "", info, "in_progress")}),
-        ),
+        ("response.created", started.clone()),
+        ("response.in_progress", started),
         (
             "response.output_item.added",
             json!({"output_index": 0, "item": message_item(&id, "", "in_progress")}),
@@ -289,8 +330,11 @@ pub fn response_events(text: &str, info: &RequestInfo) -> Vec<(Bytes, Bytes)> {
             json!({"output_index": 0, "item": message_item(&id, text, "completed")}),
         ),
         (
-            "response.completed",
-            json!({"response": response_object(&id, text, info, "completed")}),
+            match status {
+                "incomplete" => "response.incomplete",
+                _ => "response.completed",
+            },
+            json!({"response": response_object(&id, text, info, status)}),
         ),
     ]);
     events
@@ -299,10 +343,11 @@ pub fn response_events(text: &str, info: &RequestInfo) -> Vec<(Bytes, Bytes)> {
         .map(|(n, (name, mut data))| {
             data["type"] = json!(name);
             data["sequence_number"] = json!(n);
-            (
-                Bytes::from(format!("event: {name}\n")),
-                Bytes::from(data.to_string()),
-            )
+            MadeEvent {
+                fields: Bytes::from(format!("event: {name}\n")),
+                data: Bytes::from(data.to_string()),
+                content: name == "response.output_text.delta",
+            }
         })
         .collect()
 }
@@ -381,7 +426,8 @@ fn usage(prompt: u64, completion: u64) -> serde_json::Value {
 }
 
 /// A whole (non-streamed) answer. Returns the body and the token counts.
-pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u64, u64) {
+pub fn complete(endpoint: Endpoint, answer: &Answer, info: &RequestInfo) -> (Bytes, u64, u64) {
+    let (text, finish) = (&answer.text[..], answer.finish);
     let completion = count_words(text);
     let prompt = info.prompt_words;
     let body = match endpoint {
@@ -394,7 +440,7 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
                 "logprobs": null,
-                "finish_reason": "stop"
+                "finish_reason": finish
             }],
             "usage": usage(prompt, completion),
             "system_fingerprint": "chat2api-mock"
@@ -404,7 +450,7 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
             "object": "text_completion",
             "created": unix_time(),
             "model": info.model,
-            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}],
             "usage": usage(prompt, completion)
         }),
         Endpoint::Moderations => {
@@ -424,7 +470,9 @@ pub fn complete(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (Bytes, u
                 .collect();
             json!({"id": next_id(endpoint), "model": info.model, "results": results})
         }
-        Endpoint::Responses => response_object(&next_id(endpoint), text, info, "completed"),
+        Endpoint::Responses => {
+            response_object(&next_id(endpoint), text, info, response_status(answer))
+        }
         // Answered by `speech` and `transcript` (audio and text, not JSON).
         Endpoint::Speech | Endpoint::Transcriptions | Endpoint::Translations => {
             json!({"text": text})
@@ -570,6 +618,8 @@ pub struct MockChunks {
     pos: usize,
     stage: Stage,
     include_usage: bool,
+    /// The finishing chunk's `finish_reason`.
+    finish: &'static str,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
@@ -589,12 +639,13 @@ enum Stage {
 /// pace of `profile`, cut halfway when `fate` says.
 pub fn word_stream(
     endpoint: Endpoint,
-    text: &str,
+    answer: &Answer,
     info: &RequestInfo,
     profile: &MockProfile,
     fate: Fate,
     keep_alive: Duration,
 ) -> MockStream {
+    let text = &answer.text[..];
     let words = text.split(' ').filter(|w| !w.is_empty()).count();
     let chunks = MockChunks {
         endpoint,
@@ -608,6 +659,7 @@ pub fn word_stream(
             _ => Stage::Words,
         },
         include_usage: info.include_usage,
+        finish: answer.finish,
         prompt_tokens: info.prompt_words,
         completion_tokens: words as u64,
     };
@@ -620,8 +672,8 @@ impl EventSource for MockChunks {
         self.next_chunk().map(|chunk| (Bytes::new(), chunk))
     }
 
-    fn events_left(&self) -> bool {
-        self.events_left()
+    fn next_is_content(&self) -> bool {
+        self.stage == Stage::Words && self.text[self.pos..].contains(|c| c != ' ')
     }
 }
 
@@ -656,15 +708,6 @@ impl MockChunks {
         Some(piece)
     }
 
-    /// Whether an event is still to come (`[DONE]` comes without a delay).
-    fn events_left(&self) -> bool {
-        match self.stage {
-            Stage::Done => false,
-            Stage::Usage => self.include_usage,
-            _ => true,
-        }
-    }
-
     /// The next event's JSON, or `None` once they are all out.
     fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
@@ -692,10 +735,10 @@ impl MockChunks {
                     self.stage = Stage::Usage;
                     let choice = match self.endpoint {
                         Endpoint::Chat => {
-                            json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"})
+                            json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": self.finish})
                         }
                         _ => {
-                            json!({"text": "", "index": 0, "logprobs": null, "finish_reason": "stop"})
+                            json!({"text": "", "index": 0, "logprobs": null, "finish_reason": self.finish})
                         }
                     };
                     return Some(self.chunk(json!([choice]), None));

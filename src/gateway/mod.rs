@@ -457,9 +457,9 @@ impl Gateway {
             }
             _ => {}
         }
-        let text = mock::answer_text(profile, &info);
+        let answer = mock::answer_text(profile, &info);
         if info.stream && endpoint == Endpoint::Responses {
-            let events = mock::response_events(&text, &info);
+            let events = mock::response_events(&answer, &info);
             let pacer = stream::Pacer::new(profile, fate, events.len())
                 .keep_alive(self.config.limits.sse_keepalive_interval);
             let stream = EventStream::Prepared(stream::Paced::new(events.into(), pacer));
@@ -468,7 +468,7 @@ impl Gateway {
         if info.stream {
             let s = mock::word_stream(
                 endpoint,
-                &text,
+                &answer,
                 &info,
                 profile,
                 fate,
@@ -476,12 +476,12 @@ impl Gateway {
             );
             return stream_response(EventStream::Mock(s), tally);
         }
-        let (answer, prompt, completion) = mock::complete(endpoint, &text, &info);
+        let (body, prompt, completion) = mock::complete(endpoint, &answer, &info);
         if let Some(t) = tally.as_mut() {
             t.first_token();
             t.tokens(prompt, completion);
         }
-        Response::json(200, answer).with_tally(tally)
+        Response::json(200, body).with_tally(tally)
     }
 }
 

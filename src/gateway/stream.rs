@@ -159,6 +159,8 @@ pub struct Pacer {
     jitter: Duration,
     /// Events handed out so far.
     sent: usize,
+    /// Content events (words) handed out so far.
+    words: usize,
     /// Stop after this many events, with no `[DONE]`.
     cut_after: Option<usize>,
     due: Option<tokio::time::Instant>,
@@ -178,6 +180,7 @@ impl Pacer {
             delay: profile.token_delay,
             jitter: profile.token_jitter,
             sent: 0,
+            words: 0,
             cut_after: (fate == Fate::CutStream).then_some(events / 2),
             due: None,
             keep_alive: Duration::ZERO,
@@ -196,14 +199,19 @@ impl Pacer {
         Pacer::new(&MockProfile::default(), Fate::Answer, 0)
     }
 
-    /// The wait before the next event: the time to first token before the
-    /// first, the token delay ± jitter before the others, none before the
-    /// end.
-    fn wait(&self, last: bool) -> Duration {
-        if self.sent == 0 {
+    /// The wait before the next event: only content (words) waits, the
+    /// time to first token before the first word, the token delay ±
+    /// jitter before the others. The events around them (a chat stream's
+    /// role and finish chunks, Responses' item events, `[DONE]`) follow at
+    /// once.
+    fn wait(&self, content: bool) -> Duration {
+        if !content {
+            return Duration::ZERO;
+        }
+        if self.words == 0 {
             return self.first_token;
         }
-        if last || self.delay.is_zero() {
+        if self.delay.is_zero() {
             return Duration::ZERO;
         }
         if self.jitter.is_zero() {
@@ -218,18 +226,19 @@ impl Pacer {
         self.cut_after.is_some_and(|n| self.sent >= n)
     }
 
-    /// Whether the next event may go now, without waiting.
-    pub fn ready(&mut self, last: bool) -> bool {
+    /// Whether the next event (`content`: a word) may go now, without
+    /// waiting.
+    pub fn ready(&mut self, content: bool) -> bool {
         match self.due {
             Some(due) => due <= tokio::time::Instant::now(),
-            None => self.wait(last).is_zero(),
+            None => self.wait(content).is_zero(),
         }
     }
 
-    /// Wait until the next event is due (`true`), or until a keep-alive
-    /// comment is (`false`), whichever comes first.
-    pub async fn wait_turn(&mut self, last: bool) -> bool {
-        let wait = self.wait(last);
+    /// Wait until the next event (`content`: a word) is due (`true`), or
+    /// until a keep-alive comment is (`false`), whichever comes first.
+    pub async fn wait_turn(&mut self, content: bool) -> bool {
+        let wait = self.wait(content);
         if wait.is_zero() && self.due.is_none() {
             return true;
         }
@@ -245,9 +254,10 @@ impl Pacer {
         true
     }
 
-    /// An event went out.
-    pub fn sent(&mut self) {
+    /// An event (`content`: a word) went out.
+    pub fn sent(&mut self, content: bool) {
         self.sent += 1;
+        self.words += usize::from(content);
         self.due = None;
         if !self.keep_alive.is_zero() {
             self.spoke = Some(tokio::time::Instant::now());
@@ -260,9 +270,17 @@ pub trait EventSource {
     /// The next event's field lines (`event: …\n`, or none) and data;
     /// `None` at the end.
     fn next_event(&mut self) -> Option<(Bytes, Bytes)>;
-    /// Whether an event is still to come (`[DONE]` follows the last one
-    /// without a pause).
-    fn events_left(&self) -> bool;
+    /// Whether the next event carries content (a word), which the pace
+    /// waits for; the others follow at once.
+    fn next_is_content(&self) -> bool;
+}
+
+/// One event made ahead: its field lines, its data, and whether it carries
+/// content (a word).
+pub struct MadeEvent {
+    pub fields: Bytes,
+    pub data: Bytes,
+    pub content: bool,
 }
 
 /// A stream of events made here, handed out at its [`Pacer`]'s pace, then
@@ -291,7 +309,7 @@ impl<S: EventSource> Paced<S> {
         if self.done || self.cut {
             return None;
         }
-        if !self.pacer.wait_turn(!self.source.events_left()).await {
+        if !self.pacer.wait_turn(self.source.next_is_content()).await {
             return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
         }
         self.pop()
@@ -299,7 +317,7 @@ impl<S: EventSource> Paced<S> {
 
     /// The next event if it is due now.
     pub fn next_ready(&mut self) -> Option<StreamItem> {
-        if self.done || self.cut || !self.pacer.ready(!self.source.events_left()) {
+        if self.done || self.cut || !self.pacer.ready(self.source.next_is_content()) {
             return None;
         }
         self.pop()
@@ -310,7 +328,7 @@ impl<S: EventSource> Paced<S> {
             self.cut = true;
             return None;
         }
-        self.pacer.sent();
+        self.pacer.sent(self.source.next_is_content());
         Some(match self.source.next_event() {
             Some((fields, data)) => StreamItem::event(fields, data),
             None => {
@@ -331,24 +349,29 @@ impl<S: EventSource> Paced<S> {
     }
 }
 
-impl EventSource for VecDeque<(Bytes, Bytes)> {
+impl EventSource for VecDeque<MadeEvent> {
     fn next_event(&mut self) -> Option<(Bytes, Bytes)> {
-        self.pop_front()
+        self.pop_front().map(|e| (e.fields, e.data))
     }
 
-    fn events_left(&self) -> bool {
-        !self.is_empty()
+    fn next_is_content(&self) -> bool {
+        self.front().is_some_and(|e| e.content)
     }
 }
 
 /// A stream made ahead: the events of a whole answer (an upstream that
 /// answered a stream request with one object), or the mock's Responses API
 /// and transcript events; then `[DONE]`.
-pub type PreparedStream = Paced<VecDeque<(Bytes, Bytes)>>;
+pub type PreparedStream = Paced<VecDeque<MadeEvent>>;
 
 impl PreparedStream {
     /// `events` (field lines and data each), all ready at once.
     pub fn ready(events: Vec<(Bytes, Bytes)>) -> PreparedStream {
-        Paced::new(events.into(), Pacer::instant())
+        let events = events.into_iter().map(|(fields, data)| MadeEvent {
+            fields,
+            data,
+            content: false,
+        });
+        Paced::new(events.collect(), Pacer::instant())
     }
 }

@@ -31,7 +31,15 @@ pub(super) const LOG_ERRORS: &[&str] = &[
     "server_shutting_down",
     "server_overloaded",
     "upstream_stream_error",
+    "mock_rate_limit",
+    "mock_server_error",
+    "mock_cut_stream",
 ];
+
+/// Whether the request log names `code` (rather than logging `error`).
+pub fn is_logged_code(code: &str) -> bool {
+    LOG_ERRORS.contains(&code)
+}
 
 pub(super) fn log_error_index(code: &str) -> u8 {
     LOG_ERRORS.iter().position(|c| *c == code).unwrap_or(1) as u8

@@ -15,6 +15,7 @@
 pub mod access;
 mod histogram;
 mod log;
+pub use log::is_logged_code;
 mod tally;
 
 pub use log::LOG_CAPACITY;

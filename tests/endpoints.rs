@@ -513,6 +513,14 @@ async fn malformed_forms_are_clear_400s_before_any_upstream_call() {
             form_request("/v1/audio/transcriptions", "B", &form("B", b"x", &[("model", "gpt-4o"), ("model", "whisper-alias")])),
             "'model' field is given twice",
         ),
+        (
+            form_request(
+                "/v1/audio/transcriptions",
+                "B",
+                b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-alias\r\n--B\r\nContent-Disposition: form-data; name=\"x\"\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o\r\n--B--\r\n",
+            ),
+            "two Content-Disposition headers",
+        ),
     ];
     for (request, says) in cases {
         let mut c = gw.connect().await;

@@ -205,9 +205,14 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
         };
         let content = content_start..content_end;
         at = next;
-        let (name, filename) = disposition(head).ok_or_else(|| {
-            bad("a part has no Content-Disposition: form-data header with a name")
-        })?;
+        let (name, filename) = disposition(head).map_err(bad)?;
+        // The text fields the gateway reads are text: a file there would
+        // be read as one by the upstream.
+        if filename.is_some() && matches!(&name[..], "model" | "stream" | "response_format") {
+            return Err(bad(&format!(
+                "the '{name}' field is a file; it must be text"
+            )));
+        }
         let text = || {
             let value = &body[content.clone()];
             (value.len() <= MAX_FIELD)
@@ -250,39 +255,54 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
 
 /// The `name` and `filename` parameters of a part's
 /// `Content-Disposition: form-data` header (RFC 7578 §4.2), from its header
-/// block (lines separated by CRLF).
-fn disposition(head: &[u8]) -> Option<(String, Option<String>)> {
-    let line = head.split(|b| *b == b'\n').find_map(|line| {
+/// block (lines separated by CRLF). What parsers read differently is
+/// refused, so that the upstream cannot see another field than the gateway
+/// routed on: a second `Content-Disposition` line, a parameter given twice.
+fn disposition(head: &[u8]) -> Result<(String, Option<String>), &'static str> {
+    const MISSING: &str = "a part has no Content-Disposition: form-data header with a name";
+    let mut lines = head.split(|b| *b == b'\n').filter_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = memchr::memchr(b':', line)?;
         line[..colon]
             .trim_ascii()
             .eq_ignore_ascii_case(b"content-disposition")
             .then(|| &line[colon + 1..])
-    })?;
-    let line = std::str::from_utf8(line).ok()?;
+    });
+    let line = lines.next().ok_or(MISSING)?;
+    if lines.next().is_some() {
+        return Err("a part has two Content-Disposition headers");
+    }
+    let line = std::str::from_utf8(line).map_err(|_| MISSING)?;
     let mut params = line.split(';');
-    if !params.next()?.trim().eq_ignore_ascii_case("form-data") {
-        return None;
+    if !params
+        .next()
+        .is_some_and(|kind| kind.trim().eq_ignore_ascii_case("form-data"))
+    {
+        return Err(MISSING);
     }
     let (mut name, mut filename) = (None, None);
     // `split(';')` would cut a quoted value holding `;`: read the values
     // from the line itself, after each `name=` / `filename=`.
-    let mut rest = &line[line.find(';')? + 1..];
+    let mut rest = line.find(';').map_or("", |i| &line[i + 1..]);
     while let Some(eq) = rest.find('=') {
         let key = rest[..eq].trim().to_ascii_lowercase();
         let (value, after) = param_value(&rest[eq + 1..]);
-        match &key[..] {
-            "name" => name = Some(value),
-            "filename" => filename = Some(value),
-            _ => {}
+        let slot = match &key[..] {
+            "name" => Some(&mut name),
+            "filename" => Some(&mut filename),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            if slot.replace(value).is_some() {
+                return Err("a part's Content-Disposition gives a parameter twice");
+            }
         }
         rest = after.trim_start().strip_prefix(';').unwrap_or(after);
         if after.is_empty() {
             break;
         }
     }
-    Some((name?, filename))
+    Ok((name.ok_or(MISSING)?, filename))
 }
 
 /// A parameter value, quoted (with `\"` escapes, as browsers and HTTP
@@ -447,8 +467,15 @@ mod tests {
         let head = b"Content-Disposition: form-data; name=\"file\"; filename=\"a;\\\"b\\\".wav\"";
         assert_eq!(
             disposition(head),
-            Some(("file".to_owned(), Some("a;\"b\".wav".to_owned())))
+            Ok(("file".to_owned(), Some("a;\"b\".wav".to_owned())))
         );
+        for (head, says) in [
+            (&b"Content-Disposition: form-data; name=\"x\"\r\nContent-Disposition: form-data; name=\"model\""[..], "two Content-Disposition"),
+            (b"Content-Disposition: form-data; name=\"x\"; name=\"model\"", "twice"),
+            (b"Content-Type: text/plain", "no Content-Disposition"),
+        ] {
+            assert!(disposition(head).expect_err(says).contains(says), "{says}");
+        }
     }
 }
 

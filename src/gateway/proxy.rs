@@ -515,8 +515,9 @@ async fn judge_and_collect(
     if looks_like_sse(&body) {
         let mut decoder = SseDecoder::new();
         decoder.push(body);
+        // Nothing after `[DONE]` belongs to the answer.
         let events: Vec<Bytes> = std::iter::from_fn(|| decoder.finish())
-            .filter(|ev| !ev.is_done())
+            .take_while(|ev| !ev.is_done())
             .map(|ev| ev.data)
             .collect();
         return translate::aggregate_events(events.iter().map(|e| &e[..]))

@@ -146,11 +146,8 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
             let calls = delta
                 .and_then(|d| d.get("tool_calls"))
                 .and_then(Value::as_array);
-            for (i, call) in calls.into_iter().flatten().enumerate() {
-                let at = call
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(i as u64);
+            for call in calls.into_iter().flatten() {
+                let at = tool_call_slot(&g.tool_calls, call);
                 merge_tool_call(g.tool_calls.entry(at).or_default(), call);
             }
             if let Some(reason) = c.get("finish_reason").filter(|r| !r.is_null()) {
@@ -198,6 +195,27 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
 
 /// One streamed tool-call delta into the call gathered so far: `id`,
 /// `type` and the function's `name` as they come, `arguments` appended.
+/// Which gathered call a tool-call delta adds to: its `index`; without
+/// one, the call with its `id`, a new call for a new `id`, else the last
+/// call.
+fn tool_call_slot(calls: &BTreeMap<u64, Map<String, Value>>, delta: &Value) -> u64 {
+    if let Some(n) = delta.get("index").and_then(Value::as_u64) {
+        return n;
+    }
+    let next = calls.keys().next_back().map_or(0, |k| k + 1);
+    match delta
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+    {
+        Some(id) => calls
+            .iter()
+            .find(|(_, c)| c.get("id").and_then(Value::as_str) == Some(id))
+            .map_or(next, |(k, _)| *k),
+        None => next.saturating_sub(1),
+    }
+}
+
 fn merge_tool_call(call: &mut Map<String, Value>, delta: &Value) {
     for key in ["id", "type"] {
         if let Some(v) = delta.get(key).filter(|v| !v.is_null()) {
@@ -211,14 +229,18 @@ fn merge_tool_call(call: &mut Map<String, Value>, delta: &Value) {
         if let Some(name) = d.get("name").and_then(Value::as_str) {
             f.insert("name".into(), json!(name));
         }
-        if let Some(args) = d.get("arguments").and_then(Value::as_str) {
-            let mut joined = f
-                .get("arguments")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            joined.push_str(args);
-            f.insert("arguments".into(), json!(joined));
+        // Appended in place: pieces may number in the thousands. An
+        // upstream that sends an object gets it written out.
+        let piece = match d.get("arguments") {
+            Some(Value::String(s)) => std::borrow::Cow::Borrowed(&s[..]),
+            None | Some(Value::Null) => std::borrow::Cow::Borrowed(""),
+            Some(other) => std::borrow::Cow::Owned(other.to_string()),
+        };
+        match f.get_mut("arguments") {
+            Some(Value::String(joined)) => joined.push_str(&piece),
+            _ => {
+                f.insert("arguments".into(), json!(piece));
+            }
         }
     }
 }
@@ -286,6 +308,30 @@ pub fn answer_to_events(answer: &[u8], client_model: &str) -> Option<Vec<Bytes>>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tool_calls_gather_apart_without_index_and_in_linear_time() {
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_a","function":{"name":"fa","arguments":"{\"x\":1}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"call_b","function":{"name":"fb","arguments":{"y":2}}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ];
+        let answer = aggregate_events(events.iter().map(|e| e.as_bytes())).unwrap();
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 2, "{v}");
+        assert_eq!(calls[0]["function"]["arguments"], "{\"x\":1}");
+        assert_eq!(calls[1]["function"]["arguments"], "{\"y\":2}");
+        // 20 000 pieces of one call: appended in place, not copied each time.
+        let piece = r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"0123456789"}}]}}]}"#;
+        let many = vec![piece.as_bytes(); 20_000];
+        let answer = aggregate_events(many).unwrap();
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        let args = v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap();
+        assert_eq!(args.len(), 200_000);
+    }
+
     use super::*;
 
     #[test]

@@ -69,6 +69,9 @@ fn script(req: &Recorded) -> Vec<Step> {
         }
         "/v1/audio/transcriptions" | "/v1/audio/translations" => {
             let text = format!("heard {} bytes", req.body.len());
+            if body.contains("name=\"response_format\"\r\n\r\njson-with-model") {
+                return json(serde_json::json!({"text": text, "model": "whisper-1"}));
+            }
             if body.contains("name=\"stream\"\r\n\r\ntrue") {
                 let mut out = SSE_HEAD.to_owned();
                 for ev in [
@@ -117,6 +120,11 @@ fn script(req: &Recorded) -> Vec<Step> {
                         "content": [{"type": "output_text", "text": text, "annotations": []}]}]) },
                 "usage": {"input_tokens": 2, "output_tokens": 2, "total_tokens": 4}})
             };
+            if body.contains("error-200") {
+                return json(
+                    serde_json::json!({"error": {"message": "quota exceeded", "type": "insufficient_quota"}}),
+                );
+            }
             if !stream {
                 return json(response("completed", "Hello there"));
             }
@@ -149,6 +157,19 @@ fn script(req: &Recorded) -> Vec<Step> {
                     serde_json::json!({"response": response("completed", "Hello there")}),
                 ),
             ];
+            let events: Vec<_> = match () {
+                // The upstream's own failure, or a stream that stops short.
+                _ if body.contains("fail-stream") => events[..3]
+                    .iter()
+                    .cloned()
+                    .chain([(
+                        "response.failed",
+                        serde_json::json!({"response": response("failed", "")}),
+                    )])
+                    .collect(),
+                _ if body.contains("no-terminal") => events[..4].to_vec(),
+                _ => events.to_vec(),
+            };
             let mut out = SSE_HEAD.to_owned();
             for (n, (name, mut data)) in events.into_iter().enumerate() {
                 data["type"] = serde_json::json!(name);
@@ -169,6 +190,22 @@ fn script(req: &Recorded) -> Vec<Step> {
 /// offered tools.
 fn chat_script(req: &Recorded) -> Vec<Step> {
     let v = req.json();
+    if v["messages"][0]["content"] == "junk" {
+        // Lines that are no chat chunk among real ones.
+        let real = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "model": "deepseek-chat",
+            "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]});
+        let mut out = SSE_HEAD.to_owned();
+        for data in [
+            "hello world".to_owned(),
+            "{broken".to_owned(),
+            real.to_string(),
+            "[DONE]".to_owned(),
+        ] {
+            out.push_str(&support::upstream::chunked(&format!("data: {data}\n\n")));
+        }
+        out.push_str("0\r\n\r\n");
+        return vec![send(out)];
+    }
     let stream = v["stream"] == true;
     let tool = v["tools"][0]["function"]["name"]
         .as_str()
@@ -699,4 +736,89 @@ async fn the_sdks_call_every_endpoint() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn failed_answers_from_native_upstreams_count_as_failed() {
+    let (_up, gw) = gateway().await;
+    // A 200 that carries an error is a 502 with the upstream's message.
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"up-model","input":"error-200"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("quota exceeded"), "{}", r.text());
+    // A Responses stream that fails, or stops before its terminal event.
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"up-model","input":"fail-stream","stream":true}"#,
+        )
+        .await;
+    assert_eq!(
+        r.sse().iter().filter_map(|e| e.event.as_deref()).last(),
+        Some("response.failed")
+    );
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"up-model","input":"no-terminal","stream":true}"#,
+        )
+        .await;
+    let last = r.events().pop().unwrap();
+    assert!(last.contains("ended before response.completed"), "{last}");
+    // Lines that are no chat chunk are left out; the real ones pass.
+    let r = gw
+        .post_json(
+            "/v1/chat/completions",
+            None,
+            r#"{"model":"up-model","stream":true,"messages":[{"role":"user","content":"junk"}]}"#,
+        )
+        .await;
+    let events = r.events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].contains("\"ok\"") && events[0].contains("up-model"),
+        "{events:?}"
+    );
+    let s = gw.settled_stats().await;
+    assert_eq!(
+        (s["failedRequests"].as_u64(), s["successRequests"].as_u64()),
+        (Some(3), Some(1)),
+        "{s}"
+    );
+}
+
+#[tokio::test]
+async fn json_transcripts_carry_the_alias_and_stream_when_asked() {
+    let (_up, gw) = gateway().await;
+    for stream in ["false", "true"] {
+        let body = form(
+            "B",
+            b"x",
+            &[
+                ("model", "whisper-alias"),
+                ("response_format", "json-with-model"),
+                ("stream", stream),
+            ],
+        );
+        let mut c = gw.connect().await;
+        c.send(&form_request("/v1/audio/transcriptions", "B", &body))
+            .await;
+        let r = c.response().await.expect("an answer");
+        assert_eq!(r.status, 200, "{}", r.text());
+        match stream {
+            "false" => assert_eq!(r.json()["model"], "whisper-alias"),
+            _ => {
+                let events = r.events();
+                assert!(events[0].contains("transcript.text.delta"), "{events:?}");
+                assert!(events[1].contains("transcript.text.done"), "{events:?}");
+            }
+        }
+    }
 }

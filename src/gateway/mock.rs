@@ -258,7 +258,11 @@ fn response_object(id: &str, text: &str, info: &RequestInfo, status: &str) -> se
     json!({
         "id": id, "object": "response", "created_at": unix_time(), "status": status,
         "model": info.model, "error": null, "incomplete_details": incomplete,
-        "output": if done { json!([message_item(id, text, "completed")]) } else { json!([]) },
+        "output": match status {
+            "in_progress" => json!([]),
+            "incomplete" => json!([message_item(id, text, "incomplete")]),
+            _ => json!([message_item(id, text, "completed")]),
+        },
         "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
         "usage": if done {
             json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output,

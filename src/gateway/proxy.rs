@@ -252,7 +252,36 @@ pub async fn forward(
         }
     }
     let passed = passed_headers(resp.head());
-    if endpoint.passes_bytes() && !(info.stream && is_event_stream(resp.head())) {
+    // Audio answers: events are re-framed with the alias restored, asked
+    // for or not; a JSON transcript is judged and its model restored like
+    // any JSON answer; audio, text and subtitles pass byte for byte.
+    let sse = is_event_stream(resp.head());
+    if endpoint.passes_bytes() && !sse && endpoint != Endpoint::Speech && is_json(resp.head()) {
+        let answer = match collect(gw, &mut resp).await {
+            Ok(body) => transcript_answer(body, &client_model, info, tally),
+            Err(e) => Err(e),
+        };
+        return match answer {
+            Ok(answer) => {
+                pick.record_success();
+                Attempt::Done(with_upstream_headers(answer, &passed))
+            }
+            Err(e) => {
+                let cause = match e {
+                    ApiError::UpstreamTimeout => Cause::Timeout,
+                    _ => Cause::ServerError,
+                };
+                let failure = Failure {
+                    cause,
+                    status,
+                    retry_after: None,
+                };
+                record(gw, pick, Scope::Deployment, failure);
+                Attempt::Failed(with_upstream_headers(Response::error(&e), &passed))
+            }
+        };
+    }
+    if endpoint.passes_bytes() && !sse {
         return match byte_answer(gw, endpoint, resp).await {
             Ok(answer) => {
                 pick.record_success();
@@ -280,7 +309,8 @@ pub async fn forward(
         status,
         retry_after: None,
     };
-    let answer = match judge_and_collect(gw, &mut resp, info.stream).await {
+    let stream = info.stream || (endpoint.passes_bytes() && sse);
+    let answer = match judge_and_collect(gw, &mut resp, stream).await {
         Ok(answer) => answer,
         Err(e) => {
             let cause = match e {
@@ -291,7 +321,17 @@ pub async fn forward(
             return Attempt::Failed(with_upstream_headers(Response::error(&e), &passed));
         }
     };
-    match answer_for(gw, resp, answer, client_model, translate, info, tally) {
+    let responses = endpoint == Endpoint::Responses && translate.is_none();
+    match answer_for(
+        gw,
+        resp,
+        answer,
+        client_model,
+        translate,
+        responses,
+        info,
+        tally,
+    ) {
         Attempt::Done(r) => {
             pick.record_success();
             Attempt::Done(with_upstream_headers(r, &passed))
@@ -301,6 +341,43 @@ pub async fn forward(
             Attempt::Failed(with_upstream_headers(r, &passed))
         }
     }
+}
+
+/// Whether an answer is labelled `application/json`.
+fn is_json(head: &crate::http1::ResponseHead) -> bool {
+    head.header("content-type")
+        .is_some_and(|ct| ct.len() >= 16 && ct[..16].eq_ignore_ascii_case(b"application/json"))
+}
+
+/// A JSON transcript (`{"text": …}`): whole, its `model` (if any) set to
+/// the client's name; or, where a stream was asked for, as the events a
+/// streamed transcription sends (`transcript.text.delta`, `.done`).
+fn transcript_answer(
+    body: Bytes,
+    client_model: &Bytes,
+    info: &RequestInfo,
+    tally: &mut Option<Tally>,
+) -> Result<Response, ApiError> {
+    if !info.stream {
+        return plain_answer(body, client_model, tally);
+    }
+    #[derive(serde::Deserialize)]
+    struct Transcript {
+        text: String,
+    }
+    let t: Transcript = serde_json::from_slice(&body).map_err(|_| not_an_answer(&body))?;
+    let events = [
+        serde_json::json!({"type": "transcript.text.delta", "delta": t.text}),
+        serde_json::json!({"type": "transcript.text.done", "text": t.text}),
+    ];
+    let events = events
+        .iter()
+        .map(|e| (Bytes::new(), Bytes::from(e.to_string())))
+        .collect();
+    Ok(stream_response(
+        EventStream::Prepared(PreparedStream::ready(events)),
+        None,
+    ))
 }
 
 /// Whether an answer is labelled `text/event-stream`.
@@ -344,7 +421,12 @@ async fn byte_answer(
     let wait = gw.config.limits.stream_idle_timeout;
     let first = loop {
         match tokio::time::timeout(wait, resp.data()).await {
-            Err(_) => return Err(ApiError::UpstreamTimeout),
+            Err(_) => {
+                return Err(ApiError::Upstream(format!(
+                    "the upstream sent its head, then nothing for {} s",
+                    wait.as_secs()
+                )))
+            }
             Ok(Err(e)) => return Err(ApiError::Upstream(e.to_string())),
             Ok(Ok(None)) => {
                 return Err(ApiError::Upstream(
@@ -371,18 +453,21 @@ pub enum Translation {
 }
 
 /// The client's answer from a judged 2xx body.
+#[allow(clippy::too_many_arguments)]
 fn answer_for(
     gw: &Gateway,
     resp: UpstreamResponse,
     answer: Answer,
     client_model: Bytes,
     translate: Option<Translation>,
+    responses: bool,
     info: &RequestInfo,
     tally: &mut Option<Tally>,
 ) -> Attempt {
     match answer {
         Answer::Stream(first) => {
-            let stream = UpstreamStream::new(gw, resp, client_model, translate, first);
+            let mut stream = UpstreamStream::new(gw, resp, client_model, translate, first);
+            stream.responses = responses;
             // The caller attaches the tally to whichever answer it returns.
             let stream = EventStream::Upstream(Box::new(stream));
             Attempt::Done(stream_response(stream, None))
@@ -614,6 +699,10 @@ fn plain_answer(
     tally: &mut Option<Tally>,
 ) -> Result<Response, ApiError> {
     let info = json::inspect_answer(&answer).ok_or_else(|| not_an_answer(&answer))?;
+    if info.error {
+        // An error object with a 2xx status is still an error.
+        return Err(not_an_answer(&answer));
+    }
     if let Some(t) = tally.as_mut() {
         t.tokens(
             info.prompt_tokens.unwrap_or(0),
@@ -697,6 +786,12 @@ pub struct UpstreamStream {
     /// Events made and not yet handed out (a chat chunk can make several
     /// Responses events).
     pending: std::collections::VecDeque<StreamItem>,
+    /// A native Responses API stream: it must end with a terminal event
+    /// (`response.completed`, `.incomplete`, `.failed`), and `error` or
+    /// `response.failed` events fail the request.
+    pub responses: bool,
+    /// A terminal Responses event went by.
+    terminal: bool,
     /// Token counts from the upstream's `usage`, when it sent one.
     usage: (u64, u64),
     /// Finds each event's `model` (SSE events of one stream share a shape).
@@ -742,6 +837,8 @@ impl UpstreamStream {
             client_model,
             translate,
             pending: std::collections::VecDeque::new(),
+            responses: false,
+            terminal: false,
             usage: (0, 0),
             inspector: json::EventInspector::default(),
             keep_alive: limits.sse_keepalive_interval,
@@ -841,9 +938,11 @@ impl UpstreamStream {
                 if ev.is_done() {
                     return Some(self.finish_done());
                 }
-                self.events += 1;
                 match self.rewrite(ev) {
-                    Some(item) => return Some(item),
+                    Some(item) => {
+                        self.events += 1;
+                        return Some(item);
+                    }
                     None => continue,
                 }
             }
@@ -910,8 +1009,21 @@ impl UpstreamStream {
             }
             _ => ev.data,
         };
-        let info = self.inspector.inspect(&data).unwrap_or_default();
+        // An event that is not a JSON object is no event of any OpenAI
+        // stream: it is left out rather than handed to a client's parser.
+        let info = self.inspector.inspect(&data)?;
         self.note(&info);
+        if self.responses {
+            if let Some(name) = ev.event.as_deref() {
+                self.terminal |= matches!(
+                    name,
+                    b"response.completed" | b"response.incomplete" | b"response.failed"
+                );
+                if matches!(name, b"error" | b"response.failed") {
+                    self.fault = Some("upstream_stream_error");
+                }
+            }
+        }
         let mut parts = match info.model_span {
             // A translated chunk already names the client's model.
             Some(span) if self.translate.is_none() => json::splice(&data, span, &self.client_model),
@@ -951,6 +1063,11 @@ impl UpstreamStream {
             // "successful" stream.
             return self.fail(ApiError::Upstream(
                 "the upstream's stream ended without a single event".into(),
+            ));
+        }
+        if self.responses && !self.terminal {
+            return self.fail(ApiError::Upstream(
+                "the upstream's Responses stream ended before response.completed".into(),
             ));
         }
         if let Some(Translation::Responses(t)) = &mut self.translate {

@@ -72,6 +72,19 @@ pub fn request_to_chat(
             ));
         }
     }
+    for key in ["store", "background"] {
+        if here(key).is_some_and(|v| !v.is_boolean()) {
+            let message = format!("'{key}' must be a boolean.");
+            return Err(invalid(
+                message,
+                if key == "store" {
+                    "store"
+                } else {
+                    "background"
+                },
+            ));
+        }
+    }
     if here("background") == Some(&Value::Bool(true)) {
         return Err(invalid(
             "'background': true runs a response on the server to fetch later; this model's provider speaks only chat completions (responses: \"chat\"), and chat2api stores nothing.",
@@ -511,7 +524,11 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
     let mut output = Vec::new();
     let text = message.get("content").and_then(Value::as_str).unwrap_or("");
     if !text.is_empty() {
-        output.push(message_item(&fresh_id("msg_"), text, "completed"));
+        let item_status = match final_status(finish) {
+            "incomplete" => "incomplete",
+            _ => "completed",
+        };
+        output.push(message_item(&fresh_id("msg_"), text, item_status));
     }
     for call in message
         .get("tool_calls")
@@ -689,7 +706,12 @@ impl StreamTranslator {
         if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = usage(u);
         }
-        let Some(choice) = first_choice(choices) else {
+        // Only the first choice is translated: a chunk of another one
+        // (`n` > 1) is left out.
+        let Some(choice) = choices
+            .iter()
+            .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        else {
             return out;
         };
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -744,7 +766,11 @@ impl StreamTranslator {
         let index = match known {
             Some((_, _, i)) => *i,
             None => {
-                let call_id = call_id.map_or_else(|| fresh_id("call_"), str::to_owned);
+                // An id another call already has would make two items one.
+                let taken = |id: &&str| self.calls.iter().any(|(_, c, _)| c == id);
+                let call_id = call_id
+                    .filter(|id| !taken(id))
+                    .map_or_else(|| fresh_id("call_"), str::to_owned);
                 let name = name.unwrap_or("");
                 let index = self.items.len();
                 let id = fresh_id("fc_");
@@ -825,6 +851,16 @@ impl StreamTranslator {
             self.error = Some(json!({"code": "server_error",
                 "message": "The upstream's answer broke off before it finished (no finish_reason)."}));
         }
+        let finish = self.finish.clone();
+        let status = match self.error {
+            Some(_) => "failed",
+            None => final_status(finish.as_deref()),
+        };
+        // A message cut on its length is itself incomplete.
+        let item_status = match status {
+            "incomplete" => "incomplete",
+            _ => "completed",
+        };
         let mut output = Vec::new();
         let items = std::mem::take(&mut self.items);
         for (index, item) in items.iter().enumerate() {
@@ -838,7 +874,7 @@ impl StreamTranslator {
                     let mut part = base;
                     part["part"] = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
                     self.event("response.content_part.done", part, &mut out);
-                    let item = message_item(id, text, "completed");
+                    let item = message_item(id, text, item_status);
                     output.push(item.clone());
                     self.event(
                         "response.output_item.done",
@@ -865,11 +901,6 @@ impl StreamTranslator {
                 }
             }
         }
-        let finish = self.finish.clone();
-        let status = match self.error {
-            Some(_) => "failed",
-            None => final_status(finish.as_deref()),
-        };
         let usage = std::mem::take(&mut self.usage);
         let mut r = self.seed.response(
             &self.id,
@@ -1199,6 +1230,42 @@ mod tests {
             let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(body);
             let text = String::from_utf8_lossy(&err.body()).into_owned();
             assert!(text.contains(&format!("\"param\":\"{param}\"")), "{text}");
+        }
+    }
+
+    #[test]
+    fn other_choices_and_repeated_call_ids_do_not_merge_items() {
+        let (_, seed) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let mut t = StreamTranslator::new(seed);
+        let chunks = [
+            r#"{"choices":[{"index":1,"delta":{"content":"B"}},{"index":0,"delta":{"content":"A"}}]}"#,
+            r#"{"choices":[{"index":1,"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"g1","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_same","function":{"name":"f","arguments":"{}"}},{"index":1,"id":"call_same","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        ];
+        let mut events: Vec<NamedEvent> =
+            chunks.iter().flat_map(|c| t.chunk(c.as_bytes())).collect();
+        events.extend(t.finish().unwrap());
+        let output = last(&events)["response"]["output"].clone();
+        assert_eq!(output[0]["content"][0]["text"], "A", "{output}");
+        let calls: Vec<&Value> = output
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["type"] == "function_call")
+            .collect();
+        assert_eq!(calls.len(), 2, "choice 1's call left out: {output}");
+        assert_eq!(calls[0]["call_id"], "call_same");
+        assert_ne!(calls[1]["call_id"], "call_same", "{output}");
+    }
+
+    #[test]
+    fn store_and_background_must_be_booleans() {
+        for body in [
+            r#"{"model":"m","input":"x","store":"yes"}"#,
+            r#"{"model":"m","input":"x","background":"true"}"#,
+        ] {
+            let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(body);
+            assert!(err.to_string().contains("must be a boolean"), "{err}");
         }
     }
 }

@@ -199,19 +199,16 @@ impl Pacer {
         Pacer::new(&MockProfile::default(), Fate::Answer, 0)
     }
 
-    /// The wait before the next event: only content (words) waits, the
-    /// time to first token before the first word, the token delay ±
-    /// jitter before the others. The events around them (a chat stream's
-    /// role and finish chunks, Responses' item events, `[DONE]`) follow at
-    /// once.
+    /// The wait before the next event: the time to first token before the
+    /// first (a chat stream's role chunk, Responses' `response.created`),
+    /// with the first word right behind it; the token delay ± jitter
+    /// before each later word. Events without a word (the finish and usage
+    /// chunks, item events, `[DONE]`) follow at once.
     fn wait(&self, content: bool) -> Duration {
-        if !content {
-            return Duration::ZERO;
-        }
-        if self.words == 0 {
+        if self.sent == 0 {
             return self.first_token;
         }
-        if self.delay.is_zero() {
+        if !content || self.words == 0 || self.delay.is_zero() {
             return Duration::ZERO;
         }
         if self.jitter.is_zero() {

@@ -760,7 +760,10 @@ async fn failed_answers_from_native_upstreams_count_as_failed() {
         )
         .await;
     assert_eq!(
-        r.sse().iter().filter_map(|e| e.event.as_deref()).next_back(),
+        r.sse()
+            .iter()
+            .filter_map(|e| e.event.as_deref())
+            .next_back(),
         Some("response.failed")
     );
     let r = gw

@@ -271,10 +271,11 @@ fn message_content(content: Option<&Value>, assistant: bool, at: &str) -> Result
             }
             (Some("input_image"), _) if !assistant => {
                 let Some(url) = p.get("image_url").and_then(Value::as_str) else {
-                    return Err(invalid(
-                        format!("{at}.content[{j}]: a chat-only provider (responses: \"chat\") takes images by 'image_url' only, not by file id."),
-                        "input",
-                    ));
+                    let why = match p.get("image_url") {
+                        Some(_) => "its 'image_url' must be a string",
+                        None => "a chat-only provider (responses: \"chat\") takes images by 'image_url' only, not by file id",
+                    };
+                    return Err(invalid(format!("{at}.content[{j}]: {why}."), "input"));
                 };
                 let mut image = json!({"url": url});
                 if let Some(detail) = p.get("detail").filter(|d| !d.is_null()) {

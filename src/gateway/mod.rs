@@ -442,10 +442,7 @@ impl Gateway {
                 let text = mock::transcript_text(endpoint, profile, &info);
                 if info.stream {
                     let events = mock::transcript_events(&text);
-                    let pacer = stream::Pacer::new(profile, fate, events.len())
-                        .keep_alive(self.config.limits.sse_keepalive_interval);
-                    let stream = EventStream::Prepared(stream::Paced::new(events.into(), pacer));
-                    return stream_response(stream, tally);
+                    return stream_response(self.paced(events, profile, fate), tally);
                 }
                 let (content_type, answer) = mock::transcript(endpoint, &text, &info);
                 let mut resp = Response::json(200, answer);
@@ -460,10 +457,7 @@ impl Gateway {
         let answer = mock::answer_text(profile, &info);
         if info.stream && endpoint == Endpoint::Responses {
             let events = mock::response_events(&answer, &info);
-            let pacer = stream::Pacer::new(profile, fate, events.len())
-                .keep_alive(self.config.limits.sse_keepalive_interval);
-            let stream = EventStream::Prepared(stream::Paced::new(events.into(), pacer));
-            return stream_response(stream, tally);
+            return stream_response(self.paced(events, profile, fate), tally);
         }
         if info.stream {
             let s = mock::word_stream(
@@ -482,6 +476,21 @@ impl Gateway {
             t.tokens(prompt, completion);
         }
         Response::json(200, body).with_tally(tally)
+    }
+}
+
+impl Gateway {
+    /// The mock's events made ahead, handed out at its profile's pace (and
+    /// cut when `fate` says), with keep-alive comments in long pauses.
+    fn paced(
+        &self,
+        events: Vec<stream::MadeEvent>,
+        profile: &crate::config::MockProfile,
+        fate: mock::Fate,
+    ) -> EventStream {
+        let pacer = stream::Pacer::new(profile, fate, events.len())
+            .keep_alive(self.config.limits.sse_keepalive_interval);
+        EventStream::Prepared(stream::Paced::new(events.into(), pacer))
     }
 }
 

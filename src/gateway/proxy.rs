@@ -657,14 +657,7 @@ fn sniff_sse(body: &[u8]) -> Option<bool> {
 fn carried_error(doc: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(doc).ok()?;
     let error = v.get("error").filter(|e| !e.is_null())?;
-    Some(
-        match error.get("message").and_then(serde_json::Value::as_str) {
-            Some(message) => message.to_owned(),
-            None => error
-                .as_str()
-                .map_or_else(|| error.to_string(), str::to_owned),
-        },
-    )
+    Some(responses::error_message(error))
 }
 
 /// 502 for a 2xx body that is not an answer, naming what it looks like.

@@ -469,9 +469,9 @@ fn function_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &
         "arguments": arguments, "status": status})
 }
 
-/// The text of an upstream's `error` member: its `message`, or the error
-/// itself when it is a string.
-fn error_message(error: &Value) -> String {
+/// The text of an upstream's `error` member: its `message`, the error
+/// itself when it is a string, else the error written out.
+pub fn error_message(error: &Value) -> String {
     match error {
         Value::String(s) => s.clone(),
         other => other

@@ -329,6 +329,26 @@ fn param_value(text: &str) -> (String, &str) {
     (value, "")
 }
 
+/// Fuzzing entry point: a form of any bytes is read or refused without a
+/// panic, and what is read lies inside the body, clear of any delimiter.
+#[doc(hidden)]
+pub fn fuzz_form(data: &[u8]) {
+    let _ = boundary(Some(data));
+    if let Ok(form) = parse_form(data, b"XyZ") {
+        let delimiter = b"\r\n--XyZ";
+        for range in std::iter::once(&form.model).chain(form.file.as_ref()) {
+            assert!(range.start <= range.end && range.end <= data.len());
+            let part = &data[range.clone()];
+            // Delimiter-like bytes may sit in a part only when not a line.
+            if let Some(at) = memmem::find(part, delimiter) {
+                let after = &data[range.start + at + delimiter.len()..];
+                assert!(!after.starts_with(b"--") && !after.starts_with(b"\r\n"));
+            }
+        }
+        assert!(!data[form.model].is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

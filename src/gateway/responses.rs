@@ -924,6 +924,28 @@ impl StreamTranslator {
     }
 }
 
+/// Fuzzing entry point: any request body is translated or refused, and any
+/// chat answer or chunks (one per line) become a response, events or an
+/// error, without a panic; events are numbered in order.
+#[doc(hidden)]
+pub fn fuzz_responses(data: &[u8]) {
+    let _ = request_to_chat(data, "alias", "upstream");
+    let (_, seed) = request_to_chat(br#"{"model":"m","input":"x"}"#, "m", "m").expect("valid");
+    let _ = chat_to_response(data, &seed);
+    let mut t = StreamTranslator::new(seed);
+    let mut events: Vec<NamedEvent> = data
+        .split(|b| *b == b'\n')
+        .flat_map(|line| t.chunk(line))
+        .collect();
+    if let Ok(closing) = t.finish() {
+        events.extend(closing);
+    }
+    for (n, (_, data)) in events.iter().enumerate() {
+        let v: Value = serde_json::from_slice(data).expect("events are JSON");
+        assert_eq!(v["sequence_number"], n as u64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| chat2api::gateway::responses::fuzz_responses(data));

@@ -190,6 +190,13 @@ fn script(req: &Recorded) -> Vec<Step> {
 /// offered tools.
 fn chat_script(req: &Recorded) -> Vec<Step> {
     let v = req.json();
+    if v["messages"][0]["content"] == "no-choices" {
+        let doc = r#"{"id":"c","object":"chat.completion","model":"deepseek-chat"}"#;
+        return vec![send(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        ))];
+    }
     if v["messages"][0]["content"] == "junk" {
         // Lines that are no chat chunk among real ones.
         let real = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "model": "deepseek-chat",
@@ -775,6 +782,16 @@ async fn failed_answers_from_native_upstreams_count_as_failed() {
         .await;
     let last = r.events().pop().unwrap();
     assert!(last.contains("ended before response.completed"), "{last}");
+    // A chat completion without its choices is no answer.
+    let r = gw
+        .post_json(
+            "/v1/chat/completions",
+            None,
+            r#"{"model":"up-model","messages":[{"role":"user","content":"no-choices"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("not an answer"), "{}", r.text());
     // Lines that are no chat chunk are left out; the real ones pass.
     let r = gw
         .post_json(
@@ -792,7 +809,7 @@ async fn failed_answers_from_native_upstreams_count_as_failed() {
     let s = gw.settled_stats().await;
     assert_eq!(
         (s["failedRequests"].as_u64(), s["successRequests"].as_u64()),
-        (Some(3), Some(1)),
+        (Some(4), Some(1)),
         "{s}"
     );
 }

@@ -321,14 +321,13 @@ pub async fn forward(
             return Attempt::Failed(with_upstream_headers(Response::error(&e), &passed));
         }
     };
-    let responses = endpoint == Endpoint::Responses && translate.is_none();
     match answer_for(
         gw,
         resp,
         answer,
         client_model,
         translate,
-        responses,
+        endpoint,
         info,
         tally,
     ) {
@@ -359,7 +358,7 @@ fn transcript_answer(
     tally: &mut Option<Tally>,
 ) -> Result<Response, ApiError> {
     if !info.stream {
-        return plain_answer(body, client_model, tally);
+        return plain_answer(body, client_model, false, tally);
     }
     #[derive(serde::Deserialize)]
     struct Transcript {
@@ -460,12 +459,13 @@ fn answer_for(
     answer: Answer,
     client_model: Bytes,
     translate: Option<Translation>,
-    responses: bool,
+    endpoint: Endpoint,
     info: &RequestInfo,
     tally: &mut Option<Tally>,
 ) -> Attempt {
     match answer {
         Answer::Stream(first) => {
+            let responses = endpoint == Endpoint::Responses && translate.is_none();
             let mut stream = UpstreamStream::new(gw, resp, client_model, translate, first);
             stream.responses = responses;
             // The caller attaches the tally to whichever answer it returns.
@@ -483,7 +483,10 @@ fn answer_for(
                 None => answer,
             };
             if !info.stream {
-                return match plain_answer(answer, &client_model, tally) {
+                // A chat or text completion has its choices (a translated
+                // one was checked when it was made).
+                let completion = matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
+                return match plain_answer(answer, &client_model, completion, tally) {
                     Ok(resp) => Attempt::Done(resp),
                     Err(e) => Attempt::Failed(Response::error(&e)),
                 };
@@ -685,15 +688,19 @@ fn not_an_answer(body: &[u8]) -> ApiError {
 }
 
 /// A whole JSON answer with `model` set back to the client's name; 502
-/// when it is not a JSON object (empty, HTML, text).
+/// when it is not a JSON object (empty, HTML, text), is an `error` object,
+/// or (`completion`: a chat or text completion was asked for) has no
+/// `choices`.
 fn plain_answer(
     answer: Bytes,
     client_model: &Bytes,
+    completion: bool,
     tally: &mut Option<Tally>,
 ) -> Result<Response, ApiError> {
     let info = json::inspect_answer(&answer).ok_or_else(|| not_an_answer(&answer))?;
-    if info.error {
-        // An error object with a 2xx status is still an error.
+    // An error object with a 2xx status is still an error; a completion
+    // without its choices is none.
+    if info.error || (completion && !info.choices) {
         return Err(not_an_answer(&answer));
     }
     if let Some(t) = tally.as_mut() {

@@ -332,6 +332,9 @@ pub struct Route {
     /// Exactly one deployment serves this model: consecutive failures do
     /// not rest it.
     single: bool,
+    /// The endpoints (one bit per [`ENDPOINTS`] index) that exactly one
+    /// deployment of this model serves: the same rule, per endpoint.
+    single_on: u16,
     next: AtomicUsize,
     counter: Counter,
     label: LabelId,
@@ -415,6 +418,7 @@ impl Router {
                         name: client.clone(),
                         targets: Vec::new(),
                         single: false,
+                        single_on: 0,
                         next: AtomicUsize::new(0),
                         counter,
                         label,
@@ -433,6 +437,14 @@ impl Router {
         }
         for r in &mut routes {
             r.single = r.targets.iter().map(|t| t.deployments.len()).sum::<usize>() == 1;
+            r.single_on = ENDPOINTS
+                .into_iter()
+                .map(endpoint_bit)
+                .filter(|bit| {
+                    let serving = r.targets.iter().filter(|t| t.endpoints & bit != 0);
+                    serving.map(|t| t.deployments.len()).sum::<usize>() == 1
+                })
+                .fold(0, |mask, bit| mask | bit);
         }
         let provider_index = |id: &Option<String>| {
             id.as_ref()
@@ -544,8 +556,8 @@ impl Router {
     ) -> Result<Pick<'a>, Unavailable> {
         let route = resolved.route;
         let now = now_ms();
-        let single = route.single;
         let bit = endpoint_bit(endpoint);
+        let single = route.single_on & bit != 0;
         let candidates =
             || {
                 route
@@ -871,5 +883,35 @@ mod tests {
         assert!(a.has_quota());
         a.record_use();
         assert!(!a.has_quota());
+    }
+
+    /// A model whose chat and embeddings are served by different providers
+    /// has one deployment per endpoint: consecutive failures of its only
+    /// chat deployment do not rest it, as for a model with one deployment.
+    #[test]
+    fn the_single_candidate_rule_holds_per_endpoint() {
+        let json = r#"{"providers": [
+            {"id": "chat", "type": "openai", "baseUrl": "http://127.0.0.1:9/v1", "accounts": [{"id": "a"}],
+             "models": {"m": {"endpoints": ["chat.completions"]}}},
+            {"id": "embed", "type": "openai", "baseUrl": "http://127.0.0.1:9/v1", "accounts": [{"id": "a"}],
+             "models": {"m": {"endpoints": ["embeddings"]}}}]}"#;
+        let config = Config::from_json(json, &|_| None).unwrap();
+        let stats = Stats::new();
+        let router = Router::new(&config, &stats);
+        let resolved = router.resolve("m").unwrap();
+        for _ in 0..3 {
+            let pick = router.pick(&resolved, Endpoint::Chat, &[]).unwrap();
+            assert_eq!(pick.provider.id, "chat");
+            let failure = Failure {
+                cause: Cause::ServerError,
+                status: 500,
+                retry_after: None,
+            };
+            pick.record_failure(Scope::Deployment, failure);
+        }
+        let pick = router.pick(&resolved, Endpoint::Chat, &[]).expect("not rested");
+        assert_eq!(pick.provider.id, "chat");
+        let pick = router.pick(&resolved, Endpoint::Embeddings, &[]).unwrap();
+        assert_eq!(pick.provider.id, "embed");
     }
 }

@@ -293,11 +293,24 @@ async fn request_ids_reach_the_client() {
     assert!(id.starts_with("req_") && id.len() == 28, "{id}");
     let unknown = chat(&gw, "no-such-model").await;
     assert_ne!(unknown.header("x-request-id"), Some(id));
+    // A body refused for another reason still names its model in the log.
+    let r = gw
+        .post_json(
+            "/v1/chat/completions",
+            None,
+            r#"{"model":"named-but-no-messages"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400);
     // The request log keeps the id, and the model asked for even unknown.
     gw.settled_stats().await;
     let log = gw.stats.log_json();
     assert!(log.contains("req_upstream123"), "{log}");
     assert!(log.contains(r#""requestedModel":"no-such-model""#), "{log}");
+    assert!(
+        log.contains(r#""requestedModel":"named-but-no-messages""#),
+        "{log}"
+    );
 }
 
 /// The official Python SDK, with its own retries on: the first answer is

@@ -366,6 +366,19 @@ pub fn parse_request(
     Ok(info)
 }
 
+/// The `model` a JSON body names, when it is a JSON object with a string
+/// `model`, for the log of a request refused for another reason.
+pub fn model_of(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ModelOnly {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<ModelOnly>(body)
+        .ok()?
+        .model
+        .filter(|m| !m.is_empty())
+}
+
 /// Turn a serde error into a 400 that names the offending parameter. Runs
 /// only on the error path, so the path tracking costs nothing on success.
 fn describe_error(body: &[u8], err: serde_json::Error) -> ApiError {

@@ -312,7 +312,13 @@ impl Gateway {
     ) -> Response {
         let info = match parse_request(endpoint, head, &body, false) {
             Ok(info) => info,
-            Err(e) => return Response::error(&e).with_tally(tally),
+            Err(e) => {
+                // The log still names the model, when the body named one.
+                if let (Some(t), Some(model)) = (tally.as_mut(), json::model_of(&body)) {
+                    t.requested_model(&model);
+                }
+                return Response::error(&e).with_tally(tally);
+            }
         };
         if let Some(t) = tally.as_mut() {
             t.requested_model(&info.model);

@@ -909,7 +909,9 @@ mod tests {
             };
             pick.record_failure(Scope::Deployment, failure);
         }
-        let pick = router.pick(&resolved, Endpoint::Chat, &[]).expect("not rested");
+        let pick = router
+            .pick(&resolved, Endpoint::Chat, &[])
+            .expect("not rested");
         assert_eq!(pick.provider.id, "chat");
         let pick = router.pick(&resolved, Endpoint::Embeddings, &[]).unwrap();
         assert_eq!(pick.provider.id, "embed");

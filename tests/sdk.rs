@@ -123,6 +123,34 @@ fn readme_examples_run_as_written() {
             assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
         }
     }
+    // The audio example: speech saved to a file, then transcribed; run in
+    // a directory of its own, where it writes hello.wav.
+    let audio = readme_blocks("bash")
+        .into_iter()
+        .find(|b| b.starts_with("curl http://localhost:8080/v1/audio/speech"))
+        .expect("the README lost its audio example");
+    let dir = std::env::temp_dir().join(format!("chat2api-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(local(&audio))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let wav = std::fs::read(dir.join("hello.wav")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && wav.starts_with(b"RIFF"),
+        "{audio}\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "mock transcription of hello.wav ({} bytes)",
+            wav.len()
+        )),
+        "{text}"
+    );
     // Each SDK example prints the answer: the mock's reply to "Hello!".
     let printed_answer = |out: &std::process::Output| {
         let text = String::from_utf8_lossy(&out.stdout);

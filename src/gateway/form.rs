@@ -161,7 +161,8 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
     let mut model = None;
     // Fields that decide routing or how the answer is read: given twice,
     // the gateway and the upstream could each read another one.
-    let mut seen = [false; 3];
+    const ONCE: [&str; 4] = ["model", "stream", "file", "response_format"];
+    let mut seen = [false; ONCE.len()];
     for _ in 0..=MAX_PARTS {
         // After a delimiter: `--` closes the form; else transport padding
         // (spaces, tabs) and a CRLF open a part.
@@ -185,14 +186,18 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
         let head_start = at + pad + 2;
         // The part's header lines, then a blank line (none at all: the
         // blank line comes first).
+        // The delimiter that ends this part, found once: the head is looked
+        // for before it (and within its bound), so that a head never runs
+        // into the next part; the content ends at it.
+        let next = next_delimiter(head_start);
         let (head, content_start) = if body[head_start..].starts_with(b"\r\n") {
             (&[][..], head_start + 2)
         } else {
-            match memmem::find(&body[head_start..], b"\r\n\r\n") {
-                Some(n) if n <= MAX_PART_HEAD => {
-                    (&body[head_start..head_start + n], head_start + n + 4)
-                }
-                Some(_) => {
+            let window = (head_start + MAX_PART_HEAD + 4).min(body.len());
+            let window = next.map_or(window, |(start, _)| window.min(start + 2));
+            match memmem::find(&body[head_start..window], b"\r\n\r\n") {
+                Some(n) => (&body[head_start..head_start + n], head_start + n + 4),
+                None if window - head_start > MAX_PART_HEAD => {
                     return Err(bad(&format!(
                         "a part's headers are longer than {MAX_PART_HEAD} bytes"
                     )))
@@ -200,11 +205,11 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
                 None => return Err(bad("a part's headers do not end in a blank line")),
             }
         };
-        let Some((content_end, next)) = next_delimiter(content_start) else {
+        let Some((content_end, after)) = next.filter(|(start, _)| *start >= content_start) else {
             return Err(bad("it ends before its closing boundary"));
         };
         let content = content_start..content_end;
-        at = next;
+        at = after;
         let (name, filename) = disposition(head).map_err(bad)?;
         // The text fields the gateway reads are text: a file there would
         // be read as one by the upstream.
@@ -219,7 +224,7 @@ pub fn parse_form(body: &[u8], boundary: &[u8]) -> Result<Form, ApiError> {
                 .then(|| std::str::from_utf8(value).ok())
                 .flatten()
         };
-        let once = ["model", "stream", "file"].iter().position(|n| *n == name);
+        let once = ONCE.iter().position(|n| *n == name);
         if let Some(i) = once {
             if std::mem::replace(&mut seen[i], true) {
                 return Err(bad(&format!("the '{name}' field is given twice")));
@@ -280,14 +285,20 @@ fn disposition(head: &[u8]) -> Result<(String, Option<String>), &'static str> {
     {
         return Err(MISSING);
     }
+    const MALFORMED: &str = "a part's Content-Disposition parameters are malformed";
     let (mut name, mut filename) = (None, None);
-    // `split(';')` would cut a quoted value holding `;`: read the values
-    // from the line itself, after each `name=` / `filename=`.
+    // `split(';')` would cut a quoted value holding `;`: each parameter is
+    // read from the line itself, `key=value` then `;` or the end, and
+    // anything else refused (parsers would read it differently).
     let mut rest = line.find(';').map_or("", |i| &line[i + 1..]);
-    while let Some(eq) = rest.find('=') {
-        let key = rest[..eq].trim().to_ascii_lowercase();
-        let (value, after) = param_value(&rest[eq + 1..]);
-        let slot = match &key[..] {
+    while !rest.trim().is_empty() {
+        let eq = rest.find('=').ok_or(MALFORMED)?;
+        let key = rest[..eq].trim();
+        if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == '"' || c == ';') {
+            return Err(MALFORMED);
+        }
+        let (value, after) = param_value(&rest[eq + 1..]).ok_or(MALFORMED)?;
+        let slot = match &key.to_ascii_lowercase()[..] {
             "name" => Some(&mut name),
             "filename" => Some(&mut filename),
             _ => None,
@@ -297,36 +308,35 @@ fn disposition(head: &[u8]) -> Result<(String, Option<String>), &'static str> {
                 return Err("a part's Content-Disposition gives a parameter twice");
             }
         }
-        rest = after.trim_start().strip_prefix(';').unwrap_or(after);
-        if after.is_empty() {
-            break;
-        }
+        let after = after.trim_start();
+        rest = match after.strip_prefix(';') {
+            Some(next) => next,
+            None if after.is_empty() => after,
+            None => return Err(MALFORMED),
+        };
     }
     Ok((name.ok_or(MISSING)?, filename))
 }
 
 /// A parameter value, quoted (with `\"` escapes, as browsers and HTTP
-/// libraries write it) or a token; and the text after it.
-fn param_value(text: &str) -> (String, &str) {
+/// libraries write it) or a token; and the text after it. `None` for a
+/// quoted value that never ends.
+fn param_value(text: &str) -> Option<(String, &str)> {
     let text = text.trim_start();
     let Some(quoted) = text.strip_prefix('"') else {
         let end = text.find(';').unwrap_or(text.len());
-        return (text[..end].trim().to_owned(), &text[end..]);
+        return Some((text[..end].trim().to_owned(), &text[end..]));
     };
     let mut value = String::new();
     let mut chars = quoted.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '\\' => {
-                if let Some((_, next)) = chars.next() {
-                    value.push(next);
-                }
-            }
-            '"' => return (value, &quoted[i + 1..]),
+            '\\' => value.push(chars.next()?.1),
+            '"' => return Some((value, &quoted[i + 1..])),
             c => value.push(c),
         }
     }
-    (value, "")
+    None
 }
 
 /// Fuzzing entry point: a form of any bytes is read or refused without a
@@ -493,6 +503,9 @@ mod tests {
             (&b"Content-Disposition: form-data; name=\"x\"\r\nContent-Disposition: form-data; name=\"model\""[..], "two Content-Disposition"),
             (b"Content-Disposition: form-data; name=\"x\"; name=\"model\"", "twice"),
             (b"Content-Type: text/plain", "no Content-Disposition"),
+            (b"Content-Disposition: form-data; name=\"x\"junk; name=\"model\"", "malformed"),
+            (b"Content-Disposition: form-data; foo; name=\"model\"", "malformed"),
+            (b"Content-Disposition: form-data; name=\"model", "malformed"),
         ] {
             assert!(disposition(head).expect_err(says).contains(says), "{says}");
         }

@@ -589,6 +589,9 @@ impl RawProvider {
         let not_for_mock = [
             ("baseUrl", self.base_url.is_some()),
             ("caFile", self.ca_file.is_some()),
+            // The mock speaks every endpoint itself.
+            ("completions", self.completions.is_some()),
+            ("responses", self.responses.is_some()),
         ];
         if let Some((key, _)) = not_for_mock.iter().find(|(_, given)| *given) {
             return Err(invalid(

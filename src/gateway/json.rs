@@ -872,6 +872,17 @@ pub fn fuzz_request_json(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// Endpoint masks use an endpoint's discriminant as its bit: the list
+    /// holds every endpoint once, in declaration order, and fits 16 bits.
+    #[test]
+    fn endpoints_are_listed_in_declaration_order() {
+        for (i, endpoint) in ENDPOINTS.iter().enumerate() {
+            assert_eq!(*endpoint as usize, i, "{endpoint:?}");
+            assert_eq!(Endpoint::from_name(endpoint.name()), Some(*endpoint));
+        }
+        assert!(ENDPOINTS.len() <= 16);
+    }
+
     #[test]
     fn finds_the_model_and_the_last_user_message() {
         let body = br#"{"messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"Hello"},{"type":"text","text":"there"}]}], "model" : "DeepSeek-V3.2","stream":true,"stream_options":{"include_usage":true},"tools":[]}"#;

@@ -331,7 +331,10 @@ pub fn response_events(answer: &Answer, info: &RequestInfo) -> Vec<MadeEvent> {
         ),
         (
             "response.output_item.done",
-            json!({"output_index": 0, "item": message_item(&id, text, "completed")}),
+            json!({"output_index": 0, "item": message_item(&id, text, match status {
+                "incomplete" => "incomplete",
+                _ => "completed",
+            })}),
         ),
         (
             match status {
@@ -546,6 +549,7 @@ pub fn random() -> f64 {
 /// What the mock does with one request, drawn from its failure shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
+    /// Answered as asked.
     Answer,
     /// 429 with `Retry-After`.
     RateLimit,
@@ -624,7 +628,9 @@ pub struct MockChunks {
     include_usage: bool,
     /// The finishing chunk's `finish_reason`.
     finish: &'static str,
+    /// The prompt's size in words, for `usage`.
     pub prompt_tokens: u64,
+    /// The answer's size in words, for `usage`.
     pub completion_tokens: u64,
 }
 

@@ -252,74 +252,48 @@ pub async fn forward(
         }
     }
     let passed = passed_headers(resp.head());
+    // A 2xx that is no answer (empty, HTML, events that make no answer) is
+    // the deployment's failure, and is retried elsewhere; a stall is a
+    // timeout, anything else a server error.
+    let settle = |answer: Result<Response, ApiError>| {
+        let (answer, cause) = match answer {
+            Ok(answer) => {
+                pick.record_success();
+                return Attempt::Done(with_upstream_headers(answer, &passed));
+            }
+            Err(ApiError::UpstreamTimeout) => {
+                (Response::error(&ApiError::UpstreamTimeout), Cause::Timeout)
+            }
+            Err(e) => (Response::error(&e), Cause::ServerError),
+        };
+        let failure = Failure {
+            cause,
+            status,
+            retry_after: None,
+        };
+        record(gw, pick, Scope::Deployment, failure);
+        Attempt::Failed(with_upstream_headers(answer, &passed))
+    };
     // Audio answers: events are re-framed with the alias restored, asked
     // for or not; a JSON transcript is judged and its model restored like
     // any JSON answer; audio, text and subtitles pass byte for byte.
-    let sse = is_event_stream(resp.head());
-    if endpoint.passes_bytes() && !sse && endpoint != Endpoint::Speech && is_json(resp.head()) {
-        let answer = match collect(gw, &mut resp).await {
-            Ok(body) => transcript_answer(body, &client_model, info, tally),
-            Err(e) => Err(e),
-        };
-        return match answer {
-            Ok(answer) => {
-                pick.record_success();
-                Attempt::Done(with_upstream_headers(answer, &passed))
-            }
-            Err(e) => {
-                let cause = match e {
-                    ApiError::UpstreamTimeout => Cause::Timeout,
-                    _ => Cause::ServerError,
-                };
-                let failure = Failure {
-                    cause,
-                    status,
-                    retry_after: None,
-                };
-                record(gw, pick, Scope::Deployment, failure);
-                Attempt::Failed(with_upstream_headers(Response::error(&e), &passed))
-            }
-        };
-    }
+    let sse = is_media_type(resp.head(), b"text/event-stream");
     if endpoint.passes_bytes() && !sse {
-        return match byte_answer(gw, endpoint, resp).await {
-            Ok(answer) => {
-                pick.record_success();
-                Attempt::Done(with_upstream_headers(answer, &passed))
-            }
-            Err(e) => {
-                record(
-                    gw,
-                    pick,
-                    Scope::Deployment,
-                    Failure {
-                        cause: Cause::ServerError,
-                        status,
-                        retry_after: None,
-                    },
-                );
-                Attempt::Failed(with_upstream_headers(Response::error(&e), &passed))
-            }
+        let transcript =
+            endpoint != Endpoint::Speech && is_media_type(resp.head(), b"application/json");
+        let answer = match transcript {
+            true => match collect(gw, &mut resp).await {
+                Ok(body) => transcript_answer(body, &client_model, info, tally),
+                Err(e) => Err(e),
+            },
+            false => byte_answer(gw, endpoint, resp).await,
         };
+        return settle(answer);
     }
-    // A 2xx that is no answer (empty, HTML, events that make no answer) is
-    // the deployment's failure, and is retried elsewhere.
-    let broken = |cause| Failure {
-        cause,
-        status,
-        retry_after: None,
-    };
     let stream = info.stream || (endpoint.passes_bytes() && sse);
     let answer = match judge_and_collect(gw, &mut resp, stream).await {
         Ok(answer) => answer,
-        Err(e) => {
-            let cause = match e {
-                ApiError::UpstreamTimeout => Cause::Timeout,
-                _ => Cause::ServerError,
-            };
-            record(gw, pick, Scope::Deployment, broken(cause));
-            return Attempt::Failed(with_upstream_headers(Response::error(&e), &passed));
-        }
+        Err(e) => return settle(Err(e)),
     };
     match answer_for(
         gw,
@@ -331,21 +305,29 @@ pub async fn forward(
         info,
         tally,
     ) {
-        Attempt::Done(r) => {
-            pick.record_success();
-            Attempt::Done(with_upstream_headers(r, &passed))
-        }
+        Attempt::Done(r) => settle(Ok(r)),
         Attempt::Failed(r) => {
-            record(gw, pick, Scope::Deployment, broken(Cause::ServerError));
+            let failure = Failure {
+                cause: Cause::ServerError,
+                status,
+                retry_after: None,
+            };
+            record(gw, pick, Scope::Deployment, failure);
             Attempt::Failed(with_upstream_headers(r, &passed))
         }
     }
 }
 
-/// Whether an answer is labelled `application/json`.
-fn is_json(head: &crate::http1::ResponseHead) -> bool {
-    head.header("content-type")
-        .is_some_and(|ct| ct.len() >= 16 && ct[..16].eq_ignore_ascii_case(b"application/json"))
+/// Whether an answer's `Content-Type` is `media` (RFC 9110 §8.3.1: the
+/// type and subtype, case-insensitive, before any parameters).
+fn is_media_type(head: &crate::http1::ResponseHead, media: &[u8]) -> bool {
+    head.header("content-type").is_some_and(|ct| {
+        let end = ct
+            .iter()
+            .position(|b| *b == b';' || b.is_ascii_whitespace())
+            .unwrap_or(ct.len());
+        ct[..end].eq_ignore_ascii_case(media)
+    })
 }
 
 /// A JSON transcript (`{"text": …}`): whole, its `model` (if any) set to
@@ -379,12 +361,6 @@ fn transcript_answer(
     ))
 }
 
-/// Whether an answer is labelled `text/event-stream`.
-fn is_event_stream(head: &crate::http1::ResponseHead) -> bool {
-    head.header("content-type")
-        .is_some_and(|ct| ct.len() >= 17 && ct[..17].eq_ignore_ascii_case(b"text/event-stream"))
-}
-
 /// An audio endpoint's 2xx answer, passed on as it comes with the
 /// upstream's `Content-Type` (speech audio, transcripts as JSON or text).
 /// No answer, 502: an HTML page, an empty body, or JSON where speech was
@@ -399,9 +375,7 @@ async fn byte_answer(
         .head()
         .header_bytes("content-type")
         .unwrap_or_else(|| Bytes::from_static(b"application/octet-stream"));
-    let is = |media: &[u8]| {
-        content_type.len() >= media.len() && content_type[..media.len()].eq_ignore_ascii_case(media)
-    };
+    let is = |media: &[u8]| is_media_type(resp.head(), media);
     if is(b"text/html") {
         return Err(ApiError::Upstream(
             "the upstream answered 200 with HTML".into(),
@@ -422,8 +396,8 @@ async fn byte_answer(
         match tokio::time::timeout(wait, resp.data()).await {
             Err(_) => {
                 return Err(ApiError::Upstream(format!(
-                    "the upstream sent its head, then nothing for {} s",
-                    wait.as_secs()
+                    "the upstream sent its head, then nothing for {} ms",
+                    wait.as_millis()
                 )))
             }
             Ok(Err(e)) => return Err(ApiError::Upstream(e.to_string())),
@@ -568,7 +542,7 @@ async fn judge_and_collect(
     resp: &mut UpstreamResponse,
     stream: bool,
 ) -> Result<Answer, ApiError> {
-    if stream && is_event_stream(resp.head()) {
+    if stream && is_media_type(resp.head(), b"text/event-stream") {
         return Ok(Answer::Stream(None));
     }
     let body = if stream {
@@ -1052,6 +1026,8 @@ impl UpstreamStream {
         }
     }
 
+    /// Prompt and completion tokens from the upstream's `usage`, as far
+    /// as it sent one.
     pub fn usage(&self) -> (u64, u64) {
         self.usage
     }
@@ -1093,16 +1069,29 @@ impl UpstreamStream {
         StreamItem::done()
     }
 
+    /// End the stream on `err`: an error event, or for a Responses client
+    /// the translation's `error` and `response.failed` (with what came).
     fn fail(&mut self, err: ApiError) -> StreamItem {
         self.failed = true;
         self.ended = true;
+        if let Some(Translation::Responses(t)) = &mut self.translate {
+            for (name, data) in t.abort(&err.to_string()) {
+                let fields = event_fields(Some(name.as_bytes()), None);
+                self.pending.push_back(StreamItem::event(fields, data));
+            }
+            if let Some(item) = self.pending.pop_front() {
+                return item;
+            }
+        }
         StreamItem::Raw(error_event(&err))
     }
 
+    /// Ended with `[DONE]`.
     pub fn completed(&self) -> bool {
         self.done
     }
 
+    /// Ended with an error event (the connection is then closed).
     pub fn failed(&self) -> bool {
         self.failed
     }
@@ -1158,6 +1147,9 @@ fn stream_error(e: UpstreamError) -> ApiError {
 pub struct ByteStream {
     response: UpstreamResponse,
     idle_timeout: Duration,
+    /// When the upstream last sent a byte: the idle timeout counts from
+    /// it, however often the wait is dropped and begun again.
+    heard: Instant,
     /// The piece read before the answer began.
     first: Option<Bytes>,
     ended: bool,
@@ -1165,26 +1157,34 @@ pub struct ByteStream {
 }
 
 impl ByteStream {
+    /// `response`'s body, `first` its piece already read; a silence longer
+    /// than `idle_timeout` fails it.
     pub fn new(response: UpstreamResponse, idle_timeout: Duration, first: Bytes) -> ByteStream {
         ByteStream {
             response,
             idle_timeout,
+            heard: Instant::now(),
             first: Some(first),
             ended: false,
             failed: false,
         }
     }
 
-    /// Cancel-safe: the only await is `UpstreamResponse::data`.
+    /// Cancel-safe: the only await is `UpstreamResponse::data`, itself
+    /// cancel-safe, and the deadline does not move when it is dropped.
     pub async fn next(&mut self) -> Option<StreamItem> {
         if let Some(first) = self.first.take() {
             return Some(StreamItem::Raw(first));
         }
         while !self.ended {
-            let piece = tokio::time::timeout(self.idle_timeout, self.response.data()).await;
+            let idle_at = self.heard + self.idle_timeout;
+            let piece = tokio::time::timeout_at(idle_at.into(), self.response.data()).await;
             match piece {
                 Ok(Ok(Some(piece))) if piece.is_empty() => {}
-                Ok(Ok(Some(piece))) => return Some(StreamItem::Raw(piece)),
+                Ok(Ok(Some(piece))) => {
+                    self.heard = Instant::now();
+                    return Some(StreamItem::Raw(piece));
+                }
                 Ok(Ok(None)) => self.ended = true,
                 Ok(Err(_)) | Err(_) => self.fail(),
             }
@@ -1200,7 +1200,10 @@ impl ByteStream {
         while !self.ended {
             match self.response.try_data() {
                 Poll::Ready(Ok(Some(piece))) if piece.is_empty() => {}
-                Poll::Ready(Ok(Some(piece))) => return Some(StreamItem::Raw(piece)),
+                Poll::Ready(Ok(Some(piece))) => {
+                    self.heard = Instant::now();
+                    return Some(StreamItem::Raw(piece));
+                }
                 Poll::Ready(Ok(None)) => self.ended = true,
                 Poll::Ready(Err(_)) => self.fail(),
                 Poll::Pending => return None,
@@ -1214,6 +1217,7 @@ impl ByteStream {
         self.failed = true;
     }
 
+    /// True once the body ended, whole or not.
     pub fn is_ended(&self) -> bool {
         self.ended
     }

@@ -25,7 +25,8 @@ pub struct Seed {
 }
 
 /// Request members that need state kept by the server, which a chat
-/// provider cannot give.
+/// provider cannot give (with `store: true`, `background: true` and
+/// `item_reference` inputs, checked where they are read).
 const STATEFUL: &[(&str, &str)] = &[
     ("previous_response_id", "a previous response"),
     ("conversation", "a stored conversation"),
@@ -74,15 +75,7 @@ pub fn request_to_chat(
     }
     for key in ["store", "background"] {
         if here(key).is_some_and(|v| !v.is_boolean()) {
-            let message = format!("'{key}' must be a boolean.");
-            return Err(invalid(
-                message,
-                if key == "store" {
-                    "store"
-                } else {
-                    "background"
-                },
-            ));
+            return Err(invalid(format!("'{key}' must be a boolean."), key));
         }
     }
     if here("background") == Some(&Value::Bool(true)) {
@@ -191,7 +184,11 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
                     "type": "function",
                     "function": {
                         "name": item.get("name").cloned().unwrap_or(Value::Null),
-                        "arguments": item.get("arguments").cloned().unwrap_or(json!("{}")),
+                        // Chat takes the arguments as a string only.
+                        "arguments": match item.get("arguments") {
+                            None | Some(Value::Null) => "{}".to_owned(),
+                            other => arguments_text(other),
+                        },
                     }
                 });
                 let open = messages.last_mut().filter(|m| {
@@ -226,6 +223,9 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
                     format!("input[{i}] refers to a stored item; this model's provider speaks only chat completions (responses: \"chat\"), so chat2api keeps no state for it."),
                     "input",
                 ))
+            }
+            (Some("message") | None, None) => {
+                return Err(invalid(format!("input[{i}] has no 'role'."), "input"))
             }
             (other, _) => {
                 return Err(invalid(
@@ -585,8 +585,8 @@ enum Item {
 /// `output_text.delta` per content delta) and a `function_call` item per
 /// tool call (`function_call_arguments.delta` per piece); at the end each
 /// item closed (`…done`) and `response.completed` (or `.incomplete` when
-/// the chat answer stopped on its length, `.failed` when it carried an
-/// error or broke off). Every event carries its `type` and
+/// the chat answer stopped on its length or a content filter, `.failed`
+/// when it carried an error or broke off). Every event carries its `type` and
 /// `sequence_number`. Events that are not chat chunks are left out.
 pub struct StreamTranslator {
     seed: Seed,
@@ -611,6 +611,7 @@ pub struct StreamTranslator {
 pub type NamedEvent = (&'static str, Bytes);
 
 impl StreamTranslator {
+    /// A translator for one answer, echoing `seed`'s request settings.
     pub fn new(seed: Seed) -> StreamTranslator {
         StreamTranslator {
             seed,
@@ -829,6 +830,24 @@ impl StreamTranslator {
             out,
         );
         index
+    }
+
+    /// The closing events of a stream that broke off (`message` says how):
+    /// an `error` event, then every item closed and `response.failed`.
+    /// Nothing when already finished.
+    pub fn abort(&mut self, message: &str) -> Vec<NamedEvent> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        self.start("", &mut out);
+        if self.error.is_none() {
+            let data = json!({"code": "server_error", "message": message, "param": null});
+            self.event("error", data, &mut out);
+            self.error = Some(json!({"code": "server_error", "message": message}));
+        }
+        out.extend(self.finish().unwrap_or_default());
+        out
     }
 
     /// The closing events, once the chat stream ended: every item done,

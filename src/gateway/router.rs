@@ -16,9 +16,9 @@
 //!
 //! Three failures in a row rest a scope for [`REST`]; an upstream's
 //! `Retry-After` rests it for that long at once. A model with a single
-//! candidate ignores rests from consecutive failures (there is nowhere else
-//! to go, and resting would turn a blip into a minute of refusals) but
-//! honours `Retry-After`. A client's own error (other 4xx) rests nothing.
+//! candidate on the endpoint asked for ignores rests from consecutive
+//! failures (there is nowhere else to go, and resting would turn a blip
+//! into a minute of refusals) but honours `Retry-After`. A client's own error (other 4xx) rests nothing.
 //! When every candidate rests, [`Router::pick`] says when the soonest
 //! returns and whether they all rest on rate limits.
 //!
@@ -312,9 +312,10 @@ struct Target {
     endpoints: u16,
 }
 
-/// The bit of `endpoint` in an endpoint mask.
+/// The bit of `endpoint` in an endpoint mask: its place in [`ENDPOINTS`],
+/// which lists them in declaration order (a test in `json` checks it).
 fn endpoint_bit(endpoint: Endpoint) -> u16 {
-    1 << ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(0)
+    1 << endpoint as u16
 }
 
 /// The mask of a provider's endpoint list (`None` = all).
@@ -667,7 +668,9 @@ impl Router {
                         "{{\"id\":{},\"model\":{},\"health\":{}}}",
                         json_str(&format!("{}/{}/{}", p.id, a.id, t.upstream_name)),
                         json_str(&r.name),
-                        d.json(now, r.single)
+                        // Shown as enforced: the only candidate on an
+                        // endpoint it serves ignores consecutive failures.
+                        d.json(now, r.single_on & t.endpoints != 0)
                     ));
                 }
             }

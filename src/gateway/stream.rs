@@ -43,7 +43,9 @@ impl StreamItem {
 /// The source of a streamed answer: the mock's words, an upstream's
 /// events re-framed, events made ahead, or an upstream's bytes (audio).
 pub enum EventStream {
+    /// The mock's chat or completions words.
     Mock(MockStream),
+    /// An upstream's events, re-framed (or translated) one by one.
     Upstream(Box<UpstreamStream>),
     /// Events made from a whole answer, all ready at once.
     Prepared(PreparedStream),
@@ -52,8 +54,9 @@ pub enum EventStream {
 }
 
 impl EventStream {
-    /// The next item, or `None` at the end. Cancel-safe: the driver may drop
-    /// this future to write a keep-alive comment and call it again.
+    /// The next item, or `None` at the end. Cancel-safe: the driver drops
+    /// this future when the client sends bytes or the drain deadline
+    /// comes, and calls it again.
     pub async fn next(&mut self) -> Option<StreamItem> {
         match self {
             EventStream::Mock(m) => m.next().await,
@@ -225,7 +228,7 @@ impl Pacer {
 
     /// Whether the next event (`content`: a word) may go now, without
     /// waiting.
-    pub fn ready(&mut self, content: bool) -> bool {
+    pub fn ready(&self, content: bool) -> bool {
         match self.due {
             Some(due) => due <= tokio::time::Instant::now(),
             None => self.wait(content).is_zero(),
@@ -244,7 +247,8 @@ impl Pacer {
         let spoke = *self.spoke.get_or_insert(now);
         if !self.keep_alive.is_zero() && spoke + self.keep_alive < due {
             tokio::time::sleep_until(spoke + self.keep_alive).await;
-            self.spoke = Some(spoke + self.keep_alive);
+            // From now: a write that took long does not make a burst.
+            self.spoke = Some(tokio::time::Instant::now());
             return false;
         }
         tokio::time::sleep_until(due).await;
@@ -283,6 +287,7 @@ pub struct MadeEvent {
 /// A stream of events made here, handed out at its [`Pacer`]'s pace, then
 /// `[DONE]`; or cut on purpose.
 pub struct Paced<S> {
+    /// Where the events come from.
     pub source: S,
     pacer: Pacer,
     done: bool,
@@ -291,6 +296,7 @@ pub struct Paced<S> {
 }
 
 impl<S: EventSource> Paced<S> {
+    /// `source`'s events at `pacer`'s pace.
     pub fn new(source: S, pacer: Pacer) -> Paced<S> {
         Paced {
             source,

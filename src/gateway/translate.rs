@@ -193,8 +193,6 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
     Some(Bytes::from(Value::Object(out).to_string()))
 }
 
-/// One streamed tool-call delta into the call gathered so far: `id`,
-/// `type` and the function's `name` as they come, `arguments` appended.
 /// Which gathered call a tool-call delta adds to: its `index`; without
 /// one, the call with its `id`, a new call for a new `id`, else the last
 /// call.
@@ -216,6 +214,8 @@ fn tool_call_slot(calls: &BTreeMap<u64, Map<String, Value>>, delta: &Value) -> u
     }
 }
 
+/// One streamed tool-call delta into the call gathered so far: `id`,
+/// `type` and the function's `name` as they come, `arguments` appended.
 fn merge_tool_call(call: &mut Map<String, Value>, delta: &Value) {
     for key in ["id", "type"] {
         if let Some(v) = delta.get(key).filter(|v| !v.is_null()) {

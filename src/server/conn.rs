@@ -22,7 +22,7 @@ use super::{reached, Phase, Service};
 use crate::config::Limits as ConfigLimits;
 use crate::gateway::error::ApiError;
 use crate::gateway::response::{Body, Response};
-use crate::gateway::stream::{error_event, StreamItem};
+use crate::gateway::stream::{error_event, EventStream, StreamItem};
 use crate::http1::{
     parse_request, BodyDecoder, BodyFraming, Frame, HttpError, Limits, Method, RequestHead, Version,
 };
@@ -407,7 +407,9 @@ impl<S: Service> Conn<S> {
                     None => break,
                 }
             }
-            if batch.iter().any(|i| matches!(i, StreamItem::Data { .. })) {
+            // The first event with data, or an audio body's first bytes.
+            let content = matches!(source, EventStream::Bytes(_)) && !batch.is_empty();
+            if content || batch.iter().any(|i| matches!(i, StreamItem::Data { .. })) {
                 if let Some(t) = tally.as_mut() {
                     t.first_token();
                 }
@@ -426,14 +428,8 @@ impl<S: Service> Conn<S> {
             {
                 return false;
             }
-            if source.aborted() {
-                if let Some(t) = tally.take() {
-                    t.finish(200, false, source.fault());
-                }
-                return false;
-            }
             head_sent = true;
-            if end {
+            if end || source.aborted() {
                 break true;
             }
         };

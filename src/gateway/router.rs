@@ -330,11 +330,9 @@ fn endpoint_mask(list: Option<&[Endpoint]>) -> u16 {
 pub struct Route {
     pub name: String,
     targets: Vec<Target>,
-    /// Exactly one deployment serves this model: consecutive failures do
-    /// not rest it.
-    single: bool,
     /// The endpoints (one bit per [`ENDPOINTS`] index) that exactly one
-    /// deployment of this model serves: the same rule, per endpoint.
+    /// deployment of this model serves: on them, consecutive failures do
+    /// not rest that deployment.
     single_on: u16,
     next: AtomicUsize,
     counter: Counter,
@@ -418,7 +416,6 @@ impl Router {
                     routes.push(Route {
                         name: client.clone(),
                         targets: Vec::new(),
-                        single: false,
                         single_on: 0,
                         next: AtomicUsize::new(0),
                         counter,
@@ -437,7 +434,6 @@ impl Router {
             }
         }
         for r in &mut routes {
-            r.single = r.targets.iter().map(|t| t.deployments.len()).sum::<usize>() == 1;
             r.single_on = ENDPOINTS
                 .into_iter()
                 .map(endpoint_bit)

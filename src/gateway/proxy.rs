@@ -440,8 +440,7 @@ fn answer_for(
     match answer {
         Answer::Stream(first) => {
             let responses = endpoint == Endpoint::Responses && translate.is_none();
-            let mut stream = UpstreamStream::new(gw, resp, client_model, translate, first);
-            stream.responses = responses;
+            let stream = UpstreamStream::new(gw, resp, client_model, translate, responses, first);
             // The caller attaches the tally to whichever answer it returns.
             let stream = EventStream::Upstream(Box::new(stream));
             Attempt::Done(stream_response(stream, None))
@@ -763,7 +762,7 @@ pub struct UpstreamStream {
     /// A native Responses API stream: it must end with a terminal event
     /// (`response.completed`, `.incomplete`, `.failed`), and `error` or
     /// `response.failed` events fail the request.
-    pub responses: bool,
+    responses: bool,
     /// A terminal Responses event went by.
     terminal: bool,
     /// Token counts from the upstream's `usage`, when it sent one.
@@ -799,6 +798,7 @@ impl UpstreamStream {
         response: UpstreamResponse,
         client_model: Bytes,
         translate: Option<Translation>,
+        responses: bool,
         first: Option<Bytes>,
     ) -> UpstreamStream {
         let limits = &gw.config.limits;
@@ -811,7 +811,7 @@ impl UpstreamStream {
             client_model,
             translate,
             pending: std::collections::VecDeque::new(),
-            responses: false,
+            responses,
             terminal: false,
             usage: (0, 0),
             inspector: json::EventInspector::default(),

@@ -525,11 +525,8 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
     let mut output = Vec::new();
     let text = message.get("content").and_then(Value::as_str).unwrap_or("");
     if !text.is_empty() {
-        let item_status = match final_status(finish) {
-            "incomplete" => "incomplete",
-            _ => "completed",
-        };
-        output.push(message_item(&fresh_id("msg_"), text, item_status));
+        // A message cut on its length is itself incomplete.
+        output.push(message_item(&fresh_id("msg_"), text, final_status(finish)));
     }
     for call in message
         .get("tool_calls")

@@ -158,10 +158,21 @@ fn home_of(key: &str) -> Option<&'static str> {
                 "accounts",
                 "models",
                 "completions",
+                "responses",
+                "endpoints",
                 "caFile",
                 "text",
+                "firstTokenMs",
                 "tokenDelayMs",
+                "tokenJitterMs",
+                "answerTokens",
+                "failures",
             ],
+        ),
+        ("in a model object of `providers[].models`", &["upstream"]),
+        (
+            "in a mock provider's `failures`",
+            &["rateLimit", "serverError", "cutStream", "retryAfterSeconds"],
         ),
         (
             "in a `providers[].accounts[]` entry",
@@ -177,4 +188,30 @@ fn home_of(key: &str) -> Option<&'static str> {
         .iter()
         .find(|(_, keys)| keys.contains(&key))
         .map(|(home, _)| *home)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key of this round's provider and model settings, put at the wrong
+    /// level, is pointed to where it belongs.
+    #[test]
+    fn misplaced_keys_are_pointed_home() {
+        for (path, home) in [
+            ("firstTokenMs", "in a `providers[]` entry"),
+            (
+                "providers[0].accounts[0].responses",
+                "in a `providers[]` entry",
+            ),
+            ("providers[0].rateLimit", "in a mock provider's `failures`"),
+            (
+                "providers[0].upstream",
+                "in a model object of `providers[].models`",
+            ),
+        ] {
+            let err = ConfigError::UnknownKey { path: path.into() };
+            assert!(err.to_string().ends_with(home), "{err}");
+        }
+    }
 }

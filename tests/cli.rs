@@ -8,16 +8,20 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::binary::{signal, spawn, temp_file, wait_exit, BIN};
 
-fn get(addr: &str, path: &str) -> String {
+/// Send one whole request on a fresh connection; the answer, read to close.
+fn exchange(addr: &str, request: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+fn get(addr: &str, path: &str) -> String {
+    exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 #[test]
@@ -165,16 +169,13 @@ fn the_open_file_limit_is_raised() {
 
 fn post_chat(addr: &str, target: &str) -> String {
     let body = r#"{"model":"mock-echo","messages":[{"role":"user","content":"Hi"}]}"#;
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    exchange(
+        addr,
+        &format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
     )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// One access-log line per request on stderr, within about a second (the

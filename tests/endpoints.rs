@@ -68,6 +68,24 @@ fn script(req: &Recorded) -> Vec<Step> {
             ]
         }
         "/v1/audio/transcriptions" | "/v1/audio/translations" => {
+            // A silent clip: an empty transcript in every format, or (for
+            // `bad-json`) an empty body where JSON was promised.
+            if body.contains("SILENCE") {
+                let format = ["text", "srt", "vtt", "bad-json"]
+                    .into_iter()
+                    .find(|f| body.contains(&format!("name=\"response_format\"\r\n\r\n{f}")));
+                let (ct, doc) = match format {
+                    Some("text") => ("text/plain; charset=utf-8", ""),
+                    Some("srt") => ("application/x-subrip", ""),
+                    Some("vtt") => ("text/vtt", ""),
+                    Some(_) => ("application/json", ""),
+                    None => ("application/json", r#"{"text":""}"#),
+                };
+                return vec![send(format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n{doc}",
+                    doc.len()
+                ))];
+            }
             let text = format!("heard {} bytes", req.body.len());
             if body.contains("name=\"response_format\"\r\n\r\njson-with-model") {
                 return json(serde_json::json!({"text": text, "model": "whisper-1"}));
@@ -841,4 +859,75 @@ async fn json_transcripts_carry_the_alias_and_stream_when_asked() {
             }
         }
     }
+}
+
+/// A silent clip transcribes to nothing: an empty text, srt or vtt
+/// transcript (and JSON `{"text": ""}`) is a 200 answer, never retried or
+/// counted against the deployment, so any number of them rest nothing and
+/// a normal transcription still goes through. An empty body where JSON was
+/// promised is no answer (502).
+#[tokio::test]
+async fn empty_transcripts_are_answers_and_rest_nothing() {
+    let up = MockUpstream::start(script).await;
+    let config = format!(
+        r#"{{"requestTimeout": 5000, "retryCount": 1,
+  "providers": [{{"id": "up", "type": "openai", "baseUrl": "{}",
+    "accounts": [{{"id": "a", "apiKey": "sk-a"}}, {{"id": "b", "apiKey": "sk-b"}}],
+    "models": {{"whisper-alias": "whisper-1"}}}}]}}"#,
+        up.base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    let ask = |format: &'static str, file: &'static [u8]| {
+        let gw = &gw;
+        async move {
+            let mut fields = vec![("model", "whisper-alias")];
+            if !format.is_empty() {
+                fields.push(("response_format", format));
+            }
+            let body = form("B", file, &fields);
+            let mut c = gw.connect().await;
+            c.send(&form_request("/v1/audio/transcriptions", "B", &body))
+                .await;
+            c.response().await.expect("an answer")
+        }
+    };
+    for _ in 0..2 {
+        for (format, ct) in [
+            ("text", "text/plain; charset=utf-8"),
+            ("srt", "application/x-subrip"),
+            ("vtt", "text/vtt"),
+        ] {
+            let r = ask(format, b"SILENCE").await;
+            assert_eq!(r.status, 200, "{format}: {}", r.text());
+            assert_eq!(r.header("content-type"), Some(ct), "{format}");
+            assert_eq!(r.header("content-length"), Some("0"), "{format}");
+            assert_eq!(r.text(), "", "{format}");
+        }
+        let r = ask("", b"SILENCE").await;
+        assert_eq!(
+            (r.status, r.json()["text"].as_str()),
+            (200, Some("")),
+            "{}",
+            r.text()
+        );
+    }
+    let r = ask("bad-json", b"SILENCE").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let r = ask("text", b"speech").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with("heard "), "{}", r.text());
+    let s = gw.settled_stats().await;
+    assert_eq!(
+        (s["successRequests"].as_u64(), s["failedRequests"].as_u64()),
+        (Some(9), Some(1)),
+        "{s}"
+    );
+    // Only the empty JSON body was retried (once, on the other account),
+    // and nothing rests.
+    assert_eq!(
+        (s["retries"].as_u64(), s["rests"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+    assert!(!s["health"].to_string().contains("resting"), "{s}");
 }

@@ -33,6 +33,7 @@ const CASES: &[&str] = &[
     "error-mid-stream",
     "done-only",
     "pings",
+    "ids-paused",
 ];
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
@@ -186,6 +187,23 @@ fn script(req: &Recorded) -> Vec<Step> {
             steps.push(send("0\r\n\r\n"));
             steps
         }
+        // Events with `id:` fields, then silences of several keep-alive
+        // intervals (and a comment of the upstream's own) between them.
+        "ids-paused" if stream => vec![
+            send(SSE_HEAD),
+            send(chunked(&format!(
+                "event: message\nid: 1\ndata: {}\n\n",
+                chunk(&model, "Hello")
+            ))),
+            Step::Sleep(Duration::from_millis(1000)),
+            send(chunked(&format!(
+                "event: message\nid: 2\ndata: {}\n\n: upstream ping\n\n",
+                chunk(&model, " there")
+            ))),
+            Step::Sleep(Duration::from_millis(500)),
+            send(chunked("id: 3\ndata: [DONE]\n\n")),
+            send("0\r\n\r\n"),
+        ],
         _ => whole("application/json", "", answer(&model).as_bytes()),
     }
 }
@@ -470,6 +488,88 @@ async fn python_sdk_gets_an_answer_or_a_clean_error_in_every_case() {
     let script = std::path::Path::new(support::sdk::ROOT).join("tests/sdk/fidelity_test.py");
     tokio::task::spawn_blocking(move || {
         support::sdk::run(std::process::Command::new(py).arg(script).arg(base))
+    })
+    .await
+    .unwrap();
+}
+
+/// An event-stream dispatch (HTML §9.2.6) over `text`, made as strict as
+/// the strictest client: the `data` of every event dispatched. Like the
+/// official Python SDK's decoder (and unlike WHATWG, which drops events
+/// with no data), a blank line dispatches an event, even with no data,
+/// once the stream carried an `id:` field: a keep-alive followed by a
+/// blank line shows up here as an empty event.
+fn dispatched(text: &str) -> Vec<String> {
+    let (mut out, mut data, mut last_id) = (Vec::new(), None::<String>, false);
+    // Only whole lines: what follows the last LF is no line yet.
+    for line in text
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+    {
+        if line.is_empty() {
+            if data.is_some() || last_id {
+                out.push(data.take().unwrap_or_default());
+            }
+        } else if let Some(v) = line.strip_prefix("data:") {
+            let v = v.strip_prefix(' ').unwrap_or(v);
+            let d = data.get_or_insert_with(String::new);
+            if !d.is_empty() {
+                d.push('\n');
+            }
+            d.push_str(v);
+        } else if line.starts_with("id:") {
+            last_id = true;
+        }
+    }
+    out
+}
+
+/// Keep-alives written after events with `id:` fields are never read as
+/// an event: not by a raw socket read through a WHATWG dispatch, not by
+/// curl, not by the official JavaScript SDK or a WHATWG reference parser
+/// (`eventsource-parser`), and not by the Python SDK
+/// (`python_sdk_gets_an_answer_or_a_clean_error_in_every_case`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alives_after_event_ids_are_read_as_no_event_by_any_client() {
+    let (_up, gw) = gateway().await;
+    let r = ask(&gw, "ids-paused", true).await;
+    let text = r.text();
+    assert!(text.contains(": keep-alive\n"), "{text}");
+    assert!(
+        text.contains("id: 1\n"),
+        "the upstream's ids are kept: {text}"
+    );
+    let events = dispatched(&text);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
+    for e in &events[..events.len() - 1] {
+        let v: serde_json::Value =
+            serde_json::from_str(e).unwrap_or_else(|err| panic!("{err}: {e:?} in {text}"));
+        assert_eq!(v["model"], "client-ids-paused");
+    }
+    assert_eq!(streamed_text(&r, "ids-paused"), "Hello there");
+
+    let base = format!("http://{}/v1", gw.addr);
+    let body = request("ids-paused", true);
+    let curled = std::env::temp_dir().join(format!("chat2api-curl-{}.sse", std::process::id()));
+    let node = support::sdk::node();
+    let script = std::path::Path::new(support::sdk::ROOT).join("tests/sdk/keepalive_test.mjs");
+    tokio::task::spawn_blocking(move || {
+        support::sdk::run(
+            std::process::Command::new("curl")
+                .args(["-sSfN", "-o"])
+                .arg(&curled)
+                .args(["-H", "Content-Type: application/json", "-d", &body])
+                .arg(format!("{base}/chat/completions")),
+        );
+        let events = dispatched(&std::fs::read_to_string(&curled).unwrap());
+        assert_eq!(events.len(), 3, "curl's copy: {events:?}");
+        support::sdk::run(
+            std::process::Command::new(node)
+                .arg(script)
+                .arg(&base)
+                .arg(&curled),
+        );
+        let _ = std::fs::remove_file(&curled);
     })
     .await
     .unwrap();

@@ -178,6 +178,69 @@ async fn malformed_framing_is_400_and_close() {
     still_serves(&gw).await;
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request without Host, with two, or with an
+/// invalid one is 400 and closed; then the server still serves.
+#[tokio::test]
+async fn host_rules_of_rfc_9112_are_enforced() {
+    let gw = TestGateway::start(OPEN).await;
+    let body = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{CHAT_BODY}",
+        CHAT_BODY.len()
+    );
+    for host in [
+        "",
+        "Host: evil.example/../admin\r\n",
+        "Host: a\r\nHost: b\r\n",
+        "Host: a b\r\n",
+    ] {
+        let raw = format!("POST /v1/chat/completions HTTP/1.1\r\n{host}{body}");
+        let mut c = gw.connect().await;
+        c.send(raw.as_bytes()).await;
+        let r = c
+            .response()
+            .await
+            .unwrap_or_else(|| panic!("no answer to {raw:?}"));
+        assert_eq!(r.status, 400, "{raw:?}: {}", r.text());
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("host"),
+            "{}",
+            r.text()
+        );
+        assert!(c.is_closed().await, "{raw:?}");
+    }
+    still_serves(&gw).await;
+}
+
+/// RFC 9112 §3.2.2: the absolute-form is accepted and served as its path by
+/// the gateway itself, whatever host it names (never proxied there).
+#[tokio::test]
+async fn absolute_form_targets_are_served_as_their_path() {
+    let gw = TestGateway::start(OPEN).await;
+    for target in [
+        "http://gw/v1/chat/completions",
+        "HTTP://elsewhere.example:9/v1/chat/completions?x=1",
+    ] {
+        let raw = chat_request("").replacen("/v1/chat/completions", target, 1);
+        let mut c = gw.connect().await;
+        c.send(raw.as_bytes()).await;
+        let r = c.response().await.unwrap();
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        assert_eq!(r.json()["model"], "mock-echo");
+    }
+    let mut c = gw.connect().await;
+    c.send(b"GET http://gw/health HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    let r = c.response().await.unwrap();
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("running"))
+    );
+    still_serves(&gw).await;
+}
+
 #[tokio::test]
 async fn limits_have_their_status_codes() {
     let gw = TestGateway::start(&with_limits(

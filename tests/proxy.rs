@@ -314,6 +314,91 @@ async fn pooled_connections_are_reused() {
     assert_eq!(up.accepts.load(SeqCst), 1);
 }
 
+/// Streams end `[DONE]` then, as real providers frame them, the last chunk
+/// `0\r\n\r\n`: in a later write, or in the same one. Either way the
+/// upstream connection goes back to the pool, as a plain answer's does:
+/// five streams and five plain answers, interleaved, use one connection.
+/// (Until the last chunk arrives the connection is still busy, so the test
+/// lets the 30 ms pause pass before it asks again.)
+#[tokio::test]
+async fn streamed_answers_return_their_upstream_connection_to_the_pool() {
+    for together in [false, true] {
+        let up = MockUpstream::start(move |req| {
+            if !req.json()["stream"].as_bool().unwrap_or(false) {
+                return json_answer(&chat_answer("deepseek-chat", "x"));
+            }
+            let done = chunked("data: [DONE]\n\n");
+            let mut steps = vec![send(format!(
+                "{SSE_HEAD}{}{}",
+                sse_event("a"),
+                sse_event("b")
+            ))];
+            match together {
+                true => steps.push(send(format!("{done}0\r\n\r\n"))),
+                false => {
+                    steps.push(send(done));
+                    steps.push(Step::Sleep(Duration::from_millis(30)));
+                    steps.push(send("0\r\n\r\n"));
+                }
+            }
+            steps
+        })
+        .await;
+        let gw = TestGateway::start(&config(&up.base_url(), r#", "workers": 1"#)).await;
+        for _ in 0..5 {
+            let r = gw
+                .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
+                .await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.events().last().map(String::as_str), Some("[DONE]"));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let r = gw
+                .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+                .await;
+            assert_eq!(r.status, 200);
+        }
+        assert_eq!(up.count(), 10);
+        assert_eq!(
+            up.accepts.load(SeqCst),
+            1,
+            "[DONE] and the last chunk together: {together}"
+        );
+    }
+}
+
+/// An upstream that keeps its body open after `[DONE]`: the client still
+/// gets its whole answer at once, and that connection is closed rather
+/// than pooled (the next stream opens a new one).
+#[tokio::test]
+async fn a_stream_whose_body_never_ends_after_done_is_not_pooled() {
+    let up = MockUpstream::start(|_| {
+        vec![
+            send(format!(
+                "{SSE_HEAD}{}{}",
+                sse_event("a"),
+                chunked("data: [DONE]\n\n")
+            )),
+            Step::Hang,
+        ]
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up.base_url(), r#", "workers": 1"#)).await;
+    for _ in 0..2 {
+        let r = gw
+            .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.events().last().map(String::as_str), Some("[DONE]"));
+    }
+    assert_eq!(up.accepts.load(SeqCst), 2);
+    // Both were given up and closed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.peer_closed.load(SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.peer_closed.load(SeqCst), 2);
+}
+
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_at_once() {
     let up = MockUpstream::start(|_| vec![send(SSE_HEAD), send(sse_event("x")), Step::Hang]).await;
@@ -374,7 +459,8 @@ async fn silent_upstream_gets_keep_alive_comments() {
         .post_json("/v1/chat/completions", Some("sk-client"), STREAM_BODY)
         .await;
     let text = r.text();
-    assert!(text.starts_with(": keep-alive\n\n"), "{text}");
+    assert!(text.starts_with(": keep-alive\n"), "{text}");
+    assert!(!text.contains(": keep-alive\n\n"), "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"));
 }
 
@@ -578,7 +664,8 @@ async fn an_idle_gap_inside_a_stream_ends_it_with_an_error_event() {
     c.send(chat_request(STREAM_BODY).as_bytes()).await;
     let r = c.response().await.unwrap();
     let text = r.text();
-    assert!(text.contains(": keep-alive\n\n"), "{text}");
+    assert!(text.contains(": keep-alive\n"), "{text}");
+    assert!(!text.contains(": keep-alive\n\n"), "{text}");
     let last: serde_json::Value = serde_json::from_str(r.events().last().unwrap()).unwrap();
     assert!(
         last["error"]["message"]

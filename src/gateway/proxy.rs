@@ -363,8 +363,9 @@ fn transcript_answer(
 
 /// An audio endpoint's 2xx answer, passed on as it comes with the
 /// upstream's `Content-Type` (speech audio, transcripts as JSON or text).
-/// No answer, 502: an HTML page, an empty body, or JSON where speech was
-/// asked for (an error in a 200). The first piece is read before the
+/// No answer, 502: an HTML page, speech with an empty body, or JSON where
+/// speech was asked for (an error in a 200). An empty text or subtitle
+/// transcript is a valid answer (docs/wire.md, "Audio"). The first piece is read before the
 /// answer begins, so that an empty body can still be told.
 async fn byte_answer(
     gw: &Gateway,
@@ -401,6 +402,16 @@ async fn byte_answer(
                 )))
             }
             Ok(Err(e)) => return Err(ApiError::Upstream(e.to_string())),
+            // A silent clip transcribes to nothing: an empty text, srt or
+            // vtt transcript is an answer, passed on as one (JSON was
+            // judged before, where an empty body is none). Speech with no
+            // audio is no answer.
+            Ok(Ok(None)) if endpoint != Endpoint::Speech => {
+                let mut answer = Response::json(200, Bytes::new());
+                answer.content_type = "";
+                answer.headers = vec![("Content-Type", content_type)];
+                return Ok(answer);
+            }
             Ok(Ok(None)) => {
                 return Err(ApiError::Upstream(
                     "the upstream answered 200 with an empty body".into(),
@@ -742,6 +753,14 @@ async fn passthrough_error(gw: &Gateway, status: u16, resp: &mut UpstreamRespons
     r
 }
 
+/// How long a finished stream waits for the end of its upstream body
+/// ([`UpstreamStream::settle`]) before closing the connection instead of
+/// pooling it. The client is not kept waiting: it has its whole answer.
+pub const SETTLE_WAIT: Duration = Duration::from_millis(500);
+/// The most a finished stream reads after `[DONE]` to reach the end of the
+/// upstream body; past it the connection is closed, not pooled.
+pub const SETTLE_MAX_BYTES: usize = 64 * 1024;
+
 /// A streamed upstream answer, re-framed event by event.
 ///
 /// Two clocks run while it waits: the keep-alive interval counts from the
@@ -950,6 +969,31 @@ impl UpstreamStream {
     fn upstream_done(&mut self) {
         self.upstream_ended = true;
         self.decoder.push(Bytes::from_static(b"\n"));
+    }
+
+    /// After a stream handed out `[DONE]` and was written whole: reads the
+    /// upstream's body to its end, so that its connection goes back to the
+    /// pool. A chunked stream's last chunk (`0\r\n\r\n`) follows `[DONE]`,
+    /// often in the same read; without it the connection cannot be reused
+    /// and every stream would pay a new connect (and TLS handshake). The
+    /// client already has its whole answer; an upstream that sends more
+    /// than [`SETTLE_MAX_BYTES`] after `[DONE]`, or takes longer than
+    /// [`SETTLE_WAIT`] to end its body, has its connection closed instead.
+    pub async fn settle(&mut self) {
+        if !self.done || self.failed {
+            return;
+        }
+        let mut left = SETTLE_MAX_BYTES;
+        let read_to_end = async {
+            while let Ok(Some(piece)) = self.response.data().await {
+                // Events after `[DONE]` are no part of the answer (SPEC §4).
+                match left.checked_sub(piece.len()) {
+                    Some(l) => left = l,
+                    None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE_WAIT, read_to_end).await;
     }
 
     /// True once nothing more will come: `[DONE]` or an error was handed out.

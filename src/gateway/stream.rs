@@ -12,8 +12,14 @@ use crate::config::MockProfile;
 
 /// `data: [DONE]\n\n`, the end of every successful stream (SPEC §4).
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
-/// Sent while an upstream is silent so that intermediaries keep the stream.
-pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+/// Sent while an upstream is silent so that intermediaries keep the stream:
+/// one comment line, written only between whole events, with **no** blank
+/// line after it. A blank line dispatches an event (WHATWG HTML §9.2.6), and
+/// decoders that keep the last event id across events (the official Python
+/// SDK's) dispatch an empty-data event on it once the stream carried an
+/// `id:` field, which the SDK then fails to read as JSON. A lone comment
+/// line dispatches nothing in any conforming parser.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n";
 
 /// One piece of a streamed answer, as the connection driver writes it.
 pub enum StreamItem {
@@ -63,6 +69,15 @@ impl EventStream {
             EventStream::Upstream(u) => u.next().await,
             EventStream::Prepared(p) => p.next().await,
             EventStream::Bytes(b) => b.next().await,
+        }
+    }
+
+    /// After the whole answer was written: lets an upstream stream read
+    /// its body to the end so that its connection is pooled (see
+    /// `UpstreamStream::settle`); bounded in time, nothing for the others.
+    pub async fn settle(&mut self) {
+        if let EventStream::Upstream(u) = self {
+            u.settle().await;
         }
     }
 

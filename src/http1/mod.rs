@@ -223,8 +223,8 @@ mod tests {
 
     #[test]
     fn fuzz_entry_points_run_on_seeds() {
-        fuzz_parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n");
-        fuzz_parse_request(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab");
+        fuzz_parse_request(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        fuzz_parse_request(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab");
         fuzz_parse_request(b"");
         fuzz_chunked(b"5;x=\"y\"\r\nhello\r\n0\r\nT: v\r\n\r\nrest");
         fuzz_chunked(b"FFFFFFFFFFFFFFFFFF\r\n");

@@ -84,6 +84,9 @@ pub struct RequestHead {
     method_span: Span,
     version: Version,
     target: Span,
+    /// The origin-form part of `target` (path and query): the target
+    /// itself, or what follows the authority of an absolute-form target.
+    origin: Span,
     fields: Fields,
     framing: BodyFraming,
 }
@@ -107,18 +110,26 @@ impl RequestHead {
         self.target.get(&self.bytes)
     }
 
-    /// The target before the first `?`.
+    /// The path of the target: before the first `?`, and for an
+    /// absolute-form target (`http://host/p?q`, RFC 9112 §3.2.2) after its
+    /// authority, which is otherwise ignored: the gateway serves its own
+    /// routes and never proxies to the host named there. An empty path is
+    /// `/` (RFC 9110 §4.2.3).
     pub fn path(&self) -> &[u8] {
-        let t = self.target();
-        match memchr::memchr(b'?', t) {
+        let t = self.origin.get(&self.bytes);
+        let path = match memchr::memchr(b'?', t) {
             Some(q) => t.get(..q).unwrap_or(t),
             None => t,
+        };
+        match path.is_empty() {
+            true => b"/",
+            false => path,
         }
     }
 
     /// The target after the first `?`, without it.
     pub fn query(&self) -> Option<&[u8]> {
-        let t = self.target();
+        let t = self.origin.get(&self.bytes);
         memchr::memchr(b'?', t).and_then(|q| t.get(q + 1..))
     }
 
@@ -215,12 +226,24 @@ pub fn parse_request(
     // The offsets are recorded; httparse's borrow of `buf` ends here.
     let bytes = buf.split_to(head_len).freeze();
 
-    // RFC 9112 §3.2: a request with more than one Host field must get 400.
-    // A missing Host is tolerated: the gateway does not route by authority,
-    // and local tools talking raw HTTP/1.1 often leave it out.
-    if fields.spans_of(&bytes, "host").nth(1).is_some() {
-        return Err(HttpError::Malformed("more than one host header"));
+    // RFC 9112 §3.2: an HTTP/1.1 request with no Host field, more than one,
+    // or one whose value is not a valid `uri-host [":" port]` must get 400
+    // (HTTP/1.0 predates the field, so there it may be absent).
+    let host = {
+        let mut hosts = fields.spans_of(&bytes, "host");
+        (hosts.next(), hosts.next())
+    };
+    match host {
+        (_, Some(_)) => return Err(HttpError::Malformed("more than one host header")),
+        (None, None) if version == Version::Http11 => {
+            return Err(HttpError::Malformed("missing host header"))
+        }
+        (Some(host), None) if !is_authority(host.get(&bytes)) => {
+            return Err(HttpError::Malformed("invalid host header"))
+        }
+        _ => {}
     }
+    let origin = origin_form(target, &bytes)?;
     let framing = request_framing(version, &fields, &bytes, limits)?;
     Ok(Some(RequestHead {
         bytes,
@@ -228,9 +251,90 @@ pub fn parse_request(
         method_span,
         version,
         target,
+        origin,
         fields,
         framing,
     }))
+}
+
+/// The origin-form part of `target`: the target itself, or for the
+/// absolute-form (RFC 9112 §3.2.2, which a server MUST accept) what follows
+/// the authority of an `http` or `https` URI. An absolute-form authority
+/// must be a valid, non-empty host (RFC 9110 §4.2.1) without userinfo
+/// (§4.2.4), else 400.
+fn origin_form(target: Span, head: &[u8]) -> Result<Span, HttpError> {
+    let t = target.get(head);
+    let scheme = match t.iter().position(|&b| b == b':') {
+        Some(n)
+            if t[..n].eq_ignore_ascii_case(b"http") || t[..n].eq_ignore_ascii_case(b"https") =>
+        {
+            n
+        }
+        _ => return Ok(target),
+    };
+    let Some(rest) = t.get(scheme + 1..).and_then(|r| r.strip_prefix(b"//")) else {
+        return Err(HttpError::Malformed("invalid absolute-form request target"));
+    };
+    let authority_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    if authority.is_empty() || !is_authority(authority) {
+        return Err(HttpError::Malformed("invalid host in the request target"));
+    }
+    Span::of(head, &rest[authority_len..]).map(|s| match s.range().is_empty() {
+        // An empty path leaves an empty span, read as `/` by `path()`.
+        true => Span::default(),
+        false => s,
+    })
+}
+
+/// Whether `v` is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2):
+/// an IP-literal in brackets, or a reg-name / IPv4 address of unreserved,
+/// percent-encoded and sub-delim characters; then optional port digits.
+/// Empty is valid: a target without authority is sent with an empty Host.
+fn is_authority(v: &[u8]) -> bool {
+    let (host, port) = match v.first() {
+        Some(b'[') => match memchr::memchr(b']', v) {
+            Some(end) => {
+                let inner = &v[1..end];
+                let ok = !inner.is_empty()
+                    && inner
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b".:-_~!$&'()*+,;=".contains(&b));
+                if !ok {
+                    return false;
+                }
+                (&v[..0], &v[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match memchr::memrchr(b':', v) {
+            Some(colon) => (&v[..colon], &v[colon..]),
+            None => (v, &v[v.len()..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    let mut i = 0;
+    while i < host.len() {
+        match host[i] {
+            b'%' => {
+                let hex = host.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
+            _ => return false,
+        }
+    }
+    port_ok
 }
 
 /// Limits on a head that is not complete yet. The request-target is looked
@@ -461,7 +565,7 @@ mod tests {
             ]
         );
 
-        let mut buf = BytesMut::from(&b"FOO / HTTP/1.1\r\n\r\n"[..]);
+        let mut buf = BytesMut::from(&b"FOO / HTTP/1.1\r\nHost: h\r\n\r\n"[..]);
         let head = parse_request(&mut buf, &Limits::default())
             .unwrap()
             .unwrap();
@@ -473,7 +577,8 @@ mod tests {
 
     #[test]
     fn header_bytes_is_zero_copy() {
-        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nAuthorization: Bearer sk\r\n\r\n"[..]);
+        let mut buf =
+            BytesMut::from(&b"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer sk\r\n\r\n"[..]);
         let head = parse_request(&mut buf, &Limits::default())
             .unwrap()
             .unwrap();
@@ -493,20 +598,21 @@ mod tests {
 
     #[test]
     fn post_chunked() {
-        let m = one(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=\"a b\"\r\n world\r\n0\r\nX-T: 1\r\n\r\n");
+        let m = one(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=\"a b\"\r\n world\r\n0\r\nX-T: 1\r\n\r\n");
         assert_eq!(m.framing, BodyFraming::Chunked);
         assert_eq!(m.body, b"hello world");
     }
 
     #[test]
     fn transfer_encoding_is_case_insensitive_and_ows_tolerant() {
-        let m = one(b"POST / HTTP/1.1\r\nTransfer-Encoding: , Chunked \r\n\r\n0\r\n\r\n");
+        let m =
+            one(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: , Chunked \r\n\r\n0\r\n\r\n");
         assert_eq!(m.framing, BodyFraming::Chunked);
     }
 
     #[test]
     fn pipelined_requests() {
-        let input = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n";
+        let input = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: h\r\n\r\nPOST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n";
         let msgs = parse_all_ways(input, &Limits::default()).unwrap();
         let targets: Vec<&[u8]> = msgs.iter().map(|m| &m.target[..]).collect();
         assert_eq!(targets, [&b"/a"[..], b"/b", b"/c"]);
@@ -525,7 +631,7 @@ mod tests {
 
     #[test]
     fn leading_empty_lines_are_skipped() {
-        let m = one(b"\r\n\r\n\nGET /x HTTP/1.1\r\n\r\n");
+        let m = one(b"\r\n\r\n\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(m.target, b"/x");
     }
 
@@ -539,14 +645,14 @@ mod tests {
     #[test]
     fn te_and_cl_both_present_is_400() {
         let e = err(
-            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         );
         assert_eq!(
             e,
             HttpError::Malformed("content-length and transfer-encoding both present")
         );
         assert_eq!(e.status(), 400);
-        let e = err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n");
+        let e = err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n");
         assert_eq!(e.status(), 400);
     }
 
@@ -568,29 +674,29 @@ mod tests {
             "chunked;q=1",
             "chunked chunked",
         ] {
-            let input = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n");
+            let input = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {te}\r\n\r\n");
             let e = err(input.as_bytes());
             assert_eq!(e.status(), 400, "{te:?}");
         }
         // Two fields are one list (RFC 9110 §5.3): final coding is gzip.
         let e = err(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
         );
         assert_eq!(
             e,
             HttpError::Malformed("transfer-encoding does not end in chunked")
         );
-        let e = err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n");
+        let e = err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n");
         assert_eq!(e, HttpError::Malformed("chunked applied more than once"));
     }
 
     #[test]
     fn other_codings_before_chunked_are_501() {
-        let e = err(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        let e = err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
         assert_eq!(e, HttpError::UnsupportedTransferCoding);
         assert_eq!(e.status(), 501);
         let e = err(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
         assert_eq!(e.status(), 501);
     }
@@ -608,7 +714,7 @@ mod tests {
             "Content-Length: 5 5\r\n",
             "Content-Length: 99999999999999999999999\r\n",
         ] {
-            let input = format!("POST / HTTP/1.1\r\n{head}\r\nhello");
+            let input = format!("POST / HTTP/1.1\r\nHost: h\r\n{head}\r\nhello");
             let e = err(input.as_bytes());
             assert!(matches!(e, HttpError::Malformed(_)), "{head:?}: {e:?}");
             assert_eq!(e.status(), 400);
@@ -621,17 +727,20 @@ mod tests {
             max_body_bytes: 10,
             ..Limits::default()
         };
-        let e = err_with(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", &limits);
+        let e = err_with(
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n",
+            &limits,
+        );
         assert_eq!(e, HttpError::BodyTooLarge);
         assert_eq!(e.status(), 413);
         let m = parse_all_ways(
-            b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789",
             &limits,
         )
         .unwrap();
         assert_eq!(m[0].body.len(), 10);
         // Only the limit matters, not the size of the number.
-        let e = err(b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        let e = err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n");
         assert_eq!(e, HttpError::BodyTooLarge);
     }
 
@@ -641,19 +750,22 @@ mod tests {
             max_headers: 3,
             ..Limits::default()
         };
-        let ok =
-            parse_all_ways(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &limits).unwrap();
+        let ok = parse_all_ways(
+            b"GET / HTTP/1.1\r\nHost: h\r\nB: 2\r\nC: 3\r\n\r\n",
+            &limits,
+        )
+        .unwrap();
         assert_eq!(ok[0].headers.len(), 3);
         let e = err_with(
-            b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
             &limits,
         );
         assert_eq!(e, HttpError::TooManyHeaders);
         assert_eq!(e.status(), 431);
 
-        // The default: 100 pass, 101 do not.
-        let mut input = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..100 {
+        // The default: 100 pass (Host and 99 more), 101 do not.
+        let mut input = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 1..100 {
             input.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
         }
         let mut buf = BytesMut::from(&input[..]);
@@ -685,12 +797,18 @@ mod tests {
             max_head_bytes: 64,
             ..Limits::default()
         };
-        let input = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(60));
+        let input = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(60)
+        );
         let e = err_with(input.as_bytes(), &limits);
         assert_eq!(e, HttpError::HeadTooLarge);
         assert_eq!(e.status(), 431);
         // Exactly at the limit is fine.
-        let input = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(64 - 23));
+        let input = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "a".repeat(64 - 32)
+        );
         assert_eq!(input.len(), 64);
         assert!(parse_all_ways(input.as_bytes(), &limits).is_ok());
         // Endless empty lines are bounded by the same limit.
@@ -705,9 +823,9 @@ mod tests {
             max_head_bytes: 200,
             ..Limits::default()
         };
-        let ok = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(15));
+        let ok = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(15));
         assert!(parse_all_ways(ok.as_bytes(), &limits).is_ok());
-        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(16));
+        let long = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(16));
         let e = err_with(long.as_bytes(), &limits);
         assert_eq!(e, HttpError::UriTooLong);
         assert_eq!(e.status(), 414);
@@ -719,22 +837,22 @@ mod tests {
             HttpError::UriTooLong
         );
         // A target longer than the whole head limit is still 414.
-        let huge = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(300));
+        let huge = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(300));
         assert_eq!(err_with(huge.as_bytes(), &limits), HttpError::UriTooLong);
     }
 
     #[test]
     fn bad_bytes_are_400() {
         for input in [
-            &b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\nName : x\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
+            &b"GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: h\r\nName : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n folded\r\n\r\n",
             b"GET / HTTP/2.0\r\n\r\n",
-            b"GET /\x7f HTTP/1.1\r\n\r\n",
-            b"G(T / HTTP/1.1\r\n\r\n",
-            b"\r\rGET / HTTP/1.1\r\n\r\n",
+            b"GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"\r\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         ] {
             let e = err(input);
@@ -756,9 +874,9 @@ mod tests {
         #[test]
         fn request_like_bytes_never_panic(
             prefix in proptest::sample::select(vec![
-                "GET / HTTP/1.1\r\n",
-                "POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                "POST / HTTP/1.1\r\nContent-Length: 10\r\n",
+                "GET / HTTP/1.1\r\nHost: h\r\n",
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n",
                 "\r\nPUT /x?y HTTP/1.0\r\nHost: h\r\n",
             ]),
             tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
@@ -779,7 +897,7 @@ mod tests {
             for (n, v) in &headers {
                 input.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
             }
-            input.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+            input.extend_from_slice(format!("Host: h\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
             input.extend_from_slice(&body);
             let cut = cut % (input.len() + 1);
             let mut d = Driver::new(Limits::default());
@@ -797,11 +915,84 @@ mod tests {
     }
 
     #[test]
+    fn host_is_required_once_and_valid_on_http_1_1() {
+        // RFC 9112 §3.2: missing (on 1.1), repeated or invalid is 400.
+        for input in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: evil.example/../admin\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: ::1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n",
+        ] {
+            let e = err(input);
+            assert_eq!(e.status(), 400, "{:?}", String::from_utf8_lossy(input));
+        }
+        for host in [
+            "",
+            "gw",
+            "gw:8080",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:8080",
+            "a-b.c_d~e",
+            "x%41y",
+            "a.example.",
+        ] {
+            let input = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(one(input.as_bytes()).target, b"/", "{host:?}");
+        }
+        // HTTP/1.0 predates Host.
+        assert_eq!(one(b"GET /health HTTP/1.0\r\n\r\n").target, b"/health");
+    }
+
+    #[test]
+    fn absolute_form_targets_are_served_as_their_path() {
+        // RFC 9112 §3.2.2: a server MUST accept the absolute-form; the
+        // authority in it names no other host to go to.
+        let head = |input: &[u8]| {
+            let mut buf = BytesMut::from(input);
+            parse_request(&mut buf, &Limits::default())
+                .unwrap()
+                .unwrap()
+        };
+        let h = head(b"POST http://gw/v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(h.path(), b"/v1/chat/completions");
+        assert_eq!(h.query(), Some(&b"x=1"[..]));
+        assert_eq!(h.target(), b"http://gw/v1/chat/completions?x=1");
+        let h = head(b"GET HTTPS://other.example:443 HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(h.path(), b"/");
+        let h = head(b"GET http://[::1]:8080?a HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!((h.path(), h.query()), (&b"/"[..], Some(&b"a"[..])));
+        for input in [
+            &b"GET http:///x HTTP/1.1\r\nHost: gw\r\n\r\n"[..],
+            b"GET http://user@gw/x HTTP/1.1\r\nHost: gw\r\n\r\n",
+            b"GET http:/x HTTP/1.1\r\nHost: gw\r\n\r\n",
+            b"GET http://gw/x HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                err(input).status(),
+                400,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // Other schemes and forms stay as they are (and route nowhere).
+        assert_eq!(
+            head(b"GET ftp://gw/x HTTP/1.1\r\nHost: gw\r\n\r\n").path(),
+            b"ftp://gw/x"
+        );
+    }
+
+    #[test]
     fn a_rejected_request_leaves_the_parser_usable() {
         // The connection is closed after an error, but the parser keeps no
         // state: the next connection's request parses normally.
-        let _ = err(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
-        let m = one(b"GET /health HTTP/1.1\r\n\r\n");
+        let _ = err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let m = one(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(m.target, b"/health");
     }
 }

@@ -457,6 +457,9 @@ impl<S: Service> Conn<S> {
         }
         // SPEC §4: a stream that failed after it began closes the connection.
         *close |= source.failed();
+        // The client has its whole answer; the upstream connection is
+        // pooled once its body has ended too.
+        source.settle().await;
         true
     }
 }

@@ -317,24 +317,41 @@ fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 
 /// `count` listening sockets on `addr` in one `SO_REUSEPORT` group, the
 /// first ones taken from `shared` (already in the group).
+///
+/// Joining a group needs `SO_REUSEPORT` on both sides, so a second gateway
+/// (or anything else using the option) given the same port would share its
+/// traffic instead of being told the port is taken. So a group on a given
+/// port first binds a probe without `SO_REUSEPORT` (`SO_REUSEADDR` still
+/// lets it pass `TIME_WAIT`), which fails while anything listens there.
+///
+/// Port 0 takes no probe: the group's first socket asks the OS for the
+/// port itself and keeps it. A probe there would have to be dropped before
+/// the group binds, leaving an OS-picked port free for a moment, in which
+/// another process picking a port (another gateway starting at once) can
+/// get the same one and then join this group. The two share connections,
+/// and when that process exits, connections routed to its closing sockets
+/// are refused: a gateway that had printed its address refusing a
+/// connection. The OS never picks a port that any socket holds.
 fn bind_group(
-    mut addr: SocketAddr,
+    addr: SocketAddr,
     count: usize,
     shared: Vec<std::net::TcpListener>,
 ) -> io::Result<Vec<socket2::Socket>> {
-    let mut sockets: Vec<socket2::Socket> = shared.into_iter().map(Into::into).collect();
-    if sockets.is_empty() {
-        // Joining a group needs SO_REUSEPORT on both sides, so without this
-        // probe a second gateway (or anything else using the option) on the
-        // same port would share its traffic instead of being told the port
-        // is taken. SO_REUSEADDR still lets the probe pass TIME_WAIT.
+    let sockets: Vec<socket2::Socket> = shared.into_iter().map(Into::into).collect();
+    if sockets.is_empty() && addr.port() != 0 {
         let probe = new_socket(addr, false)?;
         probe.bind(&addr.into())?;
-        if addr.port() == 0 {
-            addr = probe.local_addr()?.as_socket().unwrap_or(addr);
-        }
-        drop(probe);
     }
+    join_group(addr, count, sockets)
+}
+
+/// Binds and listens `SO_REUSEPORT` sockets on `addr` until `sockets` holds
+/// `count` of them.
+fn join_group(
+    mut addr: SocketAddr,
+    count: usize,
+    mut sockets: Vec<socket2::Socket>,
+) -> io::Result<Vec<socket2::Socket>> {
     while sockets.len() < count {
         let s = new_socket(addr, true)?;
         s.bind(&addr.into())?;
@@ -555,4 +572,53 @@ async fn refuse(mut stream: TcpStream) {
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What another gateway starting on `addr` does: a probe, then its own
+    /// `SO_REUSEPORT` group.
+    fn another_gateway(addr: SocketAddr) -> io::Result<Vec<socket2::Socket>> {
+        bind_group(addr, 1, Vec::new())
+    }
+
+    /// A group on port 0 keeps the port the OS picked from its first bind:
+    /// no other gateway joins it, then or later, and many groups formed at
+    /// once on port 0 each get a port of their own.
+    #[test]
+    fn groups_on_port_0_are_never_shared() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 2, Vec::new()).unwrap();
+        let addr: SocketAddr = group[0].local_addr().unwrap().as_socket().unwrap();
+        assert_ne!(addr.port(), 0);
+        assert_eq!(group[1].local_addr().unwrap().as_socket(), Some(addr));
+        assert!(another_gateway(addr).is_err(), "the port is the group's");
+        std::net::TcpStream::connect(addr).expect("the group accepts");
+
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..32)
+                        .map(|_| bind_group("127.0.0.1:0".parse().unwrap(), 2, Vec::new()).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let groups: Vec<_> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let mut ports: Vec<u16> = groups
+            .iter()
+            .map(|g| g[0].local_addr().unwrap().as_socket().unwrap().port())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(
+            ports.len(),
+            groups.len(),
+            "every group has a port of its own"
+        );
+    }
 }

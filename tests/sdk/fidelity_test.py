@@ -37,6 +37,9 @@ for case in ["multiline", "gzip", "deflate", "brotli", "sse-as-json", "json-for-
     assert plain(case) == "Hello there", case
     assert streamed(case) == "Hello there", case
 assert streamed("pings") == "Hello there"
+# Events with ids, then silences filled with keep-alives: the decoder keeps
+# the last id, so a keep-alive followed by a blank line would be an event.
+assert streamed("ids-paused") == "Hello there"
 
 for case in ["zstd", "empty", "html", "text"]:
     for call in (plain, streamed):

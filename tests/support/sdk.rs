@@ -12,6 +12,9 @@ use std::sync::Mutex;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The official Python SDK, pinned (as in `.ci/run`).
+pub const OPENAI_PYTHON: &str = "openai==3.63.0";
+
 /// Installs run one at a time within a test binary (tests run on threads;
 /// cargo runs test binaries one after another).
 static INSTALL: Mutex<()> = Mutex::new(());
@@ -31,7 +34,12 @@ pub fn python() -> PathBuf {
     let _ = std::fs::remove_dir_all(&venv);
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
     let pip = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "--disable-pip-version-check", "openai"])
+        .args([
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            OPENAI_PYTHON,
+        ])
         .output();
     if !pip.as_ref().is_ok_and(|o| o.status.success()) {
         // No half-made venv for the next run to mistake for a good one.

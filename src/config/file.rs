@@ -516,10 +516,7 @@ fn endpoint_list(names: &[String], path: &str) -> Result<Vec<Endpoint>, ConfigEr
         .enumerate()
         .map(|(i, name)| {
             Endpoint::from_name(name).ok_or_else(|| {
-                let known: Vec<&str> = crate::gateway::json::ENDPOINTS
-                    .iter()
-                    .map(|e| e.name())
-                    .collect();
+                let known: Vec<&str> = crate::api::ENDPOINTS.iter().map(|e| e.name()).collect();
                 invalid(
                     &index_path(path, i),
                     format!(

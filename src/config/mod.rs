@@ -30,7 +30,7 @@ pub use base_url::BaseUrl;
 pub use error::ConfigError;
 pub(crate) use file::unbracket;
 
-pub use crate::gateway::json::Endpoint;
+pub use crate::api::Endpoint;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
@@ -59,6 +59,9 @@ pub const MOCK_MODEL: &str = "mock-echo";
 pub const EXAMPLE_MODEL: &str = "DeepSeek-V3.2";
 /// Account id used when a provider's accounts are implied rather than listed.
 pub const DEFAULT_ACCOUNT_ID: &str = "default";
+/// The longest client key, in bytes: longer ones are refused at load, and
+/// the gateway's constant-time comparison covers this many bytes.
+pub const MAX_KEY_BYTES: usize = 256;
 /// The built-in default's mock streams one token per this delay, so that
 /// `curl -N` shows an answer arriving as from a real provider (a config's
 /// own mock providers stream at once unless they set `tokenDelayMs`).
@@ -565,13 +568,10 @@ impl Config {
             if k.key.is_empty() {
                 return Err(invalid(&path, "the key is empty"));
             }
-            if k.key.len() > crate::gateway::auth::MAX_KEY_BYTES {
+            if k.key.len() > MAX_KEY_BYTES {
                 return Err(invalid(
                     &path,
-                    format!(
-                        "the key is longer than {} bytes",
-                        crate::gateway::auth::MAX_KEY_BYTES
-                    ),
+                    format!("the key is longer than {} bytes", MAX_KEY_BYTES),
                 ));
             }
             if !names.insert(k.name.as_str()) {

@@ -9,12 +9,12 @@
 
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
+use crate::api::ApiError;
 use crate::http1::RequestHead;
 
 /// The longest client key, in bytes (`config` refuses longer ones); every
 /// comparison covers this many bytes.
-pub const MAX_KEY_BYTES: usize = 256;
+pub use crate::config::MAX_KEY_BYTES;
 
 /// A key zero-padded to [`MAX_KEY_BYTES`], and its length.
 struct Block {

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use memchr::memmem;
 
-use super::error::ApiError;
+use crate::api::ApiError;
 
 /// The longest boundary RFC 2046 §5.1.1 allows.
 const MAX_BOUNDARY: usize = 70;
@@ -34,27 +34,6 @@ pub struct Form {
     pub filename: Option<String>,
     /// `response_format` (`json`, `text`, `srt`, `verbose_json`, `vtt`).
     pub response_format: Option<String>,
-}
-
-/// Validate a transcription or translation request: a form with a
-/// `model` field and a `file` part (400 otherwise, naming what is wrong).
-pub fn parse_request(
-    body: &[u8],
-    content_type: Option<&[u8]>,
-) -> Result<super::json::RequestInfo, ApiError> {
-    let form = parse_form(body, boundary(content_type)?)?;
-    if form.file.is_none() {
-        return Err(ApiError::invalid(
-            "Missing required parameter: 'file' (the audio, as a file part).",
-            Some("file"),
-        ));
-    }
-    // Checked to be UTF-8 by `parse_form`.
-    let model = String::from_utf8_lossy(&body[form.model.clone()]).into_owned();
-    let mut info = super::json::RequestInfo::new(model, form.model.clone());
-    info.stream = form.stream;
-    info.form = Some(form);
-    Ok(info)
 }
 
 /// The `boundary` parameter of a `multipart/form-data` Content-Type

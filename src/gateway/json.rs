@@ -12,100 +12,11 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::error::ApiError;
+use super::form::{self, Form};
+use crate::api::{ApiError, Endpoint};
 
 /// The largest `dimensions` the mock makes an embedding of.
 pub const MAX_DIMENSIONS: usize = 8192;
-
-/// Which endpoint a request body is for: it decides the required fields.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Endpoint {
-    Chat,
-    Completions,
-    /// `/v1/embeddings`: `input` instead of messages; never streamed.
-    Embeddings,
-    /// `/v1/moderations`: `input`; never streamed.
-    Moderations,
-    /// `/v1/images/generations`: `prompt`; never streamed.
-    Images,
-    /// `/v1/responses` (the Responses API): `input`; plain or streamed as
-    /// typed events.
-    Responses,
-    /// `/v1/audio/speech`: JSON in (`input`, `voice`); audio bytes out,
-    /// passed through unchanged.
-    Speech,
-    /// `/v1/audio/transcriptions`: a `multipart/form-data` body (`file`,
-    /// `model`); JSON, text or events out.
-    Transcriptions,
-    /// `/v1/audio/translations`: as transcriptions, into English.
-    Translations,
-}
-
-/// Every endpoint, in the order `/v1/models` lists them.
-pub const ENDPOINTS: [Endpoint; 9] = [
-    Endpoint::Chat,
-    Endpoint::Completions,
-    Endpoint::Embeddings,
-    Endpoint::Moderations,
-    Endpoint::Images,
-    Endpoint::Responses,
-    Endpoint::Speech,
-    Endpoint::Transcriptions,
-    Endpoint::Translations,
-];
-
-impl Endpoint {
-    /// The path under a provider's base URL (OpenAI's API reference).
-    pub fn upstream_path(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Moderations => "/moderations",
-            Endpoint::Images => "/images/generations",
-            Endpoint::Responses => "/responses",
-            Endpoint::Speech => "/audio/speech",
-            Endpoint::Transcriptions => "/audio/transcriptions",
-            Endpoint::Translations => "/audio/translations",
-        }
-    }
-
-    /// The endpoint's name in the config (`endpoints`) and in
-    /// `/v1/models`: its path under `/v1/`, dots for slashes
-    /// (`chat.completions`, `audio.speech`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chat.completions",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-            Endpoint::Moderations => "moderations",
-            Endpoint::Images => "images.generations",
-            Endpoint::Responses => "responses",
-            Endpoint::Speech => "audio.speech",
-            Endpoint::Transcriptions => "audio.transcriptions",
-            Endpoint::Translations => "audio.translations",
-        }
-    }
-
-    /// The endpoint of a config name (see [`Endpoint::name`]).
-    pub fn from_name(name: &str) -> Option<Endpoint> {
-        ENDPOINTS.into_iter().find(|e| e.name() == name)
-    }
-
-    /// Whether the body is a `multipart/form-data` form, not JSON.
-    pub fn takes_form(self) -> bool {
-        matches!(self, Endpoint::Transcriptions | Endpoint::Translations)
-    }
-
-    /// Whether a 2xx answer is passed on as the upstream sent it (audio,
-    /// text, subtitles): no `model` to rewrite, no shape to judge.
-    pub fn passes_bytes(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Speech | Endpoint::Transcriptions | Endpoint::Translations
-        )
-    }
-}
 
 #[derive(Deserialize)]
 struct RequestView<'a> {
@@ -185,7 +96,7 @@ pub struct RequestInfo {
     pub max_tokens: Option<u64>,
     /// Transcriptions and translations: the form's fields and parts; then
     /// `model_span` is the raw text of the `model` field, not a JSON string.
-    pub form: Option<super::form::Form>,
+    pub form: Option<Form>,
 }
 
 impl RequestInfo {
@@ -206,6 +117,27 @@ impl RequestInfo {
             form: None,
         }
     }
+}
+
+/// Validate a transcription or translation request: a form with a
+/// `model` field and a `file` part (400 otherwise, naming what is wrong).
+pub fn parse_form_request(
+    body: &[u8],
+    content_type: Option<&[u8]>,
+) -> Result<RequestInfo, ApiError> {
+    let form = form::parse_form(body, form::boundary(content_type)?)?;
+    if form.file.is_none() {
+        return Err(ApiError::invalid(
+            "Missing required parameter: 'file' (the audio, as a file part).",
+            Some("file"),
+        ));
+    }
+    // Checked to be UTF-8 by `parse_form`.
+    let model = String::from_utf8_lossy(&body[form.model.clone()]).into_owned();
+    let mut info = RequestInfo::new(model, form.model.clone());
+    info.stream = form.stream;
+    info.form = Some(form);
+    Ok(info)
 }
 
 /// Validate a request body for `endpoint` (SPEC §4: 400 on malformed JSON,
@@ -319,7 +251,7 @@ pub fn parse_request(
             }
         }
         Endpoint::Transcriptions | Endpoint::Translations => {
-            // Read by `form::parse_request`; a JSON body is no form.
+            // Read by `parse_form_request`; a JSON body is no form.
             return Err(ApiError::invalid(
                 "This endpoint takes a multipart/form-data body (a 'file' part and a 'model' field).",
                 None,
@@ -871,17 +803,6 @@ pub fn fuzz_request_json(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Endpoint masks use an endpoint's discriminant as its bit: the list
-    /// holds every endpoint once, in declaration order, and fits 16 bits.
-    #[test]
-    fn endpoints_are_listed_in_declaration_order() {
-        for (i, endpoint) in ENDPOINTS.iter().enumerate() {
-            assert_eq!(*endpoint as usize, i, "{endpoint:?}");
-            assert_eq!(Endpoint::from_name(endpoint.name()), Some(*endpoint));
-        }
-        assert!(ENDPOINTS.len() <= 16);
-    }
 
     #[test]
     fn finds_the_model_and_the_last_user_message() {

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::json::{count_words, Endpoint, RequestInfo};
-use super::stream::{EventSource, MadeEvent, Paced, Pacer};
+use super::json::{count_words, RequestInfo};
+use super::stream::pace::{random, MadeEvent, Paced, PacedSource, Pacer};
+use crate::api::Endpoint;
 use crate::config::{MockFailures, MockProfile};
 use crate::stats::unix_time;
 use std::time::Duration;
@@ -210,10 +211,10 @@ pub fn transcript(endpoint: Endpoint, text: &str, info: &RequestInfo) -> (&'stat
                 "segments": [{"id": 0, "seek": 0, "start": 0.0, "end": duration, "text": text,
                     "tokens": [], "temperature": 0.0, "avg_logprob": 0.0,
                     "compression_ratio": 1.0, "no_speech_prob": 0.0}]});
-            (super::response::JSON, Bytes::from(doc.to_string()))
+            (crate::api::response::JSON, Bytes::from(doc.to_string()))
         }
         _ => (
-            super::response::JSON,
+            crate::api::response::JSON,
             Bytes::from(json!({"text": text}).to_string()),
         ),
     }
@@ -520,32 +521,6 @@ pub fn complete(endpoint: Endpoint, answer: &Answer, info: &RequestInfo) -> (Byt
     (Bytes::from(format!("{body}\n")), prompt, completion)
 }
 
-/// A random number in `0.0..1.0` from a per-thread xorshift generator
-/// (seeded from the clock and the thread): for jitter and failure shares,
-/// where no shared state may be touched per request.
-pub fn random() -> f64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            let thread = &t as *const u64 as u64;
-            (t ^ thread.rotate_left(32)) | 1
-        });
-    }
-    STATE.with(|s| {
-        // xorshift64* (Vigna, "An experimental exploration of Marsaglia's
-        // xorshift generators, scrambled", 2016).
-        let mut x = s.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        s.set(x);
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    })
-}
-
 /// What the mock does with one request, drawn from its failure shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
@@ -581,8 +556,8 @@ pub fn fate(failures: &MockFailures) -> Fate {
 }
 
 /// The answer of an injected 429 or 500, shaped as OpenAI's.
-pub fn failure_answer(fate: Fate, failures: &MockFailures) -> super::response::Response {
-    use super::response::Response;
+pub fn failure_answer(fate: Fate, failures: &MockFailures) -> super::Response {
+    use super::Response;
     let (status, code, kind, message) = match fate {
         Fate::RateLimit => (
             429,
@@ -673,11 +648,11 @@ pub fn word_stream(
         prompt_tokens: info.prompt_words,
         completion_tokens: words as u64,
     };
-    let pacer = Pacer::new(profile, fate, words + 2).keep_alive(keep_alive);
+    let pacer = Pacer::new(profile, fate == Fate::CutStream, words + 2).keep_alive(keep_alive);
     Paced::new(chunks, pacer)
 }
 
-impl EventSource for MockChunks {
+impl PacedSource for MockChunks {
     fn next_event(&mut self) -> Option<(Bytes, Bytes)> {
         self.next_chunk().map(|chunk| (Bytes::new(), chunk))
     }

@@ -6,13 +6,11 @@
 //! body, and writes out the [`Response`] it returns.
 
 pub mod auth;
-pub mod error;
 pub mod form;
 pub mod json;
 pub mod mock;
 pub mod proxy;
 pub mod request_id;
-pub mod response;
 pub mod responses;
 pub mod router;
 pub mod stream;
@@ -21,17 +19,18 @@ pub mod translate;
 use bytes::Bytes;
 use std::sync::Arc;
 
+use crate::api::{self, ApiError, Body, Endpoint};
 use crate::config::{Config, Limits, ProviderKind};
 use crate::http1::{Method, RequestHead};
 use crate::server::Service;
 use crate::stats::{unix_time, Stats, Tally};
 use crate::upstream::{Upstream, UpstreamConfig};
 use auth::ClientKeys;
-use error::ApiError;
-use json::Endpoint;
-use response::{Body, Response};
 use router::Router;
 use stream::EventStream;
+
+/// The gateway's answers: their streams are [`EventStream`]s.
+pub type Response = api::Response<EventStream>;
 
 /// The routes of SPEC §3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +154,7 @@ impl Gateway {
 
 impl Service for Gateway {
     type Route = Route;
+    type Stream = EventStream;
 
     fn limits(&self) -> &Limits {
         &self.config.limits
@@ -258,6 +258,20 @@ impl Gateway {
     /// The routing table and the health of every deployment.
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// Every deployment's health now, as plain values (`/metrics`).
+    pub fn deployment_health(&self) -> Vec<crate::stats::DeploymentHealth> {
+        let now = router::now_ms();
+        self.router
+            .deployments()
+            .map(|(id, model, h)| crate::stats::DeploymentHealth {
+                id,
+                model: model.to_owned(),
+                resting: h.is_resting(now),
+                consecutive_failures: h.consecutive_failures(),
+            })
+            .collect()
     }
 
     pub fn set_bound_port(&self, port: u16) {
@@ -490,13 +504,13 @@ impl Gateway {
     /// cut when `fate` says), with keep-alive comments in long pauses.
     fn paced(
         &self,
-        events: Vec<stream::MadeEvent>,
+        events: Vec<stream::pace::MadeEvent>,
         profile: &crate::config::MockProfile,
         fate: mock::Fate,
     ) -> EventStream {
-        let pacer = stream::Pacer::new(profile, fate, events.len())
+        let pacer = stream::pace::Pacer::new(profile, fate == mock::Fate::CutStream, events.len())
             .keep_alive(self.config.limits.sse_keepalive_interval);
-        EventStream::Prepared(stream::Paced::new(events.into(), pacer))
+        EventStream::Prepared(stream::pace::Paced::new(events.into(), pacer))
     }
 }
 
@@ -510,7 +524,7 @@ fn parse_request(
     want_text: bool,
 ) -> Result<json::RequestInfo, ApiError> {
     match endpoint.takes_form() {
-        true => form::parse_request(body, head.header("content-type")),
+        true => json::parse_form_request(body, head.header("content-type")),
         false => json::parse_request(body, endpoint, want_text),
     }
 }
@@ -554,7 +568,7 @@ fn unavailable_error(model: &str, unavailable: router::Unavailable) -> ApiError 
 pub fn stream_response(stream: EventStream, tally: Option<Tally>) -> Response {
     Response {
         status: 200,
-        content_type: response::EVENT_STREAM,
+        content_type: api::response::EVENT_STREAM,
         headers: vec![
             ("Cache-Control", Bytes::from_static(b"no-cache")),
             ("X-Accel-Buffering", Bytes::from_static(b"no")),

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
+use crate::api::ApiError;
 use crate::stats::unix_time;
 
 /// What the answer echoes of the request (the Responses API returns the

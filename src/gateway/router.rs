@@ -33,8 +33,8 @@ use std::sync::atomic::{
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::api::{Endpoint, ENDPOINTS};
 use crate::config::{Config, ProviderKind, Strategy};
-use crate::gateway::json::{Endpoint, ENDPOINTS};
 use crate::stats::{Counter, Label, LabelId, RouteIds, Stats};
 
 /// Consecutive failures after which a scope rests (SPEC §2).

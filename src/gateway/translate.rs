@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
+use crate::api::ApiError;
 
 /// Completion-only parameters that a chat endpoint would refuse or
 /// misread (`logprobs` is a number there and a boolean here).

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::server::Listener;
+use crate::stats::DeploymentHealth;
 use crate::stats::Stats;
 
 /// Re-reads the config (file and command-line overrides) for a restart.
@@ -303,6 +304,20 @@ impl ProxyControl {
     /// The gateway last started (its routing and health), if any.
     pub async fn gateway(&self) -> Option<Arc<Gateway>> {
         self.state.lock().await.gateway.clone()
+    }
+
+    /// The routing health of the gateway last started, as the `/stats`
+    /// `health` object; `None` before any start.
+    pub async fn health_json(&self) -> Option<String> {
+        self.gateway().await.map(|g| g.router().health_json())
+    }
+
+    /// Every deployment's health, for `/metrics` (none before any start).
+    pub async fn deployment_health(&self) -> Vec<DeploymentHealth> {
+        self.gateway()
+            .await
+            .map(|g| g.deployment_health())
+            .unwrap_or_default()
     }
 
     /// The drain timeout of the running config.

@@ -9,11 +9,10 @@
 use std::fmt::{Display, Write as _};
 
 use super::control::StatusView;
-use crate::gateway::router::{now_ms, Router};
-use crate::stats::{Label, Stats, Summary};
+use crate::stats::{DeploymentHealth, Label, Stats, Summary};
 
 /// Render every metric.
-pub fn render(stats: &Stats, status: &StatusView, router: Option<&Router>) -> String {
+pub fn render(stats: &Stats, status: &StatusView, deployments: &[DeploymentHealth]) -> String {
     let mut m = Exposition::default();
 
     m.family(
@@ -67,18 +66,17 @@ pub fn render(stats: &Stats, status: &StatusView, router: Option<&Router>) -> St
         "Times a deployment, account or origin was set to rest.",
     );
     m.sample("chat2api_rests_total", &[], rests);
-    if let Some(router) = router {
-        let now = now_ms();
+    if !deployments.is_empty() {
         m.family(
             "chat2api_deployment_resting",
             "gauge",
             "1 while a deployment (provider/account/upstream model) rests.",
         );
-        for (id, model, health) in router.deployments() {
+        for d in deployments {
             m.sample(
                 "chat2api_deployment_resting",
-                &[("deployment", &id), ("model", model)],
-                u64::from(health.is_resting(now)),
+                &[("deployment", &d.id), ("model", &d.model)],
+                u64::from(d.resting),
             );
         }
         m.family(
@@ -86,11 +84,11 @@ pub fn render(stats: &Stats, status: &StatusView, router: Option<&Router>) -> St
             "gauge",
             "Failures of a deployment since its last success.",
         );
-        for (id, model, health) in router.deployments() {
+        for d in deployments {
             m.sample(
                 "chat2api_deployment_consecutive_failures",
-                &[("deployment", &id), ("model", model)],
-                u64::from(health.consecutive_failures()),
+                &[("deployment", &d.id), ("model", &d.model)],
+                u64::from(d.consecutive_failures),
             );
         }
     }
@@ -282,7 +280,7 @@ mod tests {
         stats
             .counter(Label::Model, "we\"ird\\model")
             .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-        let text = render(&stats, &view(Status::Stopped), None);
+        let text = render(&stats, &view(Status::Stopped), &[]);
         assert!(text.contains("chat2api_up 0\n"), "{text}");
         assert!(text.contains("chat2api_uptime_seconds 1.5\n"));
         assert!(text.contains(r#"chat2api_model_requests_total{model="we\"ird\\model"} 2"#));
@@ -294,7 +292,7 @@ mod tests {
         let mut t = crate::stats::Tally::new(&stats);
         t.first_token();
         t.finish(200, true, None);
-        let text = render(&stats, &view(Status::Running), None);
+        let text = render(&stats, &view(Status::Running), &[]);
         assert!(text.contains("chat2api_up 1\n"));
         assert!(text.contains("chat2api_requests_total{result=\"success\"} 1\n"));
         assert!(text.contains("chat2api_ttft_seconds_count 1\n"));

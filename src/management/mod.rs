@@ -16,9 +16,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+use crate::api::{self, NoStream};
 use crate::config::Limits;
-use crate::gateway::response::{self, Response};
-use crate::gateway::Gateway;
 use crate::http1::{Method, RequestHead};
 use crate::server::Service;
 use crate::stats::Tally;
@@ -256,8 +255,12 @@ impl Management {
     }
 }
 
+/// The management listener's answers: it never streams.
+type Response = api::Response<NoStream>;
+
 impl Service for Management {
     type Route = Route;
+    type Stream = NoStream;
 
     fn limits(&self) -> &Limits {
         &self.limits
@@ -281,7 +284,7 @@ impl Service for Management {
         match route {
             Route::Page => {
                 let mut r = answer(200, self.page.clone());
-                r.content_type = response::HTML;
+                r.content_type = api::response::HTML;
                 r.headers.extend([
                     // The page runs only its own inline code and talks only
                     // to this listener; no other site may frame its buttons.
@@ -300,20 +303,15 @@ impl Service for Management {
             Route::Start | Route::Stop | Route::Restart => self.act(route).await,
             Route::Statistics => {
                 let s = self.control.status().await;
-                let health = self
-                    .control
-                    .gateway()
-                    .await
-                    .map(|g| g.router().health_json());
+                let health = self.control.health_json().await;
                 success(&stats.stats_json(s.status.as_str(), s.port, health.as_deref()))
             }
             Route::Logs => success(&stats.log_json()),
             Route::Metrics => {
                 let s = self.control.status().await;
-                let gateway = self.control.gateway().await;
-                let router = gateway.as_deref().map(Gateway::router);
-                let mut r = answer(200, metrics::render(stats, &s, router));
-                r.content_type = response::PROMETHEUS;
+                let deployments = self.control.deployment_health().await;
+                let mut r = answer(200, metrics::render(stats, &s, &deployments));
+                r.content_type = api::response::PROMETHEUS;
                 r
             }
             Route::Preflight => preflight(),

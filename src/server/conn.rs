@@ -19,13 +19,12 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use super::write::{body_parts, encode_head, write_all_vectored, write_items, Framing, MAX_BATCH};
 use super::{reached, Phase, Service};
+use crate::api::{ApiError, Body, EventSource, Response};
 use crate::config::Limits as ConfigLimits;
-use crate::gateway::error::ApiError;
-use crate::gateway::response::{Body, Response};
-use crate::gateway::stream::{error_event, EventStream, StreamItem};
 use crate::http1::{
     parse_request, BodyDecoder, BodyFraming, Frame, HttpError, Limits, Method, RequestHead, Version,
 };
+use crate::sse::encode::{error_event, StreamItem};
 use crate::stats::Tally;
 
 /// Read-buffer space made available before each read.
@@ -107,7 +106,7 @@ impl<S: Service> Conn<S> {
         self.service.connection_opened();
         let end = self.serve_requests().await;
         if let End::Error(err) = end {
-            let resp = Response::error(&err);
+            let resp: Response<S::Stream> = Response::error(&err);
             let _ = self.write_whole(resp, false, true).await;
         }
         let _ = self.stream.shutdown().await;
@@ -276,7 +275,7 @@ impl<S: Service> Conn<S> {
         head: &RequestHead,
         body: Bytes,
         tally: Option<Tally>,
-    ) -> Option<Response> {
+    ) -> Option<Response<S::Stream>> {
         let service = self.service.clone();
         let serve = service.serve(route, head, body, tally);
         tokio::pin!(serve);
@@ -300,7 +299,7 @@ impl<S: Service> Conn<S> {
     /// Write a whole answer: head and body in one vectored write.
     async fn write_whole(
         &mut self,
-        mut resp: Response,
+        mut resp: Response<S::Stream>,
         is_head: bool,
         close: bool,
     ) -> std::io::Result<()> {
@@ -328,7 +327,12 @@ impl<S: Service> Conn<S> {
     /// events that arrived together, the end) goes out in one write; nothing
     /// is ever held back waiting for more. Returns false when the connection
     /// must end.
-    async fn write_stream(&mut self, resp: Response, http10: bool, close: &mut bool) -> bool {
+    async fn write_stream(
+        &mut self,
+        resp: Response<S::Stream>,
+        http10: bool,
+        close: &mut bool,
+    ) -> bool {
         let framing = if http10 {
             Framing::Close
         } else {
@@ -408,7 +412,7 @@ impl<S: Service> Conn<S> {
                 }
             }
             // The first event with data, or an audio body's first bytes.
-            let content = matches!(source, EventStream::Bytes(_)) && !batch.is_empty();
+            let content = source.is_bytes() && !batch.is_empty();
             if content || batch.iter().any(|i| matches!(i, StreamItem::Data { .. })) {
                 if let Some(t) = tally.as_mut() {
                     t.first_token();

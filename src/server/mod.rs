@@ -42,9 +42,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use crate::api::ApiError;
+use crate::api::{EventSource, NoStream, Response};
 use crate::config::Limits as ConfigLimits;
-use crate::gateway::error::ApiError;
-use crate::gateway::response::Response;
 use crate::http1::{Limits, RequestHead};
 use crate::stats::Tally;
 
@@ -65,9 +65,15 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// What a listener serves. The connection driver parses, frames and writes;
 /// the service decides what to answer.
+/// What [`Service::admit`] decides: the request's route and statistics
+/// record, or an answer at once (the body is then not read).
+pub type Admission<R, S> = Result<(R, Option<Tally>), Box<Response<S>>>;
+
 pub trait Service: Send + Sync + 'static {
     /// What `admit` learned about a request, handed back to `serve`.
     type Route: Send;
+    /// The streams this service answers with ([`NoStream`] if none).
+    type Stream: EventSource;
 
     fn limits(&self) -> &ConfigLimits;
 
@@ -77,7 +83,7 @@ pub trait Service: Send + Sync + 'static {
 
     /// A first look at a request, before its body is read: an error answer
     /// here spares reading the body.
-    fn admit(&self, head: &RequestHead) -> Result<(Self::Route, Option<Tally>), Box<Response>>;
+    fn admit(&self, head: &RequestHead) -> Admission<Self::Route, Self::Stream>;
 
     /// Answer an admitted request.
     fn serve<'a>(
@@ -86,7 +92,7 @@ pub trait Service: Send + Sync + 'static {
         head: &'a RequestHead,
         body: Bytes,
         tally: Option<Tally>,
-    ) -> impl Future<Output = Response> + Send + 'a;
+    ) -> impl Future<Output = Response<Self::Stream>> + Send + 'a;
 }
 
 /// The protocol limits of the HTTP/1.1 layer, from the config.
@@ -555,7 +561,7 @@ async fn tick() {
 
 /// A prompt 503 for a connection over `maxConnections`, then close.
 async fn refuse(mut stream: TcpStream) {
-    let resp = Response::error(&ApiError::Overloaded);
+    let resp: Response<NoStream> = Response::error(&ApiError::Overloaded);
     let mut head = bytes::BytesMut::new();
     let body = write::body_parts(&resp.body).to_vec();
     let len: usize = body.iter().map(Bytes::len).sum();

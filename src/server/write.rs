@@ -7,9 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::io::{self, IoSlice};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::gateway::response::{Body, Response};
-use crate::gateway::stream::StreamItem;
+use crate::api::{Body, Response};
 use crate::http1::encode::{reason_phrase, write_decimal, ChunkSize, CHUNK_END, LAST_CHUNK};
+use crate::sse::encode::StreamItem;
 
 /// Write every byte of `bufs`, however the kernel splits the writes.
 pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
@@ -38,7 +38,7 @@ pub enum Framing {
 }
 
 /// Render the status line and headers of `resp` into `dst`.
-pub fn encode_head(dst: &mut BytesMut, resp: &Response, framing: Framing, close: bool) {
+pub fn encode_head<S>(dst: &mut BytesMut, resp: &Response<S>, framing: Framing, close: bool) {
     dst.put_slice(b"HTTP/1.1 ");
     write_decimal(dst, resp.status as u64);
     dst.put_u8(b' ');
@@ -78,7 +78,7 @@ pub fn encode_head(dst: &mut BytesMut, resp: &Response, framing: Framing, close:
 }
 
 /// The whole-body slices of a non-streamed answer.
-pub fn body_parts(body: &Body) -> &[Bytes] {
+pub fn body_parts<S>(body: &Body<S>) -> &[Bytes] {
     match body {
         Body::Full(b) => std::slice::from_ref(b),
         Body::Spliced(parts) => parts,

@@ -46,6 +46,18 @@ pub enum Label {
 pub type LabelId = u32;
 pub const NO_LABEL: LabelId = u32::MAX;
 
+/// One deployment's health as the operator's views show it (`/metrics`):
+/// plain values read once, so that the views need nothing of the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentHealth {
+    /// `provider/account/upstream model`.
+    pub id: String,
+    /// The client model it serves.
+    pub model: String,
+    pub resting: bool,
+    pub consecutive_failures: u32,
+}
+
 /// Process-lifetime statistics.
 pub struct Stats {
     process_start: Instant,

@@ -1,170 +1,38 @@
-//! Streamed answers: a source of server-sent events the connection driver
-//! pulls from and writes out as each one arrives.
+//! Streams made ahead, and their pace: the mock's answers (a time to first
+//! token, a delay between words, a cut on purpose) and the events chat2api
+//! makes from a whole answer, handed out as they fall due.
 
 use bytes::Bytes;
-
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::mock::{random, Fate, MockStream};
-use super::proxy::{ByteStream, UpstreamStream};
 use crate::config::MockProfile;
+use crate::sse::encode::{StreamItem, KEEP_ALIVE};
 
-/// `data: [DONE]\n\n`, the end of every successful stream (SPEC §4).
-pub const DONE: &[u8] = b"data: [DONE]\n\n";
-/// Sent while an upstream is silent so that intermediaries keep the stream:
-/// one comment line, written only between whole events, with **no** blank
-/// line after it. A blank line dispatches an event (WHATWG HTML §9.2.6), and
-/// decoders that keep the last event id across events (the official Python
-/// SDK's) dispatch an empty-data event on it once the stream carried an
-/// `id:` field, which the SDK then fails to read as JSON. A lone comment
-/// line dispatches nothing in any conforming parser.
-pub const KEEP_ALIVE: &[u8] = b": keep-alive\n";
-
-/// One piece of a streamed answer, as the connection driver writes it.
-pub enum StreamItem {
-    /// One event: `fields` (its `event:`/`id:` lines, usually empty) and its
-    /// payload as slices; written as `fields` + `data: ` + slices + `\n\n`.
-    Data { fields: Bytes, data: [Bytes; 3] },
-    /// Pre-framed bytes: `[DONE]`, a keep-alive comment, an error event.
-    Raw(Bytes),
-}
-
-impl StreamItem {
-    /// One event of a whole payload (no slices to splice), with its field
-    /// lines (`event: …\n`, usually none).
-    pub fn event(fields: Bytes, data: Bytes) -> StreamItem {
-        StreamItem::Data {
-            fields,
-            data: [data, Bytes::new(), Bytes::new()],
-        }
+/// A random number in `0.0..1.0` from a per-thread xorshift generator
+/// (seeded from the clock and the thread): for jitter and failure shares,
+/// where no shared state may be touched per request.
+pub fn random() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let thread = &t as *const u64 as u64;
+            (t ^ thread.rotate_left(32)) | 1
+        });
     }
-
-    /// `data: [DONE]`.
-    pub fn done() -> StreamItem {
-        StreamItem::Raw(Bytes::from_static(DONE))
-    }
-}
-
-/// The source of a streamed answer: the mock's words, an upstream's
-/// events re-framed, events made ahead, or an upstream's bytes (audio).
-pub enum EventStream {
-    /// The mock's chat or completions words.
-    Mock(MockStream),
-    /// An upstream's events, re-framed (or translated) one by one.
-    Upstream(Box<UpstreamStream>),
-    /// Events made from a whole answer, all ready at once.
-    Prepared(PreparedStream),
-    /// Not events: an upstream body passed on byte for byte (audio).
-    Bytes(Box<ByteStream>),
-}
-
-impl EventStream {
-    /// The next item, or `None` at the end. Cancel-safe: the driver drops
-    /// this future when the client sends bytes or the drain deadline
-    /// comes, and calls it again.
-    pub async fn next(&mut self) -> Option<StreamItem> {
-        match self {
-            EventStream::Mock(m) => m.next().await,
-            EventStream::Upstream(u) => u.next().await,
-            EventStream::Prepared(p) => p.next().await,
-            EventStream::Bytes(b) => b.next().await,
-        }
-    }
-
-    /// After the whole answer was written: lets an upstream stream read
-    /// its body to the end so that its connection is pooled (see
-    /// `UpstreamStream::settle`); bounded in time, nothing for the others.
-    pub async fn settle(&mut self) {
-        if let EventStream::Upstream(u) = self {
-            u.settle().await;
-        }
-    }
-
-    /// The next item if it is already here; never waits.
-    pub fn next_ready(&mut self) -> Option<StreamItem> {
-        match self {
-            EventStream::Mock(m) => m.next_ready(),
-            EventStream::Upstream(u) => u.next_ready(),
-            EventStream::Prepared(p) => p.next_ready(),
-            EventStream::Bytes(b) => b.next_ready(),
-        }
-    }
-
-    /// True once the last item was handed out.
-    pub fn is_ended(&self) -> bool {
-        match self {
-            EventStream::Mock(m) => m.completed() || m.was_cut(),
-            EventStream::Upstream(u) => u.is_ended(),
-            EventStream::Prepared(p) => p.completed() || p.was_cut(),
-            EventStream::Bytes(b) => b.is_ended(),
-        }
-    }
-
-    /// True once the stream ended with `[DONE]` (a success, SPEC §3), or
-    /// a byte stream with the end of its body.
-    pub fn completed(&self) -> bool {
-        match self {
-            EventStream::Mock(m) => m.completed(),
-            EventStream::Upstream(u) => u.completed(),
-            EventStream::Prepared(p) => p.completed(),
-            EventStream::Bytes(b) => b.completed(),
-        }
-    }
-
-    /// True when the body broke off where no error event can say so (a
-    /// byte stream), or the mock cut its stream on purpose: the answer must
-    /// end without its last chunk, so that the client sees it cut, and the
-    /// connection be closed.
-    pub fn aborted(&self) -> bool {
-        match self {
-            EventStream::Bytes(b) => b.failed(),
-            EventStream::Mock(m) => m.was_cut(),
-            EventStream::Prepared(p) => p.was_cut(),
-            EventStream::Upstream(_) => false,
-        }
-    }
-
-    /// Prompt and completion tokens, as far as known.
-    pub fn usage(&self) -> (u64, u64) {
-        match self {
-            EventStream::Mock(m) => (m.source.prompt_tokens, m.source.completion_tokens),
-            EventStream::Upstream(u) => u.usage(),
-            EventStream::Prepared(_) | EventStream::Bytes(_) => (0, 0),
-        }
-    }
-
-    /// True when an error event was sent: the connection must be closed.
-    pub fn failed(&self) -> bool {
-        match self {
-            EventStream::Mock(_) | EventStream::Prepared(_) => false,
-            EventStream::Upstream(u) => u.failed(),
-            EventStream::Bytes(b) => b.failed(),
-        }
-    }
-
-    /// Why the request failed, for the statistics and the request log:
-    /// the stream broke off (`stream_error`), or it ended well but carried
-    /// an upstream's error object. `None` for a real answer.
-    pub fn fault(&self) -> Option<&'static str> {
-        match self {
-            EventStream::Mock(m) => m.was_cut().then_some("mock_cut_stream"),
-            EventStream::Prepared(p) => p.was_cut().then_some("mock_cut_stream"),
-            EventStream::Bytes(b) => b.failed().then_some("stream_error"),
-            EventStream::Upstream(u) if u.failed() => Some("stream_error"),
-            EventStream::Upstream(u) => u.fault(),
-        }
-    }
-}
-
-/// An error event: `data: {"error":{...}}\n\n`.
-pub fn error_event(err: &super::error::ApiError) -> Bytes {
-    let body = err.body();
-    let mut out = Vec::with_capacity(body.len() + 8);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&body);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
+    STATE.with(|s| {
+        // xorshift64* (Vigna, "An experimental exploration of Marsaglia's
+        // xorshift generators, scrambled", 2016).
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    })
 }
 
 /// The pace of a mock stream: the wait before each event and where a
@@ -192,14 +60,14 @@ pub struct Pacer {
 impl Pacer {
     /// A pace from `profile`; `events` is the stream's length, which a cut
     /// stream stops at half of.
-    pub fn new(profile: &MockProfile, fate: Fate, events: usize) -> Pacer {
+    pub fn new(profile: &MockProfile, cut: bool, events: usize) -> Pacer {
         Pacer {
             first_token: profile.first_token,
             delay: profile.token_delay,
             jitter: profile.token_jitter,
             sent: 0,
             words: 0,
-            cut_after: (fate == Fate::CutStream).then_some(events / 2),
+            cut_after: cut.then_some(events / 2),
             due: None,
             keep_alive: Duration::ZERO,
             spoke: None,
@@ -214,7 +82,7 @@ impl Pacer {
 
     /// No waits, no cut.
     pub fn instant() -> Pacer {
-        Pacer::new(&MockProfile::default(), Fate::Answer, 0)
+        Pacer::new(&MockProfile::default(), false, 0)
     }
 
     /// The wait before the next event: the time to first token before the
@@ -282,7 +150,7 @@ impl Pacer {
 }
 
 /// Where a [`Paced`] stream takes its events from.
-pub trait EventSource {
+pub trait PacedSource {
     /// The next event's field lines (`event: …\n`, or none) and data;
     /// `None` at the end.
     fn next_event(&mut self) -> Option<(Bytes, Bytes)>;
@@ -310,7 +178,7 @@ pub struct Paced<S> {
     cut: bool,
 }
 
-impl<S: EventSource> Paced<S> {
+impl<S: PacedSource> Paced<S> {
     /// `source`'s events at `pacer`'s pace.
     pub fn new(source: S, pacer: Pacer) -> Paced<S> {
         Paced {
@@ -367,7 +235,7 @@ impl<S: EventSource> Paced<S> {
     }
 }
 
-impl EventSource for VecDeque<MadeEvent> {
+impl PacedSource for VecDeque<MadeEvent> {
     fn next_event(&mut self) -> Option<(Bytes, Bytes)> {
         self.pop_front().map(|e| (e.fields, e.data))
     }

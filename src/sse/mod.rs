@@ -22,6 +22,8 @@
 //! pieces (its head is kept as a slice until the rest arrives, then copied
 //! once into a `BytesMut`), or an event with several `data` lines.
 
+pub mod encode;
+
 use std::collections::VecDeque;
 use std::mem;
 

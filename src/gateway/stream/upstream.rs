@@ -1,0 +1,422 @@
+//! An upstream's event stream, re-framed for the client event by event
+//! (docs/architecture.md, "A streamed request"): each SSE event is decoded,
+//! its `model` set to the client's name (or the chat chunk translated into
+//! the endpoint's events), and handed to the connection driver the moment
+//! it is complete. Two clocks run while it waits (keep-alives to the client,
+//! the upstream's idle timeout); after `[DONE]` it reads the upstream body to
+//! its end so that the connection is pooled.
+
+use bytes::Bytes;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use crate::api::ApiError;
+use crate::config::Limits;
+use crate::gateway::{json, responses, translate};
+use crate::sse::encode::{error_event, event_fields, reprefix_lines, StreamItem, KEEP_ALIVE};
+use crate::sse::{Event, SseDecoder};
+use crate::upstream::{UpstreamError, UpstreamResponse};
+
+/// How a chat provider's answers are turned into another endpoint's.
+pub enum Translation {
+    /// Into `text_completion` objects for the client's model name.
+    Completions(String),
+    /// Into a Responses object, or its event sequence.
+    Responses(Box<responses::StreamTranslator>),
+}
+
+/// How long a finished stream waits for the end of its upstream body
+/// ([`UpstreamStream::settle`]) before closing the connection instead of
+/// pooling it. The client is not kept waiting: it has its whole answer.
+pub const SETTLE_WAIT: Duration = Duration::from_millis(500);
+/// The most a finished stream reads after `[DONE]` to reach the end of the
+/// upstream body; past it the connection is closed, not pooled.
+pub const SETTLE_MAX_BYTES: usize = 64 * 1024;
+
+/// A streamed upstream answer, re-framed event by event.
+///
+/// Two clocks run while it waits: the keep-alive interval counts from the
+/// last byte the *client* got (an upstream that only sends `: ping`
+/// comments must not leave the client in silence), the idle timeout from
+/// the last byte the *upstream* sent.
+pub struct UpstreamStream {
+    response: UpstreamResponse,
+    decoder: SseDecoder,
+    /// The client's model name as a JSON literal, spliced into every chunk.
+    client_model: Bytes,
+    /// For a `completions: "chat"` or `responses: "chat"` provider: how
+    /// each chat chunk is turned into the endpoint's events.
+    translate: Option<Translation>,
+    /// Events made and not yet handed out (a chat chunk can make several
+    /// Responses events).
+    pending: std::collections::VecDeque<StreamItem>,
+    /// A native Responses API stream: it must end with a terminal event
+    /// (`response.completed`, `.incomplete`, `.failed`), and `error` or
+    /// `response.failed` events fail the request.
+    responses: bool,
+    /// A terminal Responses event went by.
+    terminal: bool,
+    /// Token counts from the upstream's `usage`, when it sent one.
+    usage: (u64, u64),
+    /// Finds each event's `model` (SSE events of one stream share a shape).
+    inspector: json::EventInspector,
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    /// `maxEventBytes`: the most one event may grow to before the stream
+    /// is failed.
+    max_event_bytes: usize,
+    /// When the upstream last sent a byte.
+    heard: Instant,
+    /// When the client was last handed something (the driver writes what
+    /// it is handed at once).
+    spoke: Instant,
+    /// An item was handed out since `spoke` was set.
+    spoke_since: bool,
+    /// Events with data handed out.
+    events: u64,
+    /// Why the request counts as failed although the stream itself ended
+    /// well: the upstream sent an error object inside it.
+    fault: Option<&'static str>,
+    upstream_ended: bool,
+    done: bool,
+    failed: bool,
+    ended: bool,
+}
+
+impl UpstreamStream {
+    pub fn new(
+        limits: &Limits,
+        response: UpstreamResponse,
+        client_model: Bytes,
+        translate: Option<Translation>,
+        responses: bool,
+        first: Option<Bytes>,
+    ) -> UpstreamStream {
+        let now = Instant::now();
+        let mut decoder = SseDecoder::new();
+        decoder.push(first.unwrap_or_default());
+        UpstreamStream {
+            response,
+            decoder,
+            client_model,
+            translate,
+            pending: std::collections::VecDeque::new(),
+            responses,
+            terminal: false,
+            usage: (0, 0),
+            inspector: json::EventInspector::default(),
+            keep_alive: limits.sse_keepalive_interval,
+            idle_timeout: limits.stream_idle_timeout,
+            max_event_bytes: limits.max_event_bytes,
+            heard: now,
+            spoke: now,
+            spoke_since: false,
+            events: 0,
+            fault: None,
+            upstream_ended: false,
+            done: false,
+            failed: false,
+            ended: false,
+        }
+    }
+
+    /// Cancel-safe: the only await is `UpstreamResponse::data`, itself
+    /// cancel-safe, and all state changes happen after it returns.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        loop {
+            if let Some(item) = self.next_ready() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            // One clock read per wait, not per event: the driver calls
+            // this right after writing everything it was handed.
+            let now = Instant::now();
+            if self.spoke_since {
+                self.spoke = now;
+                self.spoke_since = false;
+            }
+            // An upstream whose comments are always ready would never let
+            // the wait below time out: the client's interval is checked
+            // here too.
+            if !self.keep_alive.is_zero() && now >= self.spoke + self.keep_alive {
+                self.spoke_since = true;
+                return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
+            }
+            let idle_at = self.heard + self.idle_timeout;
+            // A keep-alive interval of 0 turns the comments off: then only
+            // the idle timeout bounds the wait.
+            let wake = match self.keep_alive.is_zero() {
+                true => idle_at,
+                false => idle_at.min(self.spoke + self.keep_alive),
+            };
+            match tokio::time::timeout_at(wake.into(), self.response.data()).await {
+                Ok(Ok(Some(piece))) => {
+                    self.heard = Instant::now();
+                    self.decoder.push(piece);
+                }
+                Ok(Ok(None)) => self.upstream_done(),
+                Ok(Err(e)) => return Some(self.fail(stream_error(e))),
+                Err(_) if Instant::now() >= idle_at => {
+                    let silent = self.heard.elapsed().as_secs();
+                    return Some(self.fail(ApiError::Upstream(format!(
+                        "the upstream sent nothing for {silent} s"
+                    ))));
+                }
+                Err(_) => {
+                    self.spoke_since = true;
+                    return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
+                }
+            }
+        }
+    }
+
+    /// The next item from what has already arrived, without waiting: lets
+    /// the writer send every event that is here in one write, and never
+    /// hold one back for the next.
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        let item = self.ready_item();
+        self.spoke_since |= item.is_some();
+        item
+    }
+
+    fn ready_item(&mut self) -> Option<StreamItem> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            let event = match self.decoder.next_event() {
+                Some(ev) => Some(ev),
+                // The last event, without its blank line (see `upstream_done`).
+                None if self.upstream_ended => self.decoder.finish().filter(|ev| {
+                    ev.is_done()
+                        || serde_json::from_slice::<serde::de::IgnoredAny>(&ev.data).is_ok()
+                }),
+                None => None,
+            };
+            if let Some(ev) = event {
+                if ev.is_done() {
+                    return Some(self.finish_done());
+                }
+                match self.rewrite(ev) {
+                    Some(item) => {
+                        self.events += 1;
+                        return Some(item);
+                    }
+                    None => continue,
+                }
+            }
+            if self.upstream_ended {
+                // SPEC §4: `[DONE]` even when the upstream forgot it.
+                return Some(self.finish_done());
+            }
+            if self.decoder.pending_len() > self.max_event_bytes {
+                return Some(self.fail(ApiError::Upstream(format!(
+                    "a streamed event exceeded maxEventBytes ({} bytes)",
+                    self.max_event_bytes
+                ))));
+            }
+            match self.response.try_data() {
+                Poll::Ready(Ok(Some(piece))) => {
+                    self.heard = Instant::now();
+                    self.decoder.push(piece);
+                }
+                Poll::Ready(Ok(None)) => self.upstream_done(),
+                Poll::Ready(Err(e)) => return Some(self.fail(stream_error(e))),
+                Poll::Pending => return None,
+            }
+        }
+    }
+
+    /// The upstream's body ended. An upstream may close without ending its
+    /// last line; the line is ended here so that the decoder hands out that
+    /// last event, which `next_ready` keeps only when it is `[DONE]` or
+    /// complete JSON: a whole chunk whose newline was forgotten is kept, half
+    /// a chunk cut by a closed connection is not.
+    fn upstream_done(&mut self) {
+        self.upstream_ended = true;
+        self.decoder.push(Bytes::from_static(b"\n"));
+    }
+
+    /// After a stream handed out `[DONE]` and was written whole: reads the
+    /// upstream's body to its end, so that its connection goes back to the
+    /// pool. A chunked stream's last chunk (`0\r\n\r\n`) follows `[DONE]`,
+    /// often in the same read; without it the connection cannot be reused
+    /// and every stream would pay a new connect (and TLS handshake). The
+    /// client already has its whole answer; an upstream that sends more
+    /// than [`SETTLE_MAX_BYTES`] after `[DONE]`, or takes longer than
+    /// [`SETTLE_WAIT`] to end its body, has its connection closed instead.
+    pub async fn settle(&mut self) {
+        if !self.done || self.failed {
+            return;
+        }
+        let mut left = SETTLE_MAX_BYTES;
+        let read_to_end = async {
+            while let Ok(Some(piece)) = self.response.data().await {
+                // Events after `[DONE]` are no part of the answer (SPEC §4).
+                match left.checked_sub(piece.len()) {
+                    Some(l) => left = l,
+                    None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE_WAIT, read_to_end).await;
+    }
+
+    /// True once nothing more will come: `[DONE]` or an error was handed out.
+    pub fn is_ended(&self) -> bool {
+        self.ended && self.pending.is_empty()
+    }
+
+    /// One event for the client: `model` set to the client's name, its
+    /// `event:` and `id:` fields kept, and a payload of several lines
+    /// written as several `data:` lines again (WHATWG §9.2.6 joins them
+    /// with LF; written behind one `data: ` the later lines would be lost).
+    ///
+    /// A chat chunk for a Responses API client becomes its events, queued
+    /// in `pending` (then `None` is returned when it made none).
+    fn rewrite(&mut self, ev: Event) -> Option<StreamItem> {
+        if let Some(Translation::Responses(_)) = &self.translate {
+            let info = json::inspect_answer(&ev.data).unwrap_or_default();
+            self.note(&info);
+            let Some(Translation::Responses(t)) = &mut self.translate else {
+                return None;
+            };
+            for (name, data) in t.chunk(&ev.data) {
+                let fields = event_fields(Some(name.as_bytes()), None);
+                self.pending.push_back(StreamItem::event(fields, data));
+            }
+            return self.pending.pop_front();
+        }
+        let data = match &self.translate {
+            Some(Translation::Completions(name)) => {
+                translate::chat_to_completion(&ev.data, name).unwrap_or(ev.data)
+            }
+            _ => ev.data,
+        };
+        // An event that is not a JSON object is no event of any OpenAI
+        // stream: it is left out rather than handed to a client's parser.
+        let info = self.inspector.inspect(&data)?;
+        self.note(&info);
+        if self.responses {
+            if let Some(name) = ev.event.as_deref() {
+                self.terminal |= matches!(
+                    name,
+                    b"response.completed" | b"response.incomplete" | b"response.failed"
+                );
+                if matches!(name, b"error" | b"response.failed") {
+                    self.fault = Some("upstream_stream_error");
+                }
+            }
+        }
+        let mut parts = match info.model_span {
+            // A translated chunk already names the client's model.
+            Some(span) if self.translate.is_none() => json::splice(&data, span, &self.client_model),
+            _ => [data, Bytes::new(), Bytes::new()],
+        };
+        if parts.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
+            parts = [reprefix_lines(&parts), Bytes::new(), Bytes::new()];
+        }
+        Some(StreamItem::Data {
+            fields: event_fields(ev.event.as_deref(), ev.id.as_deref()),
+            data: parts,
+        })
+    }
+
+    /// Keep an event's token counts, and whether it carried an error.
+    fn note(&mut self, info: &json::AnswerInfo) {
+        if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
+            self.usage = (
+                info.prompt_tokens.unwrap_or(0),
+                info.completion_tokens.unwrap_or(0),
+            );
+        }
+        if info.error {
+            // Passed on as the upstream sent it; the request failed.
+            self.fault = Some("upstream_stream_error");
+        }
+    }
+
+    /// Prompt and completion tokens from the upstream's `usage`, as far
+    /// as it sent one.
+    pub fn usage(&self) -> (u64, u64) {
+        self.usage
+    }
+
+    fn finish_done(&mut self) -> StreamItem {
+        self.ended = true;
+        if self.events == 0 {
+            // `[DONE]` alone is no answer: say so rather than end an empty
+            // "successful" stream.
+            return self.fail(ApiError::Upstream(
+                "the upstream's stream ended without a single event".into(),
+            ));
+        }
+        if self.responses && !self.terminal {
+            return self.fail(ApiError::Upstream(
+                "the upstream's Responses stream ended before response.completed".into(),
+            ));
+        }
+        if let Some(Translation::Responses(t)) = &mut self.translate {
+            // The items closed and `response.completed` (or `.failed`),
+            // then `[DONE]`; or, when the chat events made no answer, the
+            // error event.
+            let closing = match t.finish() {
+                Ok(closing) => closing,
+                Err(e) => return self.fail(e),
+            };
+            if t.failed() {
+                self.fault = Some("upstream_stream_error");
+            }
+            for (name, data) in closing {
+                let fields = event_fields(Some(name.as_bytes()), None);
+                self.pending.push_back(StreamItem::event(fields, data));
+            }
+            self.done = true;
+            self.pending.push_back(StreamItem::done());
+            return self.pending.pop_front().unwrap_or_else(StreamItem::done);
+        }
+        self.done = true;
+        StreamItem::done()
+    }
+
+    /// End the stream on `err`: an error event, or for a Responses client
+    /// the translation's `error` and `response.failed` (with what came).
+    fn fail(&mut self, err: ApiError) -> StreamItem {
+        self.failed = true;
+        self.ended = true;
+        if let Some(Translation::Responses(t)) = &mut self.translate {
+            for (name, data) in t.abort(&err.to_string()) {
+                let fields = event_fields(Some(name.as_bytes()), None);
+                self.pending.push_back(StreamItem::event(fields, data));
+            }
+            if let Some(item) = self.pending.pop_front() {
+                return item;
+            }
+        }
+        StreamItem::Raw(error_event(&err))
+    }
+
+    /// Ended with `[DONE]`.
+    pub fn completed(&self) -> bool {
+        self.done
+    }
+
+    /// Ended with an error event (the connection is then closed).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Why a stream that ended with `[DONE]` still counts as failed.
+    pub fn fault(&self) -> Option<&'static str> {
+        self.fault
+    }
+}
+
+fn stream_error(e: UpstreamError) -> ApiError {
+    ApiError::Upstream(format!("the stream broke off: {e}"))
+}

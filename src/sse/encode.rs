@@ -1,0 +1,89 @@
+//! Server-sent events as chat2api writes them (WHATWG HTML §9.2.6), the
+//! counterpart of the decoder in [`super`]: an event's `event:`/`id:` field
+//! lines and its `data:` payload (as slices, so a rewritten `model` costs no
+//! copy), multi-line payloads, keep-alives, error events and `[DONE]`.
+//! The connection driver frames each [`StreamItem`] as it writes it.
+
+use bytes::Bytes;
+
+use crate::api::ApiError;
+
+/// `data: [DONE]\n\n`, the end of every successful stream (docs/wire.md, "Streams").
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+/// Sent while an upstream is silent so that intermediaries keep the stream:
+/// one comment line, written only between whole events, with **no** blank
+/// line after it. A blank line dispatches an event (WHATWG HTML §9.2.6), and
+/// decoders that keep the last event id across events (the official Python
+/// SDK's) dispatch an empty-data event on it once the stream carried an
+/// `id:` field, which the SDK then fails to read as JSON. A lone comment
+/// line dispatches nothing in any conforming parser.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n";
+
+/// One piece of a streamed answer, as the connection driver writes it.
+pub enum StreamItem {
+    /// One event: `fields` (its `event:`/`id:` lines, usually empty) and its
+    /// payload as slices; written as `fields` + `data: ` + slices + `\n\n`.
+    Data { fields: Bytes, data: [Bytes; 3] },
+    /// Pre-framed bytes: `[DONE]`, a keep-alive comment, an error event.
+    Raw(Bytes),
+}
+
+impl StreamItem {
+    /// One event of a whole payload (no slices to splice), with its field
+    /// lines (`event: …\n`, usually none).
+    pub fn event(fields: Bytes, data: Bytes) -> StreamItem {
+        StreamItem::Data {
+            fields,
+            data: [data, Bytes::new(), Bytes::new()],
+        }
+    }
+
+    /// `data: [DONE]`.
+    pub fn done() -> StreamItem {
+        StreamItem::Raw(Bytes::from_static(DONE))
+    }
+}
+
+/// An error event: `data: {"error":{...}}\n\n` (docs/wire.md, "Streams").
+pub fn error_event(err: &ApiError) -> Bytes {
+    let body = err.body();
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// The `event:` and `id:` lines of an event, rendered once (empty when it
+/// has neither, as chat chunks do).
+pub fn event_fields(event: Option<&[u8]>, id: Option<&[u8]>) -> Bytes {
+    if event.is_none() && id.is_none() {
+        return Bytes::new();
+    }
+    let mut out = Vec::new();
+    for (name, value) in [(&b"event: "[..], event), (b"id: ", id)] {
+        if let Some(value) = value {
+            out.extend_from_slice(name);
+            out.extend_from_slice(value);
+            out.push(b'\n');
+        }
+    }
+    Bytes::from(out)
+}
+
+/// The payload `parts` with `data: ` after every LF, so that the `data: `
+/// the writer puts in front and the `\n\n` it puts after frame one event
+/// of several `data:` lines.
+pub fn reprefix_lines(parts: &[Bytes]) -> Bytes {
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    let mut out = Vec::with_capacity(len + 64);
+    for part in parts {
+        for (i, line) in part.split(|b| *b == b'\n').enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\ndata: ");
+            }
+            out.extend_from_slice(line);
+        }
+    }
+    Bytes::from(out)
+}

@@ -1,4 +1,4 @@
-//! Command-line flags (SPEC §1), parsed with lexopt.
+//! Command-line flags (docs/wire.md §1), parsed with lexopt.
 //!
 //! This module only turns arguments into a [`CliAction`]; it reads no
 //! environment and no files. `CHAT2API_CONFIG` is read by

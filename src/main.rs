@@ -125,7 +125,7 @@ fn load(cli: &cli::Cli) -> Result<Config, String> {
 }
 
 /// Serve until SIGINT or SIGTERM; SIGHUP re-reads the config and restarts
-/// the listener (SPEC §1). The management listener, when enabled, lives as
+/// the listener (docs/wire.md §1). The management listener, when enabled, lives as
 /// long as the process: the proxy may be stopped and started under it.
 async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -197,7 +197,7 @@ async fn run(cli: cli::Cli, config: Config) -> Result<(), String> {
         drain.as_secs()
     );
     // The management listener answers (status, statistics) until the
-    // proxy's drain is over (SPEC §6).
+    // proxy's drain is over (docs/wire.md §6).
     let left = control.shutdown().await;
     if left > 0 {
         eprintln!("chat2api: {left} connection(s) were still open at the drain deadline");

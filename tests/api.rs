@@ -1,4 +1,4 @@
-//! The endpoints and errors of SPEC §3–4 over real sockets, against the
+//! The endpoints and errors of docs/wire.md §3–4 over real sockets, against the
 //! built-in mock provider.
 
 mod support;

@@ -1,4 +1,4 @@
-//! The binary itself: flags, `--check-config`, signals (SPEC §1).
+//! The binary itself: flags, `--check-config`, signals (docs/wire.md §1).
 
 mod support;
 

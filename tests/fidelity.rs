@@ -1,4 +1,4 @@
-//! Upstreams that misbehave (SPEC §4): whatever the upstream sends, the
+//! Upstreams that misbehave (docs/wire.md §4): whatever the upstream sends, the
 //! client gets a valid answer for what it asked (JSON for a plain request,
 //! SSE for a stream) carrying its own model name, or an OpenAI-shaped
 //! error; and the statistics count what was not a real answer as failed.

@@ -141,7 +141,7 @@ async fn connection_close_is_honoured() {
     assert!(c.is_closed().await);
 }
 
-/// Malformed framing is answered 400 and the connection closed (SPEC §4).
+/// Malformed framing is answered 400 and the connection closed (docs/wire.md §4).
 #[tokio::test]
 async fn malformed_framing_is_400_and_close() {
     let gw = TestGateway::start(OPEN).await;

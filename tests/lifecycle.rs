@@ -1,4 +1,4 @@
-//! Lifecycle and deadlines (SPEC §1, §6): drains that survive reloads and
+//! Lifecycle and deadlines (docs/wire.md §1, §6): drains that survive reloads and
 //! stops, reloads that lose no request, a deadline on every upstream read,
 //! separate limits for requests and answers, the connection cap.
 

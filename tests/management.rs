@@ -1,4 +1,4 @@
-//! The management listener of SPEC §5 over real sockets: the status page,
+//! The management listener of docs/wire.md §5 over real sockets: the status page,
 //! the secret, start / stop / restart of the proxy, statistics, the request
 //! log and Prometheus metrics. Most tests build the listeners in-process, as
 //! `main` does; the last one checks the binary's wiring.

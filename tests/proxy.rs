@@ -1,4 +1,4 @@
-//! Forwarding to an OpenAI-compatible upstream (SPEC §2–4), against a mock
+//! Forwarding to an OpenAI-compatible upstream (docs/wire.md §2–4), against a mock
 //! upstream on raw sockets whose every byte the test scripts.
 
 mod support;
@@ -74,7 +74,7 @@ async fn plain_request_is_rewritten_both_ways() {
             "{gone} was forwarded"
         );
     }
-    // Whose account is charged is the account's business (SPEC §2).
+    // Whose account is charged is the account's business (docs/wire.md §2).
     assert_eq!(seen.header("openai-organization"), None);
     assert_eq!(seen.header("accept-encoding"), Some("identity"));
     assert_eq!(
@@ -596,7 +596,7 @@ async fn round_robin_spreads_over_accounts_and_keyless_accounts_send_no_key() {
     );
 }
 
-/// SPEC §4: each event is flushed as it arrives; nothing waits for the next.
+/// docs/wire.md §4: each event is flushed as it arrives; nothing waits for the next.
 #[tokio::test]
 async fn each_event_reaches_the_client_before_the_next_is_sent() {
     let up = MockUpstream::start(|_| {

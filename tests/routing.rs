@@ -1,4 +1,4 @@
-//! Routing that survives real failures (SPEC §2): health per deployment,
+//! Routing that survives real failures (docs/wire.md §2): health per deployment,
 //! per account and per origin; `Retry-After`; refusals that say when to
 //! come back; client errors that rest nothing; request ids.
 

@@ -1,6 +1,6 @@
 //! The endpoints of the OpenAI API that chat2api serves, by the name the
 //! config and `/v1/models` give them and the path a provider answers on
-//! (docs/wire.md, "Endpoints").
+//! (docs/wire.md §3).
 
 /// Which endpoint a request body is for: it decides the required fields.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -1,4 +1,4 @@
-//! The gateway's errors, each of which knows its answer (SPEC §4): a status
+//! The gateway's errors, each of which knows its answer (docs/wire.md §4): a status
 //! code and an OpenAI-shaped body `{"error":{"message","type","param","code"}}`.
 
 use bytes::Bytes;
@@ -42,9 +42,9 @@ pub enum ApiError {
     Upstream(String),
     UpstreamTimeout,
     /// 503: the drain deadline of a shutdown, reload or stop came before
-    /// the answer was complete (SPEC §6).
+    /// the answer was complete (docs/wire.md §6).
     ShuttingDown,
-    /// 503: the listener is at `maxConnections` (SPEC §6); sent with
+    /// 503: the listener is at `maxConnections` (docs/wire.md §6); sent with
     /// `Retry-After` before the connection is closed.
     Overloaded,
 }

@@ -1,4 +1,4 @@
-//! The file format of SPEC §2 as serde structs, and their conversion into a
+//! The file format of docs/wire.md §2 as serde structs, and their conversion into a
 //! [`Config`]: defaults filled in, vendor shorthand expanded, durations turned
 //! from milliseconds into [`Duration`]s.
 //!
@@ -215,7 +215,7 @@ struct RawModelMapping {
 }
 
 /// Sizes in bytes (or counts), durations in milliseconds; any key may be left
-/// out and keeps its SPEC §6 default.
+/// out and keeps its docs/wire.md §6 default.
 #[derive(Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 struct RawLimits {

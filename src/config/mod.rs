@@ -1,5 +1,5 @@
-//! Configuration: the JSON file of SPEC §2, the built-in default of SPEC §1,
-//! and the limits of SPEC §6.
+//! Configuration: the JSON file of docs/wire.md §2, the built-in default of docs/wire.md §1,
+//! and the limits of docs/wire.md §6.
 //!
 //! This module owns the file format (camelCase keys, unknown keys rejected,
 //! `${VAR}` expansion), turning it into a validated [`Config`], and describing
@@ -69,7 +69,7 @@ pub const BUILTIN_MOCK_TOKEN_DELAY: Duration = Duration::from_millis(25);
 /// The most worker threads a config may ask for.
 pub const MAX_WORKERS: usize = 256;
 
-/// One worker per core the process may run on (SPEC §6).
+/// One worker per core the process may run on (docs/wire.md §6).
 pub fn default_workers() -> usize {
     std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -87,23 +87,23 @@ pub struct Config {
     pub api_keys: Vec<ApiKey>,
     /// How a model's accounts are chosen (`loadBalanceStrategy`).
     pub load_balance: Strategy,
-    /// Upstream first-byte deadline (SPEC §6); ms in the file.
+    /// Upstream first-byte deadline (docs/wire.md §6); ms in the file.
     pub request_timeout: Duration,
     /// Further attempts on other accounts after a failed one.
     pub retry_count: u32,
-    /// One line per `/v1/` request on stderr (SPEC §5), `accessLog`.
+    /// One line per `/v1/` request on stderr (docs/wire.md §5), `accessLog`.
     pub access_log: AccessLog,
     /// Proxy worker threads (`workers`), each with its own runtime, listener
     /// socket and upstream pool shard; at least 1. The file's 0 or absence
     /// means one per available core.
     pub workers: usize,
-    /// The management listener (SPEC §5).
+    /// The management listener (docs/wire.md §5).
     pub management: Management,
     /// Upstreams, in file order.
     pub providers: Vec<Provider>,
     /// Request-model rewrites, in file order.
     pub model_mappings: Vec<ModelMapping>,
-    /// Protocol limits and timeouts (SPEC §6).
+    /// Protocol limits and timeouts (docs/wire.md §6).
     pub limits: Limits,
     /// The file this came from; `None` for the built-in default.
     pub source: Option<PathBuf>,
@@ -119,7 +119,7 @@ pub struct ApiKey {
     pub enabled: bool,
 }
 
-/// How the accounts serving a model are chosen (SPEC §2).
+/// How the accounts serving a model are chosen (docs/wire.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -244,7 +244,7 @@ pub struct Account {
     pub project: Option<String>,
 }
 
-/// A request-model rewrite (SPEC §2 `modelMappings`).
+/// A request-model rewrite (docs/wire.md §2 `modelMappings`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelMapping {
     /// Exact name or `*` wildcard pattern; an exact match wins over a wildcard.
@@ -279,7 +279,7 @@ pub enum EndpointMode {
     Chat,
 }
 
-/// Protocol limits and timeouts (SPEC §6); file key `limits`, sizes in bytes,
+/// Protocol limits and timeouts (docs/wire.md §6); file key `limits`, sizes in bytes,
 /// durations in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -327,7 +327,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// The defaults of SPEC §6.
+    /// The defaults of docs/wire.md §6.
     fn default() -> Limits {
         Limits {
             max_head_bytes: 64 * 1024,
@@ -504,7 +504,7 @@ impl Config {
         Ok(config)
     }
 
-    /// SPEC §1 built-in default: mock provider id "mock" serving "mock-echo" and — unless DEEPSEEK_API_KEY is set — "DeepSeek-V3.2"; plus one provider per well-known vendor env var that is set.
+    /// docs/wire.md §1 built-in default: mock provider id "mock" serving "mock-echo" and — unless DEEPSEEK_API_KEY is set — "DeepSeek-V3.2"; plus one provider per well-known vendor env var that is set.
     ///
     /// A variable set to the empty string counts as unset.
     pub fn builtin(env: &dyn Fn(&str) -> Option<String>) -> Config {

@@ -1,9 +1,9 @@
-//! Config loading tests: the SPEC §2 example, every error variant with its
+//! Config loading tests: the docs/wire.md §2 example, every error variant with its
 //! path, vendor shorthand, the built-in default, and secret hygiene.
 
 use super::*;
 
-/// The SPEC §2 example, verbatim.
+/// The docs/wire.md §2 example, verbatim.
 const SPEC_EXAMPLE: &str = r#"{
   "host": "127.0.0.1",
   "port": 8080,

@@ -2,10 +2,10 @@
 //!
 //! A vendor name can stand in for a whole provider block (`"type": "deepseek"`)
 //! and, with no config file, every vendor whose API-key variable is set becomes a
-//! provider of the built-in default (SPEC §1). This table is the only place that
+//! provider of the built-in default (docs/wire.md §1). This table is the only place that
 //! knows public base URLs, key variables and default model names; keep it in
-//! sync with the vendor list in `cli::HELP` and `docs/config.md` (a test checks
-//! the help text).
+//! sync with the vendor list in `cli::HELP` and the "Vendors" table of `docs/config.md` (a test
+//! checks the help text).
 //!
 //! Client model names are unique across the whole table, so the built-in
 //! default never has two vendors answering the same name by accident.

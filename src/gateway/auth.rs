@@ -1,4 +1,4 @@
-//! Client authentication (SPEC §3): the key may come as `Authorization: Bearer
+//! Client authentication (docs/wire.md §3): the key may come as `Authorization: Bearer
 //! KEY`, `X-API-Key: KEY` or `?api_key=KEY`, and is compared in constant time:
 //! every key is kept zero-padded to one fixed-size block, the presented key
 //! is padded the same way, and the whole blocks (and the lengths) are
@@ -77,7 +77,7 @@ impl ClientKeys {
     }
 }
 
-/// The key the client presented, in the order of SPEC §3.
+/// The key the client presented, in the order of docs/wire.md §3.
 fn presented_key(head: &RequestHead) -> Option<&[u8]> {
     if let Some(value) = head.header("authorization") {
         if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {

@@ -140,7 +140,7 @@ pub fn parse_form_request(
     Ok(info)
 }
 
-/// Validate a request body for `endpoint` (SPEC §4: 400 on malformed JSON,
+/// Validate a request body for `endpoint` (docs/wire.md §4: 400 on malformed JSON,
 /// missing `model` or `messages`/`prompt`, wrong types).
 pub fn parse_request(
     body: &[u8],

@@ -1,4 +1,4 @@
-//! The gateway: what chat2api answers on its proxy port (SPEC §3–4).
+//! The gateway: what chat2api answers on its proxy port (docs/wire.md §3–4).
 //!
 //! Owns routing of paths to handlers, client authentication, request
 //! validation, model routing and the answers themselves. It never touches a
@@ -32,7 +32,7 @@ use stream::EventStream;
 /// The gateway's answers: their streams are [`EventStream`]s.
 pub type Response = api::Response<EventStream>;
 
-/// The routes of SPEC §3.
+/// The routes of docs/wire.md §3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// A model-routed `POST /v1/...` endpoint (chat, completions,
@@ -50,7 +50,7 @@ pub enum Route {
 }
 
 impl Route {
-    /// Only `/v1/` routes count in the statistics (SPEC §3).
+    /// Only `/v1/` routes count in the statistics (docs/wire.md §3).
     fn is_counted(self) -> bool {
         matches!(
             self,
@@ -529,7 +529,7 @@ fn parse_request(
     }
 }
 
-/// `resp` with an `x-request-id` (SPEC §4): the upstream's when it sent
+/// `resp` with an `x-request-id` (docs/wire.md §4): the upstream's when it sent
 /// one, else one made here; also written to the request log.
 fn with_request_id(mut resp: Response) -> Response {
     let id = match resp.headers.iter().find(|(n, _)| *n == "x-request-id") {
@@ -546,7 +546,7 @@ fn with_request_id(mut resp: Response) -> Response {
     resp
 }
 
-/// The answer when no deployment can take a request (SPEC §2): 429 when
+/// The answer when no deployment can take a request (docs/wire.md §2): 429 when
 /// every candidate rests on rate limits, else 503; both say when to retry.
 fn unavailable_error(model: &str, unavailable: router::Unavailable) -> ApiError {
     match unavailable {
@@ -564,7 +564,7 @@ fn unavailable_error(model: &str, unavailable: router::Unavailable) -> ApiError 
     }
 }
 
-/// A `text/event-stream` answer (SPEC §4: no buffering anywhere on the way).
+/// A `text/event-stream` answer (docs/wire.md §4: no buffering anywhere on the way).
 pub fn stream_response(stream: EventStream, tally: Option<Tally>) -> Response {
     Response {
         status: 200,

@@ -35,7 +35,7 @@ pub enum Attempt {
 
 /// The scope an upstream status belongs to, or `None` when the request
 /// itself is at fault (other 4xx): then nothing rests, no other deployment
-/// is tried, and the client gets the upstream's answer (SPEC §2).
+/// is tried, and the client gets the upstream's answer (docs/wire.md §2).
 fn classify_status(status: u16) -> Option<(Scope, Cause)> {
     match status {
         429 => Some((Scope::Deployment, Cause::RateLimit)),
@@ -61,7 +61,7 @@ fn classify_error(e: &UpstreamError) -> (Scope, Cause) {
     }
 }
 
-/// Upstream answer headers the client gets too (SPEC §4): the request id
+/// Upstream answer headers the client gets too (docs/wire.md §4): the request id
 /// and OpenAI's timing and rate-limit figures.
 const PASSED_HEADERS: &[&str] = &[
     "x-request-id",
@@ -367,7 +367,7 @@ fn transcript_answer(
 /// upstream's `Content-Type` (speech audio, transcripts as JSON or text).
 /// No answer, 502: an HTML page, speech with an empty body, or JSON where
 /// speech was asked for (an error in a 200). An empty text or subtitle
-/// transcript is a valid answer (docs/wire.md, "Audio"). The first piece is read before the
+/// transcript is a valid answer (docs/wire.md §4, "Audio"). The first piece is read before the
 /// answer begins, so that an empty body can still be told.
 async fn byte_answer(
     gw: &Gateway,
@@ -538,7 +538,7 @@ enum Answer {
     Whole(Bytes),
 }
 
-/// Judge the body by what it is, not by its label (SPEC §4): an upstream
+/// Judge the body by what it is, not by its label (docs/wire.md §4): an upstream
 /// may stream where a plain answer was asked for, label its events
 /// `application/json`, or answer a stream request with one object.
 ///
@@ -703,7 +703,7 @@ fn plain_answer(
 }
 
 /// A whole plain answer or error body: at most `maxAnswerBytes`, all of it
-/// within `requestTimeout` of its head (SPEC §6), else 502 or 504.
+/// within `requestTimeout` of its head (docs/wire.md §6), else 502 or 504.
 async fn collect(gw: &Gateway, resp: &mut UpstreamResponse) -> Result<Bytes, ApiError> {
     let limits = &gw.config.limits;
     match resp
@@ -717,7 +717,7 @@ async fn collect(gw: &Gateway, resp: &mut UpstreamResponse) -> Result<Bytes, Api
 }
 
 /// An upstream 4xx/5xx: its status and body, wrapped in the OpenAI error
-/// shape when it is not already in it (SPEC §4). A body that stalls or
+/// shape when it is not already in it (docs/wire.md §4). A body that stalls or
 /// breaks is our 504 or 502 instead.
 async fn passthrough_error(gw: &Gateway, status: u16, resp: &mut UpstreamResponse) -> Response {
     let body = match collect(gw, resp).await {

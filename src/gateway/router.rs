@@ -1,4 +1,4 @@
-//! Model routing and account selection (SPEC §2): which provider and account
+//! Model routing and account selection (docs/wire.md §2): which provider and account
 //! serve a requested model, by `modelMappings`, the providers' model lists and
 //! the load-balance strategy, and what is resting after failures.
 //!
@@ -37,7 +37,7 @@ use crate::api::{Endpoint, ENDPOINTS};
 use crate::config::{Config, ProviderKind, Strategy};
 use crate::stats::{Counter, Label, LabelId, RouteIds, Stats};
 
-/// Consecutive failures after which a scope rests (SPEC §2).
+/// Consecutive failures after which a scope rests (docs/wire.md §2).
 pub const FAILURES_BEFORE_REST: u32 = 3;
 /// How long it rests.
 pub const REST: Duration = Duration::from_secs(60);
@@ -366,7 +366,7 @@ pub struct Pick<'a> {
 }
 
 /// Client model names → the deployments that serve them, with their
-/// health; picks one per attempt (SPEC §2).
+/// health; picks one per attempt (docs/wire.md §2).
 pub struct Router {
     pub providers: Vec<Provider>,
     pub routes: Vec<Route>,
@@ -477,7 +477,7 @@ impl Router {
     }
 
     /// Resolve a requested model: an exact mapping, then a served model, then
-    /// the first wildcard mapping that matches (SPEC §2: exact beats wildcard).
+    /// the first wildcard mapping that matches (docs/wire.md §2: exact beats wildcard).
     pub fn resolve(&self, model: &str) -> Option<Resolved<'_>> {
         let (route, preferred) = if let Some(&(r, p)) = self.exact_mappings.get(model) {
             (r, p)

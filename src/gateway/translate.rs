@@ -1,9 +1,9 @@
 //! Pure translations between answer shapes, sans-IO:
 //!
-//! - `completions: "chat"` providers (SPEC §2): a `/v1/completions` request
+//! - `completions: "chat"` providers (docs/wire.md §2): a `/v1/completions` request
 //!   is sent upstream as a chat request, and the chat answer (plain or
 //!   streamed) comes back as `text_completion` objects;
-//! - answers whose shape does not match the request (SPEC §4): the events
+//! - answers whose shape does not match the request (docs/wire.md §4): the events
 //!   of a stream gathered into one object ([`aggregate_events`]), and one
 //!   object turned into the events of a short stream
 //!   ([`answer_to_events`]).

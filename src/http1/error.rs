@@ -1,7 +1,7 @@
 //! The one error type of the HTTP/1.1 layer.
 //!
 //! Owns the mapping from "what went wrong on the wire" to the status code the
-//! connection driver answers with (SPEC §4, §6). It must not know about
+//! connection driver answers with (docs/wire.md §4, §6). It must not know about
 //! OpenAI error bodies or sockets: the gateway turns a variant into a body,
 //! the driver decides to close.
 

@@ -2,7 +2,7 @@
 //!
 //! Owns the wire format: parsing request heads ([`request`]) and upstream
 //! response heads ([`response`]), body framing and decoding ([`body`]), the
-//! small pieces the writers need ([`encode`]), the limits of SPEC §6
+//! small pieces the writers need ([`encode`]), the limits of docs/wire.md §6
 //! ([`Limits`]) and the one error type that maps a protocol fault to its
 //! status code ([`HttpError`]). Everything here takes `&mut BytesMut` or
 //! `&[u8]` and returns a value or "need more" (`Ok(None)`); it must not touch
@@ -26,13 +26,13 @@ pub use response::{parse_response, ResponseHead};
 
 use bytes::BytesMut;
 
-/// Default for [`Limits::max_head_bytes`] (SPEC §6: header section 64 KiB).
+/// Default for [`Limits::max_head_bytes`] (docs/wire.md §6: header section 64 KiB).
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Default for [`Limits::max_headers`] (SPEC §6: 100 headers).
+/// Default for [`Limits::max_headers`] (docs/wire.md §6: 100 headers).
 pub const DEFAULT_MAX_HEADERS: usize = 100;
-/// Default for [`Limits::max_uri_bytes`] (SPEC §6: URI 8 KiB).
+/// Default for [`Limits::max_uri_bytes`] (docs/wire.md §6: URI 8 KiB).
 pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
-/// Default for [`Limits::max_body_bytes`] (SPEC §6: body 50 MiB).
+/// Default for [`Limits::max_body_bytes`] (docs/wire.md §6: body 50 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 50 * 1024 * 1024;
 /// Default for [`Limits::max_chunk_ext_bytes`]: a chunk-size line with its
 /// extensions. Real clients send none; this only bounds a hostile one.
@@ -40,7 +40,7 @@ pub const DEFAULT_MAX_CHUNK_EXT_BYTES: usize = 4 * 1024;
 /// Default for [`Limits::max_trailer_bytes`]: the whole trailer section.
 pub const DEFAULT_MAX_TRAILER_BYTES: usize = 16 * 1024;
 
-/// Protocol limits (SPEC §6). `Default` gives the SPEC values.
+/// Protocol limits (docs/wire.md §6). `Default` gives the SPEC values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The whole head: request line (or status line) and header section,

@@ -392,7 +392,7 @@ fn request_framing(
         return Ok(BodyFraming::Chunked);
     }
     match fields::content_length(fields, head)? {
-        // Rejected before a single body byte is read (SPEC §6).
+        // Rejected before a single body byte is read (docs/wire.md §6).
         Some(n) if n > limits.max_body_bytes => Err(HttpError::BodyTooLarge),
         Some(n) => Ok(BodyFraming::Length(n)),
         // RFC 9112 §6.3 rule 7: no Content-Length or Transfer-Encoding in a

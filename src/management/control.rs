@@ -1,4 +1,4 @@
-//! Starting, stopping and restarting the proxy listener (SPEC §1, §5): what
+//! Starting, stopping and restarting the proxy listener (docs/wire.md §1, §5): what
 //! signals and the management API's quick actions do.
 //!
 //! Owns the running proxy listener and its status. A restart re-reads the

@@ -1,4 +1,4 @@
-//! Management (SPEC §5): the second listener, with the status page, the
+//! Management (docs/wire.md §5): the second listener, with the status page, the
 //! status / start / stop / restart API, statistics, the request log and
 //! Prometheus metrics.
 //!
@@ -33,7 +33,7 @@ const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// process's file descriptors.
 const MAX_CONNECTIONS: usize = 256;
 
-/// The routes of SPEC §5.
+/// The routes of docs/wire.md §5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     Page,
@@ -174,7 +174,7 @@ impl Management {
         }
     }
 
-    /// SPEC §5: with a secret set, every call but the page needs
+    /// docs/wire.md §5: with a secret set, every call but the page needs
     /// `Authorization: Bearer SECRET`, compared in constant time.
     fn check_secret(&self, head: &RequestHead) -> Result<(), Error> {
         let Some(secret) = &self.secret else {
@@ -334,7 +334,7 @@ fn success(data: &str) -> Response {
     answer(200, format!("{{\"success\":true,\"data\":{data}}}\n"))
 }
 
-/// The `data` of `/v0/management/proxy/status` (SPEC §5).
+/// The `data` of `/v0/management/proxy/status` (docs/wire.md §5).
 fn status_json(s: &StatusView) -> String {
     format!(
         "{{\"isRunning\":{},\"status\":{},\"error\":{},\"host\":{},\"port\":{},\"uptime\":{},\"connections\":{}}}",

@@ -164,7 +164,7 @@ impl<S: Service> Conn<S> {
         }
     }
 
-    /// Wait for a whole request head (SPEC §6): on a new connection, up to
+    /// Wait for a whole request head (docs/wire.md §6): on a new connection, up to
     /// the header timeout from the accept; between requests, up to the
     /// keep-alive timeout for the first byte, then the header timeout for
     /// the rest.
@@ -353,7 +353,7 @@ impl<S: Service> Conn<S> {
         let ended = loop {
             batch.clear();
             // A stream whose events never stop coming must still end at
-            // the drain deadline (SPEC §6).
+            // the drain deadline (docs/wire.md §6).
             if *self.phase.borrow() == Phase::Deadline {
                 let event = error_event(&ApiError::ShuttingDown);
                 let head: &[u8] = if head_sent { &[] } else { &self.wbuf };
@@ -393,7 +393,7 @@ impl<S: Service> Conn<S> {
                         None => break false,
                     },
                     _ = reached(&mut self.phase, Phase::Deadline) => {
-                        // SPEC §6: a stream still open at the drain deadline
+                        // docs/wire.md §6: a stream still open at the drain deadline
                         // ends with an error event, then the connection.
                         let event = error_event(&ApiError::ShuttingDown);
                         let _ = bounded(
@@ -459,7 +459,7 @@ impl<S: Service> Conn<S> {
             let fault = source.fault();
             t.finish(200, source.completed() && fault.is_none(), fault);
         }
-        // SPEC §4: a stream that failed after it began closes the connection.
+        // docs/wire.md §4: a stream that failed after it began closes the connection.
         *close |= source.failed();
         // The client has its whole answer; the upstream connection is
         // pooled once its body has ended too.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::api::ApiError;
 
-/// `data: [DONE]\n\n`, the end of every successful stream (docs/wire.md, "Streams").
+/// `data: [DONE]\n\n`, the end of every successful stream (docs/wire.md §4, "Streams").
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 /// Sent while an upstream is silent so that intermediaries keep the stream:
 /// one comment line, written only between whole events, with **no** blank
@@ -44,7 +44,7 @@ impl StreamItem {
     }
 }
 
-/// An error event: `data: {"error":{...}}\n\n` (docs/wire.md, "Streams").
+/// An error event: `data: {"error":{...}}\n\n` (docs/wire.md §4, "Streams").
 pub fn error_event(err: &ApiError) -> Bytes {
     let body = err.body();
     let mut out = Vec::with_capacity(body.len() + 8);

@@ -1,4 +1,4 @@
-//! The access log (SPEC §5): one line per `/v1/` request on stderr, as text
+//! The access log (docs/wire.md §5): one line per `/v1/` request on stderr, as text
 //! or as a JSON object: time, client address, method, path, the model the
 //! client asked for, provider/account, status, latency, TTFT, tokens and
 //! request id. Never a key: the path is logged without its query string

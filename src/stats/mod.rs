@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// A shared counter handle, resolved once at config load.
 pub type Counter = Arc<AtomicU64>;
 
-/// The families of labelled names: the three usage counters of SPEC §3
+/// The families of labelled names: the three usage counters of docs/wire.md §3
 /// `/stats`, and upstream model names (only named in the request log).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Label {
@@ -174,7 +174,7 @@ impl Stats {
         self.active_connections.load(Relaxed)
     }
 
-    /// A request reached a `/v1/` route (SPEC §3: that is when it counts).
+    /// A request reached a `/v1/` route (docs/wire.md §3: that is when it counts).
     pub fn request_started(&self) {
         self.total.fetch_add(1, Relaxed);
         self.per_minute.record(self.process_start.elapsed());
@@ -204,7 +204,7 @@ impl Stats {
         )
     }
 
-    /// The `/health` object of SPEC §3.
+    /// The `/health` object of docs/wire.md §3.
     pub fn health_json(&self) -> String {
         let (total, success, failed) = self.totals();
         format!(
@@ -217,7 +217,7 @@ impl Stats {
         )
     }
 
-    /// The `/stats` object of SPEC §3.
+    /// The `/stats` object of docs/wire.md §3.
     pub fn stats_json(&self, status: &str, port: u16, health: Option<&str>) -> String {
         let (total, success, failed) = self.totals();
         let finished = success + failed;

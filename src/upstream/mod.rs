@@ -42,7 +42,7 @@ use crate::http1::{self, BodyDecoder, Frame, HttpError, Limits, RequestHead, Res
 use io::Stream;
 use request::{HeadFields, Target};
 
-/// Default [`UpstreamConfig::connect_timeout`] (SPEC §6: upstream connect 5 s).
+/// Default [`UpstreamConfig::connect_timeout`] (docs/wire.md §6: upstream connect 5 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`UpstreamConfig::idle_timeout`]: below the 30–60 s keep-alive
 /// timeouts common at provider load balancers, so we drop a connection
@@ -81,7 +81,7 @@ impl Default for UpstreamConfig {
 
 /// What went wrong talking to an upstream. The gateway answers 502
 /// `upstream_error` for all of them except [`FirstByteTimeout`], which is
-/// 504 `upstream_timeout` (SPEC §4).
+/// 504 `upstream_timeout` (docs/wire.md §4).
 ///
 /// [`FirstByteTimeout`]: UpstreamError::FirstByteTimeout
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl std::error::Error for UpstreamError {}
 
 /// One request to send. Borrowed from the caller: nothing is copied but the
 /// head, which is encoded into a fresh buffer. `Debug` leaves out the
-/// `Authorization` value and the body (SPEC §5: no keys, no bodies in logs).
+/// `Authorization` value and the body (docs/wire.md §5: no keys, no bodies in logs).
 #[derive(Clone, Copy)]
 pub struct UpstreamRequest<'a> {
     /// `"POST"` or `"GET"`.

@@ -15,7 +15,7 @@ use crate::http1::RequestHead;
 /// - Set by us for the upstream hop: `Host`, `Authorization` (the account's
 ///   key), `Content-Length`, `Content-Type`, `Accept-Encoding` (we ask for
 ///   `identity`: the gateway rewrites bodies and must see them plain).
-/// - Client credentials (SPEC §3: never forwarded): `X-API-Key`, `Cookie`.
+/// - Client credentials (docs/wire.md §3: never forwarded): `X-API-Key`, `Cookie`.
 /// - Hop-by-hop fields, which describe one connection and must not be
 ///   forwarded by an intermediary (RFC 9110 §7.6.1): `Connection`,
 ///   `Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`,

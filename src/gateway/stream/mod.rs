@@ -74,7 +74,7 @@ impl EventSource for EventStream {
         }
     }
 
-    /// True once the stream ended with `[DONE]` (a success, SPEC §3), or
+    /// True once the stream ended with `[DONE]` (a success, docs/wire.md §3), or
     /// a byte stream with the end of its body.
     fn completed(&self) -> bool {
         match self {

@@ -1,5 +1,5 @@
 //! An upstream's event stream, re-framed for the client event by event
-//! (docs/architecture.md, "A streamed request"): each SSE event is decoded,
+//! (docs/architecture.md, "One streamed request, file by file"): each SSE event is decoded,
 //! its `model` set to the client's name (or the chat chunk translated into
 //! the endpoint's events), and handed to the connection driver the moment
 //! it is complete. Two clocks run while it waits (keep-alives to the client,
@@ -211,7 +211,7 @@ impl UpstreamStream {
                 }
             }
             if self.upstream_ended {
-                // SPEC §4: `[DONE]` even when the upstream forgot it.
+                // docs/wire.md §4: `[DONE]` even when the upstream forgot it.
                 return Some(self.finish_done());
             }
             if self.decoder.pending_len() > self.max_event_bytes {
@@ -257,7 +257,7 @@ impl UpstreamStream {
         let mut left = SETTLE_MAX_BYTES;
         let read_to_end = async {
             while let Ok(Some(piece)) = self.response.data().await {
-                // Events after `[DONE]` are no part of the answer (SPEC §4).
+                // Events after `[DONE]` are no part of the answer (docs/wire.md §4).
                 match left.checked_sub(piece.len()) {
                     Some(l) => left = l,
                     None => return,

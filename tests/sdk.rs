@@ -8,34 +8,27 @@
 mod support;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::binary::{spawn, Running};
+use support::binary::{spawn, temp_file, Running};
 use support::sdk::{node, python, run, ROOT};
-
-fn write_config(name: &str, json: &str) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("chat2api-sdk-{}-{name}.json", std::process::id()));
-    std::fs::write(&path, json).unwrap();
-    path
-}
 
 /// Two gateways: a back one serving the mock, and the front one the SDKs
 /// talk to, which serves the mock itself and `proxied-echo` through the back
 /// one, so that the SDKs also stream through the upstream client and the
 /// SSE re-framer. Returns both servers and the front base URL.
 fn gateways() -> (Running, Running, String) {
-    let back = write_config(
+    let back = temp_file(
         "back",
-        r#"{"port":0,"providers":[{"id":"back","type":"mock","models":["mock-echo"]}]}"#,
+        r#"{"port":0,"management":{"port":0},"providers":[{"id":"back","type":"mock","models":["mock-echo"]}]}"#,
     );
     let back_server = spawn(&["--config", back.to_str().unwrap()]);
     let back_addr = back_server.addr.clone();
-    let front = write_config(
+    let front = temp_file(
         "front",
         &format!(
-            r#"{{"port":0,"apiKeys":["sk-test"],
+            r#"{{"port":0,"management":{{"port":0}},"apiKeys":["sk-test"],
                 "providers":[{{"id":"local","type":"mock","models":["mock-echo","DeepSeek-V3.2"]}},
                   {{"id":"back","type":"openai","baseUrl":"http://{back_addr}/v1",
                     "accounts":[{{"id":"a","apiKey":"sk-back"}}],"models":{{"proxied-echo":"mock-echo"}}}}]}}"#
@@ -100,7 +93,7 @@ fn wait_for(addr: &str) {
 /// the tests pass while the user's own gateway holds 8080.
 #[test]
 fn readme_examples_run_as_written() {
-    let server = spawn(&["--port", "0"]);
+    let server = spawn(&["--port", "0", "--management-port", "0"]);
     wait_for(&server.addr);
     let local = |block: &str| block.replace("localhost:8080", &server.addr);
     let curls = readme_blocks("bash")

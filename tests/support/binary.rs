@@ -59,9 +59,15 @@ pub fn spawn(args: &[&str]) -> Running {
     }
 }
 
-/// A file in the temp dir, unique to this test process and `name`.
+/// A new file in the temp dir, unique to this call: tests run on threads
+/// of one process, and two of them writing a file of the same name at once
+/// would start a gateway with the other's config (a front gateway sent to
+/// another test's back one, already stopped: "Connection refused").
 pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("chat2api-cli-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("chat2api-test-{}-{n}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path
 }

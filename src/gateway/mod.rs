@@ -14,6 +14,7 @@ pub mod request_id;
 pub mod responses;
 pub mod router;
 pub mod stream;
+pub mod tool_calls;
 pub mod translate;
 
 use bytes::Bytes;

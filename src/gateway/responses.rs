@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::tool_calls::ToolCallRule;
 use crate::api::ApiError;
 use crate::stats::unix_time;
 
@@ -595,8 +596,10 @@ pub struct StreamTranslator {
     items: Vec<Item>,
     /// Which item holds the message text.
     message: Option<usize>,
-    /// Tool calls as (chat `index`, `id`, item).
-    calls: Vec<(Option<u64>, String, usize)>,
+    /// Which call each tool-call delta belongs to.
+    rule: ToolCallRule,
+    /// Each call's `call_id` and item, in the order they opened.
+    calls: Vec<(String, usize)>,
     finish: Option<String>,
     usage: Value,
     /// Why the response failed (the chat stream carried an error, or
@@ -619,6 +622,7 @@ impl StreamTranslator {
             sequence: 0,
             items: Vec::new(),
             message: None,
+            rule: ToolCallRule::default(),
             calls: Vec::new(),
             finish: None,
             usage: Value::Null,
@@ -747,26 +751,19 @@ impl StreamTranslator {
     }
 
     /// One tool-call delta: a new call opens a `function_call` item, a
-    /// later piece adds to its arguments. A call is known by its chat
-    /// `index`; deltas without one by their `id`, and without either they
-    /// continue the last call.
+    /// later piece adds to its arguments. Which call a delta belongs to is
+    /// the one rule of `tool_calls.rs`.
     fn tool_call_delta(&mut self, call: &Value, out: &mut Vec<NamedEvent>) {
-        let n = call.get("index").and_then(Value::as_u64);
         let call_id = call
             .get("id")
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty());
-        let known = match (n, call_id) {
-            (Some(n), _) => self.calls.iter().find(|(k, _, _)| *k == Some(n)),
-            (None, Some(id)) => self.calls.iter().find(|(_, c, _)| c == id),
-            (None, None) => self.calls.last(),
-        };
         let name = call.pointer("/function/name").and_then(Value::as_str);
-        let index = match known {
-            Some((_, _, i)) => *i,
-            None => {
+        let index = match self.rule.place_delta(call) {
+            (position, false) => self.calls[position].1,
+            (_, true) => {
                 // An id another call already has would make two items one.
-                let taken = |id: &&str| self.calls.iter().any(|(_, c, _)| c == id);
+                let taken = |id: &&str| self.calls.iter().any(|(c, _)| c == id);
                 let call_id = call_id
                     .filter(|id| !taken(id))
                     .map_or_else(|| fresh_id("call_"), str::to_owned);
@@ -780,7 +777,7 @@ impl StreamTranslator {
                     name: name.to_owned(),
                     arguments: String::new(),
                 });
-                self.calls.push((n, call_id, index));
+                self.calls.push((call_id, index));
                 let data = json!({"output_index": index, "item": item});
                 self.event("response.output_item.added", data, out);
                 index
@@ -1033,6 +1030,104 @@ mod tests {
             assert!(text.contains(&format!("\"param\":\"{param}\"")), "{text}");
         }
         assert!(request_to_chat(br#"{"model":"m","input":"x","store":false}"#, "m", "m").is_ok());
+    }
+
+    /// The tool calls (call id, name, arguments) that a chat stream's
+    /// chunks make on the two paths that gather them: a plain answer made
+    /// of events, and the Responses events. They must be the same.
+    fn calls_on_every_path(chunks: &[&str]) -> [Vec<(String, String, String)>; 2] {
+        let plain =
+            crate::gateway::translate::aggregate_events(chunks.iter().map(|c| c.as_bytes()))
+                .expect("an answer");
+        let plain: Value = serde_json::from_slice(&plain).unwrap();
+        let plain = plain["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let f = &c["function"];
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                (s(&c["id"]), s(&f["name"]), s(&f["arguments"]))
+            })
+            .collect();
+        let (_, seed) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let mut t = StreamTranslator::new(seed);
+        for c in chunks {
+            t.chunk(c.as_bytes());
+        }
+        let last = t.finish().unwrap().pop().unwrap();
+        let done: Value = serde_json::from_slice(&last.1).unwrap();
+        let events = done["response"]["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["type"] == "function_call")
+            .map(|i| {
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                (s(&i["call_id"]), s(&i["name"]), s(&i["arguments"]))
+            })
+            .collect();
+        [plain, events]
+    }
+
+    #[test]
+    fn tool_call_deltas_give_the_same_calls_on_every_path() {
+        let chunk = |calls: &str| {
+            format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"tool_calls":{calls}}}}}]}}"#)
+        };
+        let finish =
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#;
+        type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str, &'a str)>);
+        let cases: [Case; 3] = [
+            // An id first, then the call's index alone: one call.
+            (
+                vec![
+                    chunk(
+                        r#"[{"id":"a","type":"function","function":{"name":"f","arguments":"{\"x\":"}}]"#,
+                    ),
+                    chunk(r#"[{"index":0,"function":{"arguments":"1}"}}]"#),
+                ],
+                vec![("a", "f", r#"{"x":1}"#)],
+            ),
+            // Parallel calls that reuse index 0 (Ollama): a new id is a new call.
+            (
+                vec![
+                    chunk(
+                        r#"[{"index":0,"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]"#,
+                    ),
+                    chunk(
+                        r#"[{"index":0,"id":"b","type":"function","function":{"name":"g","arguments":"{\"y\":"}}]"#,
+                    ),
+                    chunk(r#"[{"index":0,"function":{"arguments":"2}"}}]"#),
+                ],
+                vec![("a", "f", "{}"), ("b", "g", r#"{"y":2}"#)],
+            ),
+            // The usual shape: by index, pieces interleaved.
+            (
+                vec![
+                    chunk(
+                        r#"[{"index":0,"id":"a","type":"function","function":{"name":"f","arguments":"{"}}]"#,
+                    ),
+                    chunk(
+                        r#"[{"index":1,"id":"b","type":"function","function":{"name":"g","arguments":"{"}}]"#,
+                    ),
+                    chunk(r#"[{"index":0,"function":{"arguments":"}"}}]"#),
+                    chunk(r#"[{"index":1,"function":{"arguments":"}"}}]"#),
+                ],
+                vec![("a", "f", "{}"), ("b", "g", "{}")],
+            ),
+        ];
+        for (mut chunks, want) in cases {
+            chunks.push(finish.to_owned());
+            let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+            let want: Vec<(String, String, String)> = want
+                .into_iter()
+                .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
+                .collect();
+            let [plain, events] = calls_on_every_path(&chunks);
+            assert_eq!(plain, want, "plain answer of {chunks:?}");
+            assert_eq!(events, want, "Responses events of {chunks:?}");
+        }
     }
 
     #[test]

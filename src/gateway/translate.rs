@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::tool_calls::ToolCallRule;
 use crate::api::ApiError;
 
 /// Completion-only parameters that a chat endpoint would refuse or
@@ -91,8 +92,10 @@ struct Gathered {
     content: Option<String>,
     /// `text_completion` chunks carry `text` instead of a delta.
     text: Option<String>,
-    /// Tool calls by their `index`, arguments concatenated.
-    tool_calls: BTreeMap<u64, Map<String, Value>>,
+    /// Tool calls in the order they opened, arguments concatenated.
+    tool_calls: Vec<Map<String, Value>>,
+    /// Which call each tool-call delta belongs to.
+    rule: ToolCallRule,
     finish_reason: Value,
 }
 
@@ -147,8 +150,11 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
                 .and_then(|d| d.get("tool_calls"))
                 .and_then(Value::as_array);
             for call in calls.into_iter().flatten() {
-                let at = tool_call_slot(&g.tool_calls, call);
-                merge_tool_call(g.tool_calls.entry(at).or_default(), call);
+                let (at, opens) = g.rule.place_delta(call);
+                if opens {
+                    g.tool_calls.push(Map::new());
+                }
+                merge_tool_call(&mut g.tool_calls[at], call);
             }
             if let Some(reason) = c.get("finish_reason").filter(|r| !r.is_null()) {
                 g.finish_reason = reason.clone();
@@ -172,7 +178,7 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
                 g.content.map_or(Value::Null, Value::String),
             );
             if !g.tool_calls.is_empty() {
-                let calls = g.tool_calls.into_values().map(Value::Object).collect();
+                let calls = g.tool_calls.into_iter().map(Value::Object).collect();
                 message.insert("tool_calls".into(), Value::Array(calls));
             }
             json!({"index": index, "message": message, "logprobs": null,
@@ -191,27 +197,6 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
         out.insert("usage".into(), usage);
     }
     Some(Bytes::from(Value::Object(out).to_string()))
-}
-
-/// Which gathered call a tool-call delta adds to: its `index`; without
-/// one, the call with its `id`, a new call for a new `id`, else the last
-/// call.
-fn tool_call_slot(calls: &BTreeMap<u64, Map<String, Value>>, delta: &Value) -> u64 {
-    if let Some(n) = delta.get("index").and_then(Value::as_u64) {
-        return n;
-    }
-    let next = calls.keys().next_back().map_or(0, |k| k + 1);
-    match delta
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-    {
-        Some(id) => calls
-            .iter()
-            .find(|(_, c)| c.get("id").and_then(Value::as_str) == Some(id))
-            .map_or(next, |(k, _)| *k),
-        None => next.saturating_sub(1),
-    }
 }
 
 /// One streamed tool-call delta into the call gathered so far: `id`,

@@ -366,6 +366,44 @@ async fn streamed_answers_return_their_upstream_connection_to_the_pool() {
     }
 }
 
+/// A burst above the old idle cap (64), twice: the second burst finds every
+/// connection the first one opened in the pool and opens none (a pool that
+/// closed the excess would reconnect on every burst, overflowing a small
+/// upstream's accept queue). Connections opened per upstream, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_reuse_every_connection_they_opened() {
+    const BURST: usize = 120;
+    let up = MockUpstream::start(|_| {
+        let mut steps = vec![Step::Sleep(Duration::from_millis(300))];
+        steps.extend(json_answer(&chat_answer("deepseek-chat", "x")));
+        steps
+    })
+    .await;
+    let gw =
+        std::sync::Arc::new(TestGateway::start(&config(&up.base_url(), r#", "workers": 1"#)).await);
+    for burst in 1..=2 {
+        let tasks: Vec<_> = (0..BURST)
+            .map(|_| {
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    gw.post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+        let opened = up.accepts.load(SeqCst);
+        assert!(
+            opened <= BURST,
+            "burst {burst}: {opened} connections for {BURST} requests"
+        );
+    }
+    assert_eq!(up.count(), 2 * BURST);
+}
+
 /// An upstream that keeps its body open after `[DONE]`: the client still
 /// gets its whole answer at once, and that connection is closed rather
 /// than pooled (the next stream opens a new one).

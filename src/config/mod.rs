@@ -62,6 +62,9 @@ pub const DEFAULT_ACCOUNT_ID: &str = "default";
 /// The longest client key, in bytes: longer ones are refused at load, and
 /// the gateway's constant-time comparison covers this many bytes.
 pub const MAX_KEY_BYTES: usize = 256;
+/// Default `limits.upstreamMaxIdle`: as many as `maxConnections` allows
+/// requests in flight, so no burst's connections are thrown away.
+pub const DEFAULT_UPSTREAM_MAX_IDLE: usize = 20_000;
 /// The built-in default's mock streams one token per this delay, so that
 /// `curl -N` shows an answer arriving as from a real provider (a config's
 /// own mock providers stream at once unless they set `tokenDelayMs`).
@@ -311,7 +314,12 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Pooled idle upstream connections are closed after this; 0 = no pooling.
     pub upstream_idle_timeout: Duration,
-    /// Pooled idle upstream connections per origin; 0 = no pooling.
+    /// Pooled idle upstream connections per origin; 0 = no pooling. The
+    /// default keeps every connection a burst opened (each idle one for at
+    /// most `upstream_idle_timeout`), so the idle set follows recent demand:
+    /// a cap below the concurrency of a burst makes the pool close and
+    /// reopen connections on every burst, and a small upstream's accept
+    /// queue overflows (1 s SYN retries).
     pub upstream_max_idle: usize,
     /// SSE comment sent to the client when a stream is quiet this long; 0 = never.
     pub sse_keepalive_interval: Duration,
@@ -344,7 +352,7 @@ impl Default for Limits {
             stream_idle_timeout: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(30),
             upstream_idle_timeout: Duration::from_secs(20),
-            upstream_max_idle: 64,
+            upstream_max_idle: DEFAULT_UPSTREAM_MAX_IDLE,
             sse_keepalive_interval: Duration::from_secs(15),
             max_connections: 20_000,
             max_answer_bytes: 64 * 1024 * 1024,

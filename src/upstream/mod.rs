@@ -42,20 +42,12 @@ use crate::http1::{self, BodyDecoder, Frame, HttpError, Limits, RequestHead, Res
 use io::Stream;
 use request::{HeadFields, Target};
 
-/// Default [`UpstreamConfig::connect_timeout`] (docs/wire.md §6: upstream connect 5 s).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default [`UpstreamConfig::idle_timeout`]: below the 30–60 s keep-alive
-/// timeouts common at provider load balancers, so we drop a connection
-/// before the server is likely to.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Default [`UpstreamConfig::max_idle`].
-pub const DEFAULT_MAX_IDLE: usize = 64;
-
 /// Bytes the read buffer is grown by before a read. One TLS record is at
 /// most 16 KiB of plaintext, so one read can take a whole record.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Settings of one upstream. `Default` gives the SPEC values.
+/// Settings of one upstream. `Default` gives the config's defaults
+/// (`crate::config::Limits`, the one place every default is written).
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
     /// DNS, TCP connect and TLS handshake together.
@@ -70,10 +62,11 @@ pub struct UpstreamConfig {
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
+        let d = crate::config::Limits::default();
         UpstreamConfig {
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_idle: DEFAULT_MAX_IDLE,
+            connect_timeout: d.upstream_connect_timeout,
+            idle_timeout: d.upstream_idle_timeout,
+            max_idle: d.upstream_max_idle,
             limits: Limits::default(),
         }
     }

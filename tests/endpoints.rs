@@ -739,7 +739,8 @@ async fn a_model_is_served_only_on_its_endpoints() {
             .clone()
     };
     assert_eq!(of("embed-only"), serde_json::json!(["embeddings"]));
-    assert_eq!(of("up-model").as_array().unwrap().len(), 9);
+    // Every endpoint, `messages` (the Anthropic translation) included.
+    assert_eq!(of("up-model").as_array().unwrap().len(), 10);
 }
 
 /// The official Python and JavaScript SDKs call every endpoint against the

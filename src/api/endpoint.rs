@@ -24,10 +24,13 @@ pub enum Endpoint {
     Transcriptions,
     /// `/v1/audio/translations`: as transcriptions, into English.
     Translations,
+    /// `/v1/messages`: the Anthropic Messages API (`messages`,
+    /// `max_tokens`); plain or streamed as Anthropic's typed events.
+    Messages,
 }
 
 /// Every endpoint, in the order `/v1/models` lists them.
-pub const ENDPOINTS: [Endpoint; 9] = [
+pub const ENDPOINTS: [Endpoint; 10] = [
     Endpoint::Chat,
     Endpoint::Completions,
     Endpoint::Embeddings,
@@ -37,6 +40,7 @@ pub const ENDPOINTS: [Endpoint; 9] = [
     Endpoint::Speech,
     Endpoint::Transcriptions,
     Endpoint::Translations,
+    Endpoint::Messages,
 ];
 
 impl Endpoint {
@@ -52,6 +56,7 @@ impl Endpoint {
             Endpoint::Speech => "/audio/speech",
             Endpoint::Transcriptions => "/audio/transcriptions",
             Endpoint::Translations => "/audio/translations",
+            Endpoint::Messages => "/messages",
         }
     }
 
@@ -69,6 +74,7 @@ impl Endpoint {
             Endpoint::Speech => "audio.speech",
             Endpoint::Transcriptions => "audio.transcriptions",
             Endpoint::Translations => "audio.translations",
+            Endpoint::Messages => "messages",
         }
     }
 

@@ -257,6 +257,18 @@ pub fn parse_request(
                 None,
             ));
         }
+        Endpoint::Messages => {
+            // The Anthropic translation reads the rest (`anthropic.rs`).
+            let raw = view
+                .messages
+                .ok_or_else(|| ApiError::invalid("messages: Field required.", Some("messages")))?;
+            if !raw.get().starts_with('[') {
+                return Err(ApiError::invalid(
+                    "messages: Input should be a valid list.",
+                    Some("messages"),
+                ));
+            }
+        }
         Endpoint::Embeddings | Endpoint::Moderations => {
             info.stream = false;
             let input = view.input.filter(|i| i.get() != "null").ok_or_else(|| {

@@ -81,6 +81,7 @@ fn next_id(endpoint: Endpoint) -> String {
         Endpoint::Moderations => format!("modr-mock-{n:08x}"),
         Endpoint::Images => format!("img-mock-{n:08x}"),
         Endpoint::Responses => format!("resp_mock{n:016x}"),
+        Endpoint::Messages => format!("msg_mock{n:016x}"),
         Endpoint::Speech | Endpoint::Transcriptions | Endpoint::Translations => {
             format!("audio-mock-{n:08x}")
         }
@@ -439,7 +440,9 @@ pub fn complete(endpoint: Endpoint, answer: &Answer, info: &RequestInfo) -> (Byt
     let completion = count_words(text);
     let prompt = info.prompt_words;
     let body = match endpoint {
-        Endpoint::Chat => json!({
+        // A Messages request reaches the mock as the chat request it
+        // becomes (`anthropic.rs` turns the answer back).
+        Endpoint::Chat | Endpoint::Messages => json!({
             "id": next_id(endpoint),
             "object": "chat.completion",
             "created": unix_time(),
@@ -650,6 +653,34 @@ pub fn word_stream(
     };
     let pacer = Pacer::new(profile, fate == Fate::CutStream, words + 2).keep_alive(keep_alive);
     Paced::new(chunks, pacer)
+}
+
+/// The chunks of the mock's chat stream for `answer`, made ahead, each
+/// with whether it carries a word (what the pace waits for): for a
+/// translation into another dialect's events, paced like the chat stream.
+pub fn chat_chunks(answer: &Answer, info: &RequestInfo) -> Vec<(Bytes, bool)> {
+    let text = &answer.text[..];
+    let mut chunks = MockChunks {
+        endpoint: Endpoint::Chat,
+        id: next_id(Endpoint::Chat),
+        created: unix_time(),
+        model: info.model.clone(),
+        text: text.to_owned(),
+        pos: 0,
+        stage: Stage::Role,
+        include_usage: true,
+        finish: answer.finish,
+        prompt_tokens: info.prompt_words,
+        completion_tokens: count_words(text),
+    };
+    let mut out = Vec::new();
+    loop {
+        let content = chunks.next_is_content();
+        match chunks.next_chunk() {
+            Some(chunk) => out.push((chunk, content)),
+            None => return out,
+        }
+    }
 }
 
 impl PacedSource for MockChunks {

@@ -5,6 +5,7 @@
 //! socket: the connection driver (`crate::server`) hands it a parsed head and
 //! body, and writes out the [`Response`] it returns.
 
+pub mod anthropic;
 pub mod auth;
 pub mod form;
 pub mod json;
@@ -37,8 +38,10 @@ pub type Response = api::Response<EventStream>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// A model-routed `POST /v1/...` endpoint (chat, completions,
-    /// embeddings, moderations, images, responses, audio).
+    /// embeddings, moderations, images, responses, audio, messages).
     Api(Endpoint),
+    /// `POST /v1/messages/count_tokens` (Anthropic): an estimate.
+    CountTokens,
     Models,
     Model,
     /// `/v1/responses/{id}` (and its `cancel`, `input_items`): a stored
@@ -55,12 +58,22 @@ impl Route {
     fn is_counted(self) -> bool {
         matches!(
             self,
-            Route::Api(_) | Route::Models | Route::Model | Route::StoredResponse
+            Route::Api(_)
+                | Route::CountTokens
+                | Route::Models
+                | Route::Model
+                | Route::StoredResponse
         )
     }
 
     pub fn has_body(self) -> bool {
-        matches!(self, Route::Api(_))
+        matches!(self, Route::Api(_) | Route::CountTokens)
+    }
+
+    /// Routes of the Anthropic Messages API: their errors take Anthropic's
+    /// shape (docs/wire.md §4).
+    fn is_anthropic(self) -> bool {
+        matches!(self, Route::Api(Endpoint::Messages) | Route::CountTokens)
     }
 }
 
@@ -172,8 +185,13 @@ impl Service for Gateway {
     /// Which route, and may this client use it. A refusal carries its
     /// request id like every answer.
     fn admit(&self, head: &RequestHead) -> Result<(Route, Option<Tally>), Box<Response>> {
-        self.admit_route(head)
-            .map_err(|resp| Box::new(with_request_id(*resp)))
+        self.admit_route(head).map_err(|resp| {
+            let resp = match anthropic_route(head.path()) {
+                true => anthropic_error(*resp),
+                false => *resp,
+            };
+            Box::new(with_request_id(resp))
+        })
     }
 
     async fn serve(
@@ -185,9 +203,24 @@ impl Service for Gateway {
     ) -> Response {
         let resp = match route {
             Route::Api(endpoint) => {
-                let resp = self.complete(endpoint, head, body, tally).await;
+                let mut resp = self.complete(endpoint, head, body, tally).await;
+                if route.is_anthropic() {
+                    resp = anthropic_error(resp);
+                }
                 return with_request_id(resp);
             }
+            Route::CountTokens => {
+                let resp = match anthropic::count_tokens(&body) {
+                    Ok(n) => Response::json_doc(200, format!("{{\"input_tokens\":{n}}}")),
+                    Err(e) => Response::error(&e),
+                };
+                return with_request_id(anthropic_error(resp.with_tally(tally)));
+            }
+            // Anthropic's SDKs and Claude Code list models in their shape.
+            Route::Models if head.header("anthropic-version").is_some() => Response::json_doc(
+                200,
+                anthropic::models_list(self.router.model_names().map(|(id, _)| (id, self.created))),
+            ),
             Route::Models => Response::json_doc(200, self.models_json()),
             Route::Model => self.model_json(head.path()),
             Route::StoredResponse => Response::error(&ApiError::NotStored),
@@ -220,6 +253,8 @@ impl Gateway {
             b"/v1/audio/speech" => Route::Api(Endpoint::Speech),
             b"/v1/audio/transcriptions" => Route::Api(Endpoint::Transcriptions),
             b"/v1/audio/translations" => Route::Api(Endpoint::Translations),
+            b"/v1/messages" => Route::Api(Endpoint::Messages),
+            b"/v1/messages/count_tokens" => Route::CountTokens,
             b"/v1/models" => Route::Models,
             _ if path.starts_with(b"/v1/models/") => Route::Model,
             _ if path.starts_with(b"/v1/responses/") => Route::StoredResponse,
@@ -444,6 +479,9 @@ impl Gateway {
         fate: mock::Fate,
         mut tally: Option<Tally>,
     ) -> Response {
+        if endpoint == Endpoint::Messages {
+            return self.mock_messages(body, profile, fate, tally);
+        }
         // The mock needs the prompt text, which the first parse skipped.
         let info = match parse_request(endpoint, head, body, true) {
             Ok(info) => info,
@@ -463,7 +501,7 @@ impl Gateway {
                 let text = mock::transcript_text(endpoint, profile, &info);
                 if info.stream {
                     let events = mock::transcript_events(&text);
-                    return stream_response(self.paced(events, profile, fate), tally);
+                    return stream_response(self.paced(events, profile, fate, true), tally);
                 }
                 let (content_type, answer) = mock::transcript(endpoint, &text, &info);
                 let mut resp = Response::json(200, answer);
@@ -478,7 +516,10 @@ impl Gateway {
         let answer = mock::answer_text(profile, &info);
         if info.stream && endpoint == Endpoint::Responses {
             let events = mock::response_events(&answer, &info);
-            return stream_response(self.paced(events, profile, fate), tally);
+            if let Some(t) = tally.as_mut() {
+                t.tokens(info.prompt_words, json::count_words(&answer.text));
+            }
+            return stream_response(self.paced(events, profile, fate, true), tally);
         }
         if info.stream {
             let s = mock::word_stream(
@@ -502,16 +543,77 @@ impl Gateway {
 
 impl Gateway {
     /// The mock's events made ahead, handed out at its profile's pace (and
-    /// cut when `fate` says), with keep-alive comments in long pauses.
+    /// cut when `fate` says), with keep-alive comments in long pauses;
+    /// then `[DONE]` when `end_with_done`.
     fn paced(
         &self,
         events: Vec<stream::pace::MadeEvent>,
         profile: &crate::config::MockProfile,
         fate: mock::Fate,
+        end_with_done: bool,
     ) -> EventStream {
         let pacer = stream::pace::Pacer::new(profile, fate == mock::Fate::CutStream, events.len())
             .keep_alive(self.config.limits.sse_keepalive_interval);
-        EventStream::Prepared(stream::pace::Paced::new(events.into(), pacer))
+        let paced = stream::pace::Paced::new(events.into(), pacer);
+        EventStream::Prepared(match end_with_done {
+            true => paced,
+            false => paced.without_done(),
+        })
+    }
+
+    /// The mock's answer to an Anthropic Messages request: the chat answer
+    /// it gives the chat request the Messages request becomes, turned back
+    /// by the same translation as a chat provider's (`anthropic.rs`), and
+    /// streamed at the mock's pace.
+    fn mock_messages(
+        &self,
+        body: &[u8],
+        profile: &crate::config::MockProfile,
+        fate: mock::Fate,
+        mut tally: Option<Tally>,
+    ) -> Response {
+        use stream::upstream::EventTranslator;
+        let model = json::model_of(body).unwrap_or_default();
+        let translated =
+            anthropic::request_to_chat(body, &model, &model).and_then(|(chat, seed)| {
+                json::parse_request(&chat, Endpoint::Chat, true).map(|info| (info, seed))
+            });
+        let (info, seed) = match translated {
+            Ok(t) => t,
+            Err(e) => return Response::error(&e).with_tally(tally),
+        };
+        let answer = mock::answer_text(profile, &info);
+        let mut translator = anthropic::MessagesTranslator::new(seed);
+        if let Some(t) = tally.as_mut() {
+            t.tokens(info.prompt_words, json::count_words(&answer.text));
+        }
+        if !info.stream {
+            let (chat, _, _) = mock::complete(Endpoint::Chat, &answer, &info);
+            if let Some(t) = tally.as_mut() {
+                t.first_token();
+            }
+            return match translator.whole(&chat) {
+                Ok(doc) => Response::json(200, doc).with_tally(tally),
+                Err(e) => Response::error(&e).with_tally(tally),
+            };
+        }
+        let mut events = Vec::new();
+        let made = |name: &str, data, content| stream::pace::MadeEvent {
+            fields: crate::sse::encode::event_fields(Some(name.as_bytes()), None),
+            data,
+            content,
+        };
+        for (chunk, content) in mock::chat_chunks(&answer, &info) {
+            for (i, (name, data)) in translator.chunk(&chunk).into_iter().enumerate() {
+                // The pace waits before the first event a word makes.
+                events.push(made(name, data, content && i == 0));
+            }
+        }
+        match translator.finish() {
+            Ok(closing) => events.extend(closing.into_iter().map(|(n, d)| made(n, d, false))),
+            Err(e) => return Response::error(&e).with_tally(tally),
+        }
+        stream_response(self.paced(events, profile, fate, false), tally)
     }
 }
 
@@ -528,6 +630,29 @@ fn parse_request(
         true => json::parse_form_request(body, head.header("content-type")),
         false => json::parse_request(body, endpoint, want_text),
     }
+}
+
+/// Whether `path` is a route of the Anthropic Messages API.
+fn anthropic_route(path: &[u8]) -> bool {
+    path == b"/v1/messages" || path == b"/v1/messages/count_tokens"
+}
+
+/// An error answer in Anthropic's shape (`{"type":"error","error":{…}}`),
+/// its status and headers (`Retry-After`) kept; other answers as they are.
+fn anthropic_error(mut resp: Response) -> Response {
+    if resp.is_success() {
+        return resp;
+    }
+    let body = match &resp.body {
+        Body::Full(b) => b.clone(),
+        Body::Spliced(parts) => Bytes::from(parts.concat()),
+        Body::Empty | Body::Stream(_) => return resp,
+    };
+    resp.body = Body::Full(anthropic::error_body(resp.status, &body));
+    resp.content_type = api::response::JSON;
+    resp.headers
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+    resp
 }
 
 /// `resp` with an `x-request-id` (docs/wire.md §4): the upstream's when it sent

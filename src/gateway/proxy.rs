@@ -14,9 +14,9 @@ use super::json::{self, RequestInfo};
 use super::router::{Cause, Failure, Pick, Scope};
 use super::stream::pace::PreparedStream;
 use super::stream::passthrough::ByteStream;
-use super::stream::upstream::{Translation, UpstreamStream};
+use super::stream::upstream::{EventTranslator, Translation, UpstreamStream};
 use super::stream::EventStream;
-use super::{responses, stream_response, translate, Gateway, Response};
+use super::{anthropic, responses, stream_response, translate, Gateway, Response};
 use crate::api::{ApiError, Body, Endpoint};
 use crate::http1::RequestHead;
 use crate::sse::encode::event_fields;
@@ -164,6 +164,8 @@ pub async fn forward(
     let via_chat = match endpoint {
         Endpoint::Completions => !pick.provider.native_completions,
         Endpoint::Responses => !pick.provider.native_responses,
+        // Every provider so far speaks chat; none speaks Messages natively.
+        Endpoint::Messages => true,
         _ => false,
     };
     let (path, parts) = if via_chat {
@@ -172,8 +174,15 @@ pub async fn forward(
         let chat = match endpoint {
             Endpoint::Responses => responses::request_to_chat(body, &info.model, &upstream_model)
                 .map(|(chat, seed)| {
-                    translate = Some(Translation::Responses(Box::new(
+                    translate = Some(Translation::Events(Box::new(
                         responses::StreamTranslator::new(seed),
+                    )));
+                    chat
+                }),
+            Endpoint::Messages => anthropic::request_to_chat(body, &info.model, &upstream_model)
+                .map(|(chat, seed)| {
+                    translate = Some(Translation::Events(Box::new(
+                        anthropic::MessagesTranslator::new(seed),
                     )));
                     chat
                 }),
@@ -462,9 +471,7 @@ fn answer_for(
                 Some(Translation::Completions(name)) => {
                     translate::chat_to_completion(&answer, &name).unwrap_or(answer)
                 }
-                Some(Translation::Responses(t)) => {
-                    return response_answer(&answer, *t, info, tally)
-                }
+                Some(Translation::Events(t)) => return translated_answer(&answer, t, info, tally),
                 None => answer,
             };
             if !info.stream {
@@ -489,27 +496,28 @@ fn answer_for(
     }
 }
 
-/// A whole chat answer for a Responses API client: one `response`
-/// object, or (a stream was asked for) its event sequence.
-fn response_answer(
+/// A whole chat answer for a client of another dialect (Responses,
+/// Anthropic Messages): its one object, or (a stream was asked for) its
+/// event sequence.
+fn translated_answer(
     chat: &[u8],
-    mut translator: responses::StreamTranslator,
+    mut translator: Box<dyn EventTranslator>,
     info: &RequestInfo,
     tally: &mut Option<Tally>,
 ) -> Attempt {
     // Judged as a whole first: an error, no choices, no finish_reason.
-    let response = match responses::chat_to_response(chat, translator.seed()) {
-        Ok(response) => response,
+    let whole = match translator.whole(chat) {
+        Ok(whole) => whole,
         Err(e) => return Attempt::Failed(Response::error(&e)),
     };
+    if let (Some(t), Some(usage)) = (tally.as_mut(), json::inspect_answer(chat)) {
+        t.tokens(
+            usage.prompt_tokens.unwrap_or(0),
+            usage.completion_tokens.unwrap_or(0),
+        );
+    }
     if !info.stream {
-        if let (Some(t), Some(usage)) = (tally.as_mut(), json::inspect_answer(chat)) {
-            t.tokens(
-                usage.prompt_tokens.unwrap_or(0),
-                usage.completion_tokens.unwrap_or(0),
-            );
-        }
-        return Attempt::Done(Response::json(200, response));
+        return Attempt::Done(Response::json(200, whole));
     }
     let Some(chunks) = translate::answer_to_events(chat, &info.model) else {
         return Attempt::Failed(Response::error(&not_an_answer(chat)));
@@ -524,8 +532,11 @@ fn response_answer(
         .into_iter()
         .map(|(name, data)| (event_fields(Some(name.as_bytes()), None), data))
         .collect();
-    let stream = EventStream::Prepared(PreparedStream::ready(events));
-    Attempt::Done(stream_response(stream, None))
+    let mut stream = PreparedStream::ready(events);
+    if !translator.ends_with_done() {
+        stream = stream.without_done();
+    }
+    Attempt::Done(stream_response(EventStream::Prepared(stream), None))
 }
 
 /// What the upstream's 2xx body turned out to be.

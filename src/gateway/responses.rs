@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::stream::upstream::EventTranslator;
 use super::tool_calls::ToolCallRule;
 use crate::api::ApiError;
 use crate::stats::unix_time;
@@ -956,6 +957,27 @@ pub fn fuzz_responses(data: &[u8]) {
     for (n, (_, data)) in events.iter().enumerate() {
         let v: Value = serde_json::from_slice(data).expect("events are JSON");
         assert_eq!(v["sequence_number"], n as u64);
+    }
+}
+
+impl EventTranslator for StreamTranslator {
+    fn whole(&self, chat: &[u8]) -> Result<Bytes, ApiError> {
+        chat_to_response(chat, &self.seed)
+    }
+    fn chunk(&mut self, chunk: &[u8]) -> Vec<NamedEvent> {
+        StreamTranslator::chunk(self, chunk)
+    }
+    fn finish(&mut self) -> Result<Vec<NamedEvent>, ApiError> {
+        StreamTranslator::finish(self)
+    }
+    fn abort(&mut self, message: &str) -> Vec<NamedEvent> {
+        StreamTranslator::abort(self, message)
+    }
+    fn failed(&self) -> bool {
+        StreamTranslator::failed(self)
+    }
+    fn ends_with_done(&self) -> bool {
+        true
     }
 }
 

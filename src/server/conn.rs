@@ -454,8 +454,12 @@ impl<S: Service> Conn<S> {
             return false;
         }
         if let Some(mut t) = tally {
+            // A stream made ahead knows no usage of its own: the counts
+            // set when it was made stand.
             let (prompt, completion) = source.usage();
-            t.tokens(prompt, completion);
+            if (prompt, completion) != (0, 0) {
+                t.tokens(prompt, completion);
+            }
             let fault = source.fault();
             t.finish(200, source.completed() && fault.is_none(), fault);
         }

@@ -168,12 +168,16 @@ pub struct MadeEvent {
 }
 
 /// A stream of events made here, handed out at its [`Pacer`]'s pace, then
-/// `[DONE]`; or cut on purpose.
+/// `[DONE]` (unless [`without_done`](Paced::without_done)); or cut on
+/// purpose.
 pub struct Paced<S> {
     /// Where the events come from.
     pub source: S,
     pacer: Pacer,
     done: bool,
+    /// End with `data: [DONE]` (OpenAI's dialects); Anthropic's streams
+    /// end with their last event.
+    end_with_done: bool,
     /// Cut halfway on purpose (the mock's `failures.cutStream`).
     cut: bool,
 }
@@ -185,8 +189,15 @@ impl<S: PacedSource> Paced<S> {
             source,
             pacer,
             done: false,
+            end_with_done: true,
             cut: false,
         }
+    }
+
+    /// The same stream, ending with its last event instead of `[DONE]`.
+    pub fn without_done(mut self) -> Paced<S> {
+        self.end_with_done = false;
+        self
     }
 
     /// Cancel-safe: the only await is the pacer's, and an event is taken
@@ -219,6 +230,9 @@ impl<S: PacedSource> Paced<S> {
             Some((fields, data)) => StreamItem::event(fields, data),
             None => {
                 self.done = true;
+                if !self.end_with_done {
+                    return None;
+                }
                 StreamItem::done()
             }
         })

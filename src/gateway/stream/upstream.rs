@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::api::ApiError;
 use crate::config::Limits;
-use crate::gateway::{json, responses, translate};
+use crate::gateway::responses::NamedEvent;
+use crate::gateway::{json, translate};
 use crate::sse::encode::{error_event, event_fields, reprefix_lines, StreamItem, KEEP_ALIVE};
 use crate::sse::{Event, SseDecoder};
 use crate::upstream::{UpstreamError, UpstreamResponse};
@@ -21,8 +22,30 @@ use crate::upstream::{UpstreamError, UpstreamResponse};
 pub enum Translation {
     /// Into `text_completion` objects for the client's model name.
     Completions(String),
-    /// Into a Responses object, or its event sequence.
-    Responses(Box<responses::StreamTranslator>),
+    /// Into another dialect's event sequence (the Responses API, the
+    /// Anthropic Messages API).
+    Events(Box<dyn EventTranslator>),
+}
+
+/// A chat stream turned into another dialect's typed events, chunk by
+/// chunk (sans-IO: `responses::StreamTranslator`,
+/// `anthropic::MessagesTranslator`).
+pub trait EventTranslator: Send {
+    /// A whole chat answer as the dialect's one object. An answer that is
+    /// no chat completion, carries an `error` or broke off is a 502.
+    fn whole(&self, chat: &[u8]) -> Result<Bytes, ApiError>;
+    /// The events one chat chunk makes (none, one or several).
+    fn chunk(&mut self, chunk: &[u8]) -> Vec<NamedEvent>;
+    /// The closing events once the chat stream ended, or the error to end
+    /// with when its events made no answer.
+    fn finish(&mut self) -> Result<Vec<NamedEvent>, ApiError>;
+    /// The events that end a stream that broke off with `message`.
+    fn abort(&mut self, message: &str) -> Vec<NamedEvent>;
+    /// An error came inside the chat stream: the request failed.
+    fn failed(&self) -> bool;
+    /// Whether the dialect's streams end with `data: [DONE]` (OpenAI's
+    /// do, and its SDKs skip it; Anthropic's end at `message_stop`).
+    fn ends_with_done(&self) -> bool;
 }
 
 /// How long a finished stream waits for the end of its upstream body
@@ -280,10 +303,10 @@ impl UpstreamStream {
     /// A chat chunk for a Responses API client becomes its events, queued
     /// in `pending` (then `None` is returned when it made none).
     fn rewrite(&mut self, ev: Event) -> Option<StreamItem> {
-        if let Some(Translation::Responses(_)) = &self.translate {
+        if let Some(Translation::Events(_)) = &self.translate {
             let info = json::inspect_answer(&ev.data).unwrap_or_default();
             self.note(&info);
-            let Some(Translation::Responses(t)) = &mut self.translate else {
+            let Some(Translation::Events(t)) = &mut self.translate else {
                 return None;
             };
             for (name, data) in t.chunk(&ev.data) {
@@ -361,10 +384,11 @@ impl UpstreamStream {
                 "the upstream's Responses stream ended before response.completed".into(),
             ));
         }
-        if let Some(Translation::Responses(t)) = &mut self.translate {
+        if let Some(Translation::Events(t)) = &mut self.translate {
             // The items closed and `response.completed` (or `.failed`),
-            // then `[DONE]`; or, when the chat events made no answer, the
-            // error event.
+            // then `[DONE]` (Anthropic: the blocks closed, `message_delta`
+            // and `message_stop`); or, when the chat events made no
+            // answer, the error event.
             let closing = match t.finish() {
                 Ok(closing) => closing,
                 Err(e) => return self.fail(e),
@@ -377,8 +401,13 @@ impl UpstreamStream {
                 self.pending.push_back(StreamItem::event(fields, data));
             }
             self.done = true;
-            self.pending.push_back(StreamItem::done());
-            return self.pending.pop_front().unwrap_or_else(StreamItem::done);
+            if t.ends_with_done() {
+                self.pending.push_back(StreamItem::done());
+            }
+            return self
+                .pending
+                .pop_front()
+                .unwrap_or_else(|| StreamItem::Raw(Bytes::new()));
         }
         self.done = true;
         StreamItem::done()
@@ -389,7 +418,7 @@ impl UpstreamStream {
     fn fail(&mut self, err: ApiError) -> StreamItem {
         self.failed = true;
         self.ended = true;
-        if let Some(Translation::Responses(t)) = &mut self.translate {
+        if let Some(Translation::Events(t)) = &mut self.translate {
             for (name, data) in t.abort(&err.to_string()) {
                 let fields = event_fields(Some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));

@@ -7,7 +7,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::upstream::{send, MockUpstream, Recorded, Step, SSE_HEAD};
+use support::upstream::{chat_script, send, MockUpstream, Recorded, Step, SSE_HEAD};
 use support::TestGateway;
 
 /// Audio the scripted upstream speaks: every byte value, several times.
@@ -202,112 +202,6 @@ fn script(req: &Recorded) -> Vec<Step> {
         "/v1/chat/completions" => chat_script(req),
         _ => vec![send("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")],
     }
-}
-
-/// A chat-only upstream: a plain or streamed answer, a tool call when
-/// offered tools.
-fn chat_script(req: &Recorded) -> Vec<Step> {
-    let v = req.json();
-    if v["messages"][0]["content"] == "no-choices" {
-        let doc = r#"{"id":"c","object":"chat.completion","model":"deepseek-chat"}"#;
-        return vec![send(format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
-            doc.len()
-        ))];
-    }
-    if v["messages"][0]["content"] == "junk" {
-        // Lines that are no chat chunk among real ones.
-        let real = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "model": "deepseek-chat",
-            "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]});
-        let mut out = SSE_HEAD.to_owned();
-        for data in [
-            "hello world".to_owned(),
-            "{broken".to_owned(),
-            real.to_string(),
-            "[DONE]".to_owned(),
-        ] {
-            out.push_str(&support::upstream::chunked(&format!("data: {data}\n\n")));
-        }
-        out.push_str("0\r\n\r\n");
-        return vec![send(out)];
-    }
-    let stream = v["stream"] == true;
-    let tool = v["tools"][0]["function"]["name"]
-        .as_str()
-        .map(str::to_owned);
-    let answered_tool = v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["role"] == "tool");
-    let model = v["model"].as_str().unwrap().to_owned();
-    let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5});
-    let (content, calls) = match (&tool, answered_tool) {
-        (Some(name), false) => (None, Some(name.clone())),
-        (_, true) => (Some("It rains in Oslo."), None),
-        _ => (Some("Hello there"), None),
-    };
-    if !stream {
-        let mut message = serde_json::json!({"role": "assistant", "content": content});
-        if let Some(name) = &calls {
-            message["tool_calls"] = serde_json::json!([{"id": "call_1", "type": "function",
-                "function": {"name": name, "arguments": "{\"city\":\"Oslo\"}"}}]);
-        }
-        let finish = if calls.is_some() {
-            "tool_calls"
-        } else {
-            "stop"
-        };
-        let doc = serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}).to_string();
-        return vec![send(format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
-            doc.len()
-        ))];
-    }
-    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
-        serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    };
-    let mut chunks = vec![chunk(
-        serde_json::json!({"role": "assistant", "content": ""}),
-        serde_json::Value::Null,
-    )];
-    match (&calls, content) {
-        (Some(name), _) => {
-            chunks.push(chunk(
-                serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                "function": {"name": name, "arguments": "{\"city\":"}}]}),
-                serde_json::Value::Null,
-            ));
-            chunks.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Oslo\"}"}}]}),
-                serde_json::Value::Null));
-            chunks.push(chunk(
-                serde_json::json!({}),
-                serde_json::json!("tool_calls"),
-            ));
-        }
-        (None, text) => {
-            for word in text.unwrap_or_default().split_inclusive(' ') {
-                chunks.push(chunk(
-                    serde_json::json!({"content": word}),
-                    serde_json::Value::Null,
-                ));
-            }
-            chunks.push(chunk(serde_json::json!({}), serde_json::json!("stop")));
-        }
-    }
-    let mut last = chunk(serde_json::json!({}), serde_json::Value::Null);
-    last["choices"] = serde_json::json!([]);
-    last["usage"] = usage;
-    chunks.push(last);
-    let mut out = SSE_HEAD.to_owned();
-    for c in chunks {
-        out.push_str(&support::upstream::chunked(&format!("data: {c}\n\n")));
-    }
-    out.push_str(&support::upstream::chunked("data: [DONE]\n\n"));
-    out.push_str("0\r\n\r\n");
-    vec![send(out)]
 }
 
 /// A gateway in front of the scripted upstream: `up-*` models forwarded

@@ -81,12 +81,14 @@ pub fn request_to_chat(
             }
             "user" => user_messages(content, &mut chat)?,
             "assistant" => chat.push(assistant_message(content)?),
-            other => return Err(invalid(
-                format!(
+            other => {
+                return Err(invalid(
+                    format!(
                     "messages[{i}].role: '{other}' is not one of 'user', 'assistant', 'system'."
                 ),
-                "messages",
-            )),
+                    "messages",
+                ))
+            }
         }
     }
     let mut out = Map::new();

@@ -12,15 +12,15 @@ use std::sync::Mutex;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The official Python SDK, pinned (as in `.ci/run`).
-pub const OPENAI_PYTHON: &str = "openai==3.63.0";
+/// The official Python SDKs, pinned (as in `.ci/run`).
+pub const PYTHON_SDKS: [&str; 2] = ["openai==3.63.0", "anthropic==2.17.0"];
 
 /// Installs run one at a time within a test binary (tests run on threads;
 /// cargo runs test binaries one after another).
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// A Python with the `openai` package: `CHAT2API_PYTHON`, or the project's
-/// `.venv`, created and filled on first use.
+/// A Python with the `openai` and `anthropic` packages: `CHAT2API_PYTHON`,
+/// or the project's `.venv`, created and filled on first use.
 pub fn python() -> PathBuf {
     if let Some(py) = std::env::var_os("CHAT2API_PYTHON") {
         return PathBuf::from(py);
@@ -34,12 +34,8 @@ pub fn python() -> PathBuf {
     let _ = std::fs::remove_dir_all(&venv);
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
     let pip = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            OPENAI_PYTHON,
-        ])
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .args(PYTHON_SDKS)
         .output();
     if !pip.as_ref().is_ok_and(|o| o.status.success()) {
         // No half-made venv for the next run to mistake for a good one.
@@ -52,7 +48,7 @@ pub fn python() -> PathBuf {
 
 fn has_openai(py: &Path) -> bool {
     Command::new(py)
-        .args(["-c", "import openai"])
+        .args(["-c", "import openai, anthropic"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
@@ -61,7 +57,9 @@ fn has_openai(py: &Path) -> bool {
 pub fn node() -> PathBuf {
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(ROOT).join("tests/sdk");
-    if !dir.join("node_modules/openai").exists() {
+    if !dir.join("node_modules/openai").exists()
+        || !dir.join("node_modules/@anthropic-ai/sdk").exists()
+    {
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir));

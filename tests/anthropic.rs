@@ -1,0 +1,192 @@
+//! The Anthropic Messages API (`/v1/messages`, docs/wire.md §3) over real
+//! sockets: translated onto a scripted OpenAI-chat upstream and onto the
+//! mock, checked on the wire and with the official Anthropic SDKs (Python
+//! and JavaScript), which are the judges of the shapes.
+
+mod support;
+
+use support::upstream::{chat_script, MockUpstream};
+use support::TestGateway;
+
+/// A gateway with client keys: `claude-alias` served by a scripted chat
+/// upstream (as `deepseek-chat`), `mock-echo` by the mock.
+async fn gateway() -> (MockUpstream, TestGateway) {
+    let up = MockUpstream::start(chat_script).await;
+    let config = format!(
+        r#"{{"apiKeys": ["sk-test"], "requestTimeout": 5000, "retryCount": 0,
+  "providers": [
+    {{"id": "chat", "type": "openai", "baseUrl": "{}", "accounts": [{{"id": "a", "apiKey": "sk-up"}}],
+      "models": {{"claude-alias": "deepseek-chat"}}}},
+    {{"id": "local", "type": "mock", "models": ["mock-echo"]}}]}}"#,
+        up.base_url()
+    );
+    (up, TestGateway::start(&config).await)
+}
+
+const TOOL_ASK: &str = r#"{"model":"claude-alias","max_tokens":256,
+  "tools":[{"name":"get_weather","description":"The weather","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],
+  "system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}],
+  "messages":[{"role":"user","content":"Weather in Oslo?"}]STREAM}"#;
+
+fn ask(stream: bool) -> String {
+    TOOL_ASK.replace("STREAM", if stream { r#","stream":true"# } else { "" })
+}
+
+/// What Claude Code sends: `x-api-key`, `anthropic-version`, a query string.
+fn messages_request(body: &str, key: &str) -> String {
+    format!(
+        "POST /v1/messages?beta=true HTTP/1.1\r\nHost: gw\r\nx-api-key: {key}\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: interleaved-thinking-2025-05-14\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn a_tool_call_comes_back_as_a_tool_use_block() {
+    let (up, gw) = gateway().await;
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask(false), "sk-test").as_bytes())
+        .await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = r.json();
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["model"], "claude-alias");
+    assert_eq!(m["stop_reason"], "tool_use");
+    assert_eq!(m["content"][0]["type"], "tool_use");
+    assert_eq!(
+        m["content"][0]["input"],
+        serde_json::json!({"city": "Oslo"})
+    );
+    // The chat request the upstream got: the alias's upstream name, the
+    // system message first, the tool as a function, no cache_control.
+    let sent = up.last().json();
+    assert_eq!(up.last().path, "/v1/chat/completions");
+    assert_eq!(sent["model"], "deepseek-chat");
+    assert_eq!(
+        sent["messages"][0],
+        serde_json::json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+    assert!(!String::from_utf8_lossy(&up.last().body).contains("cache_control"));
+    // The client's key is never forwarded.
+    assert_eq!(up.last().header("x-api-key"), None);
+}
+
+#[tokio::test]
+async fn a_stream_is_anthropic_events_without_done() {
+    let (_up, gw) = gateway().await;
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask(true), "sk-test").as_bytes())
+        .await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let text = r.text();
+    assert!(!text.contains("[DONE]"), "{text}");
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{text}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{text}");
+    assert!(names.contains(&"message_delta"), "{text}");
+    let partial: String = r
+        .events()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .filter(|v| v["delta"]["type"] == "input_json_delta")
+        .map(|v| v["delta"]["partial_json"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(partial, r#"{"city":"Oslo"}"#, "every fragment passed on");
+    let s = gw.settled_stats().await;
+    assert_eq!(s["successRequests"], 1, "{s}");
+    assert_eq!(s["tokens"]["prompt"], 3, "{s}");
+}
+
+#[tokio::test]
+async fn errors_are_in_anthropic_shape_with_their_status() {
+    let (_up, gw) = gateway().await;
+    for (body, key, status, kind) in [
+        (ask(false), "sk-wrong", 401, "authentication_error"),
+        (
+            ask(false).replace("claude-alias", "no-such"),
+            "sk-test",
+            404,
+            "not_found_error",
+        ),
+        (
+            ask(false).replace("\"max_tokens\":256,", ""),
+            "sk-test",
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "{not json".to_owned(),
+            "sk-test",
+            400,
+            "invalid_request_error",
+        ),
+    ] {
+        let mut c = gw.connect().await;
+        c.send(messages_request(&body, key).as_bytes()).await;
+        let r = c.response().await.expect("an answer");
+        assert_eq!(r.status, status, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], kind, "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        assert!(r.header("x-request-id").is_some());
+    }
+}
+
+#[tokio::test]
+async fn count_tokens_and_the_model_list_answer_in_anthropic_shape() {
+    let (_up, gw) = gateway().await;
+    let body = r#"{"model":"claude-alias","messages":[{"role":"user","content":"Hello, world"}]}"#;
+    let raw = messages_request(body, "sk-test")
+        .replace("/v1/messages?beta=true", "/v1/messages/count_tokens");
+    let mut c = gw.connect().await;
+    c.send(raw.as_bytes()).await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["input_tokens"], 9);
+    let mut c = gw.connect().await;
+    c.send(b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-test\r\nanthropic-version: 2023-06-01\r\n\r\n")
+        .await;
+    let r = c.response().await.expect("an answer");
+    let v = r.json();
+    assert_eq!(v["has_more"], false, "{v}");
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["type"] == "model"));
+}
+
+/// The official Anthropic SDKs, Python and JavaScript: create and stream
+/// with a tool round trip onto the chat upstream and the mock,
+/// count_tokens, errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anthropic_sdks_work_against_chat_providers_and_the_mock() {
+    let py = support::sdk::python();
+    let node = support::sdk::node();
+    let (_up, gw) = gateway().await;
+    let base = format!("http://{}", gw.addr);
+    let root = std::path::Path::new(support::sdk::ROOT).join("tests/sdk");
+    tokio::task::spawn_blocking(move || {
+        support::sdk::run(
+            std::process::Command::new(py)
+                .arg(root.join("anthropic_test.py"))
+                .arg(&base),
+        );
+        support::sdk::run(
+            std::process::Command::new(node)
+                .arg(root.join("anthropic_test.mjs"))
+                .arg(&base),
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -3,6 +3,7 @@
 //! over the wire.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod binary;
 pub mod sdk;
 pub mod upstream;

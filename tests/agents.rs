@@ -1,0 +1,182 @@
+//! Coding agents through chat2api onto a scripted OpenAI-chat upstream:
+//! Claude Code (`@anthropic-ai/claude-code`, run offline with `claude -p`)
+//! speaks the Anthropic Messages API to chat2api, which translates it onto
+//! chat completions and back.
+
+mod support;
+
+use support::upstream::{chunked, send, MockUpstream, Recorded, Step, SSE_HEAD};
+use support::TestGateway;
+
+/// A chat-completions answer with `text`, or one call of tool `tool` with
+/// `arguments`: streamed (the arguments in two pieces) or whole.
+fn chat_reply(req: &Recorded, text: Option<&str>, tool: Option<(&str, &str)>) -> Vec<Step> {
+    let v = req.json();
+    let model = v["model"].as_str().unwrap_or("up").to_owned();
+    let usage =
+        serde_json::json!({"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60});
+    let finish = if tool.is_some() { "tool_calls" } else { "stop" };
+    if v["stream"] != true {
+        let mut message = serde_json::json!({"role": "assistant", "content": text});
+        if let Some((name, args)) = tool {
+            message["tool_calls"] = serde_json::json!([{"id": "call_read", "type": "function",
+                "function": {"name": name, "arguments": args}}]);
+        }
+        let doc = serde_json::json!({"id": "chatcmpl-a", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+        .to_string();
+        return vec![send(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        ))];
+    }
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        serde_json::json!({"id": "chatcmpl-a", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut chunks = vec![chunk(
+        serde_json::json!({"role": "assistant", "content": ""}),
+        serde_json::Value::Null,
+    )];
+    if let Some(text) = text {
+        for word in text.split_inclusive(' ') {
+            chunks.push(chunk(
+                serde_json::json!({"content": word}),
+                serde_json::Value::Null,
+            ));
+        }
+    }
+    if let Some((name, args)) = tool {
+        let (a, b) = args.split_at(args.len() / 2);
+        chunks.push(chunk(
+            serde_json::json!({"tool_calls": [{"index": 0, "id": "call_read", "type": "function",
+            "function": {"name": name, "arguments": a}}]}),
+            serde_json::Value::Null,
+        ));
+        chunks.push(chunk(
+            serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+            serde_json::Value::Null,
+        ));
+    }
+    chunks.push(chunk(serde_json::json!({}), serde_json::json!(finish)));
+    let mut last = chunk(serde_json::json!({}), serde_json::Value::Null);
+    last["choices"] = serde_json::json!([]);
+    last["usage"] = usage;
+    chunks.push(last);
+    let mut out = SSE_HEAD.to_owned();
+    for c in chunks {
+        out.push_str(&chunked(&format!("data: {c}\n\n")));
+    }
+    out.push_str(&chunked("data: [DONE]\n\n"));
+    out.push_str("0\r\n\r\n");
+    vec![send(out)]
+}
+
+/// The text of a chat message's content (a string or text parts).
+fn content_text(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// `claude -p PROMPT` against `gw`, in `dir`, with a home of its own and
+/// nothing sent anywhere but chat2api. Returns its stdout.
+fn claude(gw: &TestGateway, dir: &std::path::Path, prompt: &str) -> String {
+    let bin = support::agents::agent("claude");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["-p", prompt, "--model", "claude-test"])
+        .current_dir(dir)
+        .env("HOME", &home)
+        .env("ANTHROPIC_BASE_URL", format!("http://{}", gw.addr))
+        .env("ANTHROPIC_API_KEY", "sk-test")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("claude runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "claude failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Claude Code answers a plain question, then completes a tool-using task:
+/// the upstream calls Claude Code's file-reading tool, Claude Code runs it,
+/// the file's contents come back as a tool result, and the final answer
+/// that quotes them is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_completes_a_tool_using_task_through_chat2api() {
+    let dir = std::env::temp_dir().join(format!("chat2api-claude-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "The secret number is 4217.\n").unwrap();
+    let notes_path = notes.display().to_string();
+    let up = MockUpstream::start(move |req| {
+        let v = req.json();
+        let messages = v["messages"].as_array().cloned().unwrap_or_default();
+        let last_user = messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .map(|m| content_text(&m["content"]))
+            .unwrap_or_default();
+        let offers_read = v["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["function"]["name"] == "Read"));
+        if let Some(result) = messages.iter().rev().find(|m| m["role"] == "tool") {
+            let said = content_text(&result["content"]);
+            return chat_reply(req, Some(&format!("The file says: {}", said.trim())), None);
+        }
+        if offers_read && last_user.contains("notes.txt") {
+            let args = serde_json::json!({"file_path": notes_path}).to_string();
+            return chat_reply(req, Some("Let me read it."), Some(("Read", &args)));
+        }
+        chat_reply(req, Some("Hello from the scripted upstream."), None)
+    })
+    .await;
+    let config = format!(
+        r#"{{"apiKeys": ["sk-test"], "requestTimeout": 20000, "retryCount": 0,
+  "providers": [{{"id": "chat", "type": "openai", "baseUrl": "{}", "accounts": [{{"id": "a", "apiKey": "sk-up"}}],
+    "models": {{"claude-test": "up-model"}}}}]}}"#,
+        up.base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    let gw = std::sync::Arc::new(gw);
+    let (g, d) = (gw.clone(), dir.clone());
+    let hello = tokio::task::spawn_blocking(move || claude(&g, &d, "Say hello"))
+        .await
+        .unwrap();
+    assert!(
+        hello.contains("Hello from the scripted upstream."),
+        "{hello}"
+    );
+
+    let (g, d) = (gw.clone(), dir.clone());
+    let answer =
+        tokio::task::spawn_blocking(move || claude(&g, &d, "What does notes.txt say? Read it."))
+            .await
+            .unwrap();
+    assert!(answer.contains("The secret number is 4217."), "{answer}");
+    // The tool ran on Claude Code's side: its result reached the upstream
+    // as a tool message answering the call.
+    let reached = up.last().json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["role"] == "tool" && m["tool_call_id"] == "call_read");
+    assert!(reached, "{}", String::from_utf8_lossy(&up.last().body));
+    let _ = std::fs::remove_dir_all(&dir);
+}

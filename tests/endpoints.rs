@@ -826,3 +826,58 @@ async fn empty_transcripts_are_answers_and_rest_nothing() {
     );
     assert!(!s["health"].to_string().contains("resting"), "{s}");
 }
+
+/// The shape of a JSON value: its keys (recursively) and value kinds, not
+/// its values.
+fn shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().take(1).map(shape).collect()),
+        Value::String(_) => "string".into(),
+        Value::Number(_) => "number".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Null => Value::Null,
+    }
+}
+
+/// The mock and a `responses: "chat"` provider answer the same Responses
+/// request in one shape, plain and streamed: the mock's answers go through
+/// the same translation (same keys and kinds in the object, the same event
+/// sequence once repeated deltas are counted once).
+#[tokio::test]
+async fn the_mock_and_a_chat_provider_answer_responses_in_one_shape() {
+    let (_up, gw) = gateway().await;
+    let ask = |model: &str, stream: bool| {
+        format!(r#"{{"model":"{model}","input":"Hi","stream":{stream},"max_output_tokens":50}}"#)
+    };
+    let mut shapes = Vec::new();
+    let mut sequences = Vec::new();
+    for model in ["mock-echo", "chat-only"] {
+        let r = gw
+            .post_json("/v1/responses", None, &ask(model, false))
+            .await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let mut v = r.json();
+        // Identity and timing differ by nature, not by shape.
+        for key in ["id", "created_at"] {
+            v[key] = serde_json::Value::Null;
+        }
+        shapes.push(shape(&v));
+        let r = gw.post_json("/v1/responses", None, &ask(model, true)).await;
+        let mut names: Vec<String> = r
+            .text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .map(str::to_owned)
+            .collect();
+        names.dedup();
+        sequences.push(names);
+    }
+    assert_eq!(shapes[0], shapes[1], "plain");
+    assert_eq!(sequences[0], sequences[1], "streamed");
+    assert_eq!(
+        sequences[0].last().map(String::as_str),
+        Some("response.completed")
+    );
+}

@@ -1,9 +1,16 @@
 //! The built-in `mock` provider: deterministic answers with no network, in the
-//! exact shapes of the OpenAI API (plain and streamed, chat and completions).
+//! exact shapes of the OpenAI API: chat and text completions (plain and
+//! streamed), embeddings, moderations, images, speech and transcripts.
+//! Responses and Anthropic Messages requests are answered as the chat
+//! requests they become, and turned back by the same translations a chat
+//! provider's answers go through (`Gateway::mock_translated`), so both have
+//! one shape whoever answers.
 //!
 //! It answers with a configured text, or says plainly that it is the mock and
-//! echoes the last user message. Streams go word by word, with an optional
-//! delay per token, so that benchmarks and SDK tests have a real stream.
+//! echoes the last user message. Streams go word by word at the profile's
+//! pace (time to first token, delay and jitter between words), with injected
+//! failures drawn per request, so that benchmarks and SDK tests have a real
+//! stream.
 
 use bytes::Bytes;
 use serde_json::json;
@@ -247,120 +254,6 @@ pub fn transcript_events(text: &str) -> Vec<MadeEvent> {
         .collect()
 }
 
-/// A Responses API `response` object answering `text` (`status` is
-/// `in_progress` in the first events of a stream; `completed`, or
-/// `incomplete` when `max_output_tokens` cut it, at the end).
-fn response_object(id: &str, text: &str, info: &RequestInfo, status: &str) -> serde_json::Value {
-    let done = status != "in_progress";
-    let (input, output) = (info.prompt_words, count_words(text));
-    let incomplete = match status {
-        "incomplete" => json!({"reason": "max_output_tokens"}),
-        _ => serde_json::Value::Null,
-    };
-    json!({
-        "id": id, "object": "response", "created_at": unix_time(), "status": status,
-        "model": info.model, "error": null, "incomplete_details": incomplete,
-        "output": match status {
-            "in_progress" => json!([]),
-            "incomplete" => json!([message_item(id, text, "incomplete")]),
-            _ => json!([message_item(id, text, "completed")]),
-        },
-        "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
-        "usage": if done {
-            json!({"input_tokens": input, "output_tokens": output, "total_tokens": input + output,
-                "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}})
-        } else { serde_json::Value::Null }
-    })
-}
-
-fn message_item(id: &str, text: &str, status: &str) -> serde_json::Value {
-    json!({"type": "message", "id": format!("msg_{}", &id[5..]), "status": status, "role": "assistant",
-        "content": if text.is_empty() { json!([]) } else { json!([{"type": "output_text", "text": text, "annotations": []}]) }})
-}
-
-/// The status a Responses answer ends with.
-fn response_status(answer: &Answer) -> &'static str {
-    match answer.finish {
-        "length" => "incomplete",
-        _ => "completed",
-    }
-}
-
-/// The typed events of a streamed Responses API answer, each with its
-/// `event:` field line: created and in progress, the item and part opened,
-/// one `response.output_text.delta` per word, then everything closed and
-/// `response.completed` (or `response.incomplete`).
-pub fn response_events(answer: &Answer, info: &RequestInfo) -> Vec<MadeEvent> {
-    let text = &answer.text[..];
-    let status = response_status(answer);
-    let id = next_id(Endpoint::Responses);
-    let item_id = format!("msg_{}", &id[5..]);
-    let started = json!({"response": response_object(&id, "", info, "in_progress")});
-    let mut events: Vec<(&str, serde_json::Value)> = vec![
-        ("response.created", started.clone()),
-        ("response.in_progress", started),
-        (
-            "response.output_item.added",
-            json!({"output_index": 0, "item": message_item(&id, "", "in_progress")}),
-        ),
-        (
-            "response.content_part.added",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-            "part": {"type": "output_text", "text": "", "annotations": []}}),
-        ),
-    ];
-    for (i, word) in text.split(' ').enumerate() {
-        let delta = if i == 0 {
-            word.to_owned()
-        } else {
-            format!(" {word}")
-        };
-        events.push((
-            "response.output_text.delta",
-            json!({"item_id": item_id, "output_index": 0,
-            "content_index": 0, "delta": delta}),
-        ));
-    }
-    events.extend([
-        (
-            "response.output_text.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text}),
-        ),
-        (
-            "response.content_part.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-            "part": {"type": "output_text", "text": text, "annotations": []}}),
-        ),
-        (
-            "response.output_item.done",
-            json!({"output_index": 0, "item": message_item(&id, text, match status {
-                "incomplete" => "incomplete",
-                _ => "completed",
-            })}),
-        ),
-        (
-            match status {
-                "incomplete" => "response.incomplete",
-                _ => "response.completed",
-            },
-            json!({"response": response_object(&id, text, info, status)}),
-        ),
-    ]);
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(n, (name, mut data))| {
-            data["type"] = json!(name);
-            data["sequence_number"] = json!(n);
-            MadeEvent {
-                fields: Bytes::from(format!("event: {name}\n")),
-                data: Bytes::from(data.to_string()),
-                content: name == "response.output_text.delta",
-            }
-        })
-        .collect()
-}
-
 /// OpenAI's moderation categories, none of which the mock flags.
 const MODERATION_CATEGORIES: &[&str] = &[
     "harassment",
@@ -440,9 +333,10 @@ pub fn complete(endpoint: Endpoint, answer: &Answer, info: &RequestInfo) -> (Byt
     let completion = count_words(text);
     let prompt = info.prompt_words;
     let body = match endpoint {
-        // A Messages request reaches the mock as the chat request it
-        // becomes (`anthropic.rs` turns the answer back).
-        Endpoint::Chat | Endpoint::Messages => json!({
+        // Responses and Messages requests reach the mock as the chat
+        // request they become (`responses.rs`, `anthropic.rs` turn the
+        // answer back, as for a chat provider's).
+        Endpoint::Chat | Endpoint::Responses | Endpoint::Messages => json!({
             "id": next_id(endpoint),
             "object": "chat.completion",
             "created": unix_time(),
@@ -480,9 +374,6 @@ pub fn complete(endpoint: Endpoint, answer: &Answer, info: &RequestInfo) -> (Byt
                 .map(|_| json!({"flagged": false, "categories": categories, "category_scores": scores}))
                 .collect();
             json!({"id": next_id(endpoint), "model": info.model, "results": results})
-        }
-        Endpoint::Responses => {
-            response_object(&next_id(endpoint), text, info, response_status(answer))
         }
         // Answered by `speech` and `transcript` (audio and text, not JSON).
         Endpoint::Speech | Endpoint::Transcriptions | Endpoint::Translations => {

@@ -29,6 +29,7 @@ use crate::stats::{unix_time, Stats, Tally};
 use crate::upstream::{Upstream, UpstreamConfig};
 use auth::ClientKeys;
 use router::Router;
+use stream::upstream::EventTranslator;
 use stream::EventStream;
 
 /// The gateway's answers: their streams are [`EventStream`]s.
@@ -479,8 +480,34 @@ impl Gateway {
         fate: mock::Fate,
         mut tally: Option<Tally>,
     ) -> Response {
-        if endpoint == Endpoint::Messages {
-            return self.mock_messages(body, profile, fate, tally);
+        // Dialects a chat provider is translated into: the mock answers the
+        // chat request they become, through the same translation, so that
+        // its answers have the very shape a chat provider's get.
+        let model = json::model_of(body).unwrap_or_default();
+        let translated: Option<Result<(Bytes, Box<dyn EventTranslator>), ApiError>> = match endpoint
+        {
+            Endpoint::Messages => Some(anthropic::request_to_chat(body, &model, &model).map(
+                |(chat, seed)| {
+                    (
+                        chat,
+                        Box::new(anthropic::MessagesTranslator::new(seed))
+                            as Box<dyn EventTranslator>,
+                    )
+                },
+            )),
+            Endpoint::Responses => Some(responses::request_to_chat(body, &model, &model).map(
+                |(chat, seed)| {
+                    (
+                        chat,
+                        Box::new(responses::StreamTranslator::new(seed))
+                            as Box<dyn EventTranslator>,
+                    )
+                },
+            )),
+            _ => None,
+        };
+        if let Some(translated) = translated {
+            return self.mock_translated(translated, profile, fate, tally);
         }
         // The mock needs the prompt text, which the first parse skipped.
         let info = match parse_request(endpoint, head, body, true) {
@@ -514,13 +541,6 @@ impl Gateway {
             _ => {}
         }
         let answer = mock::answer_text(profile, &info);
-        if info.stream && endpoint == Endpoint::Responses {
-            let events = mock::response_events(&answer, &info);
-            if let Some(t) = tally.as_mut() {
-                t.tokens(info.prompt_words, json::count_words(&answer.text));
-            }
-            return stream_response(self.paced(events, profile, fate, true), tally);
-        }
         if info.stream {
             let s = mock::word_stream(
                 endpoint,
@@ -561,29 +581,25 @@ impl Gateway {
         })
     }
 
-    /// The mock's answer to an Anthropic Messages request: the chat answer
-    /// it gives the chat request the Messages request becomes, turned back
-    /// by the same translation as a chat provider's (`anthropic.rs`), and
-    /// streamed at the mock's pace.
-    fn mock_messages(
+    /// The mock's answer in a translated dialect (Responses, Anthropic
+    /// Messages): the chat answer it gives the `chat` request the client's
+    /// request became, turned back by `translator` exactly as a chat
+    /// provider's is, and streamed at the mock's pace.
+    fn mock_translated(
         &self,
-        body: &[u8],
+        translated: Result<(Bytes, Box<dyn EventTranslator>), ApiError>,
         profile: &crate::config::MockProfile,
         fate: mock::Fate,
         mut tally: Option<Tally>,
     ) -> Response {
-        use stream::upstream::EventTranslator;
-        let model = json::model_of(body).unwrap_or_default();
-        let translated =
-            anthropic::request_to_chat(body, &model, &model).and_then(|(chat, seed)| {
-                json::parse_request(&chat, Endpoint::Chat, true).map(|info| (info, seed))
-            });
-        let (info, seed) = match translated {
+        let parsed = translated.and_then(|(chat, translator)| {
+            json::parse_request(&chat, Endpoint::Chat, true).map(|info| (info, translator))
+        });
+        let (info, mut translator) = match parsed {
             Ok(t) => t,
             Err(e) => return Response::error(&e).with_tally(tally),
         };
         let answer = mock::answer_text(profile, &info);
-        let mut translator = anthropic::MessagesTranslator::new(seed);
         if let Some(t) = tally.as_mut() {
             t.tokens(info.prompt_words, json::count_words(&answer.text));
         }
@@ -613,7 +629,8 @@ impl Gateway {
             Ok(closing) => events.extend(closing.into_iter().map(|(n, d)| made(n, d, false))),
             Err(e) => return Response::error(&e).with_tally(tally),
         }
-        stream_response(self.paced(events, profile, fate, false), tally)
+        let end_with_done = translator.ends_with_done();
+        stream_response(self.paced(events, profile, fate, end_with_done), tally)
     }
 }
 

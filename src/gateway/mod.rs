@@ -32,6 +32,10 @@ use router::Router;
 use stream::upstream::EventTranslator;
 use stream::EventStream;
 
+/// A request turned into a chat request, and the translator that turns the
+/// chat answer back into the request's dialect.
+type ViaChat = (Bytes, Box<dyn EventTranslator>);
+
 /// The gateway's answers: their streams are [`EventStream`]s.
 pub type Response = api::Response<EventStream>;
 
@@ -484,8 +488,7 @@ impl Gateway {
         // chat request they become, through the same translation, so that
         // its answers have the very shape a chat provider's get.
         let model = json::model_of(body).unwrap_or_default();
-        let translated: Option<Result<(Bytes, Box<dyn EventTranslator>), ApiError>> = match endpoint
-        {
+        let translated: Option<Result<ViaChat, ApiError>> = match endpoint {
             Endpoint::Messages => Some(anthropic::request_to_chat(body, &model, &model).map(
                 |(chat, seed)| {
                     (
@@ -587,7 +590,7 @@ impl Gateway {
     /// provider's is, and streamed at the mock's pace.
     fn mock_translated(
         &self,
-        translated: Result<(Bytes, Box<dyn EventTranslator>), ApiError>,
+        translated: Result<ViaChat, ApiError>,
         profile: &crate::config::MockProfile,
         fate: mock::Fate,
         mut tally: Option<Tally>,

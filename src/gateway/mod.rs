@@ -461,7 +461,12 @@ impl Gateway {
                     pick.usage().count();
                     return resp.with_tally(tally);
                 }
-                proxy::Attempt::Failed(resp) => last = Some(resp),
+                proxy::Attempt::Failed(failed) => {
+                    if pick.record_failure(failed.scope, failed.failure) {
+                        self.stats.rested();
+                    }
+                    last = Some(failed.answer);
+                }
             }
         }
         match counted {

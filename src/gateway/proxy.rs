@@ -28,9 +28,39 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse
 pub enum Attempt {
     /// The answer to give the client.
     Done(Response),
-    /// This account failed in a way another account may not: the response is
-    /// what the client gets if no retry is left.
-    Failed(Response),
+    /// This deployment failed in a way another may not.
+    Failed(FailedAttempt),
+}
+
+/// One failed attempt, described once: the answer the client gets if no
+/// retry is left, the scope the failure belongs to (deployment, account or
+/// origin), and its cause with the status and `Retry-After` it came with.
+/// The retry loop records it in the router's health from this value alone.
+pub struct FailedAttempt {
+    pub answer: Response,
+    pub scope: Scope,
+    pub failure: Failure,
+}
+
+impl FailedAttempt {
+    /// The [`Attempt`] that failed this way.
+    fn attempt(
+        answer: Response,
+        scope: Scope,
+        cause: Cause,
+        status: u16,
+        retry_after: Option<Duration>,
+    ) -> Attempt {
+        Attempt::Failed(FailedAttempt {
+            answer,
+            scope,
+            failure: Failure {
+                cause,
+                status,
+                retry_after,
+            },
+        })
+    }
 }
 
 /// The scope an upstream status belongs to, or `None` when the request
@@ -86,13 +116,6 @@ fn passed_headers(head: &crate::http1::ResponseHead) -> Vec<(&'static str, Bytes
 fn with_upstream_headers(mut resp: Response, passed: &[(&'static str, Bytes)]) -> Response {
     resp.headers.extend_from_slice(passed);
     resp
-}
-
-/// Record a failure of `pick` in `scope` (and count the rest it caused).
-fn record(gw: &Gateway, pick: &Pick<'_>, scope: Scope, failure: Failure) {
-    if pick.record_failure(scope, failure) {
-        gw.stats.rested();
-    }
 }
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as the
@@ -225,18 +248,12 @@ pub async fn forward(
         Ok(r) => r,
         Err(e) => {
             let (scope, cause) = classify_error(&e);
-            let failure = Failure {
-                cause,
-                status: 0,
-                retry_after: None,
-            };
-            record(gw, pick, scope, failure);
             let err = if e.is_timeout() {
                 ApiError::UpstreamTimeout
             } else {
                 ApiError::Upstream(e.to_string())
             };
-            return Attempt::Failed(Response::error(&err));
+            return FailedAttempt::attempt(Response::error(&err), scope, cause, 0, None);
         }
     };
     let status = resp.status();
@@ -246,13 +263,7 @@ pub async fn forward(
         let answer = with_upstream_headers(answer, &passed_headers(resp.head()));
         return match classify_status(status) {
             Some((scope, cause)) => {
-                let failure = Failure {
-                    cause,
-                    status,
-                    retry_after,
-                };
-                record(gw, pick, scope, failure);
-                Attempt::Failed(answer)
+                FailedAttempt::attempt(answer, scope, cause, status, retry_after)
             }
             None => Attempt::Done(answer),
         };
@@ -266,24 +277,19 @@ pub async fn forward(
     // A 2xx that is no answer (empty, HTML, events that make no answer) is
     // the deployment's failure, and is retried elsewhere; a stall is a
     // timeout, anything else a server error.
-    let settle = |answer: Result<Response, ApiError>| {
-        let (answer, cause) = match answer {
-            Ok(answer) => {
-                pick.record_success();
-                return Attempt::Done(with_upstream_headers(answer, &passed));
-            }
-            Err(ApiError::UpstreamTimeout) => {
-                (Response::error(&ApiError::UpstreamTimeout), Cause::Timeout)
-            }
-            Err(e) => (Response::error(&e), Cause::ServerError),
-        };
-        let failure = Failure {
-            cause,
-            status,
-            retry_after: None,
-        };
-        record(gw, pick, Scope::Deployment, failure);
-        Attempt::Failed(with_upstream_headers(answer, &passed))
+    let settle = |answer: Result<Response, ApiError>| match answer {
+        Ok(answer) => {
+            pick.record_success();
+            Attempt::Done(with_upstream_headers(answer, &passed))
+        }
+        Err(e) => {
+            let cause = match e {
+                ApiError::UpstreamTimeout => Cause::Timeout,
+                _ => Cause::ServerError,
+            };
+            let answer = with_upstream_headers(Response::error(&e), &passed);
+            FailedAttempt::attempt(answer, Scope::Deployment, cause, status, None)
+        }
     };
     // Audio answers: events are re-framed with the alias restored, asked
     // for or not; a JSON transcript is judged and its model restored like
@@ -306,7 +312,7 @@ pub async fn forward(
         Ok(answer) => answer,
         Err(e) => return settle(Err(e)),
     };
-    match answer_for(
+    settle(answer_for(
         gw,
         resp,
         answer,
@@ -315,18 +321,7 @@ pub async fn forward(
         endpoint,
         info,
         tally,
-    ) {
-        Attempt::Done(r) => settle(Ok(r)),
-        Attempt::Failed(r) => {
-            let failure = Failure {
-                cause: Cause::ServerError,
-                status,
-                retry_after: None,
-            };
-            record(gw, pick, Scope::Deployment, failure);
-            Attempt::Failed(with_upstream_headers(r, &passed))
-        }
-    }
+    ))
 }
 
 /// Whether an answer's `Content-Type` is `media` (RFC 9110 §8.3.1: the
@@ -450,7 +445,7 @@ fn answer_for(
     endpoint: Endpoint,
     info: &RequestInfo,
     tally: &mut Option<Tally>,
-) -> Attempt {
+) -> Result<Response, ApiError> {
     match answer {
         Answer::Stream(first) => {
             let responses = endpoint == Endpoint::Responses && translate.is_none();
@@ -464,7 +459,7 @@ fn answer_for(
             );
             // The caller attaches the tally to whichever answer it returns.
             let stream = EventStream::Upstream(Box::new(stream));
-            Attempt::Done(stream_response(stream, None))
+            Ok(stream_response(stream, None))
         }
         Answer::Whole(answer) => {
             let answer = match translate {
@@ -478,19 +473,16 @@ fn answer_for(
                 // A chat or text completion has its choices (a translated
                 // one was checked when it was made).
                 let completion = matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
-                return match plain_answer(answer, &client_model, completion, tally) {
-                    Ok(resp) => Attempt::Done(resp),
-                    Err(e) => Attempt::Failed(Response::error(&e)),
-                };
+                return plain_answer(answer, &client_model, completion, tally);
             }
             // A whole answer where a stream was asked for: a short stream.
             match translate::answer_to_events(&answer, &info.model) {
                 Some(events) => {
                     let events = events.into_iter().map(|e| (Bytes::new(), e)).collect();
                     let stream = EventStream::Prepared(PreparedStream::ready(events));
-                    Attempt::Done(stream_response(stream, None))
+                    Ok(stream_response(stream, None))
                 }
-                None => Attempt::Failed(Response::error(&not_an_answer(&answer))),
+                None => Err(not_an_answer(&answer)),
             }
         }
     }
@@ -504,12 +496,9 @@ fn translated_answer(
     mut translator: Box<dyn EventTranslator>,
     info: &RequestInfo,
     tally: &mut Option<Tally>,
-) -> Attempt {
+) -> Result<Response, ApiError> {
     // Judged as a whole first: an error, no choices, no finish_reason.
-    let whole = match translator.whole(chat) {
-        Ok(whole) => whole,
-        Err(e) => return Attempt::Failed(Response::error(&e)),
-    };
+    let whole = translator.whole(chat)?;
     if let (Some(t), Some(usage)) = (tally.as_mut(), json::inspect_answer(chat)) {
         t.tokens(
             usage.prompt_tokens.unwrap_or(0),
@@ -517,16 +506,16 @@ fn translated_answer(
         );
     }
     if !info.stream {
-        return Attempt::Done(Response::json(200, whole));
+        return Ok(Response::json(200, whole));
     }
     let Some(chunks) = translate::answer_to_events(chat, &info.model) else {
-        return Attempt::Failed(Response::error(&not_an_answer(chat)));
+        return Err(not_an_answer(chat));
     };
     let mut events: Vec<responses::NamedEvent> =
         chunks.iter().flat_map(|c| translator.chunk(c)).collect();
     match translator.finish() {
         Ok(closing) => events.extend(closing),
-        Err(e) => return Attempt::Failed(Response::error(&e)),
+        Err(e) => return Err(e),
     }
     let events = events
         .into_iter()
@@ -536,7 +525,7 @@ fn translated_answer(
     if !translator.ends_with_done() {
         stream = stream.without_done();
     }
-    Attempt::Done(stream_response(EventStream::Prepared(stream), None))
+    Ok(stream_response(EventStream::Prepared(stream), None))
 }
 
 /// What the upstream's 2xx body turned out to be.

@@ -190,3 +190,79 @@ async fn the_anthropic_sdks_work_against_chat_providers_and_the_mock() {
     .await
     .unwrap();
 }
+
+/// What the Anthropic translation must get right whatever the upstream or
+/// the client does (found by attacking it): an error inside the chat
+/// stream is the stream's last event, with the upstream read no further;
+/// errors of the HTTP layer and of count_tokens keep Anthropic's shape.
+#[tokio::test]
+async fn errors_of_every_layer_keep_anthropic_shape() {
+    let up = MockUpstream::start(|_| {
+        let chunk = support::upstream::chunk("up", "Hi");
+        vec![
+            support::upstream::send(format!(
+                "{}{}{}",
+                support::upstream::SSE_HEAD,
+                support::upstream::chunked(&format!("data: {chunk}\n\n")),
+                support::upstream::chunked("data: {\"error\":{\"message\":\"boom\"}}\n\n")
+            )),
+            support::upstream::Step::Hang,
+        ]
+    })
+    .await;
+    let config = format!(
+        r#"{{"apiKeys": ["sk-test"], "retryCount": 0, "limits": {{"maxBodyBytes": 100000}},
+  "providers": [{{"id": "chat", "type": "openai", "baseUrl": "{}", "accounts": [{{"id": "a"}}],
+    "models": {{"claude-alias": "up"}}}}]}}"#,
+        up.base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask(true), "sk-test").as_bytes())
+        .await;
+    let r = c
+        .response()
+        .await
+        .expect("the stream ends at its error event");
+    let text = r.text();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.last(), Some(&"error"), "{text}");
+    assert_eq!(text.matches("boom").count(), 1, "{text}");
+    assert!(
+        !text.contains("upstream_error"),
+        "no OpenAI-shaped error after it: {text}"
+    );
+
+    // A body over the limit: the HTTP layer's 413, in Anthropic's shape.
+    let mut c = gw.connect().await;
+    c.send(b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-test\r\nContent-Length: 99999999\r\n\r\n")
+        .await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        r.json()["error"]["type"],
+        "request_too_large",
+        "{}",
+        r.text()
+    );
+
+    // count_tokens for a model nobody serves; a path under /v1/messages.
+    for (path, body, status) in [
+        (
+            "/v1/messages/count_tokens",
+            r#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#,
+            404,
+        ),
+        ("/v1/messages/batches", "{}", 404),
+    ] {
+        let raw = messages_request(body, "sk-test").replace("/v1/messages?beta=true", path);
+        let mut c = gw.connect().await;
+        c.send(raw.as_bytes()).await;
+        let r = c.response().await.expect("an answer");
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert_eq!(r.json()["type"], "error", "{path}: {}", r.text());
+    }
+}

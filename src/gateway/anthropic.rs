@@ -59,6 +59,12 @@ pub fn request_to_chat(
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| invalid("messages: Field required (an array).", "messages"))?;
+    if messages.is_empty() {
+        return Err(invalid(
+            "messages: at least one message is required.",
+            "messages",
+        ));
+    }
     if req.get("mcp_servers").is_some_and(|v| !v.is_null()) {
         return Err(invalid(
             "mcp_servers: MCP servers are run by Anthropic's servers; a chat provider cannot connect to them.",
@@ -96,11 +102,26 @@ pub fn request_to_chat(
     out.insert("messages".into(), Value::Array(chat));
     out.insert("max_tokens".into(), json!(max_tokens));
     let mut dropped_tools = Vec::new();
-    if let Some(tools) = req.get("tools").and_then(Value::as_array) {
+    let tools = match req.get("tools") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(tools)) => &tools[..],
+        Some(_) => return Err(invalid("tools: Input should be a valid list.", "tools")),
+    };
+    if !tools.is_empty() {
         let mut functions = Vec::new();
-        for t in tools {
-            let name = t.get("name").and_then(Value::as_str).unwrap_or("");
+        for (i, t) in tools.iter().enumerate() {
+            let name = t
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| invalid(format!("tools.{i}.name: Field required."), "tools"))?;
             match t.get("input_schema") {
+                Some(schema) if !schema.is_object() => {
+                    return Err(invalid(
+                        format!("tools.{i}.input_schema: Input should be an object."),
+                        "tools",
+                    ))
+                }
                 // A custom tool: the client runs it, as chat functions are.
                 Some(schema) => {
                     let mut f = json!({"name": name, "parameters": schema});
@@ -113,31 +134,53 @@ pub fn request_to_chat(
             }
         }
         if !functions.is_empty() {
-            out.insert("tools".into(), Value::Array(functions));
+            let offered = |name: &Value| {
+                functions
+                    .iter()
+                    .any(|f| f.pointer("/function/name") == Some(name))
+            };
             if let Some(choice) = req.get("tool_choice").filter(|c| !c.is_null()) {
-                out.insert("tool_choice".into(), tool_choice(choice)?);
+                let chosen = tool_choice(choice)?;
+                if let Some(name) = chosen.pointer("/function/name") {
+                    if !offered(name) {
+                        return Err(invalid(
+                            format!("tool_choice.name: {name} is none of the tools a chat provider can call."),
+                            "tool_choice",
+                        ));
+                    }
+                }
+                out.insert("tool_choice".into(), chosen);
                 if choice.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) {
                     out.insert("parallel_tool_calls".into(), json!(false));
                 }
             }
+            out.insert("tools".into(), Value::Array(functions));
         }
     }
-    let stop_sequences: Vec<String> = req
-        .get("stop_sequences")
-        .and_then(Value::as_array)
-        .map(|s| {
-            s.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let stop_sequences: Vec<String> = match req.get("stop_sequences") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(seqs)) if seqs.iter().all(Value::is_string) => seqs
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(_) => {
+            return Err(invalid(
+                "stop_sequences: Input should be a list of strings.",
+                "stop_sequences",
+            ))
+        }
+    };
     if !stop_sequences.is_empty() {
         out.insert("stop".into(), json!(stop_sequences));
     }
-    for key in ["temperature", "top_p"] {
-        if let Some(v) = req.get(key).filter(|v| !v.is_null()) {
-            out.insert(key.into(), v.clone());
+    for (key, param) in [("temperature", "temperature"), ("top_p", "top_p")] {
+        match req.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) if v.is_number() => {
+                out.insert(key.into(), v.clone());
+            }
+            Some(_) => return Err(invalid(format!("{key}: Input should be a number."), param)),
         }
     }
     if let Some(user) = req.pointer("/metadata/user_id").and_then(Value::as_str) {
@@ -220,7 +263,7 @@ fn user_messages(content: &Value, chat: &mut Vec<Value>) -> Result<(), ApiError>
     let mut tool_images = Vec::new();
     for b in blocks {
         match b.get("type").and_then(Value::as_str).unwrap_or("") {
-            "text" => parts.push(json!({"type": "text", "text": b.get("text").and_then(Value::as_str).unwrap_or("")})),
+            "text" => parts.push(json!({"type": "text", "text": block_text(b)?})),
             "image" => parts.push(image_part(b)?),
             "document" => parts.push(document_part(b)?),
             "tool_result" => {
@@ -243,7 +286,13 @@ fn user_messages(content: &Value, chat: &mut Vec<Value>) -> Result<(), ApiError>
                             }
                         }
                     }
-                    _ => {}
+                    None | Some(Value::Null) => {}
+                    Some(_) => {
+                        return Err(invalid(
+                            "messages: a tool_result's content must be a string or blocks.",
+                            "messages",
+                        ))
+                    }
                 }
                 let mut text = texts.join("\n");
                 if b.get("is_error") == Some(&Value::Bool(true)) {
@@ -256,7 +305,9 @@ fn user_messages(content: &Value, chat: &mut Vec<Value>) -> Result<(), ApiError>
             "thinking" | "redacted_thinking" => {}
             other => {
                 return Err(invalid(
-                    format!("messages: '{other}' content blocks cannot be sent to a chat provider."),
+                    format!(
+                        "messages: '{other}' content blocks cannot be sent to a chat provider."
+                    ),
                     "messages",
                 ))
             }
@@ -271,6 +322,16 @@ fn user_messages(content: &Value, chat: &mut Vec<Value>) -> Result<(), ApiError>
         _ => chat.push(json!({"role": "user", "content": parts})),
     }
     Ok(())
+}
+
+/// A `text` block's text (400 when it is no string).
+fn block_text(b: &Value) -> Result<&str, ApiError> {
+    b.get("text").and_then(Value::as_str).ok_or_else(|| {
+        invalid(
+            "messages: a text block's 'text' must be a string.",
+            "messages",
+        )
+    })
 }
 
 /// An `image` block as a chat image part (base64 as a data URL, or a URL).
@@ -329,15 +390,24 @@ fn assistant_message(content: &Value) -> Result<Value, ApiError> {
     let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
     for b in blocks {
         match b.get("type").and_then(Value::as_str).unwrap_or("") {
-            "text" => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+            "text" => text.push_str(block_text(b)?),
             "thinking" => {
                 reasoning.push_str(b.get("thinking").and_then(Value::as_str).unwrap_or(""))
             }
             "redacted_thinking" => {}
             "tool_use" => {
+                let field = |key: &str| {
+                    b.get(key).and_then(Value::as_str).ok_or_else(|| {
+                        invalid(
+                            format!("messages: a tool_use block needs its '{key}' (a string)."),
+                            "messages",
+                        )
+                    })
+                };
+                let (id, name) = (field("id")?, field("name")?);
                 let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                calls.push(json!({"id": b.get("id").cloned().unwrap_or(Value::Null), "type": "function",
-                    "function": {"name": b.get("name").cloned().unwrap_or(Value::Null), "arguments": input.to_string()}}));
+                calls.push(json!({"id": id, "type": "function",
+                    "function": {"name": name, "arguments": input.to_string()}}));
             }
             other => {
                 return Err(invalid(
@@ -365,9 +435,10 @@ fn tool_choice(choice: &Value) -> Result<Value, ApiError> {
         Some("auto") => json!("auto"),
         Some("any") => json!("required"),
         Some("none") => json!("none"),
-        Some("tool") => {
-            json!({"type": "function", "function": {"name": choice.get("name").cloned().unwrap_or(Value::Null)}})
-        }
+        Some("tool") => match choice.get("name").and_then(Value::as_str) {
+            Some(name) => json!({"type": "function", "function": {"name": name}}),
+            None => return Err(invalid("tool_choice.name: Field required.", "tool_choice")),
+        },
         _ => {
             return Err(invalid(
                 "tool_choice: expected type auto, any, tool or none.",
@@ -387,6 +458,21 @@ fn tool_input(arguments: &str) -> Value {
     match serde_json::from_str::<Value>(arguments) {
         Ok(Value::Object(o)) => Value::Object(o),
         _ => json!({"arguments": arguments}),
+    }
+}
+
+/// A chat message's text: a string, or the texts of its content parts
+/// (some providers send `[{"type": "text", "text": …}]`).
+fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 
@@ -470,15 +556,11 @@ pub fn chat_to_message(answer: &[u8], seed: &MessagesSeed) -> Result<Bytes, ApiE
         content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
     }
     for key in ["content", "refusal"] {
-        if let Some(t) = message
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+        if let Some(t) = message.get(key).and_then(text_of).filter(|t| !t.is_empty()) {
             content.push(json!({"type": "text", "text": t}));
         }
     }
-    let mut ids = ToolCallRule::default();
+    let mut ids = std::collections::HashSet::new();
     for call in message
         .get("tool_calls")
         .and_then(Value::as_array)
@@ -486,15 +568,22 @@ pub fn chat_to_message(answer: &[u8], seed: &MessagesSeed) -> Result<Bytes, ApiE
         .flatten()
     {
         // Ids repeated by an upstream would make two calls one.
-        let (_, fresh) = ids.place(None, call.get("id").and_then(Value::as_str));
-        let id = match (fresh, call.get("id").and_then(Value::as_str)) {
-            (true, Some(id)) if !id.is_empty() => id.to_owned(),
+        let id = match call.get("id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() && ids.insert(id) => id.to_owned(),
             _ => fresh_id("toolu_"),
         };
         let f = call.get("function").unwrap_or(&Value::Null);
+        let input = match f.get("arguments") {
+            Some(Value::Object(o)) => Value::Object(o.clone()),
+            Some(Value::String(s)) => tool_input(s),
+            None | Some(Value::Null) => json!({}),
+            Some(other) => tool_input(&other.to_string()),
+        };
         content.push(json!({"type": "tool_use", "id": id,
-            "name": f.get("name").and_then(Value::as_str).unwrap_or(""),
-            "input": tool_input(f.get("arguments").and_then(Value::as_str).unwrap_or(""))}));
+            "name": f.get("name").and_then(Value::as_str).unwrap_or(""), "input": input}));
+    }
+    if choice.get("finish_reason").is_none_or(Value::is_null) {
+        return Err(broken("an answer without finish_reason (it broke off)"));
     }
     let (reason, sequence) = stop_reason(
         choice.get("finish_reason").and_then(Value::as_str),
@@ -505,6 +594,33 @@ pub fn chat_to_message(answer: &[u8], seed: &MessagesSeed) -> Result<Bytes, ApiE
         "role": "assistant", "model": seed.model, "content": content, "stop_reason": reason,
         "stop_sequence": sequence, "usage": usage(chat.get("usage").unwrap_or(&Value::Null))});
     Ok(Bytes::from(doc.to_string()))
+}
+
+/// How a streamed tool call's arguments are passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arguments {
+    /// Nothing but whitespace came yet.
+    Undecided,
+    /// They begin as a JSON object: each fragment goes out as it comes.
+    Live,
+    /// They are no JSON object (`[1,2]`, plain text): held, and sent at the
+    /// block's end as `{"arguments": "…"}`, so that `input` is always an
+    /// object, as in a whole answer.
+    Held,
+}
+
+/// One tool call of a Messages stream.
+struct StreamCall {
+    id: String,
+    /// The id is chat2api's own: an upstream id that comes later wins.
+    made_id: bool,
+    name: String,
+    /// Its content block, once opened: when its name is known (the block's
+    /// start carries it), or at the end.
+    block: Option<u64>,
+    /// Argument text not sent yet.
+    held: String,
+    arguments: Arguments,
 }
 
 /// The block open in a Messages stream.
@@ -533,8 +649,8 @@ pub struct MessagesTranslator {
     /// Index the next block gets.
     next_block: u64,
     rule: ToolCallRule,
-    /// Each tool call's block index, by its position in the rule.
-    call_blocks: Vec<u64>,
+    /// The tool calls, by their position in the rule.
+    calls: Vec<StreamCall>,
     finish: Option<String>,
     matched: Option<String>,
     usage: Value,
@@ -551,7 +667,7 @@ impl MessagesTranslator {
             open: None,
             next_block: 0,
             rule: ToolCallRule::default(),
-            call_blocks: Vec::new(),
+            calls: Vec::new(),
             finish: None,
             matched: None,
             usage: Value::Null,
@@ -576,6 +692,18 @@ impl MessagesTranslator {
     }
 
     fn close(&mut self, out: &mut Vec<NamedEvent>) {
+        if let Some(Open::Tool(position)) = self.open {
+            let call = &mut self.calls[position];
+            if call.arguments == Arguments::Held && !call.held.is_empty() {
+                let whole = json!({"arguments": std::mem::take(&mut call.held)}).to_string();
+                let index = self.next_block - 1;
+                Self::event(
+                    "content_block_delta",
+                    json!({"index": index, "delta": {"type": "input_json_delta", "partial_json": whole}}),
+                    out,
+                );
+            }
+        }
         if self.open.take().is_some() {
             Self::event(
                 "content_block_stop",
@@ -599,6 +727,44 @@ impl MessagesTranslator {
             );
         }
         self.next_block - 1
+    }
+
+    /// Passes on what tool call `position` holds: opens its block once its
+    /// name is known (or, `at_end`, with whatever name it has), then sends
+    /// its argument text as it comes when it is a JSON object; other text
+    /// is held for the block's end (see [`Arguments`]).
+    fn flush_call(&mut self, position: usize, at_end: bool, out: &mut Vec<NamedEvent>) {
+        let call = &self.calls[position];
+        let index = match call.block {
+            Some(index) => index,
+            None if call.name.is_empty() && !at_end => return,
+            None => {
+                let start =
+                    json!({"type": "tool_use", "id": call.id, "name": call.name, "input": {}});
+                let index = self.ensure(Open::Tool(position), start, out);
+                self.calls[position].block = Some(index);
+                index
+            }
+        };
+        let call = &mut self.calls[position];
+        if call.arguments == Arguments::Undecided {
+            call.arguments = match call.held.trim_start().chars().next() {
+                None => return,
+                Some('{') => Arguments::Live,
+                Some(_) => Arguments::Held,
+            };
+        }
+        if call.arguments == Arguments::Live && !call.held.is_empty() {
+            // A piece of a call whose block was closed (an upstream that
+            // interleaves parallel calls) still goes to that block's index,
+            // where the SDKs gather it.
+            let piece = std::mem::take(&mut call.held);
+            Self::event(
+                "content_block_delta",
+                json!({"index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                out,
+            );
+        }
     }
 
     fn error(&mut self, message: &str, out: &mut Vec<NamedEvent>) {
@@ -665,11 +831,7 @@ impl EventTranslator for MessagesTranslator {
             );
         }
         for key in ["content", "refusal"] {
-            if let Some(t) = delta
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            {
+            if let Some(t) = delta.get(key).and_then(text_of).filter(|t| !t.is_empty()) {
                 let index = self.ensure(Open::Text, json!({"type": "text", "text": ""}), &mut out);
                 Self::event(
                     "content_block_delta",
@@ -685,39 +847,41 @@ impl EventTranslator for MessagesTranslator {
             .flatten()
         {
             let (position, opens) = self.rule.place_delta(call);
-            let f = call.get("function").unwrap_or(&Value::Null);
-            let index = if opens {
-                let id = call
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .filter(|id| !id.is_empty())
-                    .map_or_else(|| fresh_id("toolu_"), str::to_owned);
-                let name = f.get("name").and_then(Value::as_str).unwrap_or("");
-                let index = self.ensure(
-                    Open::Tool(position),
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                    &mut out,
-                );
-                self.call_blocks.push(index);
-                index
-            } else {
-                // A piece of a call whose block was closed (an upstream
-                // that interleaves parallel calls) still goes to that
-                // block's index, where the SDKs gather it.
-                self.call_blocks[position]
-            };
-            let piece = match f.get("arguments") {
-                Some(Value::String(s)) => s.clone(),
-                None | Some(Value::Null) => String::new(),
-                Some(other) => other.to_string(),
-            };
-            if !piece.is_empty() {
-                Self::event(
-                    "content_block_delta",
-                    json!({"index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}),
-                    &mut out,
-                );
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty());
+            if opens {
+                self.calls.push(StreamCall {
+                    id: id.map_or_else(|| fresh_id("toolu_"), str::to_owned),
+                    made_id: id.is_none(),
+                    name: String::new(),
+                    block: None,
+                    held: String::new(),
+                    arguments: Arguments::Undecided,
+                });
             }
+            let f = call.get("function").unwrap_or(&Value::Null);
+            let c = &mut self.calls[position];
+            if let (Some(id), true, None) = (id, c.made_id, c.block) {
+                c.id = id.to_owned();
+                c.made_id = false;
+            }
+            if let Some(name) = f
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                if c.name.is_empty() {
+                    c.name = name.to_owned();
+                }
+            }
+            match f.get("arguments") {
+                Some(Value::String(piece)) => c.held.push_str(piece),
+                None | Some(Value::Null) => {}
+                Some(other) => c.held.push_str(&other.to_string()),
+            }
+            self.flush_call(position, false, &mut out);
         }
         if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(f.to_owned());
@@ -746,6 +910,11 @@ impl EventTranslator for MessagesTranslator {
             );
             return Ok(out);
         }
+        for position in 0..self.calls.len() {
+            if self.calls[position].block.is_none() {
+                self.flush_call(position, true, &mut out);
+            }
+        }
         self.close(&mut out);
         let (reason, sequence) =
             stop_reason(self.finish.as_deref(), self.matched.as_deref(), &self.seed);
@@ -772,6 +941,10 @@ impl EventTranslator for MessagesTranslator {
 
     fn ends_with_done(&self) -> bool {
         false
+    }
+
+    fn ended(&self) -> bool {
+        self.ended
     }
 }
 
@@ -841,7 +1014,7 @@ pub fn count_tokens(body: &[u8]) -> Result<u64, ApiError> {
 /// Anthropic's error `type` for a status (its API reference, "Errors").
 pub fn error_type(status: u16) -> &'static str {
     match status {
-        400 | 405 | 408 | 414 | 431 => "invalid_request_error",
+        400 | 405 | 408 | 414 | 422 | 431 => "invalid_request_error",
         401 => "authentication_error",
         403 => "permission_error",
         404 => "not_found_error",
@@ -871,14 +1044,17 @@ pub fn error_body(status: u16, body: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// One model in Anthropic's shape (`GET /v1/models/{id}`).
+pub fn model_object(id: &str, created: u64) -> Value {
+    json!({"type": "model", "id": id, "display_name": id,
+        "created_at": crate::stats::access::rfc3339(created * 1000)})
+}
+
 /// `GET /v1/models` in Anthropic's list shape, for clients that send
 /// `anthropic-version`: `(id, created)` of each model.
 pub fn models_list<'a>(models: impl Iterator<Item = (&'a str, u64)>) -> String {
     let data: Vec<Value> = models
-        .map(|(id, created)| {
-            json!({"type": "model", "id": id, "display_name": id,
-                "created_at": crate::stats::access::rfc3339(created * 1000)})
-        })
+        .map(|(id, created)| model_object(id, created))
         .collect();
     let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
     let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
@@ -974,8 +1150,49 @@ mod tests {
                 "search_result",
             ),
             (
-                json!({"model": "m", "max_tokens": 5, "messages": [], "mcp_servers": [{}]}),
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "mcp_servers": [{}]}),
                 "mcp_servers",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": []}),
+                "at least one message",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": {}}),
+                "tools",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"input_schema": {}}]}),
+                "tools.0.name",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"name": "f", "input_schema": "x"}]}),
+                "input_schema",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"name": "f", "input_schema": {}}], "tool_choice": {"type": "tool", "name": "web_search"}}),
+                "tool_choice.name",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": "END"}),
+                "stop_sequences",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}),
+                "temperature",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}),
+                "'text'",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "tool_use", "input": {}}]}]}),
+                "tool_use",
+            ),
+            (
+                json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": 5}]}]}),
+                "tool_result",
             ),
         ] {
             let err = request_to_chat(body.to_string().as_bytes(), "m", "m").expect_err(says);
@@ -1111,6 +1328,145 @@ mod tests {
         assert_eq!(events[15]["delta"]["stop_reason"], "tool_use");
         assert_eq!(events[15]["usage"]["cache_read_input_tokens"], 2);
         assert_eq!(events[15]["usage"]["input_tokens"], 7);
+    }
+
+    /// The tool_use blocks a stream of chat chunks makes, as the SDKs
+    /// gather them: (name, input parsed from the joined fragments).
+    fn streamed_calls(chunks: &[&str]) -> Vec<(String, Value)> {
+        let events = stream(chunks);
+        let mut calls: Vec<(u64, String, String)> = Vec::new();
+        for e in &events {
+            if e["type"] == "content_block_start" && e["content_block"]["type"] == "tool_use" {
+                let name = e["content_block"]["name"].as_str().unwrap().to_owned();
+                calls.push((e["index"].as_u64().unwrap(), name, String::new()));
+            }
+            if e["delta"]["type"] == "input_json_delta" {
+                let call = calls
+                    .iter_mut()
+                    .find(|c| c.0 == e["index"].as_u64().unwrap())
+                    .unwrap();
+                call.2
+                    .push_str(e["delta"]["partial_json"].as_str().unwrap());
+            }
+        }
+        calls
+            .into_iter()
+            .map(|(_, name, json)| {
+                let input = if json.is_empty() {
+                    json!({})
+                } else {
+                    serde_json::from_str(&json).unwrap()
+                };
+                (name, input)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streamed_tool_calls_arrive_whole_whatever_the_upstream_does() {
+        let delta = |calls: &str| {
+            format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"tool_calls":{calls}}}}}]}}"#)
+        };
+        let finish =
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#
+                .to_owned();
+        type Case<'a> = (Vec<String>, Vec<(&'a str, Value)>);
+        let cases: Vec<Case> = vec![
+            // Arguments that are no JSON object: held, sent as an object.
+            (
+                vec![
+                    delta(r#"[{"index":0,"id":"a","function":{"name":"f","arguments":"not "}}]"#),
+                    delta(r#"[{"index":0,"function":{"arguments":"json"}}]"#),
+                ],
+                vec![("f", json!({"arguments": "not json"}))],
+            ),
+            (
+                vec![delta(
+                    r#"[{"index":0,"id":"a","function":{"name":"f","arguments":"[1,2]"}}]"#,
+                )],
+                vec![("f", json!({"arguments": "[1,2]"}))],
+            ),
+            // The name in a later piece than the id.
+            (
+                vec![
+                    delta(r#"[{"index":0,"id":"a","type":"function"}]"#),
+                    delta(r#"[{"index":0,"function":{"name":"f","arguments":"{\"x\":1}"}}]"#),
+                ],
+                vec![("f", json!({"x": 1}))],
+            ),
+            // The id after the first piece.
+            (
+                vec![
+                    delta(r#"[{"index":0,"function":{"name":"f","arguments":"{\"a\""}}]"#),
+                    delta(r#"[{"index":0,"id":"call_1","function":{"arguments":":1}"}}]"#),
+                ],
+                vec![("f", json!({"a": 1}))],
+            ),
+            // Two calls sharing an id and an index, told apart by their names.
+            (
+                vec![
+                    delta(
+                        r#"[{"index":0,"id":"call_1","function":{"name":"f","arguments":"{\"a\":1}"}}]"#,
+                    ),
+                    delta(
+                        r#"[{"index":0,"id":"call_1","function":{"name":"g","arguments":"{\"b\":2}"}}]"#,
+                    ),
+                ],
+                vec![("f", json!({"a": 1})), ("g", json!({"b": 2}))],
+            ),
+            // Arguments given as an object.
+            (
+                vec![delta(
+                    r#"[{"index":0,"id":"a","function":{"name":"f","arguments":{"x":1}}}]"#,
+                )],
+                vec![("f", json!({"x": 1}))],
+            ),
+        ];
+        for (mut chunks, want) in cases {
+            chunks.push(finish.clone());
+            let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+            let got = streamed_calls(&chunks);
+            let want: Vec<(String, Value)> =
+                want.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
+            assert_eq!(got, want, "{chunks:?}");
+        }
+    }
+
+    #[test]
+    fn content_given_as_parts_is_text() {
+        let events = stream(&[
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":[{"type":"text","text":"part"}]}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        ]);
+        assert!(
+            events.iter().any(|e| e["delta"]["text"] == "part"),
+            "{events:?}"
+        );
+        let chat = br#"{"choices":[{"index":0,"finish_reason":"stop","message":{"content":[{"type":"text","text":"part"}],
+            "tool_calls":[{"id":"c1","function":{"name":"f","arguments":{"x":1}}}]}}]}"#;
+        let m: Value = serde_json::from_slice(&chat_to_message(chat, &seed()).unwrap()).unwrap();
+        assert_eq!(m["content"][0]["text"], "part");
+        assert_eq!(
+            m["content"][1]["input"],
+            json!({"x": 1}),
+            "object arguments kept"
+        );
+        let cut = br#"{"choices":[{"index":0,"finish_reason":null,"message":{"content":"Hal"}}]}"#;
+        assert_eq!(chat_to_message(cut, &seed()).unwrap_err().status(), 502);
+    }
+
+    #[test]
+    fn an_error_event_is_the_last() {
+        let mut t = MessagesTranslator::new(seed());
+        t.chunk(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#);
+        let out = t.chunk(br#"{"error":{"message":"boom"}}"#);
+        assert_eq!(out.last().unwrap().0, "error");
+        assert!(t.ended() && t.failed());
+        assert!(t
+            .chunk(br#"{"id":"c","choices":[{"index":0,"delta":{"content":"more"}}]}"#)
+            .is_empty());
+        assert!(t.abort("cut").is_empty(), "no second error");
+        assert!(t.finish().unwrap().is_empty());
     }
 
     #[test]

@@ -189,6 +189,14 @@ impl Service for Gateway {
 
     /// Which route, and may this client use it. A refusal carries its
     /// request id like every answer.
+    fn error_answer(&self, path: &[u8], err: &ApiError) -> Response {
+        let resp = Response::error(err);
+        with_request_id(match anthropic_route(path) {
+            true => anthropic_error(resp),
+            false => resp,
+        })
+    }
+
     fn admit(&self, head: &RequestHead) -> Result<(Route, Option<Tally>), Box<Response>> {
         self.admit_route(head).map_err(|resp| {
             let resp = match anthropic_route(head.path()) {
@@ -215,10 +223,7 @@ impl Service for Gateway {
                 return with_request_id(resp);
             }
             Route::CountTokens => {
-                let resp = match anthropic::count_tokens(&body) {
-                    Ok(n) => Response::json_doc(200, format!("{{\"input_tokens\":{n}}}")),
-                    Err(e) => Response::error(&e),
-                };
+                let resp = self.count_tokens(body).await;
                 return with_request_id(anthropic_error(resp.with_tally(tally)));
             }
             // Anthropic's SDKs and Claude Code list models in their shape.
@@ -227,7 +232,9 @@ impl Service for Gateway {
                 anthropic::models_list(self.router.model_names().map(|(id, _)| (id, self.created))),
             ),
             Route::Models => Response::json_doc(200, self.models_json()),
-            Route::Model => self.model_json(head.path()),
+            Route::Model => {
+                self.model_json(head.path(), head.header("anthropic-version").is_some())
+            }
             Route::StoredResponse => Response::error(&ApiError::NotStored),
             Route::Health => Response::json_doc(200, self.stats.health_json()),
             Route::Stats => {
@@ -344,15 +351,38 @@ impl Gateway {
         serde_json::json!({"object": "list", "data": data}).to_string()
     }
 
-    fn model_json(&self, path: &[u8]) -> Response {
+    /// `GET /v1/models/{model}`: OpenAI's model object, or Anthropic's
+    /// (`anthropic`: the request carried `anthropic-version`).
+    fn model_json(&self, path: &[u8], anthropic: bool) -> Response {
         let raw = &path[b"/v1/models/".len()..];
         let name = percent_decode(raw);
         match self.router.resolve(&name) {
+            Some(_) if anthropic => Response::json_doc(
+                200,
+                anthropic::model_object(&name, self.created).to_string(),
+            ),
             Some(r) => {
                 let owner = r.owner(&self.router);
                 Response::json_doc(200, self.model_object(&name, owner).to_string())
             }
+            None if anthropic => anthropic_error(Response::error(&ApiError::ModelNotFound(name))),
             None => Response::error(&ApiError::ModelNotFound(name)),
+        }
+    }
+
+    /// `POST /v1/messages/count_tokens`: the estimate for a model this
+    /// gateway serves (404 otherwise), counted off the worker's thread: a
+    /// long prompt takes the tokenizer a while.
+    async fn count_tokens(&self, body: Bytes) -> Response {
+        if let Some(model) = json::model_of(&body) {
+            if self.router.resolve(&model).is_none() {
+                return Response::error(&ApiError::ModelNotFound(model));
+            }
+        }
+        match tokio::task::spawn_blocking(move || anthropic::count_tokens(&body)).await {
+            Ok(Ok(n)) => Response::json_doc(200, format!("{{\"input_tokens\":{n}}}")),
+            Ok(Err(e)) => Response::error(&e),
+            Err(_) => Response::error(&ApiError::Upstream("the token count failed".into())),
         }
     }
 
@@ -657,9 +687,10 @@ fn parse_request(
     }
 }
 
-/// Whether `path` is a route of the Anthropic Messages API.
+/// Whether `path` is a route of the Anthropic Messages API (or under it:
+/// its unknown routes get Anthropic's 404 too).
 fn anthropic_route(path: &[u8]) -> bool {
-    path == b"/v1/messages" || path == b"/v1/messages/count_tokens"
+    path == b"/v1/messages" || path.starts_with(b"/v1/messages/")
 }
 
 /// An error answer in Anthropic's shape (`{"type":"error","error":{…}}`),

@@ -979,6 +979,10 @@ impl EventTranslator for StreamTranslator {
     fn ends_with_done(&self) -> bool {
         true
     }
+    fn ended(&self) -> bool {
+        // Its error event is followed by `response.failed` at the end.
+        false
+    }
 }
 
 #[cfg(test)]

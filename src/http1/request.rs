@@ -223,14 +223,11 @@ pub fn parse_request(
     let fields = Fields::record(base, req.headers)?;
     let method = Method::from_bytes(method_span.get(base));
 
-    // The offsets are recorded; httparse's borrow of `buf` ends here.
-    let bytes = buf.split_to(head_len).freeze();
-
     // RFC 9112 §3.2: an HTTP/1.1 request with no Host field, more than one,
     // or one whose value is not a valid `uri-host [":" port]` must get 400
     // (HTTP/1.0 predates the field, so there it may be absent).
     let host = {
-        let mut hosts = fields.spans_of(&bytes, "host");
+        let mut hosts = fields.spans_of(base, "host");
         (hosts.next(), hosts.next())
     };
     match host {
@@ -238,13 +235,18 @@ pub fn parse_request(
         (None, None) if version == Version::Http11 => {
             return Err(HttpError::Malformed("missing host header"))
         }
-        (Some(host), None) if !is_authority(host.get(&bytes)) => {
+        (Some(host), None) if !is_authority(host.get(base)) => {
             return Err(HttpError::Malformed("invalid host header"))
         }
         _ => {}
     }
-    let origin = origin_form(target, &bytes)?;
-    let framing = request_framing(version, &fields, &bytes, limits)?;
+    let origin = origin_form(target, base)?;
+    let framing = request_framing(version, &fields, base, limits)?;
+
+    // Every check passed on the head in place (a refused head stays in
+    // `buf`, where the connection can still read which route it meant);
+    // the offsets are recorded, and httparse's borrow of `buf` has ended.
+    let bytes = buf.split_to(head_len).freeze();
     Ok(Some(RequestHead {
         bytes,
         method,

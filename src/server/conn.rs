@@ -106,7 +106,9 @@ impl<S: Service> Conn<S> {
         self.service.connection_opened();
         let end = self.serve_requests().await;
         if let End::Error(err) = end {
-            let resp: Response<S::Stream> = Response::error(&err);
+            // The head was not accepted, but its request line may say
+            // which route the client meant.
+            let resp = self.service.error_answer(request_path(&self.rbuf), &err);
             let _ = self.write_whole(resp, false, true).await;
         }
         let _ = self.stream.shutdown().await;
@@ -147,6 +149,11 @@ impl<S: Service> Conn<S> {
             };
             let body = match self.read_body(&head).await {
                 Ok(body) => body,
+                Err(End::Error(err)) => {
+                    let resp = self.service.error_answer(head.path(), &err);
+                    let _ = self.write_whole(resp, false, true).await;
+                    return End::Quiet;
+                }
                 Err(end) => return end,
             };
             let Some(resp) = self.serve_watching(route, &head, body, tally).await else {
@@ -481,6 +488,23 @@ async fn bounded(
     timeout(limit, write)
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+/// The path of the request line at the front of `buf` (after any empty
+/// lines, RFC 9112 §2.2), or empty when there is none to read.
+fn request_path(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
+    let target = line.split(|b| *b == b' ').nth(1).unwrap_or_default();
+    let path = &target[..memchr::memchr(b'?', target).unwrap_or(target.len())];
+    match path.first() {
+        Some(b'/') => path,
+        _ => &[],
+    }
 }
 
 async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {

@@ -81,6 +81,15 @@ pub trait Service: Send + Sync + 'static {
     fn connection_opened(&self) {}
     fn connection_closed(&self) {}
 
+    /// The answer to `err`, a request the connection failed to read (a
+    /// malformed or oversized head or body, a slow client), for the request
+    /// `path` when its request line could be read (else empty): by default
+    /// OpenAI's error shape; a service may answer in its route's dialect.
+    fn error_answer(&self, path: &[u8], err: &ApiError) -> Response<Self::Stream> {
+        let _ = path;
+        Response::error(err)
+    }
+
     /// A first look at a request, before its body is read: an error answer
     /// here spares reading the body.
     fn admit(&self, head: &RequestHead) -> Admission<Self::Route, Self::Stream>;

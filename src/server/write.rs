@@ -106,26 +106,23 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     const DATA: &[u8] = b"data: ";
     const END: &[u8] = b"\n\n";
-    let chunked = framing == Framing::Chunked && !items.is_empty();
+    let len: usize = items
+        .iter()
+        .map(|item| match item {
+            StreamItem::Data { fields, data } => {
+                fields.len() + DATA.len() + data.iter().map(Bytes::len).sum::<usize>() + END.len()
+            }
+            StreamItem::Raw(r) => r.len(),
+        })
+        .sum();
+    // No bytes, no chunk: an empty one would be the body's last chunk
+    // (RFC 9112 §7.1).
+    let chunked = framing == Framing::Chunked && len > 0;
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(4 + items.len() * 6);
     if !head.is_empty() {
         slices.push(IoSlice::new(head));
     }
-    let size = chunked.then(|| {
-        let len: usize = items
-            .iter()
-            .map(|item| match item {
-                StreamItem::Data { fields, data } => {
-                    fields.len()
-                        + DATA.len()
-                        + data.iter().map(Bytes::len).sum::<usize>()
-                        + END.len()
-                }
-                StreamItem::Raw(r) => r.len(),
-            })
-            .sum();
-        ChunkSize::new(len)
-    });
+    let size = chunked.then(|| ChunkSize::new(len));
     if let Some(size) = &size {
         slices.push(IoSlice::new(size.as_bytes()));
     }

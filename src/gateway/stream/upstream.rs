@@ -46,6 +46,9 @@ pub trait EventTranslator: Send {
     /// Whether the dialect's streams end with `data: [DONE]` (OpenAI's
     /// do, and its SDKs skip it; Anthropic's end at `message_stop`).
     fn ends_with_done(&self) -> bool;
+    /// The dialect's stream is over before the chat stream is (it ended
+    /// with an error event): nothing more is read or sent.
+    fn ended(&self) -> bool;
 }
 
 /// How long a finished stream waits for the end of its upstream body
@@ -313,6 +316,12 @@ impl UpstreamStream {
                 let fields = event_fields(Some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
+            if t.ended() {
+                // Its error event is the last: the upstream is read no
+                // further, and the connection is closed after it.
+                self.ended = true;
+                self.failed = true;
+            }
             return self.pending.pop_front();
         }
         let data = match &self.translate {
@@ -423,9 +432,13 @@ impl UpstreamStream {
                 let fields = event_fields(Some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
-            if let Some(item) = self.pending.pop_front() {
-                return item;
-            }
+            // A dialect's stream that already ended with its error event
+            // gets nothing more (an OpenAI error event would be foreign
+            // to it); an empty item writes no bytes.
+            return self
+                .pending
+                .pop_front()
+                .unwrap_or_else(|| StreamItem::Raw(Bytes::new()));
         }
         StreamItem::Raw(error_event(&err))
     }

@@ -159,6 +159,7 @@ fn home_of(key: &str) -> Option<&'static str> {
                 "models",
                 "completions",
                 "responses",
+                "hostedTools",
                 "endpoints",
                 "caFile",
                 "text",

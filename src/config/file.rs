@@ -10,8 +10,8 @@ use super::document::{self, Node};
 use super::{
     builtin_providers, default_account, default_workers, index_path, invalid, key_path,
     vendor_models, vendors, AccessLog, Account, ApiKey, BaseUrl, Config, ConfigError, Endpoint,
-    EndpointMode, Limits, Management, MockFailures, MockProfile, ModelMapping, Provider,
-    ProviderKind, Strategy, DEFAULT_HOST, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT,
+    EndpointMode, HostedTools, Limits, Management, MockFailures, MockProfile, ModelMapping,
+    Provider, ProviderKind, Strategy, DEFAULT_HOST, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT, MOCK_MODEL,
 };
 use serde::de::{self, value::MapAccessDeserializer, MapAccess, SeqAccess, Visitor};
@@ -121,6 +121,7 @@ struct RawProvider {
     models: Option<RawModels>,
     completions: Option<EndpointMode>,
     responses: Option<EndpointMode>,
+    hosted_tools: Option<HostedTools>,
     /// Endpoint names (`chat.completions`, `embeddings`, …).
     endpoints: Option<Vec<String>>,
     enabled: Option<bool>,
@@ -536,6 +537,7 @@ impl RawProvider {
         let id = self.id.clone().unwrap_or_else(|| self.kind.clone());
         let completions = self.completions.unwrap_or_default();
         let responses = self.responses.unwrap_or_default();
+        let hosted_tools = self.hosted_tools.unwrap_or_default();
         let enabled = self.enabled.unwrap_or(true);
         let endpoints = match &self.endpoints {
             Some(names) => Some(endpoint_list(names, &key_path(path, "endpoints"))?),
@@ -576,6 +578,7 @@ impl RawProvider {
             models,
             completions,
             responses,
+            hosted_tools,
             endpoints,
             model_endpoints,
             enabled,
@@ -589,6 +592,7 @@ impl RawProvider {
             // The mock speaks every endpoint itself.
             ("completions", self.completions.is_some()),
             ("responses", self.responses.is_some()),
+            ("hostedTools", self.hosted_tools.is_some()),
         ];
         if let Some((key, _)) = not_for_mock.iter().find(|(_, given)| *given) {
             return Err(invalid(

@@ -159,6 +159,9 @@ pub struct Provider {
     pub completions: EndpointMode,
     /// How `/v1/responses` reaches this provider (`responses`).
     pub responses: EndpointMode,
+    /// What a `responses: "chat"` translation does with hosted tools
+    /// (`hostedTools`).
+    pub hosted_tools: HostedTools,
     /// The endpoints its models serve (`endpoints`); `None` = all.
     pub endpoints: Option<Vec<Endpoint>>,
     /// Client model → the endpoints it serves, for models given as
@@ -280,6 +283,20 @@ pub enum EndpointMode {
     /// Translate it to a chat request, and the answer back to the
     /// endpoint's shape (`text_completion`, a Responses object or events).
     Chat,
+}
+
+/// What a `responses: "chat"` provider does with tools that run on
+/// OpenAI's servers (`web_search`, `file_search`, `code_interpreter`, …):
+/// file key `hostedTools`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostedTools {
+    /// Leave them out of the chat request and name them in the answer's
+    /// `x-chat2api-dropped-tools` header.
+    #[default]
+    Drop,
+    /// Refuse the request with a 400 naming the tool.
+    Refuse,
 }
 
 /// Protocol limits and timeouts (docs/wire.md §6); file key `limits`, sizes in bytes,
@@ -815,6 +832,7 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
         models: mock_models,
         completions: EndpointMode::Native,
         responses: EndpointMode::Native,
+        hosted_tools: HostedTools::Drop,
         endpoints: None,
         model_endpoints: Vec::new(),
         enabled: true,
@@ -838,6 +856,7 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
             models: vendor_models(vendor),
             completions: EndpointMode::Native,
             responses: EndpointMode::Native,
+            hosted_tools: HostedTools::Drop,
             endpoints: None,
             model_endpoints: Vec::new(),
             enabled: true,

@@ -184,6 +184,8 @@ pub async fn forward(
     // request instead, and its answers are turned back into the
     // endpoint's shape.
     let mut translate = None;
+    // Hosted tools the Responses translation left out, named in a header.
+    let mut dropped_tools = None;
     let via_chat = match endpoint {
         Endpoint::Completions => !pick.provider.native_completions,
         Endpoint::Responses => !pick.provider.native_responses,
@@ -195,13 +197,21 @@ pub async fn forward(
         let upstream_model: String =
             serde_json::from_slice(pick.upstream_model).unwrap_or_default();
         let chat = match endpoint {
-            Endpoint::Responses => responses::request_to_chat(body, &info.model, &upstream_model)
-                .map(|(chat, seed)| {
-                    translate = Some(Translation::Events(Box::new(
-                        responses::StreamTranslator::new(seed),
-                    )));
-                    chat
-                }),
+            Endpoint::Responses => responses::request_to_chat_with(
+                body,
+                &info.model,
+                &upstream_model,
+                pick.provider.hosted_tools,
+            )
+            .map(|(chat, seed)| {
+                if !seed.dropped_tools.is_empty() {
+                    dropped_tools = Some(Bytes::from(seed.dropped_tools.join(", ")));
+                }
+                translate = Some(Translation::Events(Box::new(
+                    responses::StreamTranslator::new(seed),
+                )));
+                chat
+            }),
             Endpoint::Messages => anthropic::request_to_chat(body, &info.model, &upstream_model)
                 .map(|(chat, seed)| {
                     translate = Some(Translation::Events(Box::new(
@@ -273,7 +283,10 @@ pub async fn forward(
             t.first_token();
         }
     }
-    let passed = passed_headers(resp.head());
+    let mut passed = passed_headers(resp.head());
+    if let Some(tools) = dropped_tools {
+        passed.push(("x-chat2api-dropped-tools", tools));
+    }
     // A 2xx that is no answer (empty, HTML, events that make no answer) is
     // the deployment's failure, and is retried elsewhere; a stall is a
     // timeout, anything else a server error.

@@ -24,7 +24,31 @@ pub struct Seed {
     /// `tools`, `tool_choice`, `parallel_tool_calls`, `text`, `metadata`,
     /// `user`, as the client sent them (or their defaults).
     echo: Map<String, Value>,
+    /// Functions of `namespace` tools, flattened for chat: the chat name
+    /// (`namespace__name`), the namespace and the name.
+    namespaced: Vec<(String, String, String)>,
+    /// Hosted tools left out of the chat request (they run on OpenAI's
+    /// servers), by type: the answer names them in a header.
+    pub dropped_tools: Vec<String>,
 }
+
+impl Seed {
+    /// A chat function name as the Responses call it stands for: its
+    /// name, and its namespace when it was flattened from one.
+    fn call_name<'a>(&'a self, chat_name: &'a str) -> (&'a str, Option<&'a str>) {
+        match self
+            .namespaced
+            .iter()
+            .find(|(flat, _, _)| flat == chat_name)
+        {
+            Some((_, ns, name)) => (name, Some(ns)),
+            None => (chat_name, None),
+        }
+    }
+}
+
+/// What the translation does with hosted tools (`hostedTools`).
+pub use crate::config::HostedTools;
 
 /// Request members that need state kept by the server, which a chat
 /// provider cannot give (with `store: true`, `background: true` and
@@ -61,6 +85,17 @@ pub fn request_to_chat(
     body: &[u8],
     client_model: &str,
     upstream_model: &str,
+) -> Result<(Bytes, Seed), ApiError> {
+    request_to_chat_with(body, client_model, upstream_model, HostedTools::Drop)
+}
+
+/// [`request_to_chat`], with hosted tools dropped or refused as `hosted`
+/// says.
+pub fn request_to_chat_with(
+    body: &[u8],
+    client_model: &str,
+    upstream_model: &str,
+    hosted: HostedTools,
 ) -> Result<(Bytes, Seed), ApiError> {
     let req: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("Invalid request body: {e}"), None))?;
@@ -99,6 +134,17 @@ pub fn request_to_chat(
             .ok_or_else(|| invalid("'instructions' must be a string.", "instructions"))?;
         messages.push(json!({"role": "system", "content": text}));
     }
+    let mut namespaced = Vec::new();
+    let mut dropped_tools = Vec::new();
+    let tools = match here("tools") {
+        Some(tools) => Some(chat_tools(
+            tools,
+            hosted,
+            &mut namespaced,
+            &mut dropped_tools,
+        )?),
+        None => None,
+    };
     match here("input") {
         Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
         Some(Value::Array(items)) => input_items(items, &mut messages)?,
@@ -126,8 +172,8 @@ pub fn request_to_chat(
     {
         chat.insert("reasoning_effort".into(), effort.clone());
     }
-    if let Some(tools) = here("tools") {
-        chat.insert("tools".into(), chat_tools(tools)?);
+    if let Some(tools) = tools.filter(|t| t.as_array().is_some_and(|t| !t.is_empty())) {
+        chat.insert("tools".into(), tools);
     }
     if let Some(choice) = here("tool_choice") {
         chat.insert("tool_choice".into(), chat_tool_choice(choice)?);
@@ -162,30 +208,69 @@ pub fn request_to_chat(
     let seed = Seed {
         model: client_model.to_owned(),
         echo,
+        namespaced,
+        dropped_tools,
     };
     Ok((Bytes::from(Value::Object(chat).to_string()), seed))
 }
 
-/// Input items as chat messages: messages (text and image parts),
-/// `function_call` items as an assistant's tool calls (consecutive ones
-/// together), `function_call_output` items as tool messages.
+/// Input items as chat messages: messages (text and image parts);
+/// `function_call` items as the assistant's tool calls (a namespaced one
+/// by its flattened name), `reasoning` items as its `reasoning_content`;
+/// `function_call_output` items as tool messages.
+///
+/// The assistant items of one turn (messages, calls and reasoning, in any
+/// order, as a client replays an earlier answer) become one assistant
+/// message: chat wants the tool messages right after the message with the
+/// calls. Images in tool outputs, which chat tool messages cannot hold,
+/// follow the turn's tool messages in a user message.
 fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiError> {
+    // The assistant message of the turn being read, by index.
+    let mut turn: Option<usize> = None;
+    let mut tool_images: Vec<Value> = Vec::new();
+    let flush_images = |images: &mut Vec<Value>, messages: &mut Vec<Value>| {
+        if !images.is_empty() {
+            messages.push(json!({"role": "user", "content": std::mem::take(images)}));
+        }
+    };
     for (i, item) in items.iter().enumerate() {
         let kind = item.get("type").and_then(Value::as_str);
         let role = item.get("role").and_then(Value::as_str);
+        let assistant_item = matches!(kind, Some("function_call" | "reasoning"))
+            || (matches!(kind, Some("message") | None) && role == Some("assistant"));
+        if kind != Some("function_call_output") {
+            flush_images(&mut tool_images, messages);
+        }
+        if !assistant_item {
+            turn = None;
+        }
+        let at = format!("input[{i}]");
         match (kind, role) {
+            (Some("message") | None, Some("assistant")) => {
+                let content = message_content(item.get("content"), true, &at)?;
+                let m = assistant_turn(messages, &mut turn);
+                let text = content.as_str().unwrap_or("");
+                match m.get_mut("content") {
+                    Some(Value::String(all)) => all.push_str(text),
+                    _ => m["content"] = json!(text),
+                }
+            }
             (Some("message") | None, Some(role)) => {
                 let role = if role == "developer" { "system" } else { role };
-                let at = format!("input[{i}]");
-                let content = message_content(item.get("content"), role == "assistant", &at)?;
+                let content = message_content(item.get("content"), false, &at)?;
                 messages.push(json!({"role": role, "content": content}));
             }
             (Some("function_call"), _) => {
+                let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+                let name = match item.get("namespace").and_then(Value::as_str) {
+                    Some(ns) => flat_name(ns, name),
+                    None => name.to_owned(),
+                };
                 let call = json!({
                     "id": item.get("call_id").cloned().unwrap_or(Value::Null),
                     "type": "function",
                     "function": {
-                        "name": item.get("name").cloned().unwrap_or(Value::Null),
+                        "name": name,
                         // Chat takes the arguments as a string only.
                         "arguments": match item.get("arguments") {
                             None | Some(Value::Null) => "{}".to_owned(),
@@ -193,46 +278,43 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
                         },
                     }
                 });
-                let open = messages.last_mut().filter(|m| {
-                    m["role"] == "assistant" && m.get("tool_calls").is_some()
-                });
-                match open {
-                    Some(m) => m["tool_calls"]
-                        .as_array_mut()
-                        .expect("tool_calls is an array")
-                        .push(call),
-                    None => messages.push(
-                        json!({"role": "assistant", "content": null, "tool_calls": [call]}),
-                    ),
+                let m = assistant_turn(messages, &mut turn);
+                match m.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                    Some(calls) => calls.push(call),
+                    None => m["tool_calls"] = json!([call]),
+                }
+            }
+            // Reasoning an earlier answer carried: reasoning providers
+            // (DeepSeek's thinking mode) want it back with the turn.
+            (Some("reasoning"), _) => {
+                let text = reasoning_text(item);
+                let m = assistant_turn(messages, &mut turn);
+                match m.get_mut("reasoning_content") {
+                    Some(Value::String(all)) => all.push_str(&text),
+                    _ => m["reasoning_content"] = json!(text),
                 }
             }
             (Some("function_call_output"), _) => {
-                let output = match item.get("output") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
-                };
+                let output = tool_output(item.get("output"), &at, &mut tool_images)?;
                 messages.push(json!({
                     "role": "tool",
                     "tool_call_id": item.get("call_id").cloned().unwrap_or(Value::Null),
                     "content": output,
                 }));
             }
-            // Reasoning carried from an earlier answer: chat has no place for it.
-            (Some("reasoning"), _) => {}
             (Some("item_reference"), _) => {
                 return Err(invalid(
-                    format!("input[{i}] refers to a stored item; this model's provider speaks only chat completions (responses: \"chat\"), so chat2api keeps no state for it."),
+                    format!("{at} refers to a stored item; this model's provider speaks only chat completions (responses: \"chat\"), so chat2api keeps no state for it."),
                     "input",
                 ))
             }
             (Some("message") | None, None) => {
-                return Err(invalid(format!("input[{i}] has no 'role'."), "input"))
+                return Err(invalid(format!("{at} has no 'role'."), "input"))
             }
             (other, _) => {
                 return Err(invalid(
                     format!(
-                        "input[{i}] of type {} cannot be sent to a chat-only provider (responses: \"chat\").",
+                        "{at} of type {} cannot be sent to a chat-only provider (responses: \"chat\").",
                         other.unwrap_or("(none)")
                     ),
                     "input",
@@ -240,7 +322,85 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
             }
         }
     }
+    flush_images(&mut tool_images, messages);
     Ok(())
+}
+
+/// The assistant message of the current turn, opened if there is none.
+fn assistant_turn<'a>(messages: &'a mut Vec<Value>, turn: &mut Option<usize>) -> &'a mut Value {
+    let at = *turn.get_or_insert_with(|| {
+        messages.push(json!({"role": "assistant", "content": null}));
+        messages.len() - 1
+    });
+    &mut messages[at]
+}
+
+/// The text of a `reasoning` item: its `reasoning_text` content, else its
+/// summary.
+fn reasoning_text(item: &Value) -> String {
+    let texts = |key: &str| -> String {
+        item.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match texts("content") {
+        t if !t.is_empty() => t,
+        _ => texts("summary"),
+    }
+}
+
+/// A `function_call_output`'s output as a tool message's text: a string
+/// as is; a list of parts, its texts joined, with its images set aside in
+/// `images` (for a user message after the turn's tool messages). Files are
+/// refused by name.
+fn tool_output(
+    output: Option<&Value>,
+    at: &str,
+    images: &mut Vec<Value>,
+) -> Result<String, ApiError> {
+    let parts = match output {
+        None | Some(Value::Null) => return Ok(String::new()),
+        Some(Value::String(s)) => return Ok(s.clone()),
+        Some(Value::Array(parts)) => parts,
+        Some(other) => return Ok(other.to_string()),
+    };
+    let mut texts = Vec::new();
+    for (j, p) in parts.iter().enumerate() {
+        match p.get("type").and_then(Value::as_str) {
+            Some("input_text" | "output_text" | "text") => {
+                texts.push(p.get("text").and_then(Value::as_str).unwrap_or(""));
+            }
+            Some("input_image") => {
+                let Some(url) = p.get("image_url").and_then(Value::as_str) else {
+                    return Err(invalid(
+                        format!("{at}.output[{j}]: a chat-only provider (responses: \"chat\") takes images by 'image_url' only."),
+                        "input",
+                    ));
+                };
+                images.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            }
+            other => {
+                return Err(invalid(
+                    format!(
+                        "{at}.output[{j}] of type {} cannot be sent to a chat-only provider (responses: \"chat\").",
+                        other.unwrap_or("(none)")
+                    ),
+                    "input",
+                ))
+            }
+        }
+    }
+    Ok(texts.join("\n"))
+}
+
+/// The chat function name of `name` in `namespace` (chat names allow
+/// letters, digits, `_` and `-`).
+fn flat_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}__{name}")
 }
 
 /// A message's content for chat: a string as is; parts as chat parts
@@ -311,23 +471,41 @@ fn message_content(content: Option<&Value>, assistant: bool, at: &str) -> Result
 }
 
 /// Responses function tools (`{type, name, description, parameters,
-/// strict}`) as chat tools (`{type, function: {…}}`). Built-in tools (web
-/// search, file search, …) run on OpenAI's servers: a 400 here.
-fn chat_tools(tools: &Value) -> Result<Value, ApiError> {
+/// strict}`) as chat tools (`{type, function: {…}}`); the functions of a
+/// `namespace` tool flattened to `namespace__name` (recorded in
+/// `namespaced`, so that calls go back under their namespace). Hosted
+/// tools (web search, file search, …) run on OpenAI's servers: left out
+/// and recorded in `dropped`, or a 400 with [`HostedTools::Refuse`].
+fn chat_tools(
+    tools: &Value,
+    hosted: HostedTools,
+    namespaced: &mut Vec<(String, String, String)>,
+    dropped: &mut Vec<String>,
+) -> Result<Value, ApiError> {
     let tools = tools
         .as_array()
         .ok_or_else(|| invalid("'tools' must be an array.", "tools"))?;
     let mut out = Vec::with_capacity(tools.len());
     for tool in tools {
         match tool.get("type").and_then(Value::as_str) {
-            Some("function") => {
-                let mut function = Map::new();
-                for key in ["name", "description", "parameters", "strict"] {
-                    if let Some(v) = tool.get(key).filter(|v| !v.is_null()) {
-                        function.insert(key.into(), v.clone());
+            Some("function") => out.push(chat_function(tool, None)),
+            Some("namespace") => {
+                let ns = tool.get("name").and_then(Value::as_str).unwrap_or("");
+                for inner in tool.get("tools").and_then(Value::as_array).into_iter().flatten() {
+                    if inner.get("type").and_then(Value::as_str) != Some("function") {
+                        return Err(invalid(
+                            format!("A tool of namespace {ns} is no function; a chat-only provider (responses: \"chat\") takes function tools only."),
+                            "tools",
+                        ));
                     }
+                    let name = inner.get("name").and_then(Value::as_str).unwrap_or("");
+                    let flat = flat_name(ns, name);
+                    out.push(chat_function(inner, Some(&flat)));
+                    namespaced.push((flat, ns.to_owned(), name.to_owned()));
                 }
-                out.push(json!({"type": "function", "function": function}));
+            }
+            other if hosted == HostedTools::Drop && other.is_some_and(|t| t != "custom") => {
+                dropped.push(other.unwrap_or_default().to_owned());
             }
             other => {
                 return Err(invalid(
@@ -341,6 +519,20 @@ fn chat_tools(tools: &Value) -> Result<Value, ApiError> {
         }
     }
     Ok(Value::Array(out))
+}
+
+/// One Responses function tool as a chat tool, under `name` if given.
+fn chat_function(tool: &Value, name: Option<&str>) -> Value {
+    let mut function = Map::new();
+    for key in ["name", "description", "parameters", "strict"] {
+        if let Some(v) = tool.get(key).filter(|v| !v.is_null()) {
+            function.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(name) = name {
+        function.insert("name".into(), json!(name));
+    }
+    json!({"type": "function", "function": function})
 }
 
 /// `tool_choice`: the strings pass; `{type: function, name}` becomes
@@ -466,9 +658,45 @@ fn message_item(id: &str, text: &str, status: &str) -> Value {
     json!({"type": "message", "id": id, "status": status, "role": "assistant", "content": content})
 }
 
-fn function_item(id: &str, call_id: &str, name: &str, arguments: &str, status: &str) -> Value {
-    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
-        "arguments": arguments, "status": status})
+/// A `function_call` item; `name` with the namespace it came from, if any.
+fn function_item(
+    id: &str,
+    call_id: &str,
+    (name, namespace): (&str, Option<&str>),
+    arguments: &str,
+    status: &str,
+) -> Value {
+    let mut item = json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
+        "arguments": arguments, "status": status});
+    if let Some(ns) = namespace {
+        item["namespace"] = json!(ns);
+    }
+    item
+}
+
+/// A `reasoning` item: the chat answer's `reasoning_content` as its
+/// `reasoning_text` content (no summary: chat has none).
+fn reasoning_item(id: &str, text: &str) -> Value {
+    json!({"type": "reasoning", "id": id, "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}]})
+}
+
+/// A message whose content is a refusal.
+fn refusal_item(id: &str, refusal: &str, status: &str) -> Value {
+    json!({"type": "message", "id": id, "status": status, "role": "assistant",
+        "content": [{"type": "refusal", "refusal": refusal}]})
+}
+
+/// A chat message's text: a string, or its text parts joined.
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
 }
 
 /// The text of an upstream's `error` member: its `message`, the error
@@ -525,10 +753,28 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
     }
     let chat_id = chat.get("id").and_then(Value::as_str).unwrap_or("");
     let mut output = Vec::new();
-    let text = message.get("content").and_then(Value::as_str).unwrap_or("");
+    if let Some(r) = message
+        .get("reasoning_content")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    {
+        output.push(reasoning_item(&fresh_id("rs_"), r));
+    }
+    // A message cut on its length is itself incomplete.
+    let status = match final_status(finish) {
+        "incomplete" => "incomplete",
+        _ => "completed",
+    };
+    let text = message.get("content").map(content_text).unwrap_or_default();
     if !text.is_empty() {
-        // A message cut on its length is itself incomplete.
-        output.push(message_item(&fresh_id("msg_"), text, final_status(finish)));
+        output.push(message_item(&fresh_id("msg_"), &text, status));
+    }
+    if let Some(refusal) = message
+        .get("refusal")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    {
+        output.push(refusal_item(&fresh_id("msg_"), refusal, status));
     }
     for call in message
         .get("tool_calls")
@@ -549,7 +795,7 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
         output.push(function_item(
             &fresh_id("fc_"),
             &call_id,
-            name,
+            seed.call_name(name),
             &arguments,
             "completed",
         ));
@@ -564,29 +810,54 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(response.to_string()))
 }
 
-/// One output item being built from stream chunks.
-enum Item {
-    Message {
-        id: String,
-        text: String,
-    },
+/// What an output item of a stream is.
+enum Kind {
+    Reasoning,
+    Message,
+    Refusal,
     Call {
-        id: String,
         call_id: String,
         name: String,
-        arguments: String,
+        namespace: Option<String>,
     },
 }
 
+/// One output item being built from stream chunks.
+struct Item {
+    id: String,
+    kind: Kind,
+    /// Its text, reasoning, refusal or arguments so far.
+    text: String,
+    /// Its place in `output`, once opened (items open in the order they
+    /// are sent, which is not always the order they began in).
+    output_index: Option<usize>,
+    /// Text gathered while the item waited for its turn.
+    held: String,
+    done: bool,
+}
+
 /// The Responses event sequence of a streamed chat answer, built chunk by
-/// chunk: `response.created` and `response.in_progress` first; a message
-/// item (`output_item.added`, `content_part.added`, one
-/// `output_text.delta` per content delta) and a `function_call` item per
-/// tool call (`function_call_arguments.delta` per piece); at the end each
-/// item closed (`…done`) and `response.completed` (or `.incomplete` when
-/// the chat answer stopped on its length or a content filter, `.failed`
-/// when it carried an error or broke off). Every event carries its `type` and
-/// `sequence_number`. Events that are not chat chunks are left out.
+/// chunk: `response.created` and `response.in_progress` first; then the
+/// output items one after another, each opened (`output_item.added`, and a
+/// `content_part.added` for a message), filled and closed (`…done`) before
+/// the next opens, as OpenAI streams them:
+///
+/// - `reasoning_content` → a `reasoning` item (`reasoning_text.delta`);
+/// - content → a message item (`output_text.delta` per piece);
+/// - `refusal` → a message item with a refusal part (`refusal.delta`);
+/// - each tool call → a `function_call` item
+///   (`function_call_arguments.delta` per piece), a namespaced one under
+///   its namespace.
+///
+/// The item being sent passes each piece on at once. A reasoning or
+/// message item closes when the next kind begins; a call stays open to the
+/// end, and calls (or text) that begin meanwhile are gathered and sent
+/// whole after it: an upstream may interleave the pieces of parallel calls,
+/// which a client must never see. At the end `response.completed` (or
+/// `.incomplete` when the chat answer stopped on its length or a content
+/// filter, `.failed` when it carried an error or broke off). Every event
+/// carries its `type` and `sequence_number`. Events that are not chat
+/// chunks are left out.
 pub struct StreamTranslator {
     seed: Seed,
     id: String,
@@ -594,13 +865,16 @@ pub struct StreamTranslator {
     started: bool,
     finished: bool,
     sequence: u64,
+    /// Every item, in the order it began.
     items: Vec<Item>,
-    /// Which item holds the message text.
-    message: Option<usize>,
+    /// Items opened so far (the next one's `output_index`).
+    opened: usize,
+    /// The item being sent.
+    current: Option<usize>,
     /// Which call each tool-call delta belongs to.
     rule: ToolCallRule,
-    /// Each call's `call_id` and item, in the order they opened.
-    calls: Vec<(String, usize)>,
+    /// Each call's item, by its position in the rule.
+    calls: Vec<usize>,
     finish: Option<String>,
     usage: Value,
     /// Why the response failed (the chat stream carried an error, or
@@ -622,7 +896,8 @@ impl StreamTranslator {
             finished: false,
             sequence: 0,
             items: Vec::new(),
-            message: None,
+            opened: 0,
+            current: None,
             rule: ToolCallRule::default(),
             calls: Vec::new(),
             finish: None,
@@ -724,20 +999,26 @@ impl StreamTranslator {
         let Some(delta) = choice.get("delta") else {
             return out;
         };
-        if let Some(text) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            let index = match self.message {
-                Some(i) => i,
-                None => self.open_message(&mut out),
-            };
-            if let Item::Message { id, text: all } = &mut self.items[index] {
-                all.push_str(text);
-                let data = json!({"item_id": id, "output_index": index, "content_index": 0,
-                    "delta": text, "logprobs": []});
-                self.event("response.output_text.delta", data, &mut out);
+        let pieces = [
+            (
+                delta
+                    .get("reasoning_content")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                Kind::Reasoning,
+            ),
+            (delta.get("content").map(content_text), Kind::Message),
+            (
+                delta
+                    .get("refusal")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                Kind::Refusal,
+            ),
+        ];
+        for (piece, kind) in pieces {
+            if let Some(piece) = piece.filter(|p| !p.is_empty()) {
+                self.text_piece(kind, &piece, &mut out);
             }
         }
         for call in delta
@@ -751,7 +1032,216 @@ impl StreamTranslator {
         out
     }
 
-    /// One tool-call delta: a new call opens a `function_call` item, a
+    /// A piece of reasoning, text or refusal: to the item of that kind
+    /// being sent, else to a new one, sent at once unless a call is being
+    /// sent (then it waits its turn).
+    fn text_piece(&mut self, kind: Kind, piece: &str, out: &mut Vec<NamedEvent>) {
+        let same =
+            |item: &Item| std::mem::discriminant(&item.kind) == std::mem::discriminant(&kind);
+        let at = match self.current {
+            Some(i) if same(&self.items[i]) => i,
+            _ => match self
+                .items
+                .iter()
+                .rposition(|item| same(item) && item.output_index.is_none())
+            {
+                Some(waiting) => waiting,
+                None => {
+                    let prefix = match kind {
+                        Kind::Reasoning => "rs_",
+                        _ => "msg_",
+                    };
+                    self.begin(kind, fresh_id(prefix), out)
+                }
+            },
+        };
+        self.fill(at, piece, out);
+    }
+
+    /// A new item: sent at once when nothing is being sent or what is
+    /// being sent is no call (which then closes); else waiting its turn.
+    fn begin(&mut self, kind: Kind, id: String, out: &mut Vec<NamedEvent>) -> usize {
+        let at = self.items.len();
+        self.items.push(Item {
+            id,
+            kind,
+            text: String::new(),
+            output_index: None,
+            held: String::new(),
+            done: false,
+        });
+        match self.current {
+            Some(i) if matches!(self.items[i].kind, Kind::Call { .. }) => {}
+            Some(i) => {
+                self.close(i, out);
+                self.open(at, out);
+            }
+            None => self.open(at, out),
+        }
+        at
+    }
+
+    /// Item `at` gets `piece`: sent as a delta when the item is open,
+    /// held while it waits.
+    fn fill(&mut self, at: usize, piece: &str, out: &mut Vec<NamedEvent>) {
+        let item = &mut self.items[at];
+        item.text.push_str(piece);
+        let Some(index) = item.output_index.filter(|_| !item.done) else {
+            item.held.push_str(piece);
+            return;
+        };
+        let id = item.id.clone();
+        let (name, data) = match item.kind {
+            Kind::Reasoning => (
+                "response.reasoning_text.delta",
+                json!({"item_id": id,
+                "output_index": index, "content_index": 0, "delta": piece}),
+            ),
+            Kind::Message => (
+                "response.output_text.delta",
+                json!({"item_id": id,
+                "output_index": index, "content_index": 0, "delta": piece, "logprobs": []}),
+            ),
+            Kind::Refusal => (
+                "response.refusal.delta",
+                json!({"item_id": id,
+                "output_index": index, "content_index": 0, "delta": piece}),
+            ),
+            Kind::Call { .. } => (
+                "response.function_call_arguments.delta",
+                json!({"item_id": id,
+                "output_index": index, "delta": piece}),
+            ),
+        };
+        self.event(name, data, out);
+    }
+
+    /// Opens item `at` (it becomes the one being sent), with what it
+    /// gathered while it waited.
+    fn open(&mut self, at: usize, out: &mut Vec<NamedEvent>) {
+        let index = self.opened;
+        self.opened += 1;
+        self.current = Some(at);
+        self.items[at].output_index = Some(index);
+        let item = &self.items[at];
+        let id = item.id.clone();
+        let added = match &item.kind {
+            Kind::Reasoning => json!({"type": "reasoning", "id": id, "summary": [], "content": []}),
+            Kind::Message | Kind::Refusal => message_item(&id, "", "in_progress"),
+            Kind::Call {
+                call_id,
+                name,
+                namespace,
+            } => function_item(
+                &id,
+                call_id,
+                (name, namespace.as_deref()),
+                "",
+                "in_progress",
+            ),
+        };
+        let part = match item.kind {
+            Kind::Reasoning => Some(json!({"type": "reasoning_text", "text": ""})),
+            Kind::Message => {
+                Some(json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []}))
+            }
+            Kind::Refusal => Some(json!({"type": "refusal", "refusal": ""})),
+            Kind::Call { .. } => None,
+        };
+        self.event(
+            "response.output_item.added",
+            json!({"output_index": index, "item": added}),
+            out,
+        );
+        if let Some(part) = part {
+            let data =
+                json!({"item_id": id, "output_index": index, "content_index": 0, "part": part});
+            self.event("response.content_part.added", data, out);
+        }
+        let held = std::mem::take(&mut self.items[at].held);
+        if !held.is_empty() {
+            let text = &mut self.items[at].text;
+            text.truncate(text.len() - held.len());
+            self.fill(at, &held, out);
+        }
+    }
+
+    /// Closes item `at`: its `…done` events and `output_item.done`, with
+    /// `status` for a message.
+    fn close(&mut self, at: usize, out: &mut Vec<NamedEvent>) {
+        let status = match final_status(self.finish.as_deref()) {
+            "incomplete" => "incomplete",
+            _ => "completed",
+        };
+        let item = &mut self.items[at];
+        if item.done {
+            return;
+        }
+        item.done = true;
+        if self.current == Some(at) {
+            self.current = None;
+        }
+        let Some(index) = item.output_index else {
+            return;
+        };
+        let (id, text) = (item.id.clone(), item.text.clone());
+        let base = json!({"item_id": id, "output_index": index, "content_index": 0});
+        let with = |key: &str, value: Value| {
+            let mut v = base.clone();
+            v[key] = value;
+            v
+        };
+        let done = match &item.kind {
+            Kind::Reasoning => {
+                self.event(
+                    "response.reasoning_text.done",
+                    with("text", json!(text)),
+                    out,
+                );
+                let part = json!({"type": "reasoning_text", "text": text});
+                self.event("response.content_part.done", with("part", part), out);
+                reasoning_item(&id, &text)
+            }
+            Kind::Message => {
+                let mut data = with("text", json!(text));
+                data["logprobs"] = json!([]);
+                self.event("response.output_text.done", data, out);
+                let part =
+                    json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
+                self.event("response.content_part.done", with("part", part), out);
+                message_item(&id, &text, status)
+            }
+            Kind::Refusal => {
+                self.event("response.refusal.done", with("refusal", json!(text)), out);
+                let part = json!({"type": "refusal", "refusal": text});
+                self.event("response.content_part.done", with("part", part), out);
+                refusal_item(&id, &text, status)
+            }
+            Kind::Call {
+                call_id,
+                name,
+                namespace,
+            } => {
+                let item = function_item(
+                    &id,
+                    call_id,
+                    (name, namespace.as_deref()),
+                    &text,
+                    "completed",
+                );
+                let data = json!({"item_id": id, "output_index": index, "arguments": text});
+                self.event("response.function_call_arguments.done", data, out);
+                item
+            }
+        };
+        self.event(
+            "response.output_item.done",
+            json!({"output_index": index, "item": done}),
+            out,
+        );
+    }
+
+    /// One tool-call delta: a new call begins a `function_call` item, a
     /// later piece adds to its arguments. Which call a delta belongs to is
     /// the one rule of `tool_calls.rs`.
     fn tool_call_delta(&mut self, call: &Value, out: &mut Vec<NamedEvent>) {
@@ -760,71 +1250,40 @@ impl StreamTranslator {
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty());
         let name = call.pointer("/function/name").and_then(Value::as_str);
-        let index = match self.rule.place_delta(call) {
-            (position, false) => self.calls[position].1,
+        let at = match self.rule.place_delta(call) {
+            (position, false) => self.calls[position],
             (_, true) => {
                 // An id another call already has would make two items one.
-                let taken = |id: &&str| self.calls.iter().any(|(c, _)| c == id);
+                let taken = |id: &&str| {
+                    self.items
+                        .iter()
+                        .any(|item| matches!(&item.kind, Kind::Call { call_id: c, .. } if c == id))
+                };
                 let call_id = call_id
                     .filter(|id| !taken(id))
                     .map_or_else(|| fresh_id("call_"), str::to_owned);
-                let name = name.unwrap_or("");
-                let index = self.items.len();
-                let id = fresh_id("fc_");
-                let item = function_item(&id, &call_id, name, "", "in_progress");
-                self.items.push(Item::Call {
-                    id,
-                    call_id: call_id.clone(),
+                let (name, namespace) = self.seed.call_name(name.unwrap_or(""));
+                let kind = Kind::Call {
+                    call_id,
                     name: name.to_owned(),
-                    arguments: String::new(),
-                });
-                self.calls.push((call_id, index));
-                let data = json!({"output_index": index, "item": item});
-                self.event("response.output_item.added", data, out);
-                index
+                    namespace: namespace.map(str::to_owned),
+                };
+                let at = self.begin(kind, fresh_id("fc_"), out);
+                self.calls.push(at);
+                at
             }
         };
-        let piece = arguments_text(call.pointer("/function/arguments"));
-        if let Item::Call {
-            id,
-            arguments,
-            name: known_name,
-            ..
-        } = &mut self.items[index]
-        {
-            // A name that comes in a later delta than the call's first.
-            if known_name.is_empty() {
-                *known_name = name.unwrap_or("").to_owned();
-            }
-            if !piece.is_empty() {
-                arguments.push_str(&piece);
-                let data = json!({"item_id": id, "output_index": index, "delta": piece});
-                self.event("response.function_call_arguments.delta", data, out);
+        // A name that comes in a later delta than the call's first (sent
+        // with the item's `done`).
+        if let (Some(name), Kind::Call { name: known, .. }) = (name, &mut self.items[at].kind) {
+            if known.is_empty() {
+                *known = name.to_owned();
             }
         }
-    }
-
-    fn open_message(&mut self, out: &mut Vec<NamedEvent>) -> usize {
-        let index = self.items.len();
-        let id = fresh_id("msg_");
-        let item = message_item(&id, "", "in_progress");
-        self.items.push(Item::Message {
-            id: id.clone(),
-            text: String::new(),
-        });
-        self.message = Some(index);
-        self.event(
-            "response.output_item.added",
-            json!({"output_index": index, "item": item}),
-            out,
-        );
-        let part = json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
-        self.event(
-            "response.content_part.added",
-            json!({"item_id": id, "output_index": index, "content_index": 0, "part": part}),
-            out,
-        );
-        index
+        let piece = arguments_text(call.pointer("/function/arguments"));
+        if !piece.is_empty() {
+            self.fill(at, &piece, out);
+        }
     }
 
     /// The closing events of a stream that broke off (`message` says how):
@@ -845,12 +1304,12 @@ impl StreamTranslator {
         out
     }
 
-    /// The closing events, once the chat stream ended: every item done,
-    /// then `response.completed` (`.incomplete`, `.failed`). A stream with
-    /// no chat chunk, or with chunks that made no output and no
-    /// `finish_reason`, is no answer: the 502 to end it with instead. A
-    /// stream that broke off (no `finish_reason`) ends `failed`. Nothing
-    /// when already finished.
+    /// The closing events, once the chat stream ended: the item being sent
+    /// closed, every waiting one sent whole, then `response.completed`
+    /// (`.incomplete`, `.failed`). A stream with no chat chunk, or with
+    /// chunks that made no output and no `finish_reason`, is no answer: the
+    /// 502 to end it with instead. A stream that broke off (no
+    /// `finish_reason`) ends `failed`. Nothing when already finished.
     pub fn finish(&mut self) -> Result<Vec<NamedEvent>, ApiError> {
         let mut out = Vec::new();
         if self.finished {
@@ -866,56 +1325,45 @@ impl StreamTranslator {
             self.error = Some(json!({"code": "server_error",
                 "message": "The upstream's answer broke off before it finished (no finish_reason)."}));
         }
+        if let Some(at) = self.current {
+            self.close(at, &mut out);
+        }
+        for at in 0..self.items.len() {
+            if self.items[at].output_index.is_none() {
+                self.open(at, &mut out);
+                self.close(at, &mut out);
+            }
+        }
         let finish = self.finish.clone();
         let status = match self.error {
             Some(_) => "failed",
             None => final_status(finish.as_deref()),
         };
-        // A message cut on its length is itself incomplete.
+        let mut sent: Vec<&Item> = self.items.iter().collect();
+        sent.sort_by_key(|item| item.output_index);
         let item_status = match status {
             "incomplete" => "incomplete",
             _ => "completed",
         };
-        let mut output = Vec::new();
-        let items = std::mem::take(&mut self.items);
-        for (index, item) in items.iter().enumerate() {
-            match item {
-                Item::Message { id, text } => {
-                    let base = json!({"item_id": id, "output_index": index, "content_index": 0});
-                    let mut done = base.clone();
-                    done["text"] = json!(text);
-                    done["logprobs"] = json!([]);
-                    self.event("response.output_text.done", done, &mut out);
-                    let mut part = base;
-                    part["part"] = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
-                    self.event("response.content_part.done", part, &mut out);
-                    let item = message_item(id, text, item_status);
-                    output.push(item.clone());
-                    self.event(
-                        "response.output_item.done",
-                        json!({"output_index": index, "item": item}),
-                        &mut out,
-                    );
-                }
-                Item::Call {
-                    id,
+        let output = sent
+            .iter()
+            .map(|item| match &item.kind {
+                Kind::Reasoning => reasoning_item(&item.id, &item.text),
+                Kind::Message => message_item(&item.id, &item.text, item_status),
+                Kind::Refusal => refusal_item(&item.id, &item.text, item_status),
+                Kind::Call {
                     call_id,
                     name,
-                    arguments,
-                } => {
-                    let data =
-                        json!({"item_id": id, "output_index": index, "arguments": arguments});
-                    self.event("response.function_call_arguments.done", data, &mut out);
-                    let item = function_item(id, call_id, name, arguments, "completed");
-                    output.push(item.clone());
-                    self.event(
-                        "response.output_item.done",
-                        json!({"output_index": index, "item": item}),
-                        &mut out,
-                    );
-                }
-            }
-        }
+                    namespace,
+                } => function_item(
+                    &item.id,
+                    call_id,
+                    (name, namespace.as_deref()),
+                    &item.text,
+                    "completed",
+                ),
+            })
+            .collect();
         let usage = std::mem::take(&mut self.usage);
         let mut r = self.seed.response(
             &self.id,
@@ -1050,7 +1498,10 @@ mod tests {
                 "tools",
             ),
         ] {
-            let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(body);
+            // Hosted tools are refused with `hostedTools: "refuse"` (and
+            // dropped by default, `hosted_tools_are_dropped_or_refused`).
+            let err = request_to_chat_with(body.as_bytes(), "m", "m", HostedTools::Refuse)
+                .expect_err(body);
             assert_eq!(err.status(), 400, "{body}");
             let text = String::from_utf8_lossy(&err.body()).into_owned();
             assert!(text.contains(&format!("\"param\":\"{param}\"")), "{text}");
@@ -1156,6 +1607,198 @@ mod tests {
         }
     }
 
+    /// Events of a chat stream as (name, data) pairs, closing included.
+    fn translate(seed: Seed, chunks: &[&str]) -> Vec<(&'static str, Value)> {
+        let mut t = StreamTranslator::new(seed);
+        let mut events: Vec<NamedEvent> =
+            chunks.iter().flat_map(|c| t.chunk(c.as_bytes())).collect();
+        events.extend(t.finish().unwrap());
+        events
+            .into_iter()
+            .map(|(n, d)| (n, serde_json::from_slice(&d).unwrap()))
+            .collect()
+    }
+
+    fn chunk(delta: Value, finish: Option<&str>) -> String {
+        json!({"id": "chatcmpl-x", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string()
+    }
+
+    #[test]
+    fn reasoning_goes_both_ways() {
+        let (_, s) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let c1 = chunk(
+            json!({"content": null, "reasoning_content": "The user wants "}),
+            None,
+        );
+        let c2 = chunk(json!({"reasoning_content": "the weather."}), None);
+        let c3 = chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "get_weather", "arguments": "{}"}}]}),
+            Some("tool_calls"),
+        );
+        let events = translate(s, &[&c1, &c2, &c3]);
+        let names: Vec<&str> = events.iter().map(|e| e.0).collect();
+        assert!(
+            names.contains(&"response.reasoning_text.delta"),
+            "{names:?}"
+        );
+        let last = &events.last().unwrap().1["response"]["output"];
+        assert_eq!(last[0]["type"], "reasoning");
+        assert_eq!(last[0]["content"][0]["text"], "The user wants the weather.");
+        assert_eq!(last[1]["type"], "function_call");
+        // Replayed as the next turn's input: one assistant message with
+        // the reasoning, the call, then the tool's answer.
+        let (chat, _) = seed(
+            &json!({"model": "alias", "input": [
+            {"role": "user", "content": "Weather?"},
+            last[0], last[1],
+            {"type": "function_call_output", "call_id": "call_1", "output": "rain"}]})
+            .to_string(),
+        );
+        let m = chat["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert_eq!(m[1]["reasoning_content"], "The user wants the weather.");
+        assert_eq!(m[1]["tool_calls"][0]["id"], "call_1");
+        assert_eq!(m[2]["role"], "tool");
+    }
+
+    #[test]
+    fn one_assistant_turn_stays_one_message_whatever_its_order() {
+        let (chat, _) = seed(
+            r#"{"model":"alias","input":[
+            {"role":"user","content":"Weather?"},
+            {"type":"function_call","call_id":"c1","name":"get_weather","arguments":"{}"},
+            {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Checking."}]},
+            {"type":"function_call_output","call_id":"c1","output":[
+                {"type":"input_text","text":"rain"},{"type":"input_image","image_url":"data:image/png;base64,AA"}]},
+            {"role":"user","content":"Thanks"}]}"#,
+        );
+        let m = chat["messages"].as_array().unwrap();
+        let roles: Vec<&str> = m.iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(
+            roles,
+            ["user", "assistant", "tool", "user", "user"],
+            "{m:?}"
+        );
+        assert_eq!(m[1]["content"], "Checking.");
+        assert_eq!(m[1]["tool_calls"][0]["id"], "c1");
+        assert_eq!(m[2]["content"], "rain", "text parts joined, no JSON pasted");
+        assert_eq!(
+            m[3]["content"][0]["image_url"]["url"],
+            "data:image/png;base64,AA"
+        );
+    }
+
+    #[test]
+    fn refusals_become_refusal_parts() {
+        let (_, s) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let events = translate(
+            s.clone(),
+            &[&chunk(
+                json!({"refusal": "I can't help with that."}),
+                Some("stop"),
+            )],
+        );
+        let names: Vec<&str> = events.iter().map(|e| e.0).collect();
+        assert!(
+            names.contains(&"response.refusal.delta") && names.contains(&"response.refusal.done"),
+            "{names:?}"
+        );
+        let out = &events.last().unwrap().1["response"]["output"];
+        assert_eq!(
+            out[0]["content"][0],
+            json!({"type": "refusal", "refusal": "I can't help with that."})
+        );
+        let whole = br#"{"id":"c","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":null,"refusal":"No."}}]}"#;
+        let r: Value = serde_json::from_slice(&chat_to_response(whole, &s).unwrap()).unwrap();
+        assert_eq!(r["output"][0]["content"][0]["type"], "refusal");
+    }
+
+    #[test]
+    fn items_are_sent_one_after_another_even_when_calls_interleave() {
+        let (_, s) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let call = |i: u64, id: Option<&str>, name: Option<&str>, args: &str| {
+            let mut c = json!({"index": i, "function": {"arguments": args}});
+            if let Some(id) = id {
+                c["id"] = json!(id);
+            }
+            if let Some(name) = name {
+                c["function"]["name"] = json!(name);
+            }
+            chunk(json!({"tool_calls": [c]}), None)
+        };
+        let chunks = [
+            chunk(json!({"content": "Let me check."}), None),
+            call(0, Some("a"), Some("f"), "{\"x\""),
+            call(1, Some("b"), Some("g"), "{\"y\""),
+            call(0, None, None, ":1}"),
+            call(1, None, None, ":2}"),
+            chunk(json!({}), Some("tool_calls")),
+        ];
+        let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let events = translate(s, &chunks);
+        // Each item: added, its deltas, done; never two open at once.
+        let mut open: Option<u64> = None;
+        for (name, data) in &events {
+            let index = data["output_index"].as_u64();
+            match *name {
+                "response.output_item.added" => {
+                    assert_eq!(open, None, "{events:?}");
+                    open = index;
+                }
+                "response.output_item.done" => {
+                    assert_eq!(open, index);
+                    open = None;
+                }
+                n if n.ends_with(".delta") => assert_eq!(open, index, "{n}"),
+                _ => {}
+            }
+        }
+        let out = &events.last().unwrap().1["response"]["output"];
+        assert_eq!(out[1]["arguments"], "{\"x\":1}");
+        assert_eq!(out[2]["arguments"], "{\"y\":2}");
+    }
+
+    #[test]
+    fn namespaces_are_flattened_and_calls_go_back_under_them() {
+        let body = r#"{"model":"alias","input":"hi","tools":[
+            {"type":"namespace","name":"multi_agent_v1","description":"agents","tools":[
+                {"type":"function","name":"spawn_agent","parameters":{"type":"object"}}]},
+            {"type":"web_search"},
+            {"type":"function","name":"shell","parameters":{"type":"object"}}]}"#;
+        let (chat, seed) = request_to_chat(body.as_bytes(), "alias", "up").unwrap();
+        let chat: Value = serde_json::from_slice(&chat).unwrap();
+        let names: Vec<&str> = chat["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["multi_agent_v1__spawn_agent", "shell"]);
+        assert_eq!(seed.dropped_tools, ["web_search"]);
+        let whole = br#"{"id":"c","choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant",
+            "tool_calls":[{"id":"c1","type":"function","function":{"name":"multi_agent_v1__spawn_agent","arguments":"{}"}}]}}]}"#;
+        let r: Value = serde_json::from_slice(&chat_to_response(whole, &seed).unwrap()).unwrap();
+        assert_eq!(r["output"][0]["name"], "spawn_agent");
+        assert_eq!(r["output"][0]["namespace"], "multi_agent_v1");
+        // Sent back as input, the call is flattened again.
+        let (chat, _) = request_to_chat(
+            json!({"model": "m", "input": [r["output"][0]]})
+                .to_string()
+                .as_bytes(),
+            "m",
+            "m",
+        )
+        .unwrap();
+        let chat: Value = serde_json::from_slice(&chat).unwrap();
+        assert_eq!(
+            chat["messages"][0]["tool_calls"][0]["function"]["name"],
+            "multi_agent_v1__spawn_agent"
+        );
+        let refused =
+            request_to_chat_with(body.as_bytes(), "alias", "up", HostedTools::Refuse).unwrap_err();
+        assert!(String::from_utf8_lossy(&refused.body()).contains("web_search"));
+    }
+
     #[test]
     fn an_error_in_the_chat_stream_fails_the_response() {
         let (_, seed) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
@@ -1236,12 +1879,14 @@ mod tests {
                 "response.content_part.added",
                 "response.output_text.delta",
                 "response.output_text.delta",
-                "response.output_item.added",
-                "response.function_call_arguments.delta",
-                "response.function_call_arguments.delta",
+                // The message closes before the call opens: one item at a
+                // time, as OpenAI streams them.
                 "response.output_text.done",
                 "response.content_part.done",
                 "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
                 "response.function_call_arguments.done",
                 "response.output_item.done",
                 "response.completed",

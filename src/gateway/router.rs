@@ -217,6 +217,8 @@ pub struct Provider {
     pub native_completions: bool,
     /// `/v1/responses` is forwarded as is (else translated to chat).
     pub native_responses: bool,
+    /// What the translation to chat does with hosted tools.
+    pub hosted_tools: crate::config::HostedTools,
     /// The origin's health: connections that cannot be made.
     pub health: Health,
     counter: Counter,
@@ -406,6 +408,7 @@ impl Router {
                 accounts,
                 native_completions: matches!(p.completions, crate::config::EndpointMode::Native),
                 native_responses: matches!(p.responses, crate::config::EndpointMode::Native),
+                hosted_tools: p.hosted_tools,
                 health: Health::default(),
                 counter,
                 label,

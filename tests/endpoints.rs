@@ -881,3 +881,81 @@ async fn the_mock_and_a_chat_provider_answer_responses_in_one_shape() {
         Some("response.completed")
     );
 }
+
+/// Every Responses answer's tokens are counted, plain and streamed, native
+/// (the usage inside `response.completed`), translated and from the mock.
+#[tokio::test]
+async fn responses_tokens_are_counted_plain_and_streamed() {
+    for (model, stream) in [
+        ("up-model", false),
+        ("up-model", true),
+        ("chat-only", true),
+        ("mock-echo", true),
+    ] {
+        let (_up, gw) = gateway().await;
+        let body = format!(r#"{{"model":"{model}","input":"Hi","stream":{stream}}}"#);
+        let r = gw.post_json("/v1/responses", None, &body).await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let s = gw.settled_stats().await;
+        let (prompt, completion) = (
+            s["tokens"]["prompt"].as_u64().unwrap(),
+            s["tokens"]["completion"].as_u64().unwrap(),
+        );
+        assert!(prompt > 0 && completion > 0, "{model} stream={stream}: {s}");
+    }
+}
+
+/// A Responses turn with the tools Codex sends (a namespace of functions,
+/// `web_search`) onto a chat provider: the namespace flattened, the hosted
+/// tool left out and named in a header; chat2api's own answer, replayed as
+/// the next turn's input, goes upstream as one assistant message.
+#[tokio::test]
+async fn an_agent_turn_and_its_replay_reach_a_chat_provider() {
+    let (up, gw) = gateway().await;
+    let body = r#"{"model":"chat-only","input":"Weather in Oslo?","tools":[
+        {"type":"namespace","name":"weather","description":"w","tools":[
+            {"type":"function","name":"get","parameters":{"type":"object"}}]},
+        {"type":"web_search"}]}"#;
+    let r = gw.post_json("/v1/responses", None, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-chat2api-dropped-tools"), Some("web_search"));
+    let sent = up.last().json();
+    assert_eq!(sent["tools"][0]["function"]["name"], "weather__get");
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 1);
+    let out = r.json()["output"].clone();
+    let call = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (call["name"].as_str(), call["namespace"].as_str()),
+        (Some("get"), Some("weather"))
+    );
+    // The next turn: the output replayed (call first, as the upstream sent
+    // it), then the tool's answer.
+    let mut input = vec![serde_json::json!({"role": "user", "content": "Weather in Oslo?"})];
+    input.extend(out.as_array().unwrap().iter().rev().cloned());
+    input.push(serde_json::json!({"type": "function_call_output", "call_id": call["call_id"], "output": "rain"}));
+    let next = serde_json::json!({"model": "chat-only", "input": input, "tools": serde_json::from_str::<serde_json::Value>(body).unwrap()["tools"]});
+    let r = gw.post_json("/v1/responses", None, &next.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.last().json();
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool"], "{sent}");
+    assert_eq!(
+        sent["messages"][1]["tool_calls"][0]["function"]["name"],
+        "weather__get"
+    );
+    assert_eq!(
+        r.json()["output"][0]["content"][0]["text"],
+        "It rains in Oslo."
+    );
+}

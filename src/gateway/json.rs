@@ -441,12 +441,36 @@ pub struct AnswerInfo {
     pub choices: bool,
 }
 
+/// `usage` of a chat or text completion, or (`input_tokens`,
+/// `output_tokens`) of a Responses object.
 #[derive(Deserialize)]
 struct UsageView {
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     prompt_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     completion_tokens: Option<u64>,
+}
+
+/// The token counts of a Responses stream's terminal event
+/// (`response.completed`, `.incomplete`, `.failed`), whose `usage` sits
+/// inside its `response`: `(input, output)`.
+pub fn terminal_usage(event: &[u8]) -> Option<(u64, u64)> {
+    #[derive(Deserialize)]
+    struct Terminal {
+        response: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        usage: Option<UsageView>,
+    }
+    let usage = serde_json::from_slice::<Terminal>(event)
+        .ok()?
+        .response
+        .usage?;
+    Some((
+        usage.prompt_tokens.unwrap_or(0),
+        usage.completion_tokens.unwrap_or(0),
+    ))
 }
 
 /// Look inside an upstream answer: where its top-level `model` string is,

@@ -336,10 +336,18 @@ impl UpstreamStream {
         self.note(&info);
         if self.responses {
             if let Some(name) = ev.event.as_deref() {
-                self.terminal |= matches!(
+                let terminal = matches!(
                     name,
                     b"response.completed" | b"response.incomplete" | b"response.failed"
                 );
+                if terminal {
+                    // Its usage is inside its `response`, where the walk
+                    // for a top-level `usage` does not look.
+                    if let Some(usage) = json::terminal_usage(&data) {
+                        self.usage = usage;
+                    }
+                }
+                self.terminal |= terminal;
                 if matches!(name, b"error" | b"response.failed") {
                     self.fault = Some("upstream_stream_error");
                 }

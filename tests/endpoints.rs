@@ -563,7 +563,8 @@ async fn responses_over_a_chat_only_provider() {
     assert_eq!(done["response"]["usage"]["total_tokens"], 5);
     assert_eq!(done["response"]["model"], "chat-only");
 
-    // Server-side state is a clear 400, and nothing is sent upstream.
+    // State chat2api does not hold (a response it never made, a stored
+    // conversation) is a clear 400, and nothing is sent upstream.
     let before = up.count();
     for (body, param) in [
         (
@@ -571,8 +572,8 @@ async fn responses_over_a_chat_only_provider() {
             "previous_response_id",
         ),
         (
-            r#"{"model":"chat-only","input":"Hi","store":true}"#,
-            "store",
+            r#"{"model":"chat-only","input":"Hi","conversation":"conv_1"}"#,
+            "conversation",
         ),
     ] {
         let r = gw.post_json("/v1/responses", None, body).await;
@@ -958,4 +959,71 @@ async fn an_agent_turn_and_its_replay_reach_a_chat_provider() {
         r.json()["output"][0]["content"][0]["text"],
         "It rains in Oslo."
     );
+}
+
+/// Agent loops that keep state in chat2api's response store, onto a
+/// chat-only provider: the Python SDK continuing by
+/// `previous_response_id` (and reading back, listing and deleting the
+/// stored responses), and the Vercel AI SDK's default provider over three
+/// turns with a tool call, which refers to earlier items by
+/// `item_reference`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_loops_continue_from_the_response_store() {
+    let (_up, gw) = gateway().await;
+    let base = format!("http://{}/v1", gw.addr);
+    let root = std::path::Path::new(support::sdk::ROOT);
+    let py = support::sdk::python();
+    let node = support::sdk::node();
+    let (script, mjs) = (
+        root.join("tests/sdk/responses_loop_test.py"),
+        root.join("tests/sdk/responses_loop_test.mjs"),
+    );
+    tokio::task::spawn_blocking(move || {
+        support::sdk::run(
+            std::process::Command::new(py)
+                .arg(script)
+                .arg(&base)
+                .arg("chat-only"),
+        );
+        support::sdk::run(
+            std::process::Command::new(node)
+                .arg(mjs)
+                .arg(&base)
+                .arg("chat-only"),
+        );
+    })
+    .await
+    .unwrap();
+}
+
+/// The store over raw sockets: an `item_reference` to an item chat2api
+/// made, resolved; one to an unknown id, a 400 naming it; `GET` of an
+/// unknown response, a 404 naming it.
+#[tokio::test]
+async fn item_references_resolve_from_the_store() {
+    let (up, gw) = gateway().await;
+    let r = gw
+        .post_json(
+            "/v1/responses",
+            None,
+            r#"{"model":"chat-only","input":"Hi"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let item = r.json()["output"][0]["id"].as_str().unwrap().to_owned();
+    let body = format!(
+        r#"{{"model":"chat-only","input":[{{"role":"user","content":"Hi"}},{{"type":"item_reference","id":"{item}"}},{{"role":"user","content":"More"}}]}}"#
+    );
+    let r = gw.post_json("/v1/responses", None, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.last().json();
+    assert_eq!(sent["messages"][1]["role"], "assistant");
+    assert_eq!(sent["messages"][1]["content"], "Hello there");
+    let body = r#"{"model":"chat-only","input":[{"type":"item_reference","id":"msg_nowhere"}]}"#;
+    let r = gw.post_json("/v1/responses", None, body).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("msg_nowhere"), "{}", r.text());
+    let r = gw.get("/v1/responses/resp_nowhere").await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("resp_nowhere"), "{}", r.text());
 }

@@ -24,9 +24,9 @@ pub enum ApiError {
         serves: String,
     },
     MethodNotAllowed,
-    /// 404: a stored response asked for (`GET /v1/responses/{id}`):
-    /// chat2api keeps none, and cannot tell which provider holds it.
-    NotStored,
+    /// 404: a stored response asked for (`/v1/responses/{id}`) that the
+    /// response store does not hold.
+    NotStored(String),
     /// A protocol-level error already mapped to its status (413, 414, 431, 400…).
     Http {
         status: u16,
@@ -62,7 +62,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => 400,
             ApiError::MissingApiKey | ApiError::InvalidApiKey => 401,
             ApiError::NotFound
-            | ApiError::NotStored
+            | ApiError::NotStored(_)
             | ApiError::ModelNotFound(_)
             | ApiError::EndpointNotServed { .. } => 404,
             ApiError::MethodNotAllowed => 405,
@@ -79,7 +79,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. }
             | ApiError::NotFound
-            | ApiError::NotStored
+            | ApiError::NotStored(_)
             | ApiError::ModelNotFound(_)
             | ApiError::EndpointNotServed { .. }
             | ApiError::MethodNotAllowed
@@ -99,7 +99,7 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => None,
             ApiError::MissingApiKey => Some("missing_api_key"),
             ApiError::InvalidApiKey => Some("invalid_api_key"),
-            ApiError::NotFound | ApiError::NotStored => Some("not_found"),
+            ApiError::NotFound | ApiError::NotStored(_) => Some("not_found"),
             ApiError::ModelNotFound(_) | ApiError::EndpointNotServed { .. } => {
                 Some("model_not_found")
             }
@@ -169,8 +169,9 @@ impl fmt::Display for ApiError {
             ),
             ApiError::InvalidApiKey => f.write_str("Invalid API key."),
             ApiError::NotFound => f.write_str("Unknown route."),
-            ApiError::NotStored => f.write_str(
-                "chat2api keeps no responses: a stored response cannot be retrieved, cancelled or listed through it. Keep the answer you got, and send the whole conversation in 'input'.",
+            ApiError::NotStored(id) => write!(
+                f,
+                "Response '{id}' is not stored here: chat2api keeps only the responses it makes itself (for responses: \"chat\" providers and the mock), in this process, for the responsesStore TTL, and none of 'store': false requests. A native provider's responses are kept by that provider.",
             ),
             ApiError::ModelNotFound(m) => {
                 write!(f, "The model '{m}' does not exist or is not served by this gateway.")
@@ -229,7 +230,7 @@ mod tests {
             ApiError::MissingApiKey,
             ApiError::InvalidApiKey,
             ApiError::NotFound,
-            ApiError::NotStored,
+            ApiError::NotStored("resp_1".into()),
             ApiError::ModelNotFound("m".into()),
             ApiError::EndpointNotServed {
                 model: "m".into(),

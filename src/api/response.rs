@@ -146,7 +146,7 @@ impl<S> Response<S> {
             headers: vec![
                 (
                     "Access-Control-Allow-Methods",
-                    Bytes::from_static(b"GET, POST, OPTIONS"),
+                    Bytes::from_static(b"GET, POST, DELETE, OPTIONS"),
                 ),
                 ("Access-Control-Allow-Headers", allow_headers),
                 ("Access-Control-Max-Age", Bytes::from_static(b"86400")),

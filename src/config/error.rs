@@ -121,10 +121,15 @@ fn home_of(key: &str) -> Option<&'static str> {
                 "workers",
                 "accessLog",
                 "management",
+                "responsesStore",
                 "providers",
                 "modelMappings",
                 "limits",
             ],
+        ),
+        (
+            "in `responsesStore`",
+            &["enabled", "maxResponses", "maxBytes", "ttl"],
         ),
         (
             "in `limits`",

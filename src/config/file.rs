@@ -11,8 +11,8 @@ use super::{
     builtin_providers, default_account, default_workers, index_path, invalid, key_path,
     vendor_models, vendors, AccessLog, Account, ApiKey, BaseUrl, Config, ConfigError, Endpoint,
     EndpointMode, HostedTools, Limits, Management, MockFailures, MockProfile, ModelMapping,
-    Provider, ProviderKind, Strategy, DEFAULT_HOST, DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT, MOCK_MODEL,
+    Provider, ProviderKind, ResponsesStore, Strategy, DEFAULT_HOST, DEFAULT_MANAGEMENT_PORT,
+    DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT, MOCK_MODEL,
 };
 use serde::de::{self, value::MapAccessDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -77,6 +77,7 @@ struct RawConfig {
     workers: Option<usize>,
     access_log: Option<AccessLog>,
     management: Option<RawManagement>,
+    responses_store: Option<RawResponsesStore>,
     /// Absent = the built-in providers; present but empty is an error.
     providers: Option<Vec<RawProvider>>,
     #[serde(default)]
@@ -105,6 +106,16 @@ struct RawManagement {
     host: Option<String>,
     port: Option<u16>,
     secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawResponsesStore {
+    enabled: Option<bool>,
+    max_responses: Option<usize>,
+    max_bytes: Option<usize>,
+    /// Milliseconds.
+    ttl: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -392,6 +403,32 @@ impl RawConfig {
                 secret: m.secret,
             },
         };
+        let d = ResponsesStore::default();
+        let responses_store = match self.responses_store {
+            None => d,
+            Some(r) => {
+                for (key, value) in [("maxResponses", r.max_responses), ("maxBytes", r.max_bytes)] {
+                    if value == Some(0) {
+                        return Err(invalid(
+                            &key_path("responsesStore", key),
+                            "must be more than 0 (set \"enabled\": false to keep nothing)",
+                        ));
+                    }
+                }
+                if r.ttl == Some(0) {
+                    return Err(invalid(
+                        "responsesStore.ttl",
+                        "must be more than 0 (set \"enabled\": false to keep nothing)",
+                    ));
+                }
+                ResponsesStore {
+                    enabled: r.enabled.unwrap_or(d.enabled),
+                    max_responses: r.max_responses.unwrap_or(d.max_responses),
+                    max_bytes: r.max_bytes.unwrap_or(d.max_bytes),
+                    ttl: r.ttl.map_or(d.ttl, Duration::from_millis),
+                }
+            }
+        };
         Ok(Config {
             host: self
                 .host
@@ -414,6 +451,7 @@ impl RawConfig {
                 .unwrap_or_else(default_workers),
             access_log: self.access_log.unwrap_or_default(),
             management,
+            responses_store,
             providers,
             model_mappings: self
                 .model_mappings

@@ -102,6 +102,8 @@ pub struct Config {
     pub workers: usize,
     /// The management listener (docs/wire.md §5).
     pub management: Management,
+    /// What `/v1/responses` keeps for later turns (`responsesStore`).
+    pub responses_store: ResponsesStore,
     /// Upstreams, in file order.
     pub providers: Vec<Provider>,
     /// Request-model rewrites, in file order.
@@ -283,6 +285,31 @@ pub enum EndpointMode {
     /// Translate it to a chat request, and the answer back to the
     /// endpoint's shape (`text_completion`, a Responses object or events).
     Chat,
+}
+
+/// The response store (`responsesStore`): what the Responses translation
+/// keeps, in process memory, for `previous_response_id`, `item_reference`
+/// and `GET /v1/responses/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsesStore {
+    pub enabled: bool,
+    /// Responses kept at most; the oldest goes first.
+    pub max_responses: usize,
+    /// Bytes kept at most (inputs and outputs as JSON); the oldest go first.
+    pub max_bytes: usize,
+    /// How long a response is kept.
+    pub ttl: Duration,
+}
+
+impl Default for ResponsesStore {
+    fn default() -> ResponsesStore {
+        ResponsesStore {
+            enabled: true,
+            max_responses: 10_000,
+            max_bytes: 128 * 1024 * 1024,
+            ttl: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// What a `responses: "chat"` provider does with tools that run on
@@ -543,6 +570,7 @@ impl Config {
             workers: default_workers(),
             access_log: AccessLog::default(),
             management: Management::default(),
+            responses_store: ResponsesStore::default(),
             providers: builtin_providers(env),
             model_mappings: Vec::new(),
             limits: Limits::default(),

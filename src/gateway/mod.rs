@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod request_id;
 pub mod responses;
 pub mod router;
+pub mod store;
 pub mod stream;
 pub mod tool_calls;
 pub mod translate;
@@ -49,8 +50,8 @@ pub enum Route {
     CountTokens,
     Models,
     Model,
-    /// `/v1/responses/{id}` (and its `cancel`, `input_items`): a stored
-    /// response, which chat2api does not keep.
+    /// `/v1/responses/{id}` (and its `input_items`, `cancel`): a response
+    /// from the response store (`store.rs`).
     StoredResponse,
     Health,
     Stats,
@@ -100,6 +101,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config, stats: Arc<Stats>) -> Result<Gateway, String> {
+        store::store().configure(&config.responses_store);
         let router = Router::new(&config, &stats);
         let mut upstreams = Vec::with_capacity(router.providers.len());
         for p in &router.providers {
@@ -235,7 +237,7 @@ impl Service for Gateway {
             Route::Model => {
                 self.model_json(head.path(), head.header("anthropic-version").is_some())
             }
-            Route::StoredResponse => Response::error(&ApiError::NotStored),
+            Route::StoredResponse => stored_response(head),
             Route::Health => Response::json_doc(200, self.stats.health_json()),
             Route::Stats => {
                 let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
@@ -684,6 +686,52 @@ fn parse_request(
     match endpoint.takes_form() {
         true => json::parse_form_request(body, head.header("content-type")),
         false => json::parse_request(body, endpoint, want_text),
+    }
+}
+
+/// `/v1/responses/{id}`: `GET` the response, `DELETE` it; `GET
+/// …/input_items` the input it answered, as a list (docs/wire.md §3,
+/// "Stored responses"). 404 for an id the store does not hold; 405 for
+/// other methods; `POST …/cancel` is 400 (only background responses can
+/// be cancelled, and chat2api runs none).
+fn stored_response(head: &RequestHead) -> Response {
+    let rest = &head.path()[b"/v1/responses/".len()..];
+    let (id, tail) = match memchr::memchr(b'/', rest) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, &b""[..]),
+    };
+    let id = percent_decode(id);
+    let store = store::store();
+    let found = || {
+        store
+            .get(&id)
+            .ok_or_else(|| ApiError::NotStored(id.clone()))
+    };
+    let answer = match (head.method(), tail) {
+        (Method::Get | Method::Head, b"") => found().map(|s| s.response.to_string()),
+        (Method::Get | Method::Head, b"/input_items") => found().map(|s| {
+            let first = s.input.first().map_or(serde_json::Value::Null, |i| i["id"].clone());
+            let last = s.input.last().map_or(serde_json::Value::Null, |i| i["id"].clone());
+            serde_json::json!({"object": "list", "data": s.input, "first_id": first, "last_id": last,
+                "has_more": false})
+            .to_string()
+        }),
+        (Method::Delete, b"") => match store.delete(&id) {
+            true => Ok(serde_json::json!({"id": id, "object": "response", "deleted": true}).to_string()),
+            false => Err(ApiError::NotStored(id.clone())),
+        },
+        (Method::Post, b"/cancel") => found().and_then(|_| {
+            Err(ApiError::invalid(
+                "Only background responses can be cancelled; chat2api answers while the request is open.",
+                None,
+            ))
+        }),
+        (_, b"" | b"/input_items" | b"/cancel") => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::NotFound),
+    };
+    match answer {
+        Ok(doc) => Response::json_doc(200, doc),
+        Err(e) => Response::error(&e),
     }
 }
 

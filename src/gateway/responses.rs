@@ -30,9 +30,24 @@ pub struct Seed {
     /// Hosted tools left out of the chat request (they run on OpenAI's
     /// servers), by type: the answer names them in a header.
     pub dropped_tools: Vec<String>,
+    /// The whole input answered, as items (a previous response's input and
+    /// output first, references resolved): kept with the answer unless
+    /// the request said `store: false`.
+    input: Vec<Value>,
+    /// Keep the answer in the response store (`store` not false, the store
+    /// enabled).
+    keep: bool,
 }
 
 impl Seed {
+    /// Keeps a finished `response` with the input it answered, unless the
+    /// request said `store: false`. A failed response is not kept.
+    fn keep(&self, response: &Value) {
+        if self.keep && response["status"] != "failed" {
+            super::store::store().put(response.clone(), self.input.clone());
+        }
+    }
+
     /// A chat function name as the Responses call it stands for: its
     /// name, and its namespace when it was flattened from one.
     fn call_name<'a>(&'a self, chat_name: &'a str) -> (&'a str, Option<&'a str>) {
@@ -50,11 +65,11 @@ impl Seed {
 /// What the translation does with hosted tools (`hostedTools`).
 pub use crate::config::HostedTools;
 
-/// Request members that need state kept by the server, which a chat
-/// provider cannot give (with `store: true`, `background: true` and
-/// `item_reference` inputs, checked where they are read).
+/// Request members that need state kept by OpenAI's servers, which
+/// chat2api does not keep (`background: true` is checked where it is read;
+/// `previous_response_id` and `item_reference` are served from the
+/// response store).
 const STATEFUL: &[(&str, &str)] = &[
-    ("previous_response_id", "a previous response"),
     ("conversation", "a stored conversation"),
     ("prompt", "a stored prompt"),
 ];
@@ -104,7 +119,7 @@ pub fn request_to_chat_with(
         if here(key).is_some() {
             return Err(invalid(
                 format!(
-                    "'{key}' needs {what} kept by the server; this model's provider speaks only chat completions (responses: \"chat\"), so chat2api keeps no state for it. Send the whole conversation in 'input' instead."
+                    "'{key}' needs {what} kept by OpenAI's servers; this model's provider speaks only chat completions (responses: \"chat\"), and chat2api keeps only its own responses (use 'previous_response_id', or send the whole conversation in 'input')."
                 ),
                 key,
             ));
@@ -117,14 +132,8 @@ pub fn request_to_chat_with(
     }
     if here("background") == Some(&Value::Bool(true)) {
         return Err(invalid(
-            "'background': true runs a response on the server to fetch later; this model's provider speaks only chat completions (responses: \"chat\"), and chat2api stores nothing.",
+            "'background': true runs a response on the server to fetch later; this model's provider speaks only chat completions (responses: \"chat\"), and chat2api answers while the request is open.",
             "background",
-        ));
-    }
-    if here("store") == Some(&Value::Bool(true)) {
-        return Err(invalid(
-            "'store': true asks for a response that can be retrieved later; this model's provider speaks only chat completions (responses: \"chat\"), and chat2api stores nothing. Leave 'store' out or set it to false.",
-            "store",
         ));
     }
     let mut messages = Vec::new();
@@ -145,9 +154,51 @@ pub fn request_to_chat_with(
         )?),
         None => None,
     };
+    let store = super::store::store();
+    // The whole input, as items: a previous response's input and output,
+    // then this request's items with references resolved.
+    let mut input = Vec::new();
+    if let Some(previous) = here("previous_response_id") {
+        let id = previous.as_str().ok_or_else(|| {
+            invalid(
+                "'previous_response_id' must be a string.",
+                "previous_response_id",
+            )
+        })?;
+        let prior = store.get(id).ok_or_else(|| {
+            invalid(
+                format!(
+                    "Previous response '{id}' is not stored here: chat2api keeps the responses it makes for {} s (responsesStore), in this process only, and not those of 'store': false requests; it may have expired, been deleted, come from another gateway or from before a restart.",
+                    store.ttl_secs()
+                ),
+                "previous_response_id",
+            )
+        })?;
+        input.extend(prior.input.iter().cloned());
+        input.extend(prior.output().iter().cloned());
+    }
     match here("input") {
-        Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
-        Some(Value::Array(items)) => input_items(items, &mut messages)?,
+        Some(Value::String(text)) => input.push(json!({"type": "message", "id": fresh_id("msg_"),
+            "role": "user", "content": [{"type": "input_text", "text": text}]})),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+                    input.push(item.clone());
+                    continue;
+                }
+                let id = item.get("id").and_then(Value::as_str).unwrap_or("");
+                let found = store.item(id).ok_or_else(|| {
+                    invalid(
+                        format!(
+                            "input[{i}] refers to item '{id}', which is not stored here: chat2api keeps the items of the responses it makes for {} s (responsesStore), in this process only; it may have expired or come from another gateway.",
+                            store.ttl_secs()
+                        ),
+                        "input",
+                    )
+                })?;
+                input.push(found);
+            }
+        }
         _ => {
             return Err(invalid(
                 "'input' must be a string or an array of input items.",
@@ -155,6 +206,7 @@ pub fn request_to_chat_with(
             ))
         }
     }
+    input_items(&input, &mut messages)?;
     let mut chat = Map::new();
     chat.insert("model".into(), json!(upstream_model));
     chat.insert("messages".into(), Value::Array(messages));
@@ -205,11 +257,19 @@ pub fn request_to_chat_with(
     ] {
         echo.insert(key.into(), here(key).cloned().unwrap_or(default));
     }
+    let keep = here("store") != Some(&Value::Bool(false)) && store.enabled();
+    echo.insert("store".into(), json!(keep));
+    echo.insert(
+        "previous_response_id".into(),
+        here("previous_response_id").cloned().unwrap_or(Value::Null),
+    );
     let seed = Seed {
         model: client_model.to_owned(),
         echo,
         namespaced,
         dropped_tools,
+        input,
+        keep,
     };
     Ok((Bytes::from(Value::Object(chat).to_string()), seed))
 }
@@ -585,19 +645,11 @@ fn usage(chat: &Value) -> Value {
     })
 }
 
-/// A response id from the upstream's chat id (`chatcmpl-abc` →
-/// `resp_abc`, only letters, digits, `-` and `_` kept), or a fresh one.
-fn response_id(chat_id: &str) -> String {
-    let tail = chat_id.strip_prefix("chatcmpl-").unwrap_or(chat_id);
-    let tail: String = tail
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-        .take(64)
-        .collect();
-    match tail.is_empty() {
-        true => fresh_id("resp_"),
-        false => format!("resp_{tail}"),
-    }
+/// A response id: always one of chat2api's own, never derived from the
+/// upstream's chat id, which upstreams repeat (some send the same id with
+/// every answer) and which would then name two stored responses.
+fn response_id(_chat_id: &str) -> String {
+    fresh_id("resp_")
 }
 
 /// An id no other item of this process has: output items need ids of
@@ -634,7 +686,6 @@ impl Seed {
         r.insert("incomplete_details".into(), incomplete);
         r.insert("output".into(), Value::Array(output));
         r.insert("usage".into(), usage);
-        r.insert("store".into(), json!(false));
         for (k, v) in &self.echo {
             r.insert(k.clone(), v.clone());
         }
@@ -807,6 +858,7 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
     let usage = chat.get("usage").map_or(Value::Null, usage);
     let id = response_id(chat_id);
     let response = seed.response(&id, created, final_status(finish), output, usage, finish);
+    seed.keep(&response);
     Ok(Bytes::from(response.to_string()))
 }
 
@@ -1376,6 +1428,7 @@ impl StreamTranslator {
         if let Some(error) = self.error.clone() {
             r["error"] = error;
         }
+        self.seed.keep(&r);
         let name = match status {
             "incomplete" => "response.incomplete",
             "failed" => "response.failed",
@@ -1479,12 +1532,13 @@ mod tests {
 
     #[test]
     fn requests_that_need_state_are_400s_naming_the_parameter() {
+        // State chat2api does not hold: an unknown previous response or
+        // item, a stored conversation; and a hosted tool where refused.
         for (body, param) in [
             (
                 r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
                 "previous_response_id",
             ),
-            (r#"{"model":"m","input":"x","store":true}"#, "store"),
             (
                 r#"{"model":"m","input":"x","conversation":"conv_1"}"#,
                 "conversation",
@@ -1499,14 +1553,17 @@ mod tests {
             ),
         ] {
             // Hosted tools are refused with `hostedTools: "refuse"` (and
-            // dropped by default, `hosted_tools_are_dropped_or_refused`).
+            // dropped by default, `namespaces_are_flattened_and_calls_go_back_under_them`).
             let err = request_to_chat_with(body.as_bytes(), "m", "m", HostedTools::Refuse)
                 .expect_err(body);
             assert_eq!(err.status(), 400, "{body}");
             let text = String::from_utf8_lossy(&err.body()).into_owned();
             assert!(text.contains(&format!("\"param\":\"{param}\"")), "{text}");
         }
-        assert!(request_to_chat(br#"{"model":"m","input":"x","store":false}"#, "m", "m").is_ok());
+        for store in ["false", "true"] {
+            let body = format!(r#"{{"model":"m","input":"x","store":{store}}}"#);
+            assert!(request_to_chat(body.as_bytes(), "m", "m").is_ok());
+        }
     }
 
     /// The tool calls (call id, name, arguments) that a chat stream's
@@ -1824,7 +1881,9 @@ mod tests {
             "function":{"name":"f","arguments":"{}"}}]},"finish_reason":"length"}],
             "usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":1}}}"#;
         let r: Value = serde_json::from_slice(&chat_to_response(chat, &seed).unwrap()).unwrap();
-        assert_eq!(r["id"], "resp_9x");
+        // chat2api's own id: stored responses need ids no upstream repeats.
+        assert!(r["id"].as_str().unwrap().starts_with("resp_"));
+        assert_ne!(r["id"], "resp_9x");
         assert_eq!(r["model"], "alias");
         assert_eq!(r["status"], "incomplete");
         assert_eq!(r["incomplete_details"]["reason"], "max_output_tokens");

@@ -93,7 +93,7 @@ try:
     client.responses.retrieve("resp_1")
     raise SystemExit("expected NotFoundError")
 except openai.NotFoundError as e:
-    assert "keeps no responses" in e.message, e
+    assert "is not stored here" in e.message, e
 
 try:
     client.chat.completions.create(model="embed-only", messages=[{"role": "user", "content": "x"}])

@@ -1,0 +1,244 @@
+//! The response store (docs/wire.md §3, "Stored responses"): the responses
+//! chat2api itself makes (a `responses: "chat"` provider's, the mock's),
+//! kept so that a later turn can name them: `previous_response_id`,
+//! `item_reference` to any item of theirs, `GET /v1/responses/{id}` (and
+//! `/input_items`), `DELETE /v1/responses/{id}`.
+//!
+//! One store per process, in memory, kept across config reloads: bounded
+//! by count and by bytes (the oldest response goes first) and by age (the
+//! `responsesStore` config). It is touched once per Responses request that
+//! uses it, never per event: one short lock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::config::ResponsesStore as Limits;
+
+/// A stored response: the object a client got, and the whole input it
+/// answered (the input of the response it continued included), as items.
+#[derive(Debug)]
+pub struct Stored {
+    pub response: Value,
+    pub input: Vec<Value>,
+    at: Instant,
+    bytes: usize,
+}
+
+impl Stored {
+    /// The response's output items.
+    pub fn output(&self) -> &[Value] {
+        self.response["output"]
+            .as_array()
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    by_id: HashMap<String, Arc<Stored>>,
+    /// Ids in the order they were stored, for eviction.
+    order: VecDeque<String>,
+    /// Item id → the response holding it (its input or output).
+    items: HashMap<String, String>,
+    bytes: usize,
+}
+
+/// The process's response store. See the module docs.
+pub struct ResponseStore {
+    inner: Mutex<Inner>,
+    limits: Mutex<Limits>,
+}
+
+/// The store of this process.
+pub fn store() -> &'static ResponseStore {
+    static STORE: OnceLock<ResponseStore> = OnceLock::new();
+    STORE.get_or_init(|| ResponseStore {
+        inner: Mutex::new(Inner::default()),
+        limits: Mutex::new(Limits::default()),
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ResponseStore {
+    /// The bounds of the config in force (a reload applies new ones from
+    /// the next response stored).
+    pub fn configure(&self, limits: &Limits) {
+        *lock(&self.limits) = limits.clone();
+    }
+
+    /// Whether responses are kept at all (`responsesStore.enabled`).
+    pub fn enabled(&self) -> bool {
+        lock(&self.limits).enabled
+    }
+
+    /// How long a response is kept, in seconds (for error messages).
+    pub fn ttl_secs(&self) -> u64 {
+        lock(&self.limits).ttl.as_secs()
+    }
+
+    /// Keeps `response` (its `id` is the key) with the `input` it answered;
+    /// the oldest responses go to make room. A response larger than the
+    /// whole byte bound is not kept.
+    pub fn put(&self, response: Value, input: Vec<Value>) {
+        let limits = lock(&self.limits).clone();
+        if !limits.enabled {
+            return;
+        }
+        let Some(id) = response["id"].as_str().map(str::to_owned) else {
+            return;
+        };
+        let bytes =
+            response.to_string().len() + input.iter().map(|i| i.to_string().len()).sum::<usize>();
+        if bytes > limits.max_bytes {
+            return;
+        }
+        let item_ids: Vec<String> = input
+            .iter()
+            .chain(response["output"].as_array().into_iter().flatten())
+            .filter_map(|i| i["id"].as_str().map(str::to_owned))
+            .collect();
+        let stored = Arc::new(Stored {
+            response,
+            input,
+            at: Instant::now(),
+            bytes,
+        });
+        let mut inner = lock(&self.inner);
+        inner.remove(&id);
+        while !inner.order.is_empty()
+            && (inner.order.len() >= limits.max_responses || inner.bytes + bytes > limits.max_bytes)
+        {
+            let oldest = inner.order.pop_front().unwrap_or_default();
+            inner.remove(&oldest);
+        }
+        for item in item_ids {
+            inner.items.insert(item, id.clone());
+        }
+        inner.bytes += bytes;
+        inner.order.push_back(id.clone());
+        inner.by_id.insert(id, stored);
+    }
+
+    /// The response stored as `id`, unless it expired.
+    pub fn get(&self, id: &str) -> Option<Arc<Stored>> {
+        let ttl = lock(&self.limits).ttl;
+        let mut inner = lock(&self.inner);
+        let stored = inner.by_id.get(id)?.clone();
+        if stored.at.elapsed() > ttl {
+            inner.remove(id);
+            return None;
+        }
+        Some(stored)
+    }
+
+    /// An item (input or output) of a stored response, by its id.
+    pub fn item(&self, item_id: &str) -> Option<Value> {
+        let response_id = lock(&self.inner).items.get(item_id)?.clone();
+        let stored = self.get(&response_id)?;
+        stored
+            .input
+            .iter()
+            .chain(stored.output())
+            .find(|i| i["id"] == item_id)
+            .cloned()
+    }
+
+    /// Forgets the response stored as `id`; whether there was one.
+    pub fn delete(&self, id: &str) -> bool {
+        self.get(id).is_some() && lock(&self.inner).remove(id)
+    }
+}
+
+impl Inner {
+    fn remove(&mut self, id: &str) -> bool {
+        let Some(stored) = self.by_id.remove(id) else {
+            return false;
+        };
+        self.bytes -= stored.bytes;
+        self.order.retain(|o| o != id);
+        self.items.retain(|_, r| r != id);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn fresh(limits: Limits) -> ResponseStore {
+        ResponseStore {
+            inner: Mutex::new(Inner::default()),
+            limits: Mutex::new(limits),
+        }
+    }
+
+    fn response(id: &str, text: &str) -> Value {
+        json!({"id": id, "object": "response", "output": [{"type": "message", "id": format!("msg_{id}"),
+            "role": "assistant", "content": [{"type": "output_text", "text": text}]}]})
+    }
+
+    #[test]
+    fn responses_and_their_items_are_found_until_deleted() {
+        let s = fresh(Limits::default());
+        s.put(
+            response("resp_1", "hi"),
+            vec![json!({"id": "in_1", "role": "user", "content": "x"})],
+        );
+        assert_eq!(s.get("resp_1").unwrap().output().len(), 1);
+        assert_eq!(s.item("msg_resp_1").unwrap()["role"], "assistant");
+        assert_eq!(s.item("in_1").unwrap()["content"], "x");
+        assert!(s.delete("resp_1"));
+        assert!(s.get("resp_1").is_none() && s.item("msg_resp_1").is_none());
+        assert!(!s.delete("resp_1"));
+    }
+
+    #[test]
+    fn the_oldest_go_first_by_count_and_by_bytes() {
+        let s = fresh(Limits {
+            max_responses: 2,
+            ..Limits::default()
+        });
+        for id in ["a", "b", "c"] {
+            s.put(response(id, "x"), Vec::new());
+        }
+        assert!(s.get("a").is_none() && s.get("b").is_some() && s.get("c").is_some());
+        let one = response("d", &"y".repeat(100)).to_string().len();
+        let s = fresh(Limits {
+            max_bytes: one * 2,
+            ..Limits::default()
+        });
+        for id in ["d", "e", "f"] {
+            s.put(response(id, &"y".repeat(100)), Vec::new());
+        }
+        assert!(s.get("d").is_none() && s.get("f").is_some());
+        assert!(lock(&s.inner).bytes <= one * 2);
+        // Larger than the whole bound: not kept, nothing evicted for it.
+        s.put(response("huge", &"z".repeat(one * 3)), Vec::new());
+        assert!(s.get("huge").is_none() && s.get("f").is_some());
+    }
+
+    #[test]
+    fn expired_and_disabled_keep_nothing() {
+        let s = fresh(Limits {
+            ttl: Duration::from_millis(1),
+            ..Limits::default()
+        });
+        s.put(response("a", "x"), Vec::new());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(s.get("a").is_none() && s.item("msg_a").is_none());
+        let s = fresh(Limits {
+            enabled: false,
+            ..Limits::default()
+        });
+        s.put(response("a", "x"), Vec::new());
+        assert!(s.get("a").is_none());
+    }
+}

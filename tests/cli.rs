@@ -344,3 +344,24 @@ fn the_mock_benchmark_example_is_valid() {
         "the README shows examples/mock-bench.json as it is"
     );
 }
+
+/// Hosted tools a chat translation left out are named in the access log
+/// (and in the answer's `x-chat2api-dropped-tools` header).
+#[test]
+fn dropped_tools_are_named_in_the_access_log() {
+    let run = spawn(&["--port", "0", "--management-port", "0"]);
+    let body = r#"{"model":"mock-echo","input":"Hi","tools":[{"type":"web_search"},{"type":"file_search"}]}"#;
+    let answer = exchange(
+        &run.addr,
+        &format!(
+            "POST /v1/responses HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(
+        answer.contains("x-chat2api-dropped-tools: web_search, file_search"),
+        "{answer}"
+    );
+    let line = support::binary::stderr_line(&run, "/v1/responses", Duration::from_secs(3));
+    assert!(line.contains("dropped=web_search, file_search"), "{line}");
+}

@@ -525,6 +525,9 @@ impl Gateway {
         // chat request they become, through the same translation, so that
         // its answers have the very shape a chat provider's get.
         let model = json::model_of(body).unwrap_or_default();
+        // Hosted tools the Responses translation left out, named as for a
+        // chat provider.
+        let mut dropped = None;
         let translated: Option<Result<ViaChat, ApiError>> = match endpoint {
             Endpoint::Messages => Some(anthropic::request_to_chat(body, &model, &model).map(
                 |(chat, seed)| {
@@ -537,6 +540,9 @@ impl Gateway {
             )),
             Endpoint::Responses => Some(responses::request_to_chat(body, &model, &model).map(
                 |(chat, seed)| {
+                    if !seed.dropped_tools.is_empty() {
+                        dropped = Some(seed.dropped_tools.join(", "));
+                    }
                     (
                         chat,
                         Box::new(responses::StreamTranslator::new(seed))
@@ -547,7 +553,15 @@ impl Gateway {
             _ => None,
         };
         if let Some(translated) = translated {
-            return self.mock_translated(translated, profile, fate, tally);
+            if let (Some(t), Some(names)) = (tally.as_mut(), dropped.as_deref()) {
+                t.dropped_tools(names);
+            }
+            let mut resp = self.mock_translated(translated, profile, fate, tally);
+            if let Some(names) = dropped {
+                resp.headers
+                    .push(("x-chat2api-dropped-tools", Bytes::from(names)));
+            }
+            return resp;
         }
         // The mock needs the prompt text, which the first parse skipped.
         let info = match parse_request(endpoint, head, body, true) {

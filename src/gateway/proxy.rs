@@ -205,7 +205,11 @@ pub async fn forward(
             )
             .map(|(chat, seed)| {
                 if !seed.dropped_tools.is_empty() {
-                    dropped_tools = Some(Bytes::from(seed.dropped_tools.join(", ")));
+                    let names = seed.dropped_tools.join(", ");
+                    if let Some(t) = tally.as_mut() {
+                        t.dropped_tools(&names);
+                    }
+                    dropped_tools = Some(Bytes::from(names));
                 }
                 translate = Some(Translation::Events(Box::new(
                     responses::StreamTranslator::new(seed),

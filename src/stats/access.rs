@@ -54,6 +54,9 @@ pub struct Entry<'a> {
     pub tokens: (u64, u64),
     pub request_id: &'a str,
     pub error: Option<&'a str>,
+    /// Tools left out of the request on its way upstream (hosted tools a
+    /// chat provider cannot run), comma-separated.
+    pub dropped_tools: Option<&'a str>,
 }
 
 /// Add one request's line to this thread's buffer.
@@ -66,7 +69,7 @@ pub fn record(e: &Entry<'_>) {
         let _ = if json {
             writeln!(
                 b,
-                "{{\"time\":\"{}\",\"client\":{},\"method\":{},\"path\":{},\"model\":{},\"route\":{},\"status\":{},\"latency\":{:.3},\"ttft\":{},\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"requestId\":{},\"error\":{}}}",
+                "{{\"time\":\"{}\",\"client\":{},\"method\":{},\"path\":{},\"model\":{},\"route\":{},\"status\":{},\"latency\":{:.3},\"ttft\":{},\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"requestId\":{},\"error\":{},\"droppedTools\":{}}}",
                 rfc3339(e.unix_ms),
                 json_str(client),
                 json_str(e.method),
@@ -80,12 +83,13 @@ pub fn record(e: &Entry<'_>) {
                 e.tokens.1,
                 json_str(e.request_id),
                 e.error.map_or("null".to_owned(), json_str),
+                e.dropped_tools.map_or("null".to_owned(), json_str),
             )
         } else {
             let ttft = e.ttft_ms.map_or("-".to_owned(), |t| format!("{t:.1}ms"));
             writeln!(
                 b,
-                "{} {} \"{} {}\" model={} route={} status={} latency={:.1}ms ttft={} tokens={}/{} id={} error={}",
+                "{} {} \"{} {}\" model={} route={} status={} latency={:.1}ms ttft={} tokens={}/{} id={} error={}{}",
                 rfc3339(e.unix_ms),
                 client,
                 e.method,
@@ -99,6 +103,7 @@ pub fn record(e: &Entry<'_>) {
                 e.tokens.1,
                 if e.request_id.is_empty() { "-" } else { e.request_id },
                 e.error.unwrap_or("-"),
+                e.dropped_tools.map_or(String::new(), |d| format!(" dropped={d}")),
             )
         };
         if b.len() >= FLUSH_BYTES {

@@ -52,6 +52,7 @@ struct AccessFields {
     method: &'static str,
     path: String,
     route: Option<Arc<str>>,
+    dropped_tools: Option<String>,
 }
 
 /// The status logged for a request whose client left before its answer ended.
@@ -86,6 +87,7 @@ impl Tally {
             method,
             path: String::from_utf8_lossy(path).into_owned(),
             route: None,
+            dropped_tools: None,
         }));
     }
 
@@ -121,6 +123,14 @@ impl Tally {
     /// The model the client asked for (logged even when unknown).
     pub fn requested_model(&mut self, model: &str) {
         self.requested_model = Text::new(model.as_bytes());
+    }
+
+    /// Tools left out of the request on its way upstream, for the access
+    /// log (`dropped=…`).
+    pub fn dropped_tools(&mut self, tools: &str) {
+        if let Some(a) = self.access.as_mut() {
+            a.dropped_tools = Some(tools.to_owned());
+        }
     }
 
     pub fn streamed(&mut self) {
@@ -172,6 +182,7 @@ impl Tally {
                 tokens: self.tokens,
                 request_id: &record.request_id.text(),
                 error,
+                dropped_tools: a.dropped_tools.as_deref(),
             });
         }
     }

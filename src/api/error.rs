@@ -148,16 +148,19 @@ impl ApiError {
 
     /// The OpenAI-shaped JSON body.
     pub fn body(&self) -> Bytes {
-        let body = serde_json::json!({
-            "error": {
-                "message": self.to_string(),
-                "type": self.kind(),
-                "param": self.param(),
-                "code": self.code(),
-            }
-        });
-        Bytes::from(body.to_string())
+        error_body(&self.to_string(), self.kind(), self.param(), self.code())
     }
+}
+
+/// An OpenAI-shaped error body, `{"error":{"message","type","param","code"}}`
+/// (docs/wire.md §4): the one place it is written, for chat2api's own errors,
+/// the mock's injected ones and an upstream's error that came in another
+/// shape.
+pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Bytes {
+    let body = serde_json::json!({
+        "error": {"message": message, "type": kind, "param": param, "code": code}
+    });
+    Bytes::from(body.to_string())
 }
 
 impl fmt::Display for ApiError {

@@ -466,8 +466,9 @@ pub fn failure_answer(fate: Fate, failures: &MockFailures) -> super::Response {
             "The server had an error while processing your request (injected by the mock: failures.serverError).",
         ),
     };
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-    let mut resp = Response::json(status, format!("{body}\n"));
+    let mut body = crate::api::error::error_body(message, kind, None, Some(code)).to_vec();
+    body.push(b'\n');
+    let mut resp = Response::json(status, body);
     resp.error = Some(match fate {
         Fate::RateLimit => "mock_rate_limit",
         _ => "mock_server_error",

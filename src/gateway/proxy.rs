@@ -758,10 +758,7 @@ async fn passthrough_error(gw: &Gateway, status: u16, resp: &mut UpstreamRespons
         } else {
             format!("The upstream answered HTTP {status}: {}", text.trim())
         };
-        Bytes::from(
-            serde_json::json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": status.to_string()}})
-                .to_string(),
-        )
+        crate::api::error::error_body(&message, "upstream_error", None, Some(&status.to_string()))
     };
     let mut r = Response::json(status, body);
     r.error = Some("upstream_status");

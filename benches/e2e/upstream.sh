@@ -1,4 +1,4 @@
-# Sourced by bench/profile.sh and bench/allocs.sh: the instant upstream they
+# Sourced by benches/e2e/profile.sh and benches/e2e/allocs.sh: the instant upstream they
 # measure in front of, an nginx (1 worker, from memory/disk, keep-alive)
 # that answers POST /v1/chat/completions with a 395-byte chat.completion on
 # $UP and, on $UPS, a static text/event-stream of a role event, N content

@@ -4,7 +4,7 @@ Sends N concurrent requests with a body of SIZE MiB each (a chat request
 for an unknown model: the gateway reads and parses the whole body, then
 answers 404), then samples VmRSS every 5 s for 30 s of quiet.
 
-    python3 bench/burst.py --port PORT --pid PID [--n 8] [--mib 49] [--key KEY]
+    python3 benches/e2e/burst.py --port PORT --pid PID [--n 8] [--mib 49] [--key KEY]
 
 Prints one line: BURST_RESULT idle_kib=... peak_kib=... after_5s_kib=... after_30s_kib=... errors=...
 """

@@ -5,9 +5,9 @@
 # N plain and N streamed (66-event) requests go through one keep-alive
 # connection; a run with no requests is the baseline subtracted.
 #
-#   bash bench/allocs.sh            # N=500
+#   bash benches/e2e/allocs.sh            # N=500
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 N=${N:-500}
 # The C allocator, which DHAT sees (mimalloc maps its own memory).
 if [[ -z ${CHAT2API_BIN:-} ]]; then
@@ -19,8 +19,8 @@ WORK=$(mktemp -d /tmp/c2a-allocs.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-# shellcheck source=bench/upstream.sh
-source "$ROOT/bench/upstream.sh"
+# shellcheck source=benches/e2e/upstream.sh
+source "$ROOT/benches/e2e/upstream.sh"
 start_upstream 64
 
 drive() { # port n model stream
@@ -43,7 +43,7 @@ blocks() { # dhat output file -> total blocks allocated
 chat2api_blocks() { # n model stream -> blocks
     local p; p=$(port)
     BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=x BENCH_BACK_PORT=1 BENCH_PROXIED_TEXT=x \
-        valgrind -q --tool=dhat --dhat-out-file="$WORK/c2a.dhat" "$BIN" --config "$ROOT/bench/chat2api-bench.json" \
+        valgrind -q --tool=dhat --dhat-out-file="$WORK/c2a.dhat" "$BIN" --config "$ROOT/benches/e2e/chat2api-bench.json" \
         --port "$p" --management-port 0 2>/dev/null &
     local pid=$!
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/health" && break; sleep 0.2; done

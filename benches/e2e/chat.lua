@@ -1,4 +1,4 @@
--- wrk script for bench/e2e.sh: POST a realistic OpenAI chat request on a
+-- wrk script for benches/e2e/e2e.sh: POST a realistic OpenAI chat request on a
 -- keep-alive connection and print a machine-readable summary at the end.
 --
 -- Environment (all optional):

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Per-request counts behind the figures of bench/e2e.sh, for chat2api and
+# Per-request counts behind the figures of benches/e2e/e2e.sh, for chat2api and
 # nginx side by side: context switches and CPU migrations (perf stat),
 # syscalls (strace -c), each under the same wrk load on the same instant
 # upstream, nothing pinned. Needs perf (linux-perf), strace, nginx, wrk.
 #
-#   bash bench/profile.sh            # CONNS=64 DURATION=4 SSE_EVENTS=64
-#   CONFIG=other.json bash bench/profile.sh   # chat2api with another bench config
+#   bash benches/e2e/profile.sh            # CONNS=64 DURATION=4 SSE_EVENTS=64
+#   CONFIG=other.json bash benches/e2e/profile.sh   # chat2api with another bench config
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CONNS=${CONNS:-64}
 DURATION=${DURATION:-4}
 SSE_EVENTS=${SSE_EVENTS:-64}
@@ -17,8 +17,8 @@ WORK=$(mktemp -d /tmp/c2a-profile.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-# shellcheck source=bench/upstream.sh
-source "$ROOT/bench/upstream.sh"
+# shellcheck source=benches/e2e/upstream.sh
+source "$ROOT/benches/e2e/upstream.sh"
 start_upstream "$SSE_EVENTS"
 NGX=$(port); NGXS=$(port); C2A=$(port)
 cat >"$WORK/ngx.conf" <<CONF
@@ -33,13 +33,13 @@ CONF
 nginx -p "$WORK" -c "$WORK/ngx.conf" 2>/dev/null & PIDS+=($!)
 NGX_MASTER=$!
 BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=x BENCH_BACK_PORT=1 BENCH_PROXIED_TEXT=x \
-    "$BIN" --config "${CONFIG:-$ROOT/bench/chat2api-bench.json}" --port "$C2A" 2>/dev/null & PIDS+=($!)
+    "$BIN" --config "${CONFIG:-$ROOT/benches/e2e/chat2api-bench.json}" --port "$C2A" 2>/dev/null & PIDS+=($!)
 C2A_PID=$!
 sleep 1
 NGX_PIDS="$NGX_MASTER $(cat /proc/$NGX_MASTER/task/*/children)"
 
 load() { # port model stream seconds
-    BENCH_KEY=$KEY BENCH_MODEL=$2 BENCH_STREAM=$3 wrk -t1 -c"$CONNS" -d"${4}s" -s "$ROOT/bench/chat.lua" "http://127.0.0.1:$1" |
+    BENCH_KEY=$KEY BENCH_MODEL=$2 BENCH_STREAM=$3 wrk -t1 -c"$CONNS" -d"${4}s" -s "$ROOT/benches/e2e/chat.lua" "http://127.0.0.1:$1" |
         sed -n 's/.*requests=\([0-9]*\).*/\1/p'
 }
 measure() { # name port model stream pids...

@@ -2,7 +2,7 @@
 # End-to-end load harness: chat2api vs nginx 1.22 as a keep-alive reverse
 # proxy, both in front of the same instant upstream, measured in the same run.
 #
-#   bash bench/e2e.sh                 # 3 runs, prints per-run tables and medians
+#   bash benches/e2e/e2e.sh                 # 3 runs, prints per-run tables and medians
 #
 # What it starts (all on 127.0.0.1, all stopped on exit):
 #   upstream  nginx, 1 worker: POST /v1/chat/completions answers a fixed
@@ -10,16 +10,16 @@
 #             (port UPS), from memory, with keep-alive.
 #   nginx     second nginx, 1 worker: keep-alive reverse proxy to UP / UPS
 #             (upstream keepalive 64, HTTP/1.1, proxy_buffering off for SSE).
-#   chat2api  target/release/chat2api with bench/chat2api-bench.json: client
+#   chat2api  target/release/chat2api with benches/e2e/chat2api-bench.json: client
 #             key check, JSON validation, routing by model, model rewrite.
-# and loads each with wrk (bench/chat.lua), keep-alive, -c$CONNS and -c1.
+# and loads each with wrk (benches/e2e/chat.lua), keep-alive, -c$CONNS and -c1.
 # CPU per request is utime+stime of the proxy process(es) only, from
 # /proc/PID/stat before and after each wrk run, divided by the requests wrk
 # completed; "kernel %" is the stime share of that CPU. Memory: VmRSS of a
-# fresh chat2api idle, and with N open streams (bench/open_streams.py).
+# fresh chat2api idle, and with N open streams (benches/e2e/open_streams.py).
 # Proxied streams: the same, but each stream goes through chat2api (the
-# "front", bench/chat2api-bench-proxied-front.json, model proxied-slow) to a
-# second chat2api (the "back", same binary, bench/chat2api-bench-proxied-
+# "front", benches/e2e/chat2api-bench-proxied-front.json, model proxied-slow) to a
+# second chat2api (the "back", same binary, benches/e2e/chat2api-bench-proxied-
 # back.json, management off) that serves mock-slow, one token per second,
 # PROXIED_WORDS tokens: the front holds a client socket, an upstream
 # connection and an SSE re-framer per stream. RSS of the front is the figure;
@@ -36,8 +36,8 @@
 #   SKIP_BURST=1 (RSS after BURST_N=8 concurrent BURST_MIB=49 MiB request bodies)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH=$ROOT/bench
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BENCH=$ROOT/benches/e2e
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-8}
 DURATION_C1=${DURATION_C1:-5}
@@ -67,7 +67,7 @@ if ((${#need[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-command -v python3 >/dev/null || die "python3 is needed (bench/open_streams.py, aggregation)"
+command -v python3 >/dev/null || die "python3 is needed (benches/e2e/open_streams.py, aggregation)"
 NPROC=$(nproc)
 if ((NPROC < 2)); then WRK_CPU=0; SERVER_CPU=0; fi
 # Command prefixes that pin the servers and the load generator (not shell

@@ -3,15 +3,18 @@
 //! every token) and MTU-sized reads that cut events anywhere.
 //!
 //! `reframe` measures the gateway's whole per-event work on a 64-event
-//! answer read at once (as a fast upstream delivers it): decode, find the
-//! `model` of each event, and splice the client's name in, against decoding
-//! alone. Throughput is reported in bytes; events/s is 66 (64 tokens, a
-//! role and a stop event) times the answers/s criterion shows.
+//! answer read at once (as a fast upstream delivers it) with the shipped
+//! re-framer (`gateway::stream::upstream::Reframer`, the very type every
+//! proxied stream goes through): decode, find the `model` of each event,
+//! splice the client's name in and hand out the items the connection driver
+//! writes; against decoding alone. Throughput is reported in bytes;
+//! events/s is 66 (64 tokens, a role and a stop event) times the answers/s
+//! criterion shows.
 
 use std::hint::black_box;
 
 use bytes::Bytes;
-use chat2api::gateway::json::{splice, EventInspector};
+use chat2api::gateway::stream::upstream::{Reframed, Reframer};
 use chat2api::sse::SseDecoder;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -71,21 +74,25 @@ fn long_answer() -> Bytes {
     Bytes::from(body)
 }
 
-/// Decode every event of `body` and, with `rewrite`, locate its model and
-/// splice `alias` in: the slices the connection driver writes.
+/// Re-frame every event of `body` with the shipped re-framer, the items
+/// the connection driver writes (`[DONE]` included); or, without
+/// `rewrite`, only decode the events it is made of.
 fn reframe(body: &Bytes, alias: &Bytes, rewrite: bool) -> usize {
-    let mut dec = SseDecoder::new();
-    let mut inspector = EventInspector::default();
-    dec.push(body.clone());
-    let mut n = 0;
-    while let Some(event) = dec.next_event() {
-        if rewrite && !event.is_done() {
-            let info = inspector.inspect(&event.data).unwrap_or_default();
-            if let Some(span) = info.model_span {
-                black_box(splice(&event.data, span, alias));
-            }
+    if !rewrite {
+        let mut dec = SseDecoder::new();
+        dec.push(body.clone());
+        let mut n = 0;
+        while let Some(event) = dec.next_event() {
+            black_box(&event);
+            n += 1;
         }
-        black_box(&event);
+        return n;
+    }
+    let mut r = Reframer::new(16 << 20, alias.clone(), None, false);
+    r.push(body.clone());
+    let mut n = 0;
+    while let Reframed::Item(item) = r.next_item() {
+        black_box(&item);
         n += 1;
     }
     n

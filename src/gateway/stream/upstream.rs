@@ -59,7 +59,8 @@ pub const SETTLE_WAIT: Duration = Duration::from_millis(500);
 /// upstream body; past it the connection is closed, not pooled.
 pub const SETTLE_MAX_BYTES: usize = 64 * 1024;
 
-/// A streamed upstream answer, re-framed event by event.
+/// A streamed upstream answer, re-framed event by event: the upstream's
+/// body read as it comes, fed to a [`Reframer`].
 ///
 /// Two clocks run while it waits: the keep-alive interval counts from the
 /// last byte the *client* got (an upstream that only sends `: ping`
@@ -67,11 +68,31 @@ pub const SETTLE_MAX_BYTES: usize = 64 * 1024;
 /// the last byte the *upstream* sent.
 pub struct UpstreamStream {
     response: UpstreamResponse,
+    reframer: Reframer,
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    /// When the upstream last sent a byte.
+    heard: Instant,
+    /// When the client was last handed something (the driver writes what
+    /// it is handed at once).
+    spoke: Instant,
+    /// An item was handed out since `spoke` was set.
+    spoke_since: bool,
+}
+
+/// The re-framing itself, sans-IO (docs/architecture.md, step 9): upstream
+/// body pieces in, the client's stream items out. Each SSE event is
+/// decoded once, its `model` found and the client's name spliced in (or
+/// the chat chunk translated into the endpoint's events), `[DONE]` and
+/// faults turned into the stream's end; no socket, no clock. `benches/sse.rs`
+/// measures this very type.
+pub struct Reframer {
     decoder: SseDecoder,
     /// The client's model name as a JSON literal, spliced into every chunk.
     client_model: Bytes,
-    /// For a `completions: "chat"` or `responses: "chat"` provider: how
-    /// each chat chunk is turned into the endpoint's events.
+    /// For a `completions: "chat"` or `responses: "chat"` provider (or the
+    /// Anthropic Messages API): how each chat chunk is turned into the
+    /// endpoint's events.
     translate: Option<Translation>,
     /// Events made and not yet handed out (a chat chunk can make several
     /// Responses events).
@@ -86,18 +107,9 @@ pub struct UpstreamStream {
     usage: (u64, u64),
     /// Finds each event's `model` (SSE events of one stream share a shape).
     inspector: json::EventInspector,
-    keep_alive: Duration,
-    idle_timeout: Duration,
     /// `maxEventBytes`: the most one event may grow to before the stream
     /// is failed.
     max_event_bytes: usize,
-    /// When the upstream last sent a byte.
-    heard: Instant,
-    /// When the client was last handed something (the driver writes what
-    /// it is handed at once).
-    spoke: Instant,
-    /// An item was handed out since `spoke` was set.
-    spoke_since: bool,
     /// Events with data handed out.
     events: u64,
     /// Why the request counts as failed although the stream itself ended
@@ -109,21 +121,28 @@ pub struct UpstreamStream {
     ended: bool,
 }
 
-impl UpstreamStream {
+/// What the [`Reframer`] has for the client next.
+pub enum Reframed {
+    /// An item to write.
+    Item(StreamItem),
+    /// Nothing until more of the upstream's body is pushed.
+    NeedMore,
+    /// The stream is over.
+    End,
+}
+
+impl Reframer {
+    /// A re-framer splicing `client_model` (a JSON literal) into every
+    /// event, or translating chat chunks with `translate`; `responses`
+    /// for a native Responses stream.
     pub fn new(
-        limits: &Limits,
-        response: UpstreamResponse,
+        max_event_bytes: usize,
         client_model: Bytes,
         translate: Option<Translation>,
         responses: bool,
-        first: Option<Bytes>,
-    ) -> UpstreamStream {
-        let now = Instant::now();
-        let mut decoder = SseDecoder::new();
-        decoder.push(first.unwrap_or_default());
-        UpstreamStream {
-            response,
-            decoder,
+    ) -> Reframer {
+        Reframer {
+            decoder: SseDecoder::new(),
             client_model,
             translate,
             pending: std::collections::VecDeque::new(),
@@ -131,12 +150,7 @@ impl UpstreamStream {
             terminal: false,
             usage: (0, 0),
             inspector: json::EventInspector::default(),
-            keep_alive: limits.sse_keepalive_interval,
-            idle_timeout: limits.stream_idle_timeout,
-            max_event_bytes: limits.max_event_bytes,
-            heard: now,
-            spoke: now,
-            spoke_since: false,
+            max_event_bytes,
             events: 0,
             fault: None,
             upstream_ended: false,
@@ -146,74 +160,19 @@ impl UpstreamStream {
         }
     }
 
-    /// Cancel-safe: the only await is `UpstreamResponse::data`, itself
-    /// cancel-safe, and all state changes happen after it returns.
-    pub async fn next(&mut self) -> Option<StreamItem> {
-        loop {
-            if let Some(item) = self.next_ready() {
-                return Some(item);
-            }
-            if self.ended {
-                return None;
-            }
-            // One clock read per wait, not per event: the driver calls
-            // this right after writing everything it was handed.
-            let now = Instant::now();
-            if self.spoke_since {
-                self.spoke = now;
-                self.spoke_since = false;
-            }
-            // An upstream whose comments are always ready would never let
-            // the wait below time out: the client's interval is checked
-            // here too.
-            if !self.keep_alive.is_zero() && now >= self.spoke + self.keep_alive {
-                self.spoke_since = true;
-                return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
-            }
-            let idle_at = self.heard + self.idle_timeout;
-            // A keep-alive interval of 0 turns the comments off: then only
-            // the idle timeout bounds the wait.
-            let wake = match self.keep_alive.is_zero() {
-                true => idle_at,
-                false => idle_at.min(self.spoke + self.keep_alive),
-            };
-            match tokio::time::timeout_at(wake.into(), self.response.data()).await {
-                Ok(Ok(Some(piece))) => {
-                    self.heard = Instant::now();
-                    self.decoder.push(piece);
-                }
-                Ok(Ok(None)) => self.upstream_done(),
-                Ok(Err(e)) => return Some(self.fail(stream_error(e))),
-                Err(_) if Instant::now() >= idle_at => {
-                    let silent = self.heard.elapsed().as_secs();
-                    return Some(self.fail(ApiError::Upstream(format!(
-                        "the upstream sent nothing for {silent} s"
-                    ))));
-                }
-                Err(_) => {
-                    self.spoke_since = true;
-                    return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
-                }
-            }
-        }
+    /// The next piece of the upstream's body.
+    pub fn push(&mut self, piece: Bytes) {
+        self.decoder.push(piece);
     }
 
-    /// The next item from what has already arrived, without waiting: lets
-    /// the writer send every event that is here in one write, and never
-    /// hold one back for the next.
-    pub fn next_ready(&mut self) -> Option<StreamItem> {
-        let item = self.ready_item();
-        self.spoke_since |= item.is_some();
-        item
-    }
-
-    fn ready_item(&mut self) -> Option<StreamItem> {
+    /// The next item from what was pushed.
+    pub fn next_item(&mut self) -> Reframed {
         loop {
             if let Some(item) = self.pending.pop_front() {
-                return Some(item);
+                return Reframed::Item(item);
             }
             if self.ended {
-                return None;
+                return Reframed::End;
             }
             let event = match self.decoder.next_event() {
                 Some(ev) => Some(ev),
@@ -226,71 +185,38 @@ impl UpstreamStream {
             };
             if let Some(ev) = event {
                 if ev.is_done() {
-                    return Some(self.finish_done());
+                    return Reframed::Item(self.finish_done());
                 }
                 match self.rewrite(ev) {
                     Some(item) => {
                         self.events += 1;
-                        return Some(item);
+                        return Reframed::Item(item);
                     }
                     None => continue,
                 }
             }
             if self.upstream_ended {
                 // docs/wire.md §4: `[DONE]` even when the upstream forgot it.
-                return Some(self.finish_done());
+                return Reframed::Item(self.finish_done());
             }
             if self.decoder.pending_len() > self.max_event_bytes {
-                return Some(self.fail(ApiError::Upstream(format!(
+                return Reframed::Item(self.fail(ApiError::Upstream(format!(
                     "a streamed event exceeded maxEventBytes ({} bytes)",
                     self.max_event_bytes
                 ))));
             }
-            match self.response.try_data() {
-                Poll::Ready(Ok(Some(piece))) => {
-                    self.heard = Instant::now();
-                    self.decoder.push(piece);
-                }
-                Poll::Ready(Ok(None)) => self.upstream_done(),
-                Poll::Ready(Err(e)) => return Some(self.fail(stream_error(e))),
-                Poll::Pending => return None,
-            }
+            return Reframed::NeedMore;
         }
     }
 
-    /// The upstream's body ended. An upstream may close without ending its
-    /// last line; the line is ended here so that the decoder hands out that
-    /// last event, which `next_ready` keeps only when it is `[DONE]` or
-    /// complete JSON: a whole chunk whose newline was forgotten is kept, half
-    /// a chunk cut by a closed connection is not.
-    fn upstream_done(&mut self) {
+    /// An upstream whose body ended: the last line is ended here, so that
+    /// the decoder hands out a last event the upstream did not end (kept
+    /// only when it is `[DONE]` or complete JSON: a whole chunk whose
+    /// newline was forgotten is kept, half a chunk cut by a closed
+    /// connection is not).
+    pub fn upstream_done(&mut self) {
         self.upstream_ended = true;
         self.decoder.push(Bytes::from_static(b"\n"));
-    }
-
-    /// After a stream handed out `[DONE]` and was written whole: reads the
-    /// upstream's body to its end, so that its connection goes back to the
-    /// pool. A chunked stream's last chunk (`0\r\n\r\n`) follows `[DONE]`,
-    /// often in the same read; without it the connection cannot be reused
-    /// and every stream would pay a new connect (and TLS handshake). The
-    /// client already has its whole answer; an upstream that sends more
-    /// than [`SETTLE_MAX_BYTES`] after `[DONE]`, or takes longer than
-    /// [`SETTLE_WAIT`] to end its body, has its connection closed instead.
-    pub async fn settle(&mut self) {
-        if !self.done || self.failed {
-            return;
-        }
-        let mut left = SETTLE_MAX_BYTES;
-        let read_to_end = async {
-            while let Ok(Some(piece)) = self.response.data().await {
-                // Events after `[DONE]` are no part of the answer (docs/wire.md §4).
-                match left.checked_sub(piece.len()) {
-                    Some(l) => left = l,
-                    None => return,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(SETTLE_WAIT, read_to_end).await;
     }
 
     /// True once nothing more will come: `[DONE]` or an error was handed out.
@@ -432,7 +358,7 @@ impl UpstreamStream {
 
     /// End the stream on `err`: an error event, or for a Responses client
     /// the translation's `error` and `response.failed` (with what came).
-    fn fail(&mut self, err: ApiError) -> StreamItem {
+    pub fn fail(&mut self, err: ApiError) -> StreamItem {
         self.failed = true;
         self.ended = true;
         if let Some(Translation::Events(t)) = &mut self.translate {
@@ -464,6 +390,161 @@ impl UpstreamStream {
     /// Why a stream that ended with `[DONE]` still counts as failed.
     pub fn fault(&self) -> Option<&'static str> {
         self.fault
+    }
+}
+
+impl UpstreamStream {
+    pub fn new(
+        limits: &Limits,
+        response: UpstreamResponse,
+        client_model: Bytes,
+        translate: Option<Translation>,
+        responses: bool,
+        first: Option<Bytes>,
+    ) -> UpstreamStream {
+        let now = Instant::now();
+        let mut reframer =
+            Reframer::new(limits.max_event_bytes, client_model, translate, responses);
+        reframer.push(first.unwrap_or_default());
+        UpstreamStream {
+            response,
+            reframer,
+            keep_alive: limits.sse_keepalive_interval,
+            idle_timeout: limits.stream_idle_timeout,
+            heard: now,
+            spoke: now,
+            spoke_since: false,
+        }
+    }
+
+    /// Cancel-safe: the only await is `UpstreamResponse::data`, itself
+    /// cancel-safe, and all state changes happen after it returns.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        loop {
+            if let Some(item) = self.next_ready() {
+                return Some(item);
+            }
+            if self.reframer.ended {
+                return None;
+            }
+            // One clock read per wait, not per event: the driver calls
+            // this right after writing everything it was handed.
+            let now = Instant::now();
+            if self.spoke_since {
+                self.spoke = now;
+                self.spoke_since = false;
+            }
+            // An upstream whose comments are always ready would never let
+            // the wait below time out: the client's interval is checked
+            // here too.
+            if !self.keep_alive.is_zero() && now >= self.spoke + self.keep_alive {
+                self.spoke_since = true;
+                return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
+            }
+            let idle_at = self.heard + self.idle_timeout;
+            // A keep-alive interval of 0 turns the comments off: then only
+            // the idle timeout bounds the wait.
+            let wake = match self.keep_alive.is_zero() {
+                true => idle_at,
+                false => idle_at.min(self.spoke + self.keep_alive),
+            };
+            match tokio::time::timeout_at(wake.into(), self.response.data()).await {
+                Ok(Ok(Some(piece))) => {
+                    self.heard = Instant::now();
+                    self.reframer.push(piece);
+                }
+                Ok(Ok(None)) => self.reframer.upstream_done(),
+                Ok(Err(e)) => return Some(self.reframer.fail(stream_error(e))),
+                Err(_) if Instant::now() >= idle_at => {
+                    let silent = self.heard.elapsed().as_secs();
+                    return Some(self.reframer.fail(ApiError::Upstream(format!(
+                        "the upstream sent nothing for {silent} s"
+                    ))));
+                }
+                Err(_) => {
+                    self.spoke_since = true;
+                    return Some(StreamItem::Raw(Bytes::from_static(KEEP_ALIVE)));
+                }
+            }
+        }
+    }
+
+    /// The next item from what has already arrived, without waiting: lets
+    /// the writer send every event that is here in one write, and never
+    /// hold one back for the next.
+    pub fn next_ready(&mut self) -> Option<StreamItem> {
+        let item = self.ready_item();
+        self.spoke_since |= item.is_some();
+        item
+    }
+
+    fn ready_item(&mut self) -> Option<StreamItem> {
+        loop {
+            match self.reframer.next_item() {
+                Reframed::Item(item) => return Some(item),
+                Reframed::End => return None,
+                Reframed::NeedMore => match self.response.try_data() {
+                    Poll::Ready(Ok(Some(piece))) => {
+                        self.heard = Instant::now();
+                        self.reframer.push(piece);
+                    }
+                    Poll::Ready(Ok(None)) => self.reframer.upstream_done(),
+                    Poll::Ready(Err(e)) => return Some(self.reframer.fail(stream_error(e))),
+                    Poll::Pending => return None,
+                },
+            }
+        }
+    }
+
+    /// After a stream handed out `[DONE]` and was written whole: reads the
+    /// upstream's body to its end, so that its connection goes back to the
+    /// pool. A chunked stream's last chunk (`0\r\n\r\n`) follows `[DONE]`,
+    /// often in the same read; without it the connection cannot be reused
+    /// and every stream would pay a new connect (and TLS handshake). The
+    /// client already has its whole answer; an upstream that sends more
+    /// than [`SETTLE_MAX_BYTES`] after `[DONE]`, or takes longer than
+    /// [`SETTLE_WAIT`] to end its body, has its connection closed instead.
+    pub async fn settle(&mut self) {
+        if !self.reframer.done || self.reframer.failed {
+            return;
+        }
+        let mut left = SETTLE_MAX_BYTES;
+        let read_to_end = async {
+            while let Ok(Some(piece)) = self.response.data().await {
+                // Events after `[DONE]` are no part of the answer (docs/wire.md §4).
+                match left.checked_sub(piece.len()) {
+                    Some(l) => left = l,
+                    None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE_WAIT, read_to_end).await;
+    }
+
+    /// True once nothing more will come: `[DONE]` or an error was handed out.
+    pub fn is_ended(&self) -> bool {
+        self.reframer.is_ended()
+    }
+
+    /// Prompt and completion tokens from the upstream's `usage`, as far
+    /// as it sent one.
+    pub fn usage(&self) -> (u64, u64) {
+        self.reframer.usage()
+    }
+
+    /// Ended with `[DONE]`.
+    pub fn completed(&self) -> bool {
+        self.reframer.completed()
+    }
+
+    /// Ended with an error event (the connection is then closed).
+    pub fn failed(&self) -> bool {
+        self.reframer.failed()
+    }
+
+    /// Why a stream that ended with `[DONE]` still counts as failed.
+    pub fn fault(&self) -> Option<&'static str> {
+        self.reframer.fault()
     }
 }
 

@@ -722,14 +722,12 @@ fn stored_response(head: &RequestHead) -> Response {
             .ok_or_else(|| ApiError::NotStored(id.clone()))
     };
     let answer = match (head.method(), tail) {
-        (Method::Get | Method::Head, b"") => found().map(|s| s.response.to_string()),
-        (Method::Get | Method::Head, b"/input_items") => found().map(|s| {
-            let first = s.input.first().map_or(serde_json::Value::Null, |i| i["id"].clone());
-            let last = s.input.last().map_or(serde_json::Value::Null, |i| i["id"].clone());
-            serde_json::json!({"object": "list", "data": s.input, "first_id": first, "last_id": last,
-                "has_more": false})
-            .to_string()
+        (Method::Get | Method::Head, b"") => found().map(|s| {
+            String::from_utf8_lossy(s.response_text()).into_owned()
         }),
+        (Method::Get | Method::Head, b"/input_items") => {
+            found().map(|s| input_items_page(s.input(), head.query().unwrap_or_default()))
+        }
         (Method::Delete, b"") => match store.delete(&id) {
             true => Ok(serde_json::json!({"id": id, "object": "response", "deleted": true}).to_string()),
             false => Err(ApiError::NotStored(id.clone())),
@@ -747,6 +745,47 @@ fn stored_response(head: &RequestHead) -> Response {
         Ok(doc) => Response::json_doc(200, doc),
         Err(e) => Response::error(&e),
     }
+}
+
+/// A page of a stored response's input items, as OpenAI lists them
+/// (`GET /v1/responses/{id}/input_items`): `order` `desc` (the default,
+/// newest first) or `asc`, `limit` 1–100 (default 20), `after` an item id
+/// to start after.
+fn input_items_page(mut items: Vec<serde_json::Value>, query: &[u8]) -> String {
+    let query = String::from_utf8_lossy(query);
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(percent_decode_str)
+    };
+    if param("order").as_deref() != Some("asc") {
+        items.reverse();
+    }
+    if let Some(after) = param("after") {
+        if let Some(at) = items.iter().position(|i| i["id"] == after.as_str()) {
+            items.drain(..=at);
+        }
+    }
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    let first = items
+        .first()
+        .map_or(serde_json::Value::Null, |i| i["id"].clone());
+    let last = items
+        .last()
+        .map_or(serde_json::Value::Null, |i| i["id"].clone());
+    serde_json::json!({"object": "list", "data": items, "first_id": first, "last_id": last,
+        "has_more": has_more})
+    .to_string()
+}
+
+fn percent_decode_str(raw: &str) -> String {
+    percent_decode(raw.as_bytes())
 }
 
 /// Whether `path` is a route of the Anthropic Messages API (or under it:

@@ -514,8 +514,6 @@ fn translated_answer(
     info: &RequestInfo,
     tally: &mut Option<Tally>,
 ) -> Result<Response, ApiError> {
-    // Judged as a whole first: an error, no choices, no finish_reason.
-    let whole = translator.whole(chat)?;
     if let (Some(t), Some(usage)) = (tally.as_mut(), json::inspect_answer(chat)) {
         t.tokens(
             usage.prompt_tokens.unwrap_or(0),
@@ -523,8 +521,10 @@ fn translated_answer(
         );
     }
     if !info.stream {
-        return Ok(Response::json(200, whole));
+        return Ok(Response::json(200, translator.whole(chat)?));
     }
+    // Judged as a whole first: an error, no choices, no finish_reason.
+    translator.judge(chat)?;
     let Some(chunks) = translate::answer_to_events(chat, &info.model) else {
         return Err(not_an_answer(chat));
     };

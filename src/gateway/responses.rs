@@ -174,19 +174,30 @@ pub fn request_to_chat_with(
                 "previous_response_id",
             )
         })?;
-        input.extend(prior.input.iter().cloned());
-        input.extend(prior.output().iter().cloned());
+        input.extend(prior.input());
+        input.extend(prior.output());
     }
     match here("input") {
         Some(Value::String(text)) => input.push(json!({"type": "message", "id": fresh_id("msg_"),
             "role": "user", "content": [{"type": "input_text", "text": text}]})),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+                // `{"id": …}` alone is a reference too (its `type` may be
+                // left out).
+                let reference = match item.get("type").and_then(Value::as_str) {
+                    Some(kind) => kind == "item_reference",
+                    None => item.get("role").is_none() && item.get("id").is_some(),
+                };
+                if !reference {
                     input.push(item.clone());
                     continue;
                 }
-                let id = item.get("id").and_then(Value::as_str).unwrap_or("");
+                let id = item.get("id").and_then(Value::as_str).ok_or_else(|| {
+                    invalid(
+                        format!("input[{i}] is an item reference without its 'id' string."),
+                        "input",
+                    )
+                })?;
                 let found = store.item(id).ok_or_else(|| {
                     invalid(
                         format!(
@@ -206,6 +217,9 @@ pub fn request_to_chat_with(
             ))
         }
     }
+    if input.is_empty() {
+        return Err(invalid("'input' must hold at least one item.", "input"));
+    }
     input_items(&input, &mut messages)?;
     let mut chat = Map::new();
     chat.insert("model".into(), json!(upstream_model));
@@ -216,6 +230,12 @@ pub fn request_to_chat_with(
         }
     }
     if let Some(n) = here("max_output_tokens") {
+        if !n.is_u64() {
+            return Err(invalid(
+                "'max_output_tokens' must be a positive integer.",
+                "max_output_tokens",
+            ));
+        }
         chat.insert("max_tokens".into(), n.clone());
     }
     if let Some(effort) = here("reasoning")
@@ -228,7 +248,23 @@ pub fn request_to_chat_with(
         chat.insert("tools".into(), tools);
     }
     if let Some(choice) = here("tool_choice") {
-        chat.insert("tool_choice".into(), chat_tool_choice(choice)?);
+        let hosted_choice = choice
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !matches!(t, "function" | "allowed_tools"));
+        match chat_tool_choice(choice) {
+            // A tool choice naming a hosted tool that was left out goes
+            // with it.
+            Err(_) if hosted_choice && hosted == HostedTools::Drop => {}
+            chosen => {
+                let chosen = chosen?;
+                // A choice for tools of which none is left is none.
+                if chat.contains_key("tools") || chosen == json!("none") || chosen == json!("auto")
+                {
+                    chat.insert("tool_choice".into(), chosen);
+                }
+            }
+        }
     }
     if let Some(format) = here("text")
         .and_then(|t| t.get("format"))
@@ -316,12 +352,29 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
                 }
             }
             (Some("message") | None, Some(role)) => {
-                let role = if role == "developer" { "system" } else { role };
+                let role = match role {
+                    "developer" | "system" => "system",
+                    "user" => "user",
+                    other => {
+                        return Err(invalid(
+                            format!("{at}.role '{other}' is not one of user, assistant, system, developer."),
+                            "input",
+                        ))
+                    }
+                };
                 let content = message_content(item.get("content"), false, &at)?;
                 messages.push(json!({"role": role, "content": content}));
             }
             (Some("function_call"), _) => {
-                let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+                let field = |key: &str| {
+                    item.get(key)
+                        .and_then(Value::as_str)
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| {
+                            invalid(format!("{at} (a function_call) needs its '{key}' string."), "input")
+                        })
+                };
+                let (name, _) = (field("name")?, field("call_id")?);
                 let name = match item.get("namespace").and_then(Value::as_str) {
                     Some(ns) => flat_name(ns, name),
                     None => name.to_owned(),
@@ -355,6 +408,12 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
                 }
             }
             (Some("function_call_output"), _) => {
+                if !item.get("call_id").is_some_and(Value::is_string) {
+                    return Err(invalid(
+                        format!("{at} (a function_call_output) needs its 'call_id' string."),
+                        "input",
+                    ));
+                }
                 let output = tool_output(item.get("output"), &at, &mut tool_images)?;
                 messages.push(json!({
                     "role": "tool",
@@ -383,6 +442,13 @@ fn input_items(items: &[Value], messages: &mut Vec<Value>) -> Result<(), ApiErro
         }
     }
     flush_images(&mut tool_images, messages);
+    // A turn of reasoning alone (an answer cut on its length) has no
+    // content and no calls; chat wants one of them.
+    for m in messages.iter_mut() {
+        if m["role"] == "assistant" && m["content"].is_null() && m.get("tool_calls").is_none() {
+            m["content"] = json!("");
+        }
+    }
     Ok(())
 }
 
@@ -548,9 +614,12 @@ fn chat_tools(
     let mut out = Vec::with_capacity(tools.len());
     for tool in tools {
         match tool.get("type").and_then(Value::as_str) {
-            Some("function") => out.push(chat_function(tool, None)),
+            Some("function") => {
+                tool_name(tool.get("name"), "a function tool")?;
+                out.push(chat_function(tool, None));
+            }
             Some("namespace") => {
-                let ns = tool.get("name").and_then(Value::as_str).unwrap_or("");
+                let ns = tool_name(tool.get("name"), "a namespace tool")?;
                 for inner in tool.get("tools").and_then(Value::as_array).into_iter().flatten() {
                     if inner.get("type").and_then(Value::as_str) != Some("function") {
                         return Err(invalid(
@@ -558,13 +627,19 @@ fn chat_tools(
                             "tools",
                         ));
                     }
-                    let name = inner.get("name").and_then(Value::as_str).unwrap_or("");
+                    let name = tool_name(inner.get("name"), "a function of a namespace")?;
                     let flat = flat_name(ns, name);
                     out.push(chat_function(inner, Some(&flat)));
                     namespaced.push((flat, ns.to_owned(), name.to_owned()));
                 }
             }
-            other if hosted == HostedTools::Drop && other.is_some_and(|t| t != "custom") => {
+            Some("custom") => {
+                return Err(invalid(
+                    "Custom (free-form) tools cannot be sent to a chat-only provider (responses: \"chat\"): chat functions take JSON arguments only.",
+                    "tools",
+                ))
+            }
+            other if hosted == HostedTools::Drop && other.is_some() => {
                 dropped.push(other.unwrap_or_default().to_owned());
             }
             other => {
@@ -578,7 +653,35 @@ fn chat_tools(
             }
         }
     }
+    let mut names: Vec<&str> = out
+        .iter()
+        .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+        .collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(invalid(
+            format!("Two tools would have the chat name '{}' (a namespace's functions are sent as namespace__name).", pair[0]),
+            "tools",
+        ));
+    }
     Ok(Value::Array(out))
+}
+
+/// A tool's or namespace's `name`: letters, digits, `_` and `-`, as chat
+/// function names must be (else 400 naming `what`).
+fn tool_name<'a>(name: Option<&'a Value>, what: &str) -> Result<&'a str, ApiError> {
+    name.and_then(Value::as_str)
+        .filter(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        .ok_or_else(|| {
+            invalid(
+                format!("{what} needs a 'name' of letters, digits, '_' and '-'."),
+                "tools",
+            )
+        })
 }
 
 /// One Responses function tool as a chat tool, under `name` if given.
@@ -600,9 +703,17 @@ fn chat_function(tool: &Value, name: Option<&str>) -> Value {
 fn chat_tool_choice(choice: &Value) -> Result<Value, ApiError> {
     match choice {
         Value::String(_) => Ok(choice.clone()),
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => Ok(
-            json!({"type": "function", "function": {"name": o.get("name").cloned().unwrap_or(Value::Null)}}),
-        ),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = o.get("name").and_then(Value::as_str).ok_or_else(|| {
+                invalid("'tool_choice.name' must name the function.", "tool_choice")
+            })?;
+            // A namespaced function goes by its flattened name.
+            let name = match o.get("namespace").and_then(Value::as_str) {
+                Some(ns) => flat_name(ns, name),
+                None => name.to_owned(),
+            };
+            Ok(json!({"type": "function", "function": {"name": name}}))
+        }
         _ => Err(invalid(
             "'tool_choice' must be \"auto\", \"none\", \"required\" or a function.",
             "tool_choice",
@@ -647,9 +758,17 @@ fn usage(chat: &Value) -> Value {
 
 /// A response id: always one of chat2api's own, never derived from the
 /// upstream's chat id, which upstreams repeat (some send the same id with
-/// every answer) and which would then name two stored responses.
+/// every answer) and which would then name two stored responses; 128
+/// random bits.
 fn response_id(_chat_id: &str) -> String {
-    fresh_id("resp_")
+    // Random, not a counter: a stored response is read by its id alone,
+    // so an id must not be guessable from another one.
+    let mut bytes = [0u8; 16];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        return fresh_id("resp_");
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("resp_{hex}")
 }
 
 /// An id no other item of this process has: output items need ids of
@@ -785,6 +904,12 @@ fn arguments_text(arguments: Option<&Value>) -> String {
 /// chat completion, carries an `error`, or has no `finish_reason` (it broke
 /// off) is the upstream's failure: 502 saying which.
 pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
+    whole_response(answer, seed, true)
+}
+
+/// [`chat_to_response`], kept in the response store only with `keep` (a
+/// whole answer judged before it is streamed is kept by the stream).
+fn whole_response(answer: &[u8], seed: &Seed, keep: bool) -> Result<Bytes, ApiError> {
     let broken =
         |what: String| ApiError::Upstream(format!("the upstream answered 200 with {what}"));
     let chat: Value =
@@ -858,7 +983,9 @@ pub fn chat_to_response(answer: &[u8], seed: &Seed) -> Result<Bytes, ApiError> {
     let usage = chat.get("usage").map_or(Value::Null, usage);
     let id = response_id(chat_id);
     let response = seed.response(&id, created, final_status(finish), output, usage, finish);
-    seed.keep(&response);
+    if keep {
+        seed.keep(&response);
+    }
     Ok(Bytes::from(response.to_string()))
 }
 
@@ -1025,6 +1152,10 @@ impl StreamTranslator {
             self.event("error", data, &mut out);
             return out;
         }
+        // Some providers send their usage in a chunk without `choices`.
+        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = usage(u);
+        }
         let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
             return out;
         };
@@ -1034,9 +1165,6 @@ impl StreamTranslator {
             }
         }
         self.start(&chat_id, &mut out);
-        if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-            self.usage = usage(u);
-        }
         // Only the first choice is translated: a chunk of another one
         // (`n` > 1) is left out.
         let Some(choice) = choices
@@ -1327,9 +1455,19 @@ impl StreamTranslator {
         };
         // A name that comes in a later delta than the call's first (sent
         // with the item's `done`).
-        if let (Some(name), Kind::Call { name: known, .. }) = (name, &mut self.items[at].kind) {
-            if known.is_empty() {
-                *known = name.to_owned();
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            let (plain, ns) = self.seed.call_name(name);
+            let (plain, ns) = (plain.to_owned(), ns.map(str::to_owned));
+            if let Kind::Call {
+                name: known,
+                namespace,
+                ..
+            } = &mut self.items[at].kind
+            {
+                if known.is_empty() {
+                    *known = plain;
+                    *namespace = ns;
+                }
             }
         }
         let piece = arguments_text(call.pointer("/function/arguments"));
@@ -1367,9 +1505,10 @@ impl StreamTranslator {
         if self.finished {
             return Ok(out);
         }
-        self.finished = true;
         if self.error.is_none() && self.finish.is_none() {
             if !self.started || self.items.is_empty() {
+                // Not finished: the caller ends the stream with `abort`,
+                // whose `error` and `response.failed` a client must get.
                 return Err(ApiError::Upstream(
                     "the upstream's stream made no chat answer".into(),
                 ));
@@ -1386,6 +1525,7 @@ impl StreamTranslator {
                 self.close(at, &mut out);
             }
         }
+        self.finished = true;
         let finish = self.finish.clone();
         let status = match self.error {
             Some(_) => "failed",
@@ -1464,6 +1604,9 @@ pub fn fuzz_responses(data: &[u8]) {
 impl EventTranslator for StreamTranslator {
     fn whole(&self, chat: &[u8]) -> Result<Bytes, ApiError> {
         chat_to_response(chat, &self.seed)
+    }
+    fn judge(&self, chat: &[u8]) -> Result<(), ApiError> {
+        whole_response(chat, &self.seed, false).map(drop)
     }
     fn chunk(&mut self, chunk: &[u8]) -> Vec<NamedEvent> {
         StreamTranslator::chunk(self, chunk)
@@ -1854,6 +1997,125 @@ mod tests {
         let refused =
             request_to_chat_with(body.as_bytes(), "alias", "up", HostedTools::Refuse).unwrap_err();
         assert!(String::from_utf8_lossy(&refused.body()).contains("web_search"));
+    }
+
+    /// What attacking the agent loop found, each a case: a stream that
+    /// makes no answer still ends `failed`; a namespaced name that comes
+    /// late keeps its namespace; a namespaced tool choice is flattened; a
+    /// replayed reasoning-only turn is a valid chat message; malformed
+    /// items and tools are 400s naming what is wrong.
+    #[test]
+    fn the_agent_loop_holds_against_odd_inputs() {
+        let (_, s) = seed(r#"{"model":"alias","input":"hi","stream":true}"#);
+        let mut t = StreamTranslator::new(s);
+        t.chunk(chunk(json!({"role": "assistant"}), None).as_bytes());
+        assert!(t.finish().is_err(), "no answer");
+        let names: Vec<&str> = t.abort("no answer").iter().map(|e| e.0).collect();
+        assert_eq!(names, ["error", "response.failed"]);
+
+        let body = r#"{"model":"alias","input":"hi","stream":true,"tools":[{"type":"namespace","name":"crm","description":"c",
+            "tools":[{"type":"function","name":"find","parameters":{}}]}],
+            "tool_choice":{"type":"function","name":"find","namespace":"crm"}}"#;
+        let (chat, s) = seed(body);
+        assert_eq!(chat["tool_choice"]["function"]["name"], "crm__find");
+        let events = translate(
+            s,
+            &[
+                &chunk(
+                    json!({"tool_calls": [{"index": 0, "id": "a", "function": {"arguments": "{"}}]}),
+                    None,
+                ),
+                &chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"name": "crm__find", "arguments": "}"}}]}),
+                    Some("tool_calls"),
+                ),
+            ],
+        );
+        let out = &events.last().unwrap().1["response"]["output"][0];
+        assert_eq!(
+            (out["name"].as_str(), out["namespace"].as_str()),
+            (Some("find"), Some("crm"))
+        );
+
+        let (chat, _) = seed(
+            r#"{"model":"alias","input":[{"role":"user","content":"hi"},
+            {"type":"reasoning","id":"rs_1","summary":[],"content":[{"type":"reasoning_text","text":"hmm"}]},
+            {"role":"user","content":"go on"}]}"#,
+        );
+        assert_eq!(
+            chat["messages"][1],
+            json!({"role": "assistant", "content": "", "reasoning_content": "hmm"})
+        );
+
+        for (body, says) in [
+            (r#"{"model":"m","input":[]}"#, "at least one item"),
+            (
+                r#"{"model":"m","input":[{"type":"function_call","call_id":"c"}]}"#,
+                "'name'",
+            ),
+            (
+                r#"{"model":"m","input":[{"type":"function_call","name":"f"}]}"#,
+                "'call_id'",
+            ),
+            (
+                r#"{"model":"m","input":[{"type":"function_call_output","output":"x"}]}"#,
+                "'call_id'",
+            ),
+            (
+                r#"{"model":"m","input":[{"role":"banana","content":"x"}]}"#,
+                "banana",
+            ),
+            (
+                r#"{"model":"m","input":"x","tools":[{"type":"function"}]}"#,
+                "a function tool",
+            ),
+            (
+                r#"{"model":"m","input":"x","tools":[{"type":"namespace","name":"my crm","tools":[]}]}"#,
+                "a namespace tool",
+            ),
+            (
+                r#"{"model":"m","input":"x","tools":[{"type":"function","name":"crm__f"},{"type":"namespace","name":"crm","tools":[{"type":"function","name":"f"}]}]}"#,
+                "crm__f",
+            ),
+            (
+                r#"{"model":"m","input":"x","tool_choice":{"type":"function"}}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"model":"m","input":"x","max_output_tokens":"lots"}"#,
+                "max_output_tokens",
+            ),
+            (
+                r#"{"model":"m","input":[{"type":"item_reference"}]}"#,
+                "without its 'id'",
+            ),
+            (
+                r#"{"model":"m","input":"x","tools":[{"type":"custom","name":"apply_patch"}]}"#,
+                "Custom",
+            ),
+        ] {
+            let err = request_to_chat(body.as_bytes(), "m", "m").expect_err(body);
+            assert_eq!(err.status(), 400, "{body}");
+            assert!(err.to_string().contains(says), "{body}: {err}");
+        }
+        // A reference may leave its `type` out; an unknown one is a 400
+        // naming it.
+        let err =
+            request_to_chat(br#"{"model":"m","input":[{"id":"msg_gone"}]}"#, "m", "m").unwrap_err();
+        assert!(err.to_string().contains("msg_gone"), "{err}");
+        // A hosted tool choice goes with its hosted tool; a required choice
+        // with no tool left is no choice.
+        let (chat, _) = seed(
+            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}],"tool_choice":{"type":"web_search"}}"#,
+        );
+        assert!(
+            chat.get("tool_choice").is_none() && chat.get("tools").is_none(),
+            "{chat}"
+        );
+        let (chat, _) = seed(
+            r#"{"model":"m","input":"x","tools":[{"type":"web_search"}],"tool_choice":"required"}"#,
+        );
+        assert!(chat.get("tool_choice").is_none(), "{chat}");
     }
 
     #[test]

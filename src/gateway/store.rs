@@ -1,8 +1,8 @@
 //! The response store (docs/wire.md §3, "Stored responses"): the responses
 //! chat2api itself makes (a `responses: "chat"` provider's, the mock's),
 //! kept so that a later turn can name them: `previous_response_id`,
-//! `item_reference` to any item of theirs, `GET /v1/responses/{id}` (and
-//! `/input_items`), `DELETE /v1/responses/{id}`.
+//! `item_reference` to any output item of theirs, `GET /v1/responses/{id}`
+//! (and `/input_items`), `DELETE /v1/responses/{id}`.
 //!
 //! One store per process, in memory, kept across config reloads: bounded
 //! by count and by bytes (the oldest response goes first) and by age (the
@@ -13,26 +13,42 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use crate::config::ResponsesStore as Limits;
 
 /// A stored response: the object a client got, and the whole input it
-/// answered (the input of the response it continued included), as items.
+/// answered (the input of the response it continued included). Both are
+/// kept as JSON text, which is what their size is counted in: parsed
+/// values take several times their text, and the byte bound would not
+/// bound the memory. A later turn parses them again.
 #[derive(Debug)]
 pub struct Stored {
-    pub response: Value,
-    pub input: Vec<Value>,
+    response: Bytes,
+    input: Bytes,
     at: Instant,
     bytes: usize,
 }
 
 impl Stored {
+    /// The response object, as it was sent.
+    pub fn response_text(&self) -> &Bytes {
+        &self.response
+    }
+
+    /// The input items it answered.
+    pub fn input(&self) -> Vec<Value> {
+        serde_json::from_slice(&self.input).unwrap_or_default()
+    }
+
     /// The response's output items.
-    pub fn output(&self) -> &[Value] {
-        self.response["output"]
-            .as_array()
-            .map_or(&[], Vec::as_slice)
+    pub fn output(&self) -> Vec<Value> {
+        let response: Value = serde_json::from_slice(&self.response).unwrap_or_default();
+        match response.get("output") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -41,7 +57,9 @@ struct Inner {
     by_id: HashMap<String, Arc<Stored>>,
     /// Ids in the order they were stored, for eviction.
     order: VecDeque<String>,
-    /// Item id → the response holding it (its input or output).
+    /// Output item id → the response that made it. Only items chat2api
+    /// made are found by reference: a client's own input items could carry
+    /// any id, even one of another response's items.
     items: HashMap<String, String>,
     bytes: usize,
 }
@@ -55,17 +73,24 @@ pub struct ResponseStore {
 /// The store of this process.
 pub fn store() -> &'static ResponseStore {
     static STORE: OnceLock<ResponseStore> = OnceLock::new();
-    STORE.get_or_init(|| ResponseStore {
-        inner: Mutex::new(Inner::default()),
-        limits: Mutex::new(Limits::default()),
-    })
+    STORE.get_or_init(|| ResponseStore::new(Limits::default()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What one index entry costs beyond its two ids (the map's own slots).
+const INDEX_ENTRY_BYTES: usize = 64;
+
 impl ResponseStore {
+    fn new(limits: Limits) -> ResponseStore {
+        ResponseStore {
+            inner: Mutex::new(Inner::default()),
+            limits: Mutex::new(limits),
+        }
+    }
+
     /// The bounds of the config in force (a reload applies new ones from
     /// the next response stored).
     pub fn configure(&self, limits: &Limits) {
@@ -93,16 +118,22 @@ impl ResponseStore {
         let Some(id) = response["id"].as_str().map(str::to_owned) else {
             return;
         };
-        let bytes =
-            response.to_string().len() + input.iter().map(|i| i.to_string().len()).sum::<usize>();
+        let item_ids: Vec<String> = response["output"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["id"].as_str().map(str::to_owned))
+            .collect();
+        let response = Bytes::from(response.to_string());
+        let input = Bytes::from(Value::Array(input).to_string());
+        let index: usize = item_ids
+            .iter()
+            .map(|i| i.len() + id.len() + INDEX_ENTRY_BYTES)
+            .sum();
+        let bytes = response.len() + input.len() + index;
         if bytes > limits.max_bytes {
             return;
         }
-        let item_ids: Vec<String> = input
-            .iter()
-            .chain(response["output"].as_array().into_iter().flatten())
-            .filter_map(|i| i["id"].as_str().map(str::to_owned))
-            .collect();
         let stored = Arc::new(Stored {
             response,
             input,
@@ -118,7 +149,9 @@ impl ResponseStore {
             inner.remove(&oldest);
         }
         for item in item_ids {
-            inner.items.insert(item, id.clone());
+            // The response that made an item owns it; a later one that
+            // carries it in its input does not take it over.
+            inner.items.entry(item).or_insert_with(|| id.clone());
         }
         inner.bytes += bytes;
         inner.order.push_back(id.clone());
@@ -137,16 +170,11 @@ impl ResponseStore {
         Some(stored)
     }
 
-    /// An item (input or output) of a stored response, by its id.
+    /// An output item of a stored response, by its id.
     pub fn item(&self, item_id: &str) -> Option<Value> {
         let response_id = lock(&self.inner).items.get(item_id)?.clone();
         let stored = self.get(&response_id)?;
-        stored
-            .input
-            .iter()
-            .chain(stored.output())
-            .find(|i| i["id"] == item_id)
-            .cloned()
+        stored.output().into_iter().find(|i| i["id"] == item_id)
     }
 
     /// Forgets the response stored as `id`; whether there was one.
@@ -173,13 +201,6 @@ mod tests {
     use serde_json::json;
     use std::time::Duration;
 
-    fn fresh(limits: Limits) -> ResponseStore {
-        ResponseStore {
-            inner: Mutex::new(Inner::default()),
-            limits: Mutex::new(limits),
-        }
-    }
-
     fn response(id: &str, text: &str) -> Value {
         json!({"id": id, "object": "response", "output": [{"type": "message", "id": format!("msg_{id}"),
             "role": "assistant", "content": [{"type": "output_text", "text": text}]}]})
@@ -187,14 +208,20 @@ mod tests {
 
     #[test]
     fn responses_and_their_items_are_found_until_deleted() {
-        let s = fresh(Limits::default());
-        s.put(
-            response("resp_1", "hi"),
-            vec![json!({"id": "in_1", "role": "user", "content": "x"})],
-        );
+        let s = ResponseStore::new(Limits::default());
+        let input = vec![json!({"id": "in_1", "role": "user", "content": "x"})];
+        s.put(response("resp_1", "hi"), input);
         assert_eq!(s.get("resp_1").unwrap().output().len(), 1);
+        assert_eq!(s.get("resp_1").unwrap().input()[0]["content"], "x");
         assert_eq!(s.item("msg_resp_1").unwrap()["role"], "assistant");
-        assert_eq!(s.item("in_1").unwrap()["content"], "x");
+        // A client's input item is no item chat2api made.
+        assert!(s.item("in_1").is_none());
+        // A later response that carries the item (a replay, or a forged
+        // copy) does not take it over, and deleting it loses nothing.
+        let forged = json!({"id": "msg_resp_1", "role": "assistant", "content": "FORGED"});
+        s.put(response("resp_2", "again"), vec![forged]);
+        assert!(s.delete("resp_2"));
+        assert_eq!(s.item("msg_resp_1").unwrap()["content"][0]["text"], "hi");
         assert!(s.delete("resp_1"));
         assert!(s.get("resp_1").is_none() && s.item("msg_resp_1").is_none());
         assert!(!s.delete("resp_1"));
@@ -202,7 +229,7 @@ mod tests {
 
     #[test]
     fn the_oldest_go_first_by_count_and_by_bytes() {
-        let s = fresh(Limits {
+        let s = ResponseStore::new(Limits {
             max_responses: 2,
             ..Limits::default()
         });
@@ -210,8 +237,14 @@ mod tests {
             s.put(response(id, "x"), Vec::new());
         }
         assert!(s.get("a").is_none() && s.get("b").is_some() && s.get("c").is_some());
-        let one = response("d", &"y".repeat(100)).to_string().len();
-        let s = fresh(Limits {
+        // What one of the next responses counts: its text, `[]` for its
+        // input, its one index entry.
+        let one = response("d", &"y".repeat(100)).to_string().len()
+            + 2
+            + "msg_d".len()
+            + "d".len()
+            + INDEX_ENTRY_BYTES;
+        let s = ResponseStore::new(Limits {
             max_bytes: one * 2,
             ..Limits::default()
         });
@@ -227,14 +260,14 @@ mod tests {
 
     #[test]
     fn expired_and_disabled_keep_nothing() {
-        let s = fresh(Limits {
+        let s = ResponseStore::new(Limits {
             ttl: Duration::from_millis(1),
             ..Limits::default()
         });
         s.put(response("a", "x"), Vec::new());
         std::thread::sleep(Duration::from_millis(5));
         assert!(s.get("a").is_none() && s.item("msg_a").is_none());
-        let s = fresh(Limits {
+        let s = ResponseStore::new(Limits {
             enabled: false,
             ..Limits::default()
         });

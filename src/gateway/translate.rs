@@ -90,6 +90,10 @@ pub fn chat_to_completion(answer: &[u8], client_model: &str) -> Option<Bytes> {
 struct Gathered {
     role: Option<Value>,
     content: Option<String>,
+    /// `reasoning_content` (DeepSeek's thinking mode) and `refusal`,
+    /// gathered like the content.
+    reasoning: Option<String>,
+    refusal: Option<String>,
     /// `text_completion` chunks carry `text` instead of a delta.
     text: Option<String>,
     /// Tool calls in the order they opened, arguments concatenated.
@@ -143,8 +147,27 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
             if let Some(role) = delta.and_then(|d| d.get("role")).filter(|r| !r.is_null()) {
                 g.role = Some(role.clone());
             }
-            if let Some(content) = delta.and_then(|d| d.get("content")).and_then(Value::as_str) {
-                g.content.get_or_insert_with(String::new).push_str(content);
+            let text_of = |key: &str| -> Option<String> {
+                match delta?.get(key)? {
+                    Value::String(s) => Some(s.clone()),
+                    // Content as parts: their texts.
+                    Value::Array(parts) => Some(
+                        parts
+                            .iter()
+                            .filter_map(|p| p.get("text").and_then(Value::as_str))
+                            .collect(),
+                    ),
+                    _ => None,
+                }
+            };
+            for (key, into) in [
+                ("content", &mut g.content),
+                ("reasoning_content", &mut g.reasoning),
+                ("refusal", &mut g.refusal),
+            ] {
+                if let Some(piece) = text_of(key) {
+                    into.get_or_insert_with(String::new).push_str(&piece);
+                }
             }
             let calls = delta
                 .and_then(|d| d.get("tool_calls"))
@@ -177,6 +200,11 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
                 "content".into(),
                 g.content.map_or(Value::Null, Value::String),
             );
+            for (key, value) in [("reasoning_content", g.reasoning), ("refusal", g.refusal)] {
+                if let Some(value) = value {
+                    message.insert(key.into(), Value::String(value));
+                }
+            }
             if !g.tool_calls.is_empty() {
                 let calls = g.tool_calls.into_iter().map(Value::Object).collect();
                 message.insert("tool_calls".into(), Value::Array(calls));
@@ -386,6 +414,23 @@ mod tests {
         );
         assert!(aggregate_events([&b"not json"[..]]).is_none());
         assert!(aggregate_events([&br#"{"error":{"message":"x"}}"#[..]]).is_none());
+        // Reasoning, refusals and content given as parts are gathered too.
+        let whole = aggregate_events([
+            &br#"{"choices":[{"index":0,"delta":{"reasoning_content":"R1"}}]}"#[..],
+            br#"{"choices":[{"index":0,"delta":{"reasoning_content":"R2","content":[{"type":"text","text":"p"}]}}]}"#,
+            br#"{"choices":[{"index":0,"delta":{"refusal":"no"},"finish_reason":"stop"}]}"#,
+        ])
+        .unwrap();
+        let v: Value = serde_json::from_slice(&whole).unwrap();
+        let m = &v["choices"][0]["message"];
+        assert_eq!(
+            (
+                m["reasoning_content"].as_str(),
+                m["content"].as_str(),
+                m["refusal"].as_str()
+            ),
+            (Some("R1R2"), Some("p"), Some("no"))
+        );
         assert!(aggregate_events(std::iter::empty()).is_none());
     }
 

@@ -33,9 +33,11 @@ assert streamed.output_text == "It rains in Oslo.", streamed
 
 got = client.responses.retrieve(second.id)
 assert got.id == second.id and got.output_text == "It rains in Oslo."
-items = client.responses.input_items.list(second.id)
+items = client.responses.input_items.list(second.id, order="asc")
 kinds = [i.type for i in items.data]
 assert kinds == ["message", "function_call", "function_call_output"], kinds
+newest = client.responses.input_items.list(second.id, limit=1)
+assert [i.type for i in newest.data] == ["function_call_output"] and newest.has_more, newest
 client.responses.delete(second.id)
 try:
     client.responses.retrieve(second.id)

@@ -34,6 +34,11 @@ pub trait EventTranslator: Send {
     /// A whole chat answer as the dialect's one object. An answer that is
     /// no chat completion, carries an `error` or broke off is a 502.
     fn whole(&self, chat: &[u8]) -> Result<Bytes, ApiError>;
+    /// Whether a whole chat answer is one (502 otherwise), without keeping
+    /// anything of it: before it is streamed as events.
+    fn judge(&self, chat: &[u8]) -> Result<(), ApiError> {
+        self.whole(chat).map(drop)
+    }
     /// The events one chat chunk makes (none, one or several).
     fn chunk(&mut self, chunk: &[u8]) -> Vec<NamedEvent>;
     /// The closing events once the chat stream ended, or the error to end

@@ -11,6 +11,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::request_id::fresh_id;
 use super::responses::NamedEvent;
 use super::stream::upstream::EventTranslator;
 use super::tool_calls::ToolCallRule;
@@ -461,21 +462,6 @@ fn tool_input(arguments: &str) -> Value {
     }
 }
 
-/// A chat message's text: a string, or the texts of its content parts
-/// (some providers send `[{"type": "text", "text": …}]`).
-fn text_of(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
 /// Chat's `finish_reason` as Anthropic's `stop_reason` (and the matched
 /// stop sequence, where the provider names it in the choice's
 /// `stop_reason`, as vLLM does).
@@ -518,12 +504,6 @@ fn message_id(chat_id: Option<&str>) -> String {
     }
 }
 
-fn fresh_id(prefix: &str) -> String {
-    let id = super::request_id::next();
-    let hex = id.strip_prefix(b"req_").unwrap_or(&id);
-    format!("{prefix}{}", String::from_utf8_lossy(hex))
-}
-
 /// A whole `chat.completion` as a `message` object. No chat completion, an
 /// `error` object or no choice: 502 saying which.
 pub fn chat_to_message(answer: &[u8], seed: &MessagesSeed) -> Result<Bytes, ApiError> {
@@ -556,7 +536,11 @@ pub fn chat_to_message(answer: &[u8], seed: &MessagesSeed) -> Result<Bytes, ApiE
         content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
     }
     for key in ["content", "refusal"] {
-        if let Some(t) = message.get(key).and_then(text_of).filter(|t| !t.is_empty()) {
+        if let Some(t) = message
+            .get(key)
+            .and_then(super::translate::content_text)
+            .filter(|t| !t.is_empty())
+        {
             content.push(json!({"type": "text", "text": t}));
         }
     }
@@ -831,7 +815,11 @@ impl EventTranslator for MessagesTranslator {
             );
         }
         for key in ["content", "refusal"] {
-            if let Some(t) = delta.get(key).and_then(text_of).filter(|t| !t.is_empty()) {
+            if let Some(t) = delta
+                .get(key)
+                .and_then(super::translate::content_text)
+                .filter(|t| !t.is_empty())
+            {
                 let index = self.ensure(Open::Text, json!({"type": "text", "text": ""}), &mut out);
                 Self::event(
                     "content_block_delta",

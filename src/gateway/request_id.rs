@@ -34,6 +34,15 @@ fn process_prefix() -> u32 {
     })
 }
 
+/// An id no other of this process has, `prefix` then 24 hex digits: for
+/// the items and messages chat2api makes (`msg_…`, `fc_…`, `toolu_…`),
+/// which upstreams' chat answers do not give (or repeat).
+pub fn fresh_id(prefix: &str) -> String {
+    let id = next();
+    let hex = id.strip_prefix(b"req_").unwrap_or(&id);
+    format!("{prefix}{}", String::from_utf8_lossy(hex))
+}
+
 /// A new request id, e.g. `req_5f3c9a1e0000000100000007`.
 pub fn next() -> Bytes {
     let n = COUNTER.with(|c| {

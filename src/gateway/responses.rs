@@ -10,8 +10,10 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::request_id::fresh_id;
 use super::stream::upstream::EventTranslator;
 use super::tool_calls::ToolCallRule;
+use super::translate::content_text;
 use crate::api::ApiError;
 use crate::stats::unix_time;
 
@@ -771,14 +773,6 @@ fn response_id(_chat_id: &str) -> String {
     format!("resp_{hex}")
 }
 
-/// An id no other item of this process has: output items need ids of
-/// their own, which upstreams' chat answers do not give (or repeat).
-fn fresh_id(prefix: &str) -> String {
-    let id = super::request_id::next();
-    let hex = id.strip_prefix(b"req_").unwrap_or(&id);
-    format!("{prefix}{}", String::from_utf8_lossy(hex))
-}
-
 impl Seed {
     /// A `response` object with `status`, `output` items and `usage`.
     fn response(
@@ -857,18 +851,6 @@ fn refusal_item(id: &str, refusal: &str, status: &str) -> Value {
         "content": [{"type": "refusal", "refusal": refusal}]})
 }
 
-/// A chat message's text: a string, or its text parts joined.
-fn content_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => String::new(),
-    }
-}
-
 /// The text of an upstream's `error` member: its `message`, the error
 /// itself when it is a string, else the error written out.
 pub fn error_message(error: &Value) -> String {
@@ -941,7 +923,10 @@ fn whole_response(answer: &[u8], seed: &Seed, keep: bool) -> Result<Bytes, ApiEr
         "incomplete" => "incomplete",
         _ => "completed",
     };
-    let text = message.get("content").map(content_text).unwrap_or_default();
+    let text = message
+        .get("content")
+        .and_then(content_text)
+        .unwrap_or_default();
     if !text.is_empty() {
         output.push(message_item(&fresh_id("msg_"), &text, status));
     }
@@ -1187,7 +1172,7 @@ impl StreamTranslator {
                     .map(str::to_owned),
                 Kind::Reasoning,
             ),
-            (delta.get("content").map(content_text), Kind::Message),
+            (delta.get("content").and_then(content_text), Kind::Message),
             (
                 delta
                     .get("refusal")

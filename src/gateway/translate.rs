@@ -147,19 +147,7 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
             if let Some(role) = delta.and_then(|d| d.get("role")).filter(|r| !r.is_null()) {
                 g.role = Some(role.clone());
             }
-            let text_of = |key: &str| -> Option<String> {
-                match delta?.get(key)? {
-                    Value::String(s) => Some(s.clone()),
-                    // Content as parts: their texts.
-                    Value::Array(parts) => Some(
-                        parts
-                            .iter()
-                            .filter_map(|p| p.get("text").and_then(Value::as_str))
-                            .collect(),
-                    ),
-                    _ => None,
-                }
-            };
+            let text_of = |key: &str| content_text(delta?.get(key)?);
             for (key, into) in [
                 ("content", &mut g.content),
                 ("reasoning_content", &mut g.reasoning),
@@ -225,6 +213,23 @@ pub fn aggregate_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Optio
         out.insert("usage".into(), usage);
     }
     Some(Bytes::from(Value::Object(out).to_string()))
+}
+
+/// A chat message's (or delta's) text: a string, or the texts of its
+/// content parts (some providers send `[{"type": "text", "text": …}]`);
+/// `None` for anything else. The one reading of chat content, for every
+/// translation.
+pub fn content_text(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// One streamed tool-call delta into the call gathered so far: `id`,

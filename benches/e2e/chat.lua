@@ -5,9 +5,12 @@
 --   BENCH_KEY     client key sent as Authorization: Bearer (default: the bench key)
 --   BENCH_MODEL   model name (default DeepSeek-V3.2)
 --   BENCH_STREAM  "1" sends "stream": true
+--   BENCH_API     "messages" sends the same conversation to /v1/messages in
+--                 the Anthropic Messages API's shape (x-api-key)
 local key = os.getenv("BENCH_KEY") or "sk-bench-5f3c9a1e7d2b4c68"
 local model = os.getenv("BENCH_MODEL") or "DeepSeek-V3.2"
 local stream = os.getenv("BENCH_STREAM") == "1"
+local messages_api = os.getenv("BENCH_API") == "messages"
 
 -- ~400 bytes: a system prompt, a short exchange and a question, as an
 -- editor plug-in or agent would send it.
@@ -27,6 +30,24 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. key
 wrk.headers["User-Agent"] = "OpenAI/Python 1.54.0"
 wrk.headers["Accept"] = "application/json"
+
+if messages_api then
+  -- The same conversation as an Anthropic Messages request.
+  wrk.path = "/v1/messages"
+  wrk.body = '{"model":"' .. model .. '","max_tokens":256,'
+    .. '"system":"You are a concise assistant. Answer in plain English and keep code blocks short.",'
+    .. '"messages":['
+    .. '{"role":"user","content":"What does HTTP keep-alive do?"},'
+    .. '{"role":"assistant","content":"It reuses one TCP connection for several requests."},'
+    .. '{"role":"user","content":"And why does that matter for a reverse proxy in front of an LLM API?"}'
+    .. '],"temperature":0.7'
+    .. (stream and ',"stream":true' or '')
+    .. '}'
+  wrk.headers["Authorization"] = nil
+  wrk.headers["x-api-key"] = key
+  wrk.headers["anthropic-version"] = "2023-06-01"
+  wrk.headers["User-Agent"] = "Anthropic/Python 0.40.0"
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

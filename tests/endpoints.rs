@@ -964,9 +964,10 @@ async fn an_agent_turn_and_its_replay_reach_a_chat_provider() {
 /// Agent loops that keep state in chat2api's response store, onto a
 /// chat-only provider: the Python SDK continuing by
 /// `previous_response_id` (and reading back, listing and deleting the
-/// stored responses), and the Vercel AI SDK's default provider over three
+/// stored responses), the Vercel AI SDK's default provider over three
 /// turns with a tool call, which refers to earlier items by
-/// `item_reference`.
+/// `item_reference`, and the OpenAI Agents SDK's tool loop (plain,
+/// continued by `previous_response_id`, streamed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_loops_continue_from_the_response_store() {
     let (_up, gw) = gateway().await;
@@ -978,19 +979,16 @@ async fn agent_loops_continue_from_the_response_store() {
         root.join("tests/sdk/responses_loop_test.py"),
         root.join("tests/sdk/responses_loop_test.mjs"),
     );
+    let agents = root.join("tests/sdk/agents_sdk_test.py");
     tokio::task::spawn_blocking(move || {
-        support::sdk::run(
-            std::process::Command::new(py)
-                .arg(script)
-                .arg(&base)
-                .arg("chat-only"),
-        );
-        support::sdk::run(
-            std::process::Command::new(node)
-                .arg(mjs)
-                .arg(&base)
-                .arg("chat-only"),
-        );
+        for (program, script) in [(&py, script), (&node, mjs), (&py, agents)] {
+            support::sdk::run(
+                std::process::Command::new(program)
+                    .arg(script)
+                    .arg(&base)
+                    .arg("chat-only"),
+            );
+        }
     })
     .await
     .unwrap();

@@ -13,13 +13,17 @@ use std::sync::Mutex;
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The official Python SDKs, pinned (as in `.ci/run`).
-pub const PYTHON_SDKS: [&str; 2] = ["openai==3.63.0", "anthropic==2.17.0"];
+pub const PYTHON_SDKS: [&str; 3] = [
+    "openai==3.63.0",
+    "anthropic==2.17.0",
+    "openai-agents==0.24.0",
+];
 
 /// Installs run one at a time within a test binary (tests run on threads;
 /// cargo runs test binaries one after another).
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// A Python with the `openai` and `anthropic` packages: `CHAT2API_PYTHON`,
+/// A Python with the `openai`, `anthropic` and `openai-agents` packages: `CHAT2API_PYTHON`,
 /// or the project's `.venv`, created and filled on first use.
 pub fn python() -> PathBuf {
     if let Some(py) = std::env::var_os("CHAT2API_PYTHON") {
@@ -48,7 +52,7 @@ pub fn python() -> PathBuf {
 
 fn has_openai(py: &Path) -> bool {
     Command::new(py)
-        .args(["-c", "import openai, anthropic"])
+        .args(["-c", "import openai, anthropic, agents"])
         .output()
         .is_ok_and(|o| o.status.success())
 }

@@ -1049,6 +1049,49 @@ pub fn models_list<'a>(models: impl Iterator<Item = (&'a str, u64)>) -> String {
     json!({"data": data, "has_more": false, "first_id": first, "last_id": last}).to_string()
 }
 
+/// Fuzzing entry point: any request body is translated or refused, any
+/// chat answer becomes a message or a 502, and any chat chunks (one per
+/// line) become an event sequence that starts with `message_start` and ends
+/// with `message_stop` or an `error` event, with block starts and stops
+/// paired, without a panic; `count_tokens` answers or refuses.
+#[doc(hidden)]
+pub fn fuzz_anthropic(data: &[u8]) {
+    let _ = request_to_chat(data, "alias", "upstream");
+    let _ = count_tokens(data);
+    let seed = MessagesSeed {
+        model: "alias".into(),
+        stop_sequences: vec!["END".into()],
+        dropped_tools: Vec::new(),
+    };
+    let _ = chat_to_message(data, &seed);
+    let mut t = MessagesTranslator::new(seed);
+    let mut events: Vec<NamedEvent> = data
+        .split(|b| *b == b'\n')
+        .flat_map(|line| t.chunk(line))
+        .collect();
+    match t.finish() {
+        Ok(closing) => events.extend(closing),
+        Err(_) => events.extend(t.abort("cut")),
+    }
+    let names: Vec<&str> = events.iter().map(|e| e.0).collect();
+    if let Some(first) = names.first() {
+        assert!(matches!(*first, "message_start" | "error"), "{names:?}");
+        assert!(
+            matches!(*names.last().unwrap(), "message_stop" | "error"),
+            "{names:?}"
+        );
+    }
+    let starts = names
+        .iter()
+        .filter(|n| **n == "content_block_start")
+        .count();
+    let stops = names.iter().filter(|n| **n == "content_block_stop").count();
+    assert!(stops <= starts && starts <= stops + 1, "{names:?}");
+    for (_, data) in &events {
+        let _: Value = serde_json::from_slice(data).expect("events are JSON");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1482,6 +1525,30 @@ mod tests {
             "tools": [{"name": "read", "input_schema": {"type": "object"}}]})).unwrap();
         assert!(more > one + 5, "{more}");
         assert_eq!(n(json!({"messages": []})).unwrap_err().status(), 400);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            fuzz_anthropic(&data);
+        }
+
+        #[test]
+        fn chunk_like_input_never_panics(
+            lines in proptest::collection::vec(proptest::sample::select(vec![
+                r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{"}}]}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"b","function":{"name":"g","arguments":"["}}]}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}}]}"#,
+                r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+                r#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+                r#"{"error":{"message":"x"}}"#,
+                "not json",
+            ]), 0..12),
+        ) {
+            fuzz_anthropic(lines.join("\n").as_bytes());
+        }
     }
 
     #[test]

@@ -6,71 +6,19 @@
 
 mod support;
 
-use support::upstream::{chunked, send, MockUpstream, Recorded, Step, SSE_HEAD};
+use support::upstream::{ChatReply, MockUpstream, Recorded, Step};
 use support::TestGateway;
 
-/// A chat-completions answer with `text`, or one call of tool `tool` with
-/// `arguments`: streamed (the arguments in two pieces) or whole.
+/// A reply of the scripted upstream: `text`, or one call of `tool` with
+/// `arguments` (call id `call_read`), streamed or whole.
 fn chat_reply(req: &Recorded, text: Option<&str>, tool: Option<(&str, &str)>) -> Vec<Step> {
-    let v = req.json();
-    let model = v["model"].as_str().unwrap_or("up").to_owned();
-    let usage =
-        serde_json::json!({"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60});
-    let finish = if tool.is_some() { "tool_calls" } else { "stop" };
-    if v["stream"] != true {
-        let mut message = serde_json::json!({"role": "assistant", "content": text});
-        if let Some((name, args)) = tool {
-            message["tool_calls"] = serde_json::json!([{"id": "call_read", "type": "function",
-                "function": {"name": name, "arguments": args}}]);
-        }
-        let doc = serde_json::json!({"id": "chatcmpl-a", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
-        .to_string();
-        return vec![send(format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
-            doc.len()
-        ))];
-    }
-    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
-        serde_json::json!({"id": "chatcmpl-a", "object": "chat.completion.chunk", "created": 1, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    let reply = ChatReply {
+        chat_id: "chatcmpl-a",
+        text,
+        tool: tool.map(|(name, args)| (name, "call_read", args)),
+        usage: (50, 10),
     };
-    let mut chunks = vec![chunk(
-        serde_json::json!({"role": "assistant", "content": ""}),
-        serde_json::Value::Null,
-    )];
-    if let Some(text) = text {
-        for word in text.split_inclusive(' ') {
-            chunks.push(chunk(
-                serde_json::json!({"content": word}),
-                serde_json::Value::Null,
-            ));
-        }
-    }
-    if let Some((name, args)) = tool {
-        let (a, b) = args.split_at(args.len() / 2);
-        chunks.push(chunk(
-            serde_json::json!({"tool_calls": [{"index": 0, "id": "call_read", "type": "function",
-            "function": {"name": name, "arguments": a}}]}),
-            serde_json::Value::Null,
-        ));
-        chunks.push(chunk(
-            serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
-            serde_json::Value::Null,
-        ));
-    }
-    chunks.push(chunk(serde_json::json!({}), serde_json::json!(finish)));
-    let mut last = chunk(serde_json::json!({}), serde_json::Value::Null);
-    last["choices"] = serde_json::json!([]);
-    last["usage"] = usage;
-    chunks.push(last);
-    let mut out = SSE_HEAD.to_owned();
-    for c in chunks {
-        out.push_str(&chunked(&format!("data: {c}\n\n")));
-    }
-    out.push_str(&chunked("data: [DONE]\n\n"));
-    out.push_str("0\r\n\r\n");
-    vec![send(out)]
+    support::upstream::chat_reply(req, &reply)
 }
 
 /// The text of a chat message's content (a string or text parts).

@@ -330,7 +330,6 @@ pub fn chat_script(req: &Recorded) -> Vec<Step> {
         out.push_str("0\r\n\r\n");
         return vec![send(out)];
     }
-    let stream = v["stream"] == true;
     let tool = v["tools"][0]["function"]["name"]
         .as_str()
         .map(str::to_owned);
@@ -339,63 +338,89 @@ pub fn chat_script(req: &Recorded) -> Vec<Step> {
         .unwrap()
         .iter()
         .any(|m| m["role"] == "tool");
-    let model = v["model"].as_str().unwrap().to_owned();
-    let usage = serde_json::json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5});
     let (content, calls) = match (&tool, answered_tool) {
         (Some(name), false) => (None, Some(name.clone())),
         (_, true) => (Some("It rains in Oslo."), None),
         _ => (Some("Hello there"), None),
     };
-    if !stream {
-        let mut message = serde_json::json!({"role": "assistant", "content": content});
-        if let Some(name) = &calls {
-            message["tool_calls"] = serde_json::json!([{"id": "call_1", "type": "function",
-                "function": {"name": name, "arguments": "{\"city\":\"Oslo\"}"}}]);
+    let reply = ChatReply {
+        chat_id: "chatcmpl-up",
+        text: content,
+        tool: calls
+            .as_deref()
+            .map(|name| (name, "call_1", r#"{"city":"Oslo"}"#)),
+        usage: (3, 2),
+    };
+    chat_reply(req, &reply)
+}
+
+/// What a scripted chat upstream answers (see [`chat_reply`]).
+pub struct ChatReply<'a> {
+    /// The chat completion's `id`.
+    pub chat_id: &'a str,
+    pub text: Option<&'a str>,
+    /// One tool call: the function's name, the call id, the arguments.
+    pub tool: Option<(&'a str, &'a str, &'a str)>,
+    /// Prompt and completion tokens.
+    pub usage: (u64, u64),
+}
+
+/// A chat completion answering `req` (a `chat.completion`, or for a stream
+/// request a chunked event stream: a role chunk, a chunk per word, the tool
+/// call with its arguments in two pieces, split after their first `:`,
+/// the finish chunk, a usage chunk, `[DONE]`).
+pub fn chat_reply(req: &Recorded, reply: &ChatReply<'_>) -> Vec<Step> {
+    let v = req.json();
+    let model = v["model"].as_str().unwrap_or("up").to_owned();
+    let (text, tool, chat_id) = (reply.text, reply.tool, reply.chat_id);
+    let (prompt, completion) = reply.usage;
+    let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion});
+    let finish = if tool.is_some() { "tool_calls" } else { "stop" };
+    if v["stream"] != true {
+        let mut message = serde_json::json!({"role": "assistant", "content": text});
+        if let Some((name, call_id, args)) = tool {
+            message["tool_calls"] = serde_json::json!([{"id": call_id, "type": "function",
+                "function": {"name": name, "arguments": args}}]);
         }
-        let finish = if calls.is_some() {
-            "tool_calls"
-        } else {
-            "stop"
-        };
-        let doc = serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}).to_string();
+        let doc = serde_json::json!({"id": chat_id, "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage})
+        .to_string();
         return vec![send(format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
             doc.len()
         ))];
     }
     let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
-        serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
+        serde_json::json!({"id": chat_id, "object": "chat.completion.chunk", "created": 1, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
     let mut chunks = vec![chunk(
         serde_json::json!({"role": "assistant", "content": ""}),
         serde_json::Value::Null,
     )];
-    match (&calls, content) {
-        (Some(name), _) => {
+    if let Some(text) = text {
+        for word in text.split_inclusive(' ') {
             chunks.push(chunk(
-                serde_json::json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                "function": {"name": name, "arguments": "{\"city\":"}}]}),
+                serde_json::json!({"content": word}),
                 serde_json::Value::Null,
             ));
-            chunks.push(chunk(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Oslo\"}"}}]}),
-                serde_json::Value::Null));
-            chunks.push(chunk(
-                serde_json::json!({}),
-                serde_json::json!("tool_calls"),
-            ));
-        }
-        (None, text) => {
-            for word in text.unwrap_or_default().split_inclusive(' ') {
-                chunks.push(chunk(
-                    serde_json::json!({"content": word}),
-                    serde_json::Value::Null,
-                ));
-            }
-            chunks.push(chunk(serde_json::json!({}), serde_json::json!("stop")));
         }
     }
+    if let Some((name, call_id, args)) = tool {
+        let cut = args.find(':').map_or(args.len() / 2, |i| i + 1);
+        let (a, b) = args.split_at(cut);
+        chunks.push(chunk(
+            serde_json::json!({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+            "function": {"name": name, "arguments": a}}]}),
+            serde_json::Value::Null,
+        ));
+        chunks.push(chunk(
+            serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+            serde_json::Value::Null,
+        ));
+    }
+    chunks.push(chunk(serde_json::json!({}), serde_json::json!(finish)));
     let mut last = chunk(serde_json::json!({}), serde_json::Value::Null);
     last["choices"] = serde_json::json!([]);
     last["usage"] = usage;

@@ -39,6 +39,19 @@ pub enum ApiError {
     /// 429: every deployment of the model rests on rate limits; the seconds
     /// until the soonest returns.
     RateLimited(String, u64),
+    /// 429: one of the client key's rules refused the request
+    /// (docs/config.md "Key rules"): the message names the key and rule;
+    /// milliseconds until it would pass (`Retry-After` rounds them up to
+    /// seconds, `retry-after-ms` carries them as they are).
+    KeyRateLimited {
+        message: String,
+        retry_after_ms: u64,
+    },
+    /// 401: the client key (by name) is past its `expiresAt`.
+    KeyExpired(String),
+    /// 503: a key's budget cannot be checked: Redis does not answer and
+    /// `sharedState.budgets` is `fail-closed`.
+    BudgetUnavailable,
     Upstream(String),
     UpstreamTimeout,
     /// 503: the drain deadline of a shutdown, reload or stop came before
@@ -60,7 +73,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::InvalidRequest { .. } => 400,
-            ApiError::MissingApiKey | ApiError::InvalidApiKey => 401,
+            ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::KeyExpired(_) => 401,
             ApiError::NotFound
             | ApiError::NotStored(_)
             | ApiError::ModelNotFound(_)
@@ -68,8 +81,11 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::Timeout => 408,
             ApiError::Http { status, .. } => *status,
-            ApiError::NoAvailableAccount(..) | ApiError::ShuttingDown | ApiError::Overloaded => 503,
-            ApiError::RateLimited(..) => 429,
+            ApiError::NoAvailableAccount(..)
+            | ApiError::ShuttingDown
+            | ApiError::Overloaded
+            | ApiError::BudgetUnavailable => 503,
+            ApiError::RateLimited(..) | ApiError::KeyRateLimited { .. } => 429,
             ApiError::Upstream(_) => 502,
             ApiError::UpstreamTimeout => 504,
         }
@@ -85,12 +101,16 @@ impl ApiError {
             | ApiError::MethodNotAllowed
             | ApiError::Timeout
             | ApiError::Http { .. } => "invalid_request_error",
-            ApiError::MissingApiKey | ApiError::InvalidApiKey => "authentication_error",
+            ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::KeyExpired(_) => {
+                "authentication_error"
+            }
             ApiError::NoAvailableAccount(..)
             | ApiError::Upstream(_)
             | ApiError::UpstreamTimeout => "upstream_error",
-            ApiError::RateLimited(..) => "rate_limit_error",
-            ApiError::ShuttingDown | ApiError::Overloaded => "server_error",
+            ApiError::RateLimited(..) | ApiError::KeyRateLimited { .. } => "rate_limit_error",
+            ApiError::ShuttingDown | ApiError::Overloaded | ApiError::BudgetUnavailable => {
+                "server_error"
+            }
         }
     }
 
@@ -99,6 +119,9 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => None,
             ApiError::MissingApiKey => Some("missing_api_key"),
             ApiError::InvalidApiKey => Some("invalid_api_key"),
+            ApiError::KeyExpired(_) => Some("expired_api_key"),
+            ApiError::KeyRateLimited { .. } => Some("rate_limit_exceeded"),
+            ApiError::BudgetUnavailable => Some("budget_unavailable"),
             ApiError::NotFound | ApiError::NotStored(_) => Some("not_found"),
             ApiError::ModelNotFound(_) | ApiError::EndpointNotServed { .. } => {
                 Some("model_not_found")
@@ -136,7 +159,10 @@ impl ApiError {
         match self {
             ApiError::NoAvailableAccount(_, s) => *s,
             ApiError::RateLimited(_, s) => Some(*s),
-            ApiError::Overloaded => Some(1),
+            ApiError::KeyRateLimited { retry_after_ms, .. } => {
+                Some(retry_after_ms.div_ceil(1000).max(1))
+            }
+            ApiError::Overloaded | ApiError::BudgetUnavailable => Some(1),
             _ => None,
         }
     }
@@ -171,6 +197,11 @@ impl fmt::Display for ApiError {
                 "Missing API key: send it as 'Authorization: Bearer KEY', 'X-API-Key: KEY' or '?api_key=KEY'.",
             ),
             ApiError::InvalidApiKey => f.write_str("Invalid API key."),
+            ApiError::KeyExpired(name) => write!(f, "The API key '{name}' has expired."),
+            ApiError::KeyRateLimited { message, .. } => f.write_str(message),
+            ApiError::BudgetUnavailable => f.write_str(
+                "The key's budget cannot be checked now (the shared state does not answer, and budgets fail closed); retry shortly.",
+            ),
             ApiError::NotFound => f.write_str("Unknown route."),
             ApiError::NotStored(id) => write!(
                 f,
@@ -248,6 +279,12 @@ mod tests {
             ApiError::Timeout,
             ApiError::NoAvailableAccount("m".into(), None),
             ApiError::RateLimited("m".into(), 1),
+            ApiError::KeyRateLimited {
+                message: "m".into(),
+                retry_after_ms: 1500,
+            },
+            ApiError::KeyExpired("k".into()),
+            ApiError::BudgetUnavailable,
             ApiError::Upstream("x".into()),
             ApiError::UpstreamTimeout,
             ApiError::ShuttingDown,

@@ -170,6 +170,11 @@ impl<S> Response<S> {
             r.headers
                 .push(("Retry-After", Bytes::from(secs.to_string())));
         }
+        // The official SDKs read the exact wait from `retry-after-ms`.
+        if let ApiError::KeyRateLimited { retry_after_ms, .. } = err {
+            r.headers
+                .push(("retry-after-ms", Bytes::from(retry_after_ms.to_string())));
+        }
         r
     }
 

@@ -122,6 +122,7 @@ fn home_of(key: &str) -> Option<&'static str> {
                 "accessLog",
                 "management",
                 "responsesStore",
+                "sharedState",
                 "providers",
                 "modelMappings",
                 "limits",
@@ -185,6 +186,19 @@ fn home_of(key: &str) -> Option<&'static str> {
             &["apiKey", "dailyLimit", "organization", "project"],
         ),
         ("in `management`", &["secret"]),
+        (
+            "in an `apiKeys[]` object",
+            &[
+                "rpm",
+                "tpm",
+                "maxConcurrent",
+                "dailyRequests",
+                "dailyTokens",
+                "expiresAt",
+                "reserveTokens",
+            ],
+        ),
+        ("in `sharedState`", &["redis", "budgets", "syncInterval"]),
         (
             "in a `modelMappings[]` entry",
             &["requestModel", "actualModel", "preferredProviderId"],

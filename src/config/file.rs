@@ -10,9 +10,10 @@ use super::document::{self, Node};
 use super::{
     builtin_providers, default_account, default_workers, index_path, invalid, key_path,
     vendor_models, vendors, AccessLog, Account, ApiKey, BaseUrl, Config, ConfigError, Endpoint,
-    EndpointMode, HostedTools, Limits, Management, MockFailures, MockProfile, ModelMapping,
-    Provider, ProviderKind, ResponsesStore, Strategy, DEFAULT_HOST, DEFAULT_MANAGEMENT_PORT,
-    DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_COUNT, MOCK_MODEL,
+    EndpointMode, HostedTools, KeyRules, Limits, Management, MockFailures, MockProfile,
+    ModelMapping, Provider, ProviderKind, ResponsesStore, SharedState, Strategy, DEFAULT_HOST,
+    DEFAULT_MANAGEMENT_PORT, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RESERVE_TOKENS,
+    DEFAULT_RETRY_COUNT, DEFAULT_SHARED_SYNC, DEFAULT_SHARED_TIMEOUT, MOCK_MODEL,
 };
 use serde::de::{self, value::MapAccessDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -78,6 +79,7 @@ struct RawConfig {
     access_log: Option<AccessLog>,
     management: Option<RawManagement>,
     responses_store: Option<RawResponsesStore>,
+    shared_state: Option<RawSharedState>,
     /// Absent = the built-in providers; present but empty is an error.
     providers: Option<Vec<RawProvider>>,
     #[serde(default)]
@@ -97,6 +99,42 @@ struct RawApiKeyObject {
     name: Option<String>,
     key: String,
     enabled: Option<bool>,
+    models: Option<Vec<String>>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    max_concurrent: Option<u64>,
+    daily_requests: Option<u64>,
+    daily_tokens: Option<u64>,
+    expires_at: Option<RawInstant>,
+    reserve_tokens: Option<u64>,
+}
+
+/// An instant: Unix seconds, or RFC 3339 text (`2027-01-31T00:00:00Z`,
+/// or a date alone for its UTC midnight).
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "Unix seconds or an RFC 3339 date-time")]
+enum RawInstant {
+    Seconds(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSharedState {
+    redis: String,
+    /// Milliseconds.
+    timeout: Option<u64>,
+    budgets: Option<FailMode>,
+    /// Milliseconds.
+    sync_interval: Option<u64>,
+}
+
+/// What budgets do while Redis cannot be reached.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum FailMode {
+    FailOpen,
+    FailClosed,
 }
 
 #[derive(Deserialize)]
@@ -439,7 +477,7 @@ impl RawConfig {
                 .into_iter()
                 .enumerate()
                 .map(|(i, k)| k.into_api_key(i))
-                .collect(),
+                .collect::<Result<_, _>>()?,
             load_balance: self.load_balance_strategy.unwrap_or_default(),
             request_timeout: self
                 .request_timeout
@@ -452,6 +490,10 @@ impl RawConfig {
             access_log: self.access_log.unwrap_or_default(),
             management,
             responses_store,
+            shared_state: self
+                .shared_state
+                .map(RawSharedState::into_shared)
+                .transpose()?,
             providers,
             model_mappings: self
                 .model_mappings
@@ -478,21 +520,159 @@ pub(crate) fn unbracket(host: &str) -> &str {
 
 impl RawApiKey {
     /// `index` names keys given without a name (`key1`, `key2`, ...).
-    fn into_api_key(self, index: usize) -> ApiKey {
+    fn into_api_key(self, index: usize) -> Result<ApiKey, ConfigError> {
         let default_name = || format!("key{}", index + 1);
-        match self {
+        Ok(match self {
             RawApiKey::Bare(key) => ApiKey {
                 name: default_name(),
                 key,
                 enabled: true,
+                rules: KeyRules {
+                    reserve_tokens: DEFAULT_RESERVE_TOKENS,
+                    ..KeyRules::default()
+                },
             },
-            RawApiKey::Full(k) => ApiKey {
-                name: k.name.unwrap_or_else(default_name),
-                key: k.key,
-                enabled: k.enabled.unwrap_or(true),
-            },
+            RawApiKey::Full(k) => {
+                let expires_at = match k.expires_at {
+                    None => None,
+                    Some(RawInstant::Seconds(s)) => Some(s.saturating_mul(1000)),
+                    Some(RawInstant::Text(t)) => Some(parse_rfc3339_ms(&t).ok_or_else(|| {
+                        invalid(
+                            &key_path(&index_path("apiKeys", index), "expiresAt"),
+                            format!("`{t}` is not an RFC 3339 date-time (like 2027-01-31T00:00:00Z) or a date"),
+                        )
+                    })?),
+                };
+                ApiKey {
+                    name: k.name.unwrap_or_else(default_name),
+                    key: k.key,
+                    enabled: k.enabled.unwrap_or(true),
+                    rules: KeyRules {
+                        models: k.models.unwrap_or_default(),
+                        rpm: k.rpm,
+                        tpm: k.tpm,
+                        max_concurrent: k.max_concurrent,
+                        daily_requests: k.daily_requests,
+                        daily_tokens: k.daily_tokens,
+                        expires_at,
+                        reserve_tokens: k.reserve_tokens.unwrap_or(DEFAULT_RESERVE_TOKENS),
+                    },
+                }
+            }
+        })
+    }
+}
+
+impl RawSharedState {
+    fn into_shared(self) -> Result<SharedState, ConfigError> {
+        check_redis_url(&self.redis)?;
+        for (key, value) in [
+            ("timeout", self.timeout),
+            ("syncInterval", self.sync_interval),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(
+                    &key_path("sharedState", key),
+                    "must be more than 0 ms",
+                ));
+            }
+        }
+        Ok(SharedState {
+            redis: self.redis,
+            timeout: self
+                .timeout
+                .map_or(DEFAULT_SHARED_TIMEOUT, Duration::from_millis),
+            budgets_fail_closed: self.budgets == Some(FailMode::FailClosed),
+            sync_interval: self
+                .sync_interval
+                .map_or(DEFAULT_SHARED_SYNC, Duration::from_millis),
+        })
+    }
+}
+
+/// `redis://[:PASSWORD@]HOST[:PORT][/DB]`, as the Redis client reads it;
+/// the message never quotes the URL (it may hold a password).
+fn check_redis_url(url: &str) -> Result<(), ConfigError> {
+    let path = "sharedState.redis";
+    if !url.starts_with("redis://") {
+        return Err(invalid(
+            path,
+            "must be a redis://HOST:PORT/DB URL (rediss:// and unix sockets are not supported)",
+        ));
+    }
+    match redis::Client::open(url) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(invalid(
+            path,
+            format!("is not a Redis URL this client can use ({:?})", e.kind()),
+        )),
+    }
+}
+
+/// Unix milliseconds of an RFC 3339 date-time (`2027-01-31T12:00:00Z`,
+/// `…T12:00:00.5+02:00`) or of a date alone (its UTC midnight); `None` if
+/// it is neither.
+pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = b.get(r)?;
+        s.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| s.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    let mut ms = days * 86_400_000;
+    if b.len() > 10 {
+        if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        ms += (h * 3600 + mi * 60 + s) * 1000;
+        let mut i = 19;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let start = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+            let frac = &text[start..i.min(start + 3)];
+            ms += frac.parse::<i64>().ok()? * 10i64.pow(3 - frac.len() as u32);
+        }
+        match b.get(i..)? {
+            b"Z" | b"z" => {}
+            [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
+                let offset = (num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?) * 60_000;
+                ms += if *sign == b'+' { -offset } else { offset };
+            }
+            _ => return None,
         }
     }
+    u64::try_from(ms).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 impl RawAccount {

@@ -104,6 +104,9 @@ pub struct Config {
     pub management: Management,
     /// What `/v1/responses` keeps for later turns (`responsesStore`).
     pub responses_store: ResponsesStore,
+    /// Several instances sharing limits and rests through Redis
+    /// (`sharedState`); `None`: this instance alone.
+    pub shared_state: Option<SharedState>,
     /// Upstreams, in file order.
     pub providers: Vec<Provider>,
     /// Request-model rewrites, in file order.
@@ -122,7 +125,84 @@ pub struct ApiKey {
     /// The secret the client sends.
     pub key: String,
     pub enabled: bool,
+    /// What the key may use and spend (docs/config.md "Key rules"); all
+    /// absent for a bare-string key.
+    pub rules: KeyRules,
 }
+
+/// The rules of one client key (`apiKeys[]` object form). `None` (or an
+/// empty `models`) means no rule of that kind. Counting is by UTC day for
+/// the daily budgets; tokens are prompt plus completion tokens as the
+/// upstream's `usage` reports them (docs/config.md "Key rules").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRules {
+    /// Client model names (with `*` wildcards) the key may use; others are
+    /// 404 `model_not_found` for it. Empty: every model.
+    pub models: Vec<String>,
+    /// Requests per minute, by GCRA: up to `rpm` in a burst, then one every
+    /// `60 s / rpm`.
+    pub rpm: Option<u64>,
+    /// Tokens per minute, by GCRA over reserved tokens.
+    pub tpm: Option<u64>,
+    /// Requests (and streams) open at once.
+    pub max_concurrent: Option<u64>,
+    /// Requests per UTC day.
+    pub daily_requests: Option<u64>,
+    /// Tokens per UTC day.
+    pub daily_tokens: Option<u64>,
+    /// The key stops working at this instant (Unix milliseconds).
+    pub expires_at: Option<u64>,
+    /// Tokens reserved for the answer of a request that sets no
+    /// `max_tokens` (or its equivalent), against `tpm` and `dailyTokens`.
+    pub reserve_tokens: u64,
+}
+
+/// The answer tokens reserved for a request that names no `max_tokens`.
+pub const DEFAULT_RESERVE_TOKENS: u64 = 4096;
+
+impl KeyRules {
+    /// Whether any rule beyond `models` and `expiresAt` applies, i.e.
+    /// whether a request with this key must be counted.
+    pub fn counts(&self) -> bool {
+        self.rpm.is_some()
+            || self.tpm.is_some()
+            || self.max_concurrent.is_some()
+            || self.daily_requests.is_some()
+            || self.daily_tokens.is_some()
+    }
+
+    /// Whether any rule at all applies.
+    pub fn any(&self) -> bool {
+        self.counts() || !self.models.is_empty() || self.expires_at.is_some()
+    }
+
+    /// Whether it holds a budget (a daily rule), which `sharedState.budgets`
+    /// may make fail closed.
+    pub fn has_budget(&self) -> bool {
+        self.daily_requests.is_some() || self.daily_tokens.is_some()
+    }
+}
+
+/// `sharedState`: what several instances agree on through one Redis
+/// (docs/config.md "Several instances"; absent = each instance alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedState {
+    /// `redis://[:PASSWORD@]HOST[:PORT][/DB]`, checked at load.
+    pub redis: String,
+    /// How long a request waits for Redis before it is decided on this
+    /// instance's own counters.
+    pub timeout: Duration,
+    /// Budgets (`dailyRequests`, `dailyTokens`) refuse requests while Redis
+    /// cannot be reached (`"budgets": "fail-closed"`), instead of counting
+    /// locally.
+    pub budgets_fail_closed: bool,
+    /// How often shared rests and account counters are read back.
+    pub sync_interval: Duration,
+}
+
+/// Defaults of `sharedState`.
+pub const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_millis(100);
+pub const DEFAULT_SHARED_SYNC: Duration = Duration::from_millis(250);
 
 /// How the accounts serving a model are chosen (docs/wire.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -456,6 +536,7 @@ impl fmt::Debug for ApiKey {
             .field("name", &self.name)
             .field("key", &"<hidden>")
             .field("enabled", &self.enabled)
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -571,6 +652,7 @@ impl Config {
             access_log: AccessLog::default(),
             management: Management::default(),
             responses_store: ResponsesStore::default(),
+            shared_state: None,
             providers: builtin_providers(env),
             model_mappings: Vec::new(),
             limits: Limits::default(),
@@ -636,6 +718,28 @@ impl Config {
             // The message must not quote the key itself.
             if !keys.insert(k.key.as_str()) {
                 return Err(invalid(&path, "the same key is listed twice"));
+            }
+            let r = &k.rules;
+            for (rule, value) in [
+                ("rpm", r.rpm),
+                ("tpm", r.tpm),
+                ("maxConcurrent", r.max_concurrent),
+                ("dailyRequests", r.daily_requests),
+                ("dailyTokens", r.daily_tokens),
+                ("reserveTokens", Some(r.reserve_tokens)),
+            ] {
+                if value == Some(0) {
+                    return Err(invalid(
+                        &key_path(&path, rule),
+                        "must be at least 1 (leave the rule out for no limit)",
+                    ));
+                }
+            }
+            if let Some(i) = r.models.iter().position(|m| m.is_empty()) {
+                return Err(invalid(
+                    &index_path(&key_path(&path, "models"), i),
+                    "is empty",
+                ));
             }
         }
         Ok(())
@@ -911,6 +1015,32 @@ fn vendor_models(vendor: &vendors::Vendor) -> Vec<(String, String)> {
         .iter()
         .map(|&(client, upstream)| (client.to_owned(), upstream.to_owned()))
         .collect()
+}
+
+/// The name patterns of `modelMappings[].requestModel` and
+/// `apiKeys[].models`: `*` matches any run of bytes (also empty);
+/// everything else matches itself.
+pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    // Iterative glob with single-star backtracking: linear in practice and
+    // never recursive, so a hostile pattern in a config cannot blow the stack.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == name[n] {
+            p += 1;
+            n += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|b| *b == b'*')
 }
 
 fn invalid(path: &str, message: impl Into<String>) -> ConfigError {

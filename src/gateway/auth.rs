@@ -1,54 +1,38 @@
 //! Client authentication (docs/wire.md §3): the key may come as `Authorization: Bearer
-//! KEY`, `X-API-Key: KEY` or `?api_key=KEY`, and is compared in constant time:
-//! every key is kept zero-padded to one fixed-size block, the presented key
-//! is padded the same way, and the whole blocks (and the lengths) are
-//! compared with every configured key, so that neither which key matched,
-//! nor how much of it, nor how long any key is shows in the time taken.
-//! Keys are never logged, echoed or forwarded: the upstream request is built
-//! from scratch with the account's own key.
+//! KEY`, `X-API-Key: KEY` or `?api_key=KEY`. The presented key is hashed
+//! (SHA-256) and its digest compared in constant time with the digest of
+//! every configured key, without stopping at a match, so that neither which
+//! key matched, nor how much of it, nor how long any key is shows in the
+//! time taken; comparing 32-byte digests keeps that cheap whatever the
+//! keys' lengths. Keys are never logged, echoed or forwarded: the upstream
+//! request is built from scratch with the account's own key.
 
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::api::ApiError;
 use crate::http1::RequestHead;
 
-/// The longest client key, in bytes (`config` refuses longer ones); every
-/// comparison covers this many bytes.
+/// The longest client key, in bytes (`config` refuses longer ones).
 pub use crate::config::MAX_KEY_BYTES;
 
-/// A key zero-padded to [`MAX_KEY_BYTES`], and its length.
-struct Block {
-    bytes: [u8; MAX_KEY_BYTES],
-    len: u32,
+type Digest = [u8; 32];
+
+fn digest(key: &[u8]) -> Digest {
+    let d = ring::digest::digest(&ring::digest::SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
-impl Block {
-    /// `None` for a key longer than the block.
-    fn new(key: &[u8]) -> Option<Block> {
-        let mut bytes = [0u8; MAX_KEY_BYTES];
-        bytes.get_mut(..key.len())?.copy_from_slice(key);
-        Some(Block {
-            bytes,
-            len: key.len() as u32,
-        })
-    }
-
-    fn ct_eq(&self, other: &Block) -> subtle::Choice {
-        self.bytes.ct_eq(&other.bytes) & self.len.ct_eq(&other.len)
-    }
-}
-
+/// The enabled client keys, as digests, in config order.
 pub struct ClientKeys {
-    keys: Vec<Block>,
+    keys: Vec<Digest>,
 }
 
 impl ClientKeys {
     pub fn new(keys: impl IntoIterator<Item = String>) -> ClientKeys {
         ClientKeys {
-            keys: keys
-                .into_iter()
-                .filter_map(|k| Block::new(k.as_bytes()))
-                .collect(),
+            keys: keys.into_iter().map(|k| digest(k.as_bytes())).collect(),
         }
     }
 
@@ -56,21 +40,31 @@ impl ClientKeys {
         self.keys.is_empty()
     }
 
-    pub fn check(&self, head: &RequestHead) -> Result<(), ApiError> {
+    /// Which key (its index among the keys given to [`ClientKeys::new`])
+    /// the request presents; `Ok(None)` when no keys are configured.
+    ///
+    /// # Errors
+    /// `MissingApiKey` without a key, `InvalidApiKey` for one that is not
+    /// configured (or is longer than any key may be).
+    pub fn check(&self, head: &RequestHead) -> Result<Option<usize>, ApiError> {
         if self.is_open() {
-            return Ok(());
+            return Ok(None);
         }
         let presented = presented_key(head).ok_or(ApiError::MissingApiKey)?;
-        // Longer than any key can be: wrong, whatever it is.
-        let presented = Block::new(presented).ok_or(ApiError::InvalidApiKey)?;
-        // Compare against every key, without stopping at a match, so the time
-        // taken does not say which key (or how much of one) matched.
+        if presented.len() > MAX_KEY_BYTES {
+            return Err(ApiError::InvalidApiKey);
+        }
+        let presented = digest(presented);
+        // Compare against every key, without stopping at a match.
         let mut found = subtle::Choice::from(0);
-        for key in &self.keys {
-            found |= key.ct_eq(&presented);
+        let mut index = 0u32;
+        for (i, key) in self.keys.iter().enumerate() {
+            let eq = key.ct_eq(&presented);
+            index = u32::conditional_select(&index, &(i as u32), eq);
+            found |= eq;
         }
         if bool::from(found) {
-            Ok(())
+            Ok(Some(index as usize))
         } else {
             Err(ApiError::InvalidApiKey)
         }
@@ -118,7 +112,7 @@ mod tests {
             "Authorization: Bearer sk-one\r\n",
             "X-API-Key: sk-a-much-longer-key\r\n",
         ] {
-            assert_eq!(keys.check(&head(good)), Ok(()), "{good}");
+            assert!(keys.check(&head(good)).is_ok(), "{good}");
         }
         let long = format!("X-API-Key: {}\r\n", "k".repeat(MAX_KEY_BYTES + 1));
         for bad in [
@@ -134,5 +128,15 @@ mod tests {
             );
         }
         assert_eq!(keys.check(&head("")), Err(ApiError::MissingApiKey));
+    }
+
+    #[test]
+    fn the_matching_key_is_named_by_its_index() {
+        let keys = ClientKeys::new(["a".to_owned(), "b".to_owned(), "c".to_owned()]);
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            let h = head(&format!("X-API-Key: {k}\r\n"));
+            assert_eq!(keys.check(&h), Ok(Some(i)));
+        }
+        assert_eq!(ClientKeys::new([]).check(&head("")), Ok(None));
     }
 }

@@ -20,12 +20,15 @@ pub mod tool_calls;
 pub mod translate;
 
 use bytes::Bytes;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::api::{self, ApiError, Body, Endpoint};
 use crate::config::{Config, Limits, ProviderKind};
 use crate::http1::{Method, RequestHead};
+use crate::limits::{self, KeyLimits};
 use crate::server::Service;
+use crate::shared::{self, SharedState};
 use crate::stats::{unix_time, Stats, Tally};
 use crate::upstream::{Upstream, UpstreamConfig};
 use auth::ClientKeys;
@@ -89,6 +92,11 @@ pub struct Gateway {
     pub config: Config,
     pub stats: Arc<Stats>,
     keys: ClientKeys,
+    /// The rules and counters of each enabled key, in `keys`' order.
+    key_limits: Vec<Arc<KeyLimits>>,
+    /// Limits, budgets and rests shared with other instances through
+    /// Redis (`sharedState`); `None`: this instance alone.
+    shared: Option<Arc<SharedState>>,
     router: Router,
     /// One client per provider (by router index); `None` for the mock.
     upstreams: Vec<Option<Upstream>>,
@@ -153,15 +161,28 @@ impl Gateway {
                 "GET /"
             ]
         });
-        let keys = ClientKeys::new(
-            config
-                .api_keys
-                .iter()
-                .filter(|k| k.enabled)
-                .map(|k| k.key.clone()),
-        );
+        let enabled = || config.api_keys.iter().filter(|k| k.enabled);
+        let keys = ClientKeys::new(enabled().map(|k| k.key.clone()));
+        let key_limits = enabled()
+            .map(|k| {
+                Arc::new(KeyLimits::new(
+                    &k.name,
+                    k.rules.clone(),
+                    stats.key_usage(&k.name),
+                ))
+            })
+            .collect();
+        let shared = match &config.shared_state {
+            Some(c) => Some(SharedState::start(c, router.shared_slots(), stats.clone())?),
+            None => {
+                stats.shared_state.state.store(0, Relaxed);
+                None
+            }
+        };
         Ok(Gateway {
             keys,
+            key_limits,
+            shared,
             router,
             upstreams,
             created: unix_time(),
@@ -216,6 +237,12 @@ impl Service for Gateway {
         body: Bytes,
         tally: Option<Tally>,
     ) -> Response {
+        // The models this client's key may use (all, without rules).
+        let key = tally
+            .as_ref()
+            .and_then(Tally::key_index)
+            .and_then(|i| self.key_limits.get(i));
+        let allowed = |model: &str| key.is_none_or(|k| k.allows_model(model));
         let resp = match route {
             Route::Api(endpoint) => {
                 let mut resp = self.complete(endpoint, head, body, tally).await;
@@ -225,18 +252,25 @@ impl Service for Gateway {
                 return with_request_id(resp);
             }
             Route::CountTokens => {
-                let resp = self.count_tokens(body).await;
+                let resp = self.count_tokens(body, &allowed).await;
                 return with_request_id(anthropic_error(resp.with_tally(tally)));
             }
             // Anthropic's SDKs and Claude Code list models in their shape.
             Route::Models if head.header("anthropic-version").is_some() => Response::json_doc(
                 200,
-                anthropic::models_list(self.router.model_names().map(|(id, _)| (id, self.created))),
+                anthropic::models_list(
+                    self.router
+                        .model_names()
+                        .filter(|(id, _)| allowed(id))
+                        .map(|(id, _)| (id, self.created)),
+                ),
             ),
-            Route::Models => Response::json_doc(200, self.models_json()),
-            Route::Model => {
-                self.model_json(head.path(), head.header("anthropic-version").is_some())
-            }
+            Route::Models => Response::json_doc(200, self.models_json(&allowed)),
+            Route::Model => self.model_json(
+                head.path(),
+                head.header("anthropic-version").is_some(),
+                &allowed,
+            ),
             Route::StoredResponse => stored_response(head),
             Route::Health => Response::json_doc(200, self.stats.health_json()),
             Route::Stats => {
@@ -283,7 +317,7 @@ impl Gateway {
         } else {
             route
         };
-        let tally = route.is_counted().then(|| Tally::new(&self.stats));
+        let mut tally = route.is_counted().then(|| Tally::new(&self.stats));
         let method_ok = match route {
             _ if route.has_body() => method == Method::Post,
             Route::Preflight | Route::StoredResponse => true,
@@ -298,8 +332,18 @@ impl Gateway {
         // key, when keys are configured (`/health` stays open for load
         // balancers).
         if route.is_counted() || route == Route::Stats {
-            if let Err(e) = self.keys.check(head) {
-                return Err(Box::new(Response::error(&e).with_tally(tally)));
+            let key = match self.keys.check(head) {
+                Ok(key) => key.and_then(|i| Some((i, self.key_limits.get(i)?))),
+                Err(e) => return Err(Box::new(Response::error(&e).with_tally(tally))),
+            };
+            if let Some((i, key)) = key {
+                if let Some(t) = tally.as_mut() {
+                    t.key(i, key.usage.clone());
+                }
+                if key.expired(crate::stats::unix_time_ms()) {
+                    let e = ApiError::KeyExpired(key.name.to_string());
+                    return Err(Box::new(Response::error(&e).with_tally(tally)));
+                }
             }
         }
         Ok((route, tally))
@@ -344,10 +388,12 @@ impl Gateway {
             "endpoints": endpoints})
     }
 
-    fn models_json(&self) -> String {
+    /// `GET /v1/models`: the models `allowed` lets the client see.
+    fn models_json(&self, allowed: &dyn Fn(&str) -> bool) -> String {
         let data: Vec<_> = self
             .router
             .model_names()
+            .filter(|(id, _)| allowed(id))
             .map(|(id, owner)| self.model_object(id, owner))
             .collect();
         serde_json::json!({"object": "list", "data": data}).to_string()
@@ -355,10 +401,10 @@ impl Gateway {
 
     /// `GET /v1/models/{model}`: OpenAI's model object, or Anthropic's
     /// (`anthropic`: the request carried `anthropic-version`).
-    fn model_json(&self, path: &[u8], anthropic: bool) -> Response {
+    fn model_json(&self, path: &[u8], anthropic: bool, allowed: &dyn Fn(&str) -> bool) -> Response {
         let raw = &path[b"/v1/models/".len()..];
         let name = percent_decode(raw);
-        match self.router.resolve(&name) {
+        match self.router.resolve(&name).filter(|_| allowed(&name)) {
             Some(_) if anthropic => Response::json_doc(
                 200,
                 anthropic::model_object(&name, self.created).to_string(),
@@ -375,9 +421,9 @@ impl Gateway {
     /// `POST /v1/messages/count_tokens`: the estimate for a model this
     /// gateway serves (404 otherwise), counted off the worker's thread: a
     /// long prompt takes the tokenizer a while.
-    async fn count_tokens(&self, body: Bytes) -> Response {
+    async fn count_tokens(&self, body: Bytes, allowed: &(dyn Fn(&str) -> bool + Sync)) -> Response {
         if let Some(model) = json::model_of(&body) {
-            if self.router.resolve(&model).is_none() {
+            if self.router.resolve(&model).is_none() || !allowed(&model) {
                 return Response::error(&ApiError::ModelNotFound(model));
             }
         }
@@ -426,13 +472,100 @@ impl Gateway {
             };
             return Response::error(&err).with_tally(tally);
         }
+        let quota = match self.admit_key(&info, body.len(), &mut tally).await {
+            Ok(quota) => quota,
+            Err(e) => return Response::error(&e).with_tally(tally),
+        };
+        let mut resp = self
+            .attempts(endpoint, head, &body, &info, &resolved, tally)
+            .await;
+        resp.headers.extend(quota.headers());
+        resp
+    }
+
+    /// The key's rules for a valid request of a model it may ask for
+    /// (docs/config.md "Key rules"): refused with 404 for a model outside
+    /// `models`, 429 when a rule says no, 503 for a budget that fails
+    /// closed while Redis is down. An admitted request's lease rides in its
+    /// statistics record until the answer's last byte; its `x-ratelimit-*`
+    /// figures come back.
+    async fn admit_key(
+        &self,
+        info: &json::RequestInfo,
+        body_len: usize,
+        tally: &mut Option<Tally>,
+    ) -> Result<limits::Quota, ApiError> {
+        let Some(key) = tally
+            .as_ref()
+            .and_then(Tally::key_index)
+            .and_then(|i| self.key_limits.get(i))
+        else {
+            return Ok(limits::Quota::default());
+        };
+        if !key.allows_model(&info.model) {
+            return Err(ApiError::ModelNotFound(info.model.clone()));
+        }
+        if !key.rules.counts() {
+            return Ok(limits::Quota::default());
+        }
+        let ask = limits::Ask::new(&key.rules, body_len, info.max_tokens);
+        let now = limits::unix_now_us();
+        let refused = |r: limits::Refusal| {
+            key.usage.refused.fetch_add(1, Relaxed);
+            ApiError::KeyRateLimited {
+                message: r.message(&key.name),
+                retry_after_ms: r.retry_after_ms,
+            }
+        };
+        let (quota, lease) = match &self.shared {
+            Some(shared) => match shared.admit(key, ask).await {
+                shared::Admission::Admitted { quota, lease } => {
+                    let store: Arc<dyn limits::SettleShared> = shared.clone();
+                    (
+                        quota,
+                        limits::Lease::new(key.clone(), ask, now, Some((store, lease))),
+                    )
+                }
+                shared::Admission::Refused(r) => return Err(refused(r)),
+                shared::Admission::Unavailable => {
+                    shared.fell_back();
+                    if key.rules.has_budget() && shared.budgets_fail_closed() {
+                        key.usage.refused.fetch_add(1, Relaxed);
+                        return Err(ApiError::BudgetUnavailable);
+                    }
+                    let quota = key.admit_local(ask, now).map_err(refused)?;
+                    (quota, limits::Lease::new(key.clone(), ask, now, None))
+                }
+            },
+            None => {
+                let quota = key.admit_local(ask, now).map_err(refused)?;
+                (quota, limits::Lease::new(key.clone(), ask, now, None))
+            }
+        };
+        if let Some(t) = tally.as_mut() {
+            t.hold(Box::new(lease));
+        }
+        Ok(quota)
+    }
+
+    /// Try deployments of `resolved` until one answers or `retryCount`
+    /// retries are spent; the mock answers in place.
+    async fn attempts(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        head: &RequestHead,
+        body: &Bytes,
+        info: &json::RequestInfo,
+        resolved: &router::Resolved<'_>,
+        mut tally: Option<Tally>,
+    ) -> Response {
         let mut tried = Vec::new();
         let mut last: Option<Response> = None;
         // The usage counters of the attempt whose answer the client gets:
         // `modelUsage` and the rest count requests, not attempts.
         let mut counted: Option<router::Usage> = None;
         for attempt in 0..=self.config.retry_count {
-            let pick = match self.router.pick(&resolved, endpoint, &tried) {
+            let pick = match self.router.pick(resolved, endpoint, &tried) {
                 Ok(pick) => pick,
                 Err(unavailable) => {
                     if last.is_none() {
@@ -465,7 +598,7 @@ impl Gateway {
                 if !info.stream && !profile.first_token.is_zero() {
                     tokio::time::sleep(profile.first_token).await;
                 }
-                return self.mock_answer(endpoint, head, &body, profile, fate, tally);
+                return self.mock_answer(endpoint, head, body, profile, fate, tally);
             }
             // Built in `new` for every provider that is not the mock.
             let Some(upstream) = self.upstreams[pick.index().0].as_ref() else {
@@ -483,8 +616,8 @@ impl Gateway {
                 upstream,
                 endpoint,
                 head,
-                &body,
-                &info,
+                body,
+                info,
                 client_model,
                 &mut tally,
             );
@@ -496,6 +629,15 @@ impl Gateway {
                 proxy::Attempt::Failed(failed) => {
                     if pick.record_failure(failed.scope, failed.failure) {
                         self.stats.rested();
+                    }
+                    // A Retry-After rests that scope on every instance.
+                    if let (Some(shared), Some(after)) = (&self.shared, failed.failure.retry_after)
+                    {
+                        let after = after.min(router::MAX_RETRY_AFTER).as_millis() as u64;
+                        shared.publish_rest(
+                            pick.scope_name(failed.scope),
+                            crate::stats::unix_time_ms() + after,
+                        );
                     }
                     last = Some(failed.answer);
                 }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::{Endpoint, ENDPOINTS};
 use crate::config::{Config, ProviderKind, Strategy};
+use crate::shared::{DayCount, Slots};
 use crate::stats::{Counter, Label, LabelId, RouteIds, Stats};
 
 /// Consecutive failures after which a scope rests (docs/wire.md §2).
@@ -109,6 +110,9 @@ pub struct Health {
     rest_until: AtomicU64,
     /// Resting on an upstream's `Retry-After` until then.
     retry_after_until: AtomicU64,
+    /// Resting on a `Retry-After` another instance learnt, until then
+    /// (written by the shared-state sync loop, `crate::shared`).
+    shared_until: Arc<AtomicU64>,
     /// The cause of the latest rest (`Cause::code`, 0 = none).
     rest_cause: AtomicU8,
     /// The latest failure: its cause and the upstream's status (0 = none).
@@ -157,7 +161,10 @@ impl Health {
     /// When the scope may serve again (ms; at or before `now` = now). For
     /// a model with a single candidate only `Retry-After` rests count.
     fn available_at(&self, single: bool) -> u64 {
-        let retry_after = self.retry_after_until.load(Relaxed);
+        let retry_after = self
+            .retry_after_until
+            .load(Relaxed)
+            .max(self.shared_until.load(Relaxed));
         match single {
             true => retry_after,
             false => retry_after.max(self.rest_until.load(Relaxed)),
@@ -165,7 +172,12 @@ impl Health {
     }
 
     fn rest_cause(&self) -> Option<Cause> {
-        Cause::from_code(self.rest_cause.load(Relaxed))
+        // A rest only another instance saw: it came from a Retry-After,
+        // which upstreams send with rate limits.
+        Cause::from_code(self.rest_cause.load(Relaxed)).or_else(|| {
+            (self.shared_until.load(Relaxed) > self.retry_after_until.load(Relaxed))
+                .then_some(Cause::RateLimit)
+        })
     }
 
     /// `{"state","restingUntil","reason","consecutiveFailures","lastError"}`:
@@ -235,8 +247,8 @@ pub struct Account {
     pub fields: Bytes,
     daily_limit: u64,
     enabled: bool,
-    day: AtomicU64,
-    used_today: AtomicU64,
+    /// Requests today, by this instance and (with `sharedState`) the others.
+    today: Arc<DayCount>,
     /// The account's own health: its key refused.
     pub health: Health,
     /// `provider/account`, as the access log names it.
@@ -270,8 +282,7 @@ impl Account {
             fields: Bytes::from(fields),
             daily_limit: config.daily_limit,
             enabled: config.enabled,
-            day: AtomicU64::new(today()),
-            used_today: AtomicU64::new(0),
+            today: Arc::default(),
             health: Health::default(),
             name: name.into(),
             counter: label.1,
@@ -280,11 +291,7 @@ impl Account {
     }
 
     fn used_today(&self) -> u64 {
-        if self.day.load(Relaxed) != today() {
-            0
-        } else {
-            self.used_today.load(Relaxed)
-        }
+        self.today.total(today())
     }
 
     /// Enabled and within its daily limit (rests aside).
@@ -293,11 +300,7 @@ impl Account {
     }
 
     fn record_use(&self) {
-        let d = today();
-        if self.day.swap(d, Relaxed) != d {
-            self.used_today.store(0, Relaxed);
-        }
-        self.used_today.fetch_add(1, Relaxed);
+        self.today.record(today());
     }
 }
 
@@ -363,6 +366,7 @@ pub struct Pick<'a> {
     /// The upstream's model name as a JSON string literal.
     pub upstream_model: &'a Bytes,
     index: (usize, usize),
+    target: &'a Target,
     /// The names this attempt is logged under.
     pub ids: RouteIds,
 }
@@ -632,6 +636,7 @@ impl Router {
             route,
             upstream_model: &c.t.upstream_model,
             index: c.idx,
+            target: c.t,
             ids: RouteIds {
                 model: route.label,
                 provider: c.p.label,
@@ -679,6 +684,37 @@ impl Router {
             accounts.join(","),
             deployments.join(",")
         )
+    }
+
+    /// Every scope's shared-rest slot and every account with a daily limit,
+    /// for the shared-state sync loop (`crate::shared`).
+    pub fn shared_slots(&self) -> Slots {
+        let mut slots = Slots {
+            clock: Some(now_ms),
+            ..Slots::default()
+        };
+        for p in &self.providers {
+            slots
+                .rests
+                .push((format!("o:{}", p.id), p.health.shared_until.clone()));
+            for a in &p.accounts {
+                slots.rests.push((
+                    format!("a:{}/{}", p.id, a.id),
+                    a.health.shared_until.clone(),
+                ));
+                if a.daily_limit > 0 {
+                    slots
+                        .accounts
+                        .push((format!("{}/{}", p.id, a.id), a.today.clone()));
+                }
+            }
+        }
+        for (id, _, h) in self.deployments() {
+            slots
+                .rests
+                .push((format!("d:{id}"), h.shared_until.clone()));
+        }
+        slots
     }
 
     /// Every deployment as `(id, client model, health)`, for metrics.
@@ -772,6 +808,19 @@ impl<'a> Pick<'a> {
         health.record_failure(failure, now_ms())
     }
 
+    /// The name a failure's scope is shared under with other instances
+    /// (`crate::shared::Slots::rests`).
+    pub fn scope_name(&self, scope: Scope) -> String {
+        let (p, a) = (&self.provider.id, &self.account.id);
+        match scope {
+            Scope::Deployment => {
+                format!("d:{p}/{a}/{}", self.target.upstream_name)
+            }
+            Scope::Account => format!("a:{p}/{a}"),
+            Scope::Origin => format!("o:{p}"),
+        }
+    }
+
     /// The usage counters this attempt would count under.
     pub fn usage(&self) -> Usage<'a> {
         Usage([
@@ -795,29 +844,8 @@ impl Usage<'_> {
     }
 }
 
-/// `*` matches any run of bytes (also empty); everything else matches itself.
-pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
-    // Iterative glob with single-star backtracking: linear in practice and
-    // never recursive, so a hostile pattern in a config cannot blow the stack.
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, n));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == name[n] {
-            p += 1;
-            n += 1;
-        } else if let Some((sp, sn)) = star {
-            p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|b| *b == b'*')
-}
+/// `*` wildcards of `modelMappings` and `apiKeys[].models`.
+pub use crate::config::wildcard_match;
 
 /// Shared so the handlers can hold the router across awaits.
 pub type SharedRouter = Arc<Router>;

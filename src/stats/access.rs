@@ -57,6 +57,8 @@ pub struct Entry<'a> {
     /// Tools left out of the request on its way upstream (hosted tools a
     /// chat provider cannot run), comma-separated.
     pub dropped_tools: Option<&'a str>,
+    /// The name of the client key the request presented (never the key).
+    pub key: Option<&'a str>,
 }
 
 /// Add one request's line to this thread's buffer.
@@ -69,7 +71,7 @@ pub fn record(e: &Entry<'_>) {
         let _ = if json {
             writeln!(
                 b,
-                "{{\"time\":\"{}\",\"client\":{},\"method\":{},\"path\":{},\"model\":{},\"route\":{},\"status\":{},\"latency\":{:.3},\"ttft\":{},\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"requestId\":{},\"error\":{},\"droppedTools\":{}}}",
+                "{{\"time\":\"{}\",\"client\":{},\"method\":{},\"path\":{},\"model\":{},\"route\":{},\"status\":{},\"latency\":{:.3},\"ttft\":{},\"tokens\":{{\"prompt\":{},\"completion\":{}}},\"requestId\":{},\"error\":{},\"droppedTools\":{},\"key\":{}}}",
                 rfc3339(e.unix_ms),
                 json_str(client),
                 json_str(e.method),
@@ -84,12 +86,13 @@ pub fn record(e: &Entry<'_>) {
                 json_str(e.request_id),
                 e.error.map_or("null".to_owned(), json_str),
                 e.dropped_tools.map_or("null".to_owned(), json_str),
+                e.key.map_or("null".to_owned(), json_str),
             )
         } else {
             let ttft = e.ttft_ms.map_or("-".to_owned(), |t| format!("{t:.1}ms"));
             writeln!(
                 b,
-                "{} {} \"{} {}\" model={} route={} status={} latency={:.1}ms ttft={} tokens={}/{} id={} error={}{}",
+                "{} {} \"{} {}\" model={} route={} status={} latency={:.1}ms ttft={} tokens={}/{} id={} error={}{}{}",
                 rfc3339(e.unix_ms),
                 client,
                 e.method,
@@ -104,6 +107,7 @@ pub fn record(e: &Entry<'_>) {
                 if e.request_id.is_empty() { "-" } else { e.request_id },
                 e.error.unwrap_or("-"),
                 e.dropped_tools.map_or(String::new(), |d| format!(" dropped={d}")),
+                e.key.map_or(String::new(), |k| format!(" key={}", k.escape_debug())),
             )
         };
         if b.len() >= FLUSH_BYTES {

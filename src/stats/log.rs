@@ -34,6 +34,8 @@ pub(super) const LOG_ERRORS: &[&str] = &[
     "mock_rate_limit",
     "mock_server_error",
     "mock_cut_stream",
+    "expired_api_key",
+    "budget_unavailable",
 ];
 
 /// Whether the request log names `code` (rather than logging `error`).

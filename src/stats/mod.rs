@@ -19,7 +19,7 @@ pub use log::is_logged_code;
 mod tally;
 
 pub use log::LOG_CAPACITY;
-pub use tally::{RouteIds, Tally, CLIENT_GONE};
+pub use tally::{Hold, RouteIds, Tally, CLIENT_GONE};
 
 use histogram::{Histogram, MinuteWindow};
 use log::RequestLog;
@@ -45,6 +45,48 @@ pub enum Label {
 /// so a log record can name it with a number.
 pub type LabelId = u32;
 pub const NO_LABEL: LabelId = u32::MAX;
+
+/// One client key's usage since the process started, for `/stats`,
+/// `/metrics` and the status page, named by the key's name (never its
+/// secret). Kept by name across restarts, like the labelled counters.
+#[derive(Debug, Default)]
+pub struct KeyUsage {
+    /// The key's name (`apiKeys[].name`, or `key<N>`).
+    pub name: String,
+    /// Requests answered (any status) after the key's rules let them in.
+    pub requests: AtomicU64,
+    /// Requests refused by one of the key's rules (429, or 503 for a budget
+    /// that fails closed).
+    pub refused: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+    /// Requests (and streams) open now under one of the key's rules.
+    pub open: AtomicU64,
+}
+
+/// The shared state's condition (`sharedState`, docs/config.md): whether
+/// Redis answers, and how many decisions fell back to this instance's own
+/// counters because it did not.
+#[derive(Debug, Default)]
+pub struct SharedStateStats {
+    /// 0: no `sharedState`; 1: Redis answers; 2: it does not.
+    pub state: std::sync::atomic::AtomicU8,
+    /// Requests decided on local counters because Redis did not answer in
+    /// time (or was known down).
+    pub fallbacks: AtomicU64,
+    /// Failed Redis calls of any kind (admissions, settlements, syncs).
+    pub errors: AtomicU64,
+}
+
+impl SharedStateStats {
+    pub fn label(&self) -> Option<&'static str> {
+        match self.state.load(Relaxed) {
+            1 => Some("up"),
+            2 => Some("down"),
+            _ => None,
+        }
+    }
+}
 
 /// One deployment's health as the operator's views show it (`/metrics`):
 /// plain values read once, so that the views need nothing of the router.
@@ -78,6 +120,9 @@ pub struct Stats {
     ttft: Histogram,
     per_minute: MinuteWindow,
     labels: Mutex<Vec<(Label, String, Counter)>>,
+    /// Every client key seen in a config, by name, in order of first sight.
+    keys: Mutex<Vec<(String, Arc<KeyUsage>)>>,
+    pub shared_state: SharedStateStats,
     log: RequestLog,
 }
 
@@ -104,6 +149,8 @@ impl Stats {
             ttft: Histogram::new(),
             per_minute: MinuteWindow::new(),
             labels: Mutex::new(Vec::new()),
+            keys: Mutex::new(Vec::new()),
+            shared_state: SharedStateStats::default(),
             log: RequestLog::new(),
         }
     }
@@ -123,6 +170,41 @@ impl Stats {
         let c = Counter::default();
         labels.push((label, name.to_owned(), c.clone()));
         ((labels.len() - 1) as LabelId, c)
+    }
+
+    /// The usage counters of the client key `name`, created on first use
+    /// (at config load).
+    pub fn key_usage(&self, name: &str) -> Arc<KeyUsage> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, u)) = keys.iter().find(|(n, _)| n == name) {
+            return u.clone();
+        }
+        let u = Arc::new(KeyUsage {
+            name: name.to_owned(),
+            ..KeyUsage::default()
+        });
+        keys.push((name.to_owned(), u.clone()));
+        u
+    }
+
+    /// Every key's usage: `(name, requests, refused, prompt tokens,
+    /// completion tokens, open)`.
+    pub fn key_usages(&self) -> Vec<(String, [u64; 5])> {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter()
+            .map(|(n, u)| {
+                (
+                    n.clone(),
+                    [
+                        u.requests.load(Relaxed),
+                        u.refused.load(Relaxed),
+                        u.prompt_tokens.load(Relaxed),
+                        u.completion_tokens.load(Relaxed),
+                        u.open.load(Relaxed),
+                    ],
+                )
+            })
+            .collect()
     }
 
     fn label_name(labels: &[(Label, String, Counter)], id: LabelId) -> Option<&str> {
@@ -278,6 +360,32 @@ impl Stats {
                 let _ = write!(out, "{}:{}", json_str(name), n);
             }
             out.push('}');
+        }
+        drop(labels);
+        let keys = self.key_usages();
+        if !keys.is_empty() {
+            out.push_str(",\"keyUsage\":{");
+            for (i, (name, [requests, refused, prompt, completion, open])) in
+                keys.iter().enumerate()
+            {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(
+                    out,
+                    "{}:{{\"requests\":{requests},\"refused\":{refused},\"promptTokens\":{prompt},\"completionTokens\":{completion},\"open\":{open}}}",
+                    json_str(name)
+                );
+            }
+            out.push('}');
+        }
+        if let Some(state) = self.shared_state.label() {
+            let _ = write!(
+                out,
+                ",\"sharedState\":{{\"redis\":\"{state}\",\"fallbacks\":{},\"errors\":{}}}",
+                self.shared_state.fallbacks.load(Relaxed),
+                self.shared_state.errors.load(Relaxed)
+            );
         }
         if let Some(health) = health {
             let _ = write!(out, ",\"health\":{health}");

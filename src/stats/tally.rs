@@ -6,7 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::log::{log_error_index, LogRecord, Text, MODEL_BYTES, REQUEST_ID_BYTES};
-use super::{access, LabelId, Stats, NO_LABEL};
+use super::{access, KeyUsage, LabelId, Stats, NO_LABEL};
+
+/// What a request holds until its answer ends, beside its statistics: the
+/// lease of its client key's rules (`crate::limits::Lease`), told the
+/// answer's tokens `(prompt, completion)` and whether it was a complete
+/// 2xx answer.
+pub trait Hold: Send {
+    fn end(self: Box<Self>, tokens: (u64, u64), ok: bool);
+}
 
 /// Which labelled names a request was routed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +52,10 @@ pub struct Tally {
     requested_model: Text<MODEL_BYTES>,
     /// For the access log, kept only while it is on.
     access: Option<Box<AccessFields>>,
+    /// The client key that was presented (its index among the enabled
+    /// keys) and its usage counters.
+    key: Option<(usize, Arc<KeyUsage>)>,
+    hold: Option<Box<dyn Hold>>,
 }
 
 /// What only the access log needs to know of a request.
@@ -72,7 +84,25 @@ impl Tally {
             request_id: Text::default(),
             requested_model: Text::default(),
             access: None,
+            key: None,
+            hold: None,
         }
+    }
+
+    /// The client key the request presented: its index among the enabled
+    /// keys, and its usage counters (named in the access log).
+    pub fn key(&mut self, index: usize, usage: Arc<KeyUsage>) {
+        self.key = Some((index, usage));
+    }
+
+    /// The index of the client key the request presented.
+    pub fn key_index(&self) -> Option<usize> {
+        self.key.as_ref().map(|(i, _)| *i)
+    }
+
+    /// Hold `hold` until the answer ends (see [`Hold`]).
+    pub fn hold(&mut self, hold: Box<dyn Hold>) {
+        self.hold = Some(hold);
     }
 
     /// Who asked for what, for the access log (a no-op while it is off).
@@ -152,6 +182,20 @@ impl Tally {
             stats.ttft.record(ttft);
         }
         stats.record_tokens(self.tokens.0, self.tokens.1);
+        if let Some((_, usage)) = &self.key {
+            usage
+                .requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            usage
+                .prompt_tokens
+                .fetch_add(self.tokens.0, std::sync::atomic::Ordering::Relaxed);
+            usage
+                .completion_tokens
+                .fetch_add(self.tokens.1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(hold) = self.hold.take() {
+            hold.end(self.tokens, ok);
+        }
         let record = LogRecord {
             time_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -183,6 +227,7 @@ impl Tally {
                 request_id: &record.request_id.text(),
                 error,
                 dropped_tools: a.dropped_tools.as_deref(),
+                key: self.key.as_ref().map(|(_, u)| u.name.as_str()),
             });
         }
     }

@@ -38,6 +38,27 @@ fn write_table(out: &mut String, c: &Config) -> std::fmt::Result {
             enabled_keys.len(),
             enabled_keys.join(", ")
         )?;
+        for k in c.api_keys.iter().filter(|k| k.enabled && k.rules.any()) {
+            writeln!(out, "  key {}: {}", k.name, rules_text(&k.rules))?;
+        }
+    }
+    match &c.shared_state {
+        None => writeln!(
+            out,
+            "shared:      none (limits, budgets and rests kept in this instance)"
+        )?,
+        Some(s) => writeln!(
+            out,
+            "shared:      Redis at {} (timeout {} ms, budgets fail {}, sync every {} ms)",
+            redact_url(&s.redis),
+            s.timeout.as_millis(),
+            if s.budgets_fail_closed {
+                "closed"
+            } else {
+                "open"
+            },
+            s.sync_interval.as_millis()
+        )?,
     }
     let m = &c.management;
     if m.enabled {
@@ -215,5 +236,41 @@ fn addr(host: &str, port: u16) -> String {
         format!("{}:<any free port>", bracket_ipv6(host))
     } else {
         format!("{}:{port}", bracket_ipv6(host))
+    }
+}
+
+/// A key's rules, one line: `models gpt-4*, mock-echo; rpm 60; ...`.
+fn rules_text(r: &crate::config::KeyRules) -> String {
+    let mut parts = Vec::new();
+    if !r.models.is_empty() {
+        parts.push(format!("models {}", r.models.join(", ")));
+    }
+    for (name, value) in [
+        ("rpm", r.rpm),
+        ("tpm", r.tpm),
+        ("maxConcurrent", r.max_concurrent),
+        ("dailyRequests", r.daily_requests),
+        ("dailyTokens", r.daily_tokens),
+    ] {
+        if let Some(v) = value {
+            parts.push(format!("{name} {v}"));
+        }
+    }
+    if r.tpm.is_some() || r.daily_tokens.is_some() {
+        parts.push(format!("reserveTokens {}", r.reserve_tokens));
+    }
+    if let Some(at) = r.expires_at {
+        parts.push(format!("expires {}", crate::stats::access::rfc3339(at)));
+    }
+    parts.join("; ")
+}
+
+/// A Redis URL without its password.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
     }
 }

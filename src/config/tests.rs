@@ -846,3 +846,90 @@ fn error_messages_are_one_line_with_paths() {
         assert!(message.contains(path), "{message}");
     }
 }
+
+#[test]
+fn key_rules_are_read_and_checked() {
+    let c = parse(
+        r#"{"apiKeys": [{"name": "ci", "key": "sk-ci", "models": ["gpt-4*"], "rpm": 60,
+            "tpm": 1000, "maxConcurrent": 2, "dailyRequests": 10, "dailyTokens": 5000,
+            "expiresAt": "2027-01-31T12:00:00.5+02:00", "reserveTokens": 100}],
+            "sharedState": {"redis": "redis://:pw@127.0.0.1:6379/2", "budgets": "fail-closed", "timeout": 50}}"#,
+    )
+    .expect("valid");
+    let r = &c.api_keys[0].rules;
+    assert_eq!(r.models, ["gpt-4*"]);
+    assert_eq!(
+        (
+            r.rpm,
+            r.tpm,
+            r.max_concurrent,
+            r.daily_requests,
+            r.daily_tokens
+        ),
+        (Some(60), Some(1000), Some(2), Some(10), Some(5000))
+    );
+    // 2027-01-31T10:00:00.5Z
+    assert_eq!(r.expires_at, Some(1_801_389_600_500));
+    assert_eq!(r.reserve_tokens, 100);
+    let s = c.shared_state.as_ref().expect("sharedState");
+    assert!(s.budgets_fail_closed);
+    assert_eq!(s.timeout, Duration::from_millis(50));
+    let table = c.routing_table();
+    assert!(table.contains("key ci: models gpt-4*; rpm 60"), "{table}");
+    assert!(table.contains("redis://***@127.0.0.1:6379/2") && !table.contains(":pw@"));
+    // Bare keys have no rules; dates alone are their UTC midnight.
+    let c = parse(r#"{"apiKeys": ["sk-a", {"key": "sk-b", "expiresAt": "2027-01-31"}]}"#).unwrap();
+    assert!(!c.api_keys[0].rules.any());
+    assert_eq!(c.api_keys[1].rules.expires_at, Some(1_801_353_600_000));
+    assert!(c.shared_state.is_none());
+}
+
+#[test]
+fn key_rule_and_shared_state_errors_name_the_field() {
+    for (json, path, says) in [
+        (
+            r#"{"apiKeys": [{"key": "k", "rpm": 0}]}"#,
+            "apiKeys[0].rpm",
+            "at least 1",
+        ),
+        (
+            r#"{"apiKeys": [{"key": "k", "maxConcurrent": 0}]}"#,
+            "apiKeys[0].maxConcurrent",
+            "at least 1",
+        ),
+        (
+            r#"{"apiKeys": [{"key": "k", "expiresAt": "next week"}]}"#,
+            "apiKeys[0].expiresAt",
+            "RFC 3339",
+        ),
+        (
+            r#"{"apiKeys": [{"key": "k", "expiresAt": "2027-13-01"}]}"#,
+            "apiKeys[0].expiresAt",
+            "RFC 3339",
+        ),
+        (
+            r#"{"sharedState": {"redis": "http://x"}}"#,
+            "sharedState.redis",
+            "redis://",
+        ),
+        (
+            r#"{"sharedState": {"redis": "redis://127.0.0.1:notaport"}}"#,
+            "sharedState.redis",
+            "Redis URL",
+        ),
+        (
+            r#"{"sharedState": {"redis": "redis://h", "timeout": 0}}"#,
+            "sharedState.timeout",
+            "more than 0",
+        ),
+    ] {
+        let err = parse(json).expect_err(json);
+        assert_eq!(err.path(), Some(path), "{json}: {err}");
+        assert!(err.to_string().contains(says), "{json}: {err}");
+    }
+    // An unknown rule is named, not ignored.
+    let err = parse(r#"{"apiKeys": [{"key": "k", "rpmm": 5}]}"#).expect_err("unknown");
+    assert!(err.to_string().contains("rpmm"), "{err}");
+    let err = parse(r#"{"sharedState": {"redis": "redis://h", "budgets": "maybe"}}"#).unwrap_err();
+    assert!(err.to_string().contains("budgets"), "{err}");
+}

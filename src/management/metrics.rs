@@ -175,6 +175,73 @@ pub fn render(stats: &Stats, status: &StatusView, deployments: &[DeploymentHealt
             m.sample(name, &[(key, &value)], n);
         }
     }
+
+    // Client keys, by name (never the secret).
+    let keys = stats.key_usages();
+    for (i, (name, help, kind)) in [
+        (
+            "chat2api_key_requests_total",
+            "Requests made with each client key.",
+            "counter",
+        ),
+        (
+            "chat2api_key_refused_total",
+            "Requests a client key's rules refused.",
+            "counter",
+        ),
+        (
+            "chat2api_key_prompt_tokens_total",
+            "Prompt tokens of each client key's answers.",
+            "counter",
+        ),
+        (
+            "chat2api_key_completion_tokens_total",
+            "Completion tokens of each client key's answers.",
+            "counter",
+        ),
+        (
+            "chat2api_key_open_requests",
+            "Requests open now under a client key's rules.",
+            "gauge",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        m.family(name, kind, help);
+        for (key, figures) in &keys {
+            m.sample(name, &[("key", key)], figures[i]);
+        }
+    }
+    if let Some(state) = stats.shared_state.label() {
+        use std::sync::atomic::Ordering::Relaxed;
+        m.family(
+            "chat2api_shared_state_up",
+            "gauge",
+            "1 while the sharedState Redis answers, 0 while requests are decided locally.",
+        );
+        m.sample("chat2api_shared_state_up", &[], u64::from(state == "up"));
+        m.family(
+            "chat2api_shared_state_fallbacks_total",
+            "counter",
+            "Requests decided on this instance's own counters because Redis did not answer.",
+        );
+        m.sample(
+            "chat2api_shared_state_fallbacks_total",
+            &[],
+            stats.shared_state.fallbacks.load(Relaxed),
+        );
+        m.family(
+            "chat2api_shared_state_errors_total",
+            "counter",
+            "Failed Redis calls (admissions, settlements, syncs).",
+        );
+        m.sample(
+            "chat2api_shared_state_errors_total",
+            &[],
+            stats.shared_state.errors.load(Relaxed),
+        );
+    }
     m.out
 }
 
@@ -297,5 +364,29 @@ mod tests {
         assert!(text.contains("chat2api_requests_total{result=\"success\"} 1\n"));
         assert!(text.contains("chat2api_ttft_seconds_count 1\n"));
         assert!(!text.contains("NaN"), "{text}");
+    }
+
+    #[test]
+    fn client_keys_and_the_shared_state_by_name() {
+        let stats = Arc::new(Stats::new());
+        let usage = stats.key_usage("ci");
+        let mut t = crate::stats::Tally::new(&stats);
+        t.key(0, usage);
+        t.tokens(7, 3);
+        t.finish(200, true, None);
+        stats
+            .shared_state
+            .state
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        let text = render(&stats, &view(Status::Running), &[]);
+        for line in [
+            "chat2api_key_requests_total{key=\"ci\"} 1\n",
+            "chat2api_key_prompt_tokens_total{key=\"ci\"} 7\n",
+            "chat2api_key_completion_tokens_total{key=\"ci\"} 3\n",
+            "chat2api_key_open_requests{key=\"ci\"} 0\n",
+            "chat2api_shared_state_up 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

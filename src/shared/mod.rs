@@ -81,12 +81,23 @@ impl DayCount {
 
     /// One more request today.
     pub fn record(&self, today: u64) {
+        self.turn_to(today);
+        self.mine.fetch_add(1, Relaxed);
+    }
+
+    /// Redis counts `total` requests today, `mine` of them ours.
+    pub fn observe(&self, today: u64, mine: u64, total: u64) {
+        self.turn_to(today);
+        self.pushed.store(mine, Relaxed);
+        self.others.store(total.saturating_sub(mine), Relaxed);
+    }
+
+    fn turn_to(&self, today: u64) {
         if self.day.swap(today, Relaxed) != today {
             self.mine.store(0, Relaxed);
             self.pushed.store(0, Relaxed);
             self.others.store(0, Relaxed);
         }
-        self.mine.fetch_add(1, Relaxed);
     }
 }
 
@@ -416,7 +427,14 @@ async fn serve(
                 args,
                 reply,
             } = job;
-            let result = script.run(&mut conn, &keys, &args).await;
+            // A call the request stopped waiting for is not left to run on.
+            let result =
+                match tokio::time::timeout(timeout, script.run(&mut conn, &keys, &args)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(redis::RedisError::from(std::io::Error::from(
+                        std::io::ErrorKind::TimedOut,
+                    ))),
+                };
             if result.is_err() {
                 stats.shared_state.errors.fetch_add(1, Relaxed);
             }
@@ -508,10 +526,7 @@ async fn sync_once(conn: &mut ConnectionManager, slots: &Slots) -> redis::RedisR
         }
         let totals: Vec<u64> = pipe.query_async(conn).await?;
         for (((_, count), total), mine) in slots.accounts.iter().zip(totals).zip(pushed) {
-            if count.day.load(Relaxed) == today {
-                count.pushed.store(mine, Relaxed);
-                count.others.store(total.saturating_sub(mine), Relaxed);
-            }
+            count.observe(today, mine, total);
         }
     }
     Ok(())

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod binary;
+pub mod redis;
 pub mod sdk;
 pub mod upstream;
 

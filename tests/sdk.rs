@@ -183,3 +183,32 @@ fn readme_examples_run_as_written() {
         printed_answer(&result.unwrap());
     }
 }
+
+/// The README's key-rules example, as written but for its port, config
+/// path and binary: three requests pass, the fourth is refused.
+#[test]
+fn readme_key_rules_example_runs_as_written() {
+    let block = readme_blocks("bash")
+        .into_iter()
+        .find(|b| b.starts_with("cat > /tmp/keys.json"))
+        .expect("the README lost its key-rules example");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let config = std::env::temp_dir().join(format!("chat2api-keys-{}.json", std::process::id()));
+    let script = block
+        .replace("8090", &port)
+        .replace("/tmp/keys.json", config.to_str().unwrap())
+        .replace("./target/release/chat2api", env!("CARGO_BIN_EXE_chat2api"));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("200 200 200 429"), "{script}\n{text}");
+}

@@ -63,7 +63,7 @@ pub fn encode_head<S>(dst: &mut BytesMut, resp: &Response<S>, framing: Framing, 
     // Browser code may read the request id and when to retry (Fetch
     // standard, CORS-safelisted response headers exclude both).
     dst.put_slice(
-        b"Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: x-request-id, Retry-After\r\n",
+        b"Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: x-request-id, Retry-After, retry-after-ms, x-ratelimit-remaining-requests, x-ratelimit-remaining-tokens\r\n",
     );
     for (name, value) in &resp.headers {
         dst.put_slice(name.as_bytes());

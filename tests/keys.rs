@@ -559,3 +559,33 @@ async fn budgets_set_to_fail_closed_refuse_while_redis_is_down() {
     // Rates fail open.
     assert_eq!(chat(&gw, "sk-r", "").await.status, 200);
 }
+
+#[tokio::test]
+async fn tokens_reserved_in_redis_are_settled_there() {
+    let redis = RedisServer::start();
+    let json = config(
+        r#""tpm": 1000, "dailyTokens": 100000"#,
+        &shared(&redis.url(), ""),
+    );
+    let gw = TestGateway::start(&json).await;
+    // Each reserves ~320 of the 1000 a minute but uses a handful: without
+    // the settlement in Redis the fourth would be refused.
+    for i in 0..10 {
+        let r = chat(&gw, "sk-ci", r#","max_tokens":300"#).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(header_u64(&r, "x-ratelimit-limit-tokens"), 1000);
+        // Let the settlement (sent without waiting) land.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // The day's tokens in Redis are what the answers used, not what was
+    // reserved.
+    let day_tokens: u64 = redis
+        .command(&["HGET", "c2a:{key:ci}", "dt"])
+        .parse()
+        .unwrap();
+    let stats = gw.settled_stats().await;
+    let used = &stats["keyUsage"]["ci"];
+    let used = used["promptTokens"].as_u64().unwrap() + used["completionTokens"].as_u64().unwrap();
+    assert_eq!(day_tokens, used);
+    assert_eq!(gw.settled_stats().await["sharedState"]["fallbacks"], 0);
+}

@@ -34,6 +34,11 @@
 #   CHAT2API_BIN=path (skip the build) RESULTS=file (append the raw TSV there)
 #   SKIP_STREAMS=1 SKIP_PROXIED_STREAMS=1 SKIP_SSE=1 SKIP_LOAD=1 (memory tests only)
 #   SKIP_BURST=1 (RSS after BURST_N=8 concurrent BURST_MIB=49 MiB request bodies)
+#   KEY_RULES=local|redis: the bench key gets rules that never refuse (rpm and
+#   tpm of 10^9 and 10^11, so every request is admitted, reserved and settled); redis
+#   also starts a redis-server on loopback (sharing the cores like the rest)
+#   and names it in sharedState, so every request takes one admission script
+#   and one settlement in Redis.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -220,6 +225,28 @@ PROXIED_TEXT=$(python3 -c "print(' '.join('token%d' % i for i in range($PROXIED_
 C2A_PID=
 BACK_PID=
 C2A_PROXIED=1
+# The proxied config, with the bench key's rules when KEY_RULES asks for them.
+C2A_BENCH_CONFIG=$BENCH/chat2api-bench.json
+if [[ -n ${KEY_RULES:-} ]]; then
+    SHARED=""
+    if [[ $KEY_RULES == redis ]]; then
+        REDIS_PORT=$(free_port)
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+        PIDS+=("$!")
+        for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+        SHARED=redis://127.0.0.1:$REDIS_PORT/0
+    fi
+    C2A_BENCH_CONFIG=$WORK/chat2api-bench-rules.json
+    python3 - "$BENCH/chat2api-bench.json" "$C2A_BENCH_CONFIG" "$SHARED" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["apiKeys"][0].update({"rpm": 10**9, "tpm": 10**11})
+if sys.argv[3]:
+    c["sharedState"] = {"redis": sys.argv[3]}
+json.dump(c, open(sys.argv[2], "w"))
+PY
+    log "key rules: ${KEY_RULES}${SHARED:+ ($SHARED)}"
+fi
 start_chat2api() { # config port log -> sets STARTED_PID, waits for /health
     BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=$SLOW_TEXT \
         BENCH_BACK_PORT=$BACK BENCH_PROXIED_TEXT=$PROXIED_TEXT \
@@ -247,7 +274,7 @@ stop_back() {
     stop_pid "$BACK_PID"
     BACK_PID=
 }
-c2a_config() { ((C2A_PROXIED)) && echo "$BENCH/chat2api-bench.json" || echo "$BENCH/chat2api-bench-mockonly.json"; }
+c2a_config() { ((C2A_PROXIED)) && echo "$C2A_BENCH_CONFIG" || echo "$BENCH/chat2api-bench-mockonly.json"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # ---- sanity: every target answers what a client expects --------------------
@@ -271,7 +298,7 @@ check upstream-sse "$UPS" DeepSeek-V3.2 1 'data: [DONE]' || die "upstream sse br
 check nginx "$NGX" DeepSeek-V3.2 0 '"chat.completion"' || die "nginx proxy broken"
 check nginx-sse "$NGXS" DeepSeek-V3.2 1 'data: [DONE]' || die "nginx sse proxy broken"
 
-if ! start_c2a "$BENCH/chat2api-bench.json" ||
+if ! start_c2a "$C2A_BENCH_CONFIG" ||
     ! check chat2api "$C2A" DeepSeek-V3.2 0 '"model":"DeepSeek-V3.2"' ||
     ! check chat2api-sse "$C2A" DeepSeek-V3.2-stream 1 'data: [DONE]'; then
     log "chat2api cannot proxy to the upstream yet (see below); measuring the mock-only path"

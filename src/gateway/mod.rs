@@ -519,12 +519,10 @@ impl Gateway {
         };
         let (quota, lease) = match &self.shared {
             Some(shared) => match shared.admit(key, ask).await {
-                shared::Admission::Admitted { quota, lease } => {
+                shared::Admission::Admitted { quota, lease, day } => {
                     let store: Arc<dyn limits::SettleShared> = shared.clone();
-                    (
-                        quota,
-                        limits::Lease::new(key.clone(), ask, now, Some((store, lease))),
-                    )
+                    let held = Some((store, lease));
+                    (quota, limits::Lease::new(key.clone(), ask, day, held))
                 }
                 shared::Admission::Refused(r) => return Err(refused(r)),
                 shared::Admission::Unavailable => {
@@ -534,12 +532,18 @@ impl Gateway {
                         return Err(ApiError::BudgetUnavailable);
                     }
                     let quota = key.admit_local(ask, now).map_err(refused)?;
-                    (quota, limits::Lease::new(key.clone(), ask, now, None))
+                    (
+                        quota,
+                        limits::Lease::new(key.clone(), ask, now / limits::DAY_US, None),
+                    )
                 }
             },
             None => {
                 let quota = key.admit_local(ask, now).map_err(refused)?;
-                (quota, limits::Lease::new(key.clone(), ask, now, None))
+                (
+                    quota,
+                    limits::Lease::new(key.clone(), ask, now / limits::DAY_US, None),
+                )
             }
         };
         if let Some(t) = tally.as_mut() {

@@ -25,9 +25,12 @@ pub enum Verdict {
     Refuse { retry_us: u64 },
 }
 
-/// The time one unit takes to come back, in µs (at least 1).
-pub fn interval_us(rate: u64) -> u64 {
-    (WINDOW_US / rate.max(1)).max(1)
+/// The time `units` take to come back at `rate` units a minute, in µs,
+/// computed exactly (no per-unit rounding, so a rate of 10^9 a minute is
+/// that, not the 6·10^7 a whole-µs interval would cap it at).
+pub fn span_us(rate: u64, units: u64) -> u64 {
+    let span = u128::from(units) * u128::from(WINDOW_US) / u128::from(rate.max(1));
+    u64::try_from(span).unwrap_or(u64::MAX)
 }
 
 /// Check `cost` units against `rate` units a minute with the stored `tat`,
@@ -35,9 +38,8 @@ pub fn interval_us(rate: u64) -> u64 {
 /// the whole minute's allowance waits for a full bucket, rather than
 /// waiting forever).
 pub fn check(tat: u64, now: u64, rate: u64, cost: u64) -> Verdict {
-    let t = interval_us(rate);
     let cost = cost.clamp(1, rate.max(1));
-    let new_tat = tat.max(now).saturating_add(cost.saturating_mul(t));
+    let new_tat = tat.max(now).saturating_add(span_us(rate, cost));
     let allow_at = new_tat.saturating_sub(WINDOW_US);
     if allow_at > now {
         return Verdict::Refuse {
@@ -53,15 +55,15 @@ pub fn check(tat: u64, now: u64, rate: u64, cost: u64) -> Verdict {
 
 /// Units free at `now` with the stored `tat`.
 pub fn remaining(tat: u64, now: u64, rate: u64) -> u64 {
-    let t = interval_us(rate);
-    (now.saturating_add(WINDOW_US).saturating_sub(tat.max(now)) / t).min(rate)
+    let free_us = now.saturating_add(WINDOW_US).saturating_sub(tat.max(now));
+    let units = u128::from(free_us) * u128::from(rate) / u128::from(WINDOW_US);
+    u64::try_from(units).unwrap_or(u64::MAX).min(rate)
 }
 
 /// The TAT after `delta` units are given back (negative) or charged
 /// (positive) once a request's real cost is known.
 pub fn settle(tat: u64, rate: u64, delta: i64) -> u64 {
-    let t = interval_us(rate);
-    let units = delta.unsigned_abs().saturating_mul(t);
+    let units = span_us(rate, delta.unsigned_abs());
     match delta < 0 {
         true => tat.saturating_sub(units),
         false => tat.saturating_add(units),
@@ -134,5 +136,20 @@ mod tests {
             panic!()
         };
         assert_eq!(remaining(tat, now, 1000), 0);
+    }
+
+    #[test]
+    fn rates_beyond_a_unit_per_microsecond_hold_exactly() {
+        // 10^9 a minute: 4096-unit costs, 100 000 of them in one second,
+        // fit (4.1·10^8 of the 10^9 burst); a µs-per-unit clock would have
+        // capped the rate at 6·10^7 a minute and refused most.
+        let (rate, now) = (1_000_000_000, 9_000 * S);
+        let mut tat = 0;
+        for i in 0..100_000u64 {
+            match check(tat, now + i * 10, rate, 4096) {
+                Verdict::Admit { tat: t, .. } => tat = t,
+                v => panic!("refused at {i}: {v:?}"),
+            }
+        }
     }
 }

@@ -326,12 +326,13 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A lease on `key` for a request admitted with `ask` at `now` (Unix
-    /// µs); `shared`: admitted by the shared store under that lease id.
+    /// A lease on `key` for a request admitted with `ask` on UTC day `day`
+    /// (days since the epoch; Redis's day when it admitted it); `shared`:
+    /// admitted by the shared store under that lease id.
     pub fn new(
         key: Arc<KeyLimits>,
         ask: Ask,
-        now: u64,
+        day: u64,
         shared: Option<(Arc<dyn SettleShared>, u64)>,
     ) -> Lease {
         key.usage.open.fetch_add(1, Relaxed);
@@ -340,7 +341,7 @@ impl Lease {
             day_cost: key.day_cost(ask),
             key,
             reserved: ask.tokens,
-            day: now / DAY_US,
+            day,
             shared,
             ended: false,
         }
@@ -351,18 +352,23 @@ impl Lease {
     }
 
     /// The request ended: `tokens` (prompt, completion) from the answer's
-    /// usage; `ok`: a complete 2xx answer. A 2xx answer that reported no
-    /// usage keeps its whole reservation; a failed one is charged what it
+    /// usage; `answered`: the client got an answer (see
+    /// [`crate::stats::Hold`]). An answer that reported no usage keeps its
+    /// whole reservation; a request that got none is charged what it
     /// reported (usually nothing).
-    pub fn end(mut self, tokens: (u64, u64), ok: bool) {
-        self.close(tokens, ok);
+    pub fn end(mut self, tokens: (u64, u64), answered: bool) {
+        self.close(tokens, answered);
     }
 
-    fn close(&mut self, (prompt, completion): (u64, u64), ok: bool) {
+    fn close(&mut self, (prompt, completion): (u64, u64), answered: bool) {
         self.ended = true;
         self.key.usage.open.fetch_sub(1, Relaxed);
         let used = prompt + completion;
-        let used = if ok && used == 0 { self.reserved } else { used };
+        let used = if answered && used == 0 {
+            self.reserved
+        } else {
+            used
+        };
         // Against `tpm` the reservation was capped at the rate; the
         // settlement is against what was charged.
         let charged = self
@@ -385,8 +391,8 @@ impl Lease {
 }
 
 impl crate::stats::Hold for Lease {
-    fn end(self: Box<Self>, tokens: (u64, u64), ok: bool) {
-        Lease::end(*self, tokens, ok);
+    fn end(self: Box<Self>, tokens: (u64, u64), answered: bool) {
+        Lease::end(*self, tokens, answered);
     }
 }
 
@@ -421,9 +427,9 @@ mod tests {
     fn concurrency_is_held_until_the_lease_ends() {
         let key = Arc::new(key("k", rules(|r| r.max_concurrent = Some(2))));
         let ask = Ask { tokens: 10 };
-        let a = Lease::new(key.clone(), ask, NOW, None);
+        let a = Lease::new(key.clone(), ask, NOW / DAY_US, None);
         key.admit_local(ask, NOW).unwrap();
-        let b = Lease::new(key.clone(), ask, NOW, None);
+        let b = Lease::new(key.clone(), ask, NOW / DAY_US, None);
         let refused = key.admit_local(ask, NOW).unwrap_err();
         assert_eq!(refused.rule, "maxConcurrent");
         a.end((1, 1), true);
@@ -453,11 +459,35 @@ mod tests {
         let ask = Ask { tokens: 600 };
         let q = key.admit_local(ask, NOW).unwrap();
         assert_eq!(q.tokens.map(|t| t.1), Some(400));
-        let lease = Lease::new(key.clone(), ask, NOW, None);
+        let lease = Lease::new(key.clone(), ask, NOW / DAY_US, None);
         assert_eq!(key.admit_local(ask, NOW).unwrap_err().rule, "tpm");
         // 100 used: 500 come back, and 600 fit again.
         lease.end((60, 40), true);
         assert!(key.admit_local(ask, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_client_that_leaves_mid_answer_is_charged_its_reservation() {
+        let stats = Arc::new(crate::stats::Stats::new());
+        let key = Arc::new(key("k", rules(|r| r.tpm = Some(1000))));
+        let ask = Ask { tokens: 600 };
+        let tally = |first_token: bool| {
+            key.admit_local(ask, NOW).unwrap();
+            let mut t = crate::stats::Tally::new(&stats);
+            t.hold(Box::new(Lease::new(key.clone(), ask, NOW / DAY_US, None)));
+            if first_token {
+                t.first_token();
+            }
+            t
+        };
+        // Gone before any answer: nothing was spent, all 600 come back.
+        drop(tally(false));
+        assert_eq!(gcra::remaining(key.lock().tpm_tat, NOW, 1000), 1000);
+        // Gone after the first token, usage never seen: the upstream spent
+        // tokens on it, so the reservation stands.
+        drop(tally(true));
+        assert_eq!(gcra::remaining(key.lock().tpm_tat, NOW, 1000), 400);
+        assert_eq!(key.lock().open, 0);
     }
 
     #[test]

@@ -42,26 +42,28 @@ if dtok > 0 then
   end
 end
 local out = {1, 0, 0, 0, 0, 0, 0, day}
+-- The time units take to come back, and the units free, as src/limits/gcra.rs
+-- computes them (exact spans, not whole-µs intervals per unit).
+local function span(rate, units) return math.floor(units * W / rate) end
+local function free(rate, tat) return math.min(math.floor((now + W - tat) * rate / W), rate) end
 if rpm > 0 then
-  local i = math.max(math.floor(W / rpm), 1)
-  local new = math.max(rt, now) + i
+  local new = math.max(rt, now) + span(rpm, 1)
   if new - W > now then
     return {0, 1, math.max(math.ceil((new - W - now) / 1000), 1)}
   end
   rt = new
-  out[2], out[3], out[4] = rpm, math.min(math.floor((now + W - new) / i), rpm), math.ceil((new - now) / 1000)
+  out[2], out[3], out[4] = rpm, free(rpm, new), math.ceil((new - now) / 1000)
 elseif dreq > 0 then
   out[2], out[3], out[4] = dreq, dreq - dr - 1, midnight
 end
 if tpm > 0 then
-  local i = math.max(math.floor(W / tpm), 1)
   local cost = math.max(math.min(ask, tpm), 1)
-  local new = math.max(tt, now) + cost * i
+  local new = math.max(tt, now) + span(tpm, cost)
   if new - W > now then
     return {0, 2, math.max(math.ceil((new - W - now) / 1000), 1)}
   end
   tt = new
-  out[5], out[6], out[7] = tpm, math.min(math.floor((now + W - new) / i), tpm), math.ceil((new - now) / 1000)
+  out[5], out[6], out[7] = tpm, free(tpm, new), math.ceil((new - now) / 1000)
 elseif dtok > 0 then
   out[5], out[6], out[7] = dtok, dtok - dt - dcost, midnight
 end

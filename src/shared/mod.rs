@@ -116,8 +116,10 @@ pub struct Slots {
 
 /// What Redis decided about one request.
 pub enum Admission {
-    /// Admitted under lease `lease`; its `x-ratelimit-*` figures.
+    /// Admitted under lease `lease` on UTC day `day` (Redis's clock); its
+    /// `x-ratelimit-*` figures.
     Admitted {
+        day: u64,
         quota: Quota,
         lease: u64,
     },
@@ -354,6 +356,7 @@ impl SharedState {
                 tokens: figure(4),
             },
             lease,
+            day: at(7),
         }
     }
 

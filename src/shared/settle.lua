@@ -9,8 +9,8 @@ local tpm = tonumber(ARGV[1])
 if tpm > 0 then
   local tt = tonumber(redis.call('HGET', KEYS[1], 'tt'))
   if tt then
-    local i = math.max(math.floor(60000000 / tpm), 1)
-    redis.call('HSET', KEYS[1], 'tt', math.max(tt + tonumber(ARGV[2]) * i, 0))
+    local span = math.floor(tonumber(ARGV[2]) * 60000000 / tpm)
+    redis.call('HSET', KEYS[1], 'tt', math.max(tt + span, 0))
   end
 end
 if tonumber(redis.call('HGET', KEYS[1], 'day')) == tonumber(ARGV[4]) then

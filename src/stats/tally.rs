@@ -10,10 +10,11 @@ use super::{access, KeyUsage, LabelId, Stats, NO_LABEL};
 
 /// What a request holds until its answer ends, beside its statistics: the
 /// lease of its client key's rules (`crate::limits::Lease`), told the
-/// answer's tokens `(prompt, completion)` and whether it was a complete
-/// 2xx answer.
+/// answer's tokens `(prompt, completion)` as its usage reported them, and
+/// whether an answer was given: a complete 2xx answer, or one the client
+/// left after its first token (the upstream spent tokens on it).
 pub trait Hold: Send {
-    fn end(self: Box<Self>, tokens: (u64, u64), ok: bool);
+    fn end(self: Box<Self>, tokens: (u64, u64), answered: bool);
 }
 
 /// Which labelled names a request was routed to.
@@ -194,7 +195,8 @@ impl Tally {
                 .fetch_add(self.tokens.1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Some(hold) = self.hold.take() {
-            hold.end(self.tokens, ok);
+            let answered = ok || (status == CLIENT_GONE && self.ttft.is_some());
+            hold.end(self.tokens, answered);
         }
         let record = LogRecord {
             time_ms: SystemTime::now()

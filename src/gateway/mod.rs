@@ -479,7 +479,7 @@ impl Gateway {
         let mut resp = self
             .attempts(endpoint, head, &body, &info, &resolved, tally)
             .await;
-        resp.headers.extend(quota.headers());
+        quota.apply(&mut resp.headers);
         resp
     }
 

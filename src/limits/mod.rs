@@ -91,6 +91,18 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// Put the key's figures in `headers`, in place of any an upstream
+    /// sent for the same family (the client's limits are its key's, not
+    /// the provider account's).
+    pub fn apply(&self, headers: &mut Vec<(&'static str, bytes::Bytes)>) {
+        let ours = self.headers();
+        if ours.is_empty() {
+            return;
+        }
+        headers.retain(|(name, _)| !ours.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)));
+        headers.extend(ours);
+    }
+
     /// The header lines, `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
     pub fn headers(&self) -> Vec<(&'static str, bytes::Bytes)> {
         let mut out = Vec::with_capacity(6);
@@ -519,6 +531,38 @@ mod tests {
         assert!(key.allows_model("gpt-4o") && key.allows_model("mock-echo"));
         assert!(!key.allows_model("gpt-3.5") && !key.allows_model("mock-echo2"));
         assert!(!key.expired(999) && key.expired(1000));
+    }
+
+    #[test]
+    fn the_keys_figures_replace_the_upstreams() {
+        let mut headers = vec![
+            ("x-request-id", bytes::Bytes::from_static(b"up")),
+            (
+                "x-ratelimit-limit-requests",
+                bytes::Bytes::from_static(b"10000"),
+            ),
+            (
+                "x-ratelimit-limit-tokens",
+                bytes::Bytes::from_static(b"2000000"),
+            ),
+        ];
+        Quota {
+            requests: Some((60, 59, 1000)),
+            tokens: None,
+        }
+        .apply(&mut headers);
+        let get = |n: &str| -> Vec<&[u8]> {
+            headers
+                .iter()
+                .filter(|(h, _)| *h == n)
+                .map(|(_, v)| &v[..])
+                .collect()
+        };
+        assert_eq!(get("x-ratelimit-limit-requests"), [b"60"]);
+        assert_eq!(get("x-ratelimit-reset-requests"), [b"1s"]);
+        // A family the key has no rule for stays the upstream's.
+        assert_eq!(get("x-ratelimit-limit-tokens"), [b"2000000"]);
+        assert_eq!(get("x-request-id"), [b"up"]);
     }
 
     #[test]

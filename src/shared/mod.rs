@@ -15,9 +15,11 @@
 //!   every `syncInterval` (250 ms) by a background loop, never on a
 //!   request's path.
 //!
-//! Redis is spoken to from one thread of its own (`chat2api-redis`), with
-//! one multiplexed connection that reconnects by itself; the workers hand
-//! it jobs over a bounded channel. When Redis does not answer within
+//! Each worker thread opens its own multiplexed connection on its own
+//! runtime for admissions and settlements, so a request's round trip needs
+//! no hand-off to another thread; a thread of its own (`chat2api-redis`)
+//! runs the sync loop and publishes rests, over a connection of its own.
+//! Connections reconnect by themselves. When Redis does not answer within
 //! `sharedState.timeout`, or is known to be down, a request is decided on
 //! the instance's own counters (`crate::limits`): the fallback is counted
 //! (`/stats` `sharedState.fallbacks`) and logged, and a budget set to fail
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::config::SharedState as SharedConfig;
 use crate::limits::{Ask, KeyLimits, Quota, Refusal, SettleShared};
@@ -133,7 +135,6 @@ enum Job {
         script: &'static Script,
         keys: Vec<String>,
         args: Vec<String>,
-        reply: Option<oneshot::Sender<redis::RedisResult<redis::Value>>>,
     },
 }
 
@@ -189,6 +190,11 @@ static RESTS_SCRIPT: Script = Script::new(RESTS);
 
 /// The handle the gateway holds: sends jobs to the Redis thread.
 pub struct SharedState {
+    /// For the connection each worker thread opens itself.
+    client: redis::Client,
+    /// Tells this state's connections from an earlier config's, in the
+    /// workers' thread-local slot.
+    generation: u64,
     jobs: mpsc::Sender<Job>,
     timeout: Duration,
     budgets_fail_closed: bool,
@@ -234,10 +240,18 @@ impl SharedState {
         stats.shared_state.state.store(1, Relaxed);
         let (timeout, interval) = (config.timeout, config.sync_interval);
         let thread_stats = stats.clone();
+        let thread_client = client.clone();
         std::thread::Builder::new()
             .name("chat2api-redis".into())
             .spawn(move || {
-                runtime.block_on(serve(client, rx, slots, thread_stats, timeout, interval))
+                runtime.block_on(serve(
+                    thread_client,
+                    rx,
+                    slots,
+                    thread_stats,
+                    timeout,
+                    interval,
+                ))
             })
             .map_err(|e| format!("sharedState: cannot start its thread: {e}"))?;
         let instance = {
@@ -245,7 +259,10 @@ impl SharedState {
             let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
             b.iter().map(|x| format!("{x:02x}")).collect()
         };
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
         Ok(Arc::new(SharedState {
+            client,
+            generation: GENERATION.fetch_add(1, Relaxed),
             jobs: tx,
             timeout,
             budgets_fail_closed: config.budgets_fail_closed,
@@ -253,6 +270,33 @@ impl SharedState {
             instance,
             next_lease: AtomicU64::new(0),
         }))
+    }
+
+    /// This worker thread's own connection to Redis, opened on first use on
+    /// the worker's runtime: admissions and settlements go straight from
+    /// the worker to Redis, with no hand-off to another thread. `None`
+    /// outside a runtime.
+    fn worker_connection(&self) -> Option<ConnectionManager> {
+        thread_local! {
+            static CONNECTION: std::cell::RefCell<Option<(u64, ConnectionManager)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        tokio::runtime::Handle::try_current().ok()?;
+        CONNECTION.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if let Some((generation, conn)) = slot.as_ref() {
+                if *generation == self.generation {
+                    return Some(conn.clone());
+                }
+            }
+            let conn = ConnectionManager::new_lazy_with_config(
+                self.client.clone(),
+                connection_config(self.timeout),
+            )
+            .ok()?;
+            *slot = Some((self.generation, conn.clone()));
+            Some(conn)
+        })
     }
 
     /// Whether Redis is believed to answer (the last call did).
@@ -289,33 +333,29 @@ impl SharedState {
         let r = &key.rules;
         let lease = self.next_lease.fetch_add(1, Relaxed);
         let base = tag("key", &key.name);
-        let (reply, answer) = oneshot::channel();
-        let job = Job::Script {
-            script: &ADMIT_SCRIPT,
-            keys: vec![base.clone(), format!("{base}:open")],
-            args: vec![
-                r.rpm.unwrap_or(0).to_string(),
-                r.tpm.unwrap_or(0).to_string(),
-                r.max_concurrent.unwrap_or(0).to_string(),
-                r.daily_requests.unwrap_or(0).to_string(),
-                r.daily_tokens.unwrap_or(0).to_string(),
-                ask.tokens.to_string(),
-                format!("{}:{lease}", self.instance),
-                LEASE_LIFETIME.as_micros().to_string(),
-            ],
-            reply: Some(reply),
-        };
-        if self.jobs.try_send(job).is_err() {
-            self.went_down("is too slow (its queue is full)");
+        let keys = [base.clone(), format!("{base}:open")];
+        let args = [
+            r.rpm.unwrap_or(0).to_string(),
+            r.tpm.unwrap_or(0).to_string(),
+            r.max_concurrent.unwrap_or(0).to_string(),
+            r.daily_requests.unwrap_or(0).to_string(),
+            r.daily_tokens.unwrap_or(0).to_string(),
+            ask.tokens.to_string(),
+            format!("{}:{lease}", self.instance),
+            LEASE_LIFETIME.as_micros().to_string(),
+        ];
+        let Some(mut conn) = self.worker_connection() else {
+            self.went_down("cannot be reached from this thread");
             return Admission::Unavailable;
-        }
-        let value = match tokio::time::timeout(self.timeout, answer).await {
-            Ok(Ok(Ok(v))) => v,
-            Ok(Ok(Err(e))) => {
+        };
+        let call = ADMIT_SCRIPT.run(&mut conn, &keys, &args);
+        let value = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
                 self.went_down(&format!("failed ({})", e.category()));
                 return Admission::Unavailable;
             }
-            Ok(Err(_)) | Err(_) => {
+            Err(_) => {
                 self.went_down(&format!(
                     "did not answer within {} ms",
                     self.timeout.as_millis()
@@ -367,7 +407,6 @@ impl SharedState {
             script: &REST_SCRIPT,
             keys: vec![RESTS_KEY.to_owned()],
             args: vec![name, until_unix_ms.to_string()],
-            reply: None,
         };
         if self.jobs.try_send(job).is_err() {
             self.stats.shared_state.errors.fetch_add(1, Relaxed);
@@ -376,24 +415,47 @@ impl SharedState {
 }
 
 impl SettleShared for SharedState {
+    /// Sent without waiting: on this worker's connection (a task on its
+    /// runtime), else through the Redis thread.
     fn settle(&self, key: &KeyLimits, lease: u64, tpm_delta: i64, day_delta: i64, day: u64) {
         let base = tag("key", &key.name);
+        let keys = vec![base.clone(), format!("{base}:open")];
+        let args = vec![
+            key.rules.tpm.unwrap_or(0).to_string(),
+            tpm_delta.to_string(),
+            day_delta.to_string(),
+            day.to_string(),
+            format!("{}:{lease}", self.instance),
+        ];
+        if let Some(mut conn) = self.worker_connection() {
+            let (stats, timeout) = (self.stats.clone(), self.timeout);
+            tokio::spawn(async move {
+                let call = SETTLE_SCRIPT.run(&mut conn, &keys, &args);
+                if !matches!(tokio::time::timeout(timeout, call).await, Ok(Ok(_))) {
+                    stats.shared_state.errors.fetch_add(1, Relaxed);
+                }
+            });
+            return;
+        }
         let job = Job::Script {
             script: &SETTLE_SCRIPT,
-            keys: vec![base.clone(), format!("{base}:open")],
-            args: vec![
-                key.rules.tpm.unwrap_or(0).to_string(),
-                tpm_delta.to_string(),
-                day_delta.to_string(),
-                day.to_string(),
-                format!("{}:{lease}", self.instance),
-            ],
-            reply: None,
+            keys,
+            args,
         };
         if self.jobs.try_send(job).is_err() {
             self.stats.shared_state.errors.fetch_add(1, Relaxed);
         }
     }
+}
+
+/// The connection settings of every Redis connection: calls time out after
+/// `timeout`, reconnection is retried in the background.
+fn connection_config(timeout: Duration) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1))
 }
 
 /// The Redis thread: runs jobs as they come (the connection pipelines
@@ -406,12 +468,7 @@ async fn serve(
     timeout: Duration,
     interval: Duration,
 ) {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout.max(Duration::from_millis(200))))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_secs(1));
-    let conn = match ConnectionManager::new_lazy_with_config(client, config) {
+    let conn = match ConnectionManager::new_lazy_with_config(client, connection_config(timeout)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chat2api: shared state: cannot set up the Redis connection: {e}");
@@ -424,12 +481,7 @@ async fn serve(
         let mut conn = conn.clone();
         let stats = stats.clone();
         tokio::spawn(async move {
-            let Job::Script {
-                script,
-                keys,
-                args,
-                reply,
-            } = job;
+            let Job::Script { script, keys, args } = job;
             // A call the request stopped waiting for is not left to run on.
             let result =
                 match tokio::time::timeout(timeout, script.run(&mut conn, &keys, &args)).await {
@@ -440,9 +492,6 @@ async fn serve(
                 };
             if result.is_err() {
                 stats.shared_state.errors.fetch_add(1, Relaxed);
-            }
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
             }
         });
     }

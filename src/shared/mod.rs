@@ -195,6 +195,10 @@ pub struct SharedState {
     /// Tells this state's connections from an earlier config's, in the
     /// workers' thread-local slot.
     generation: u64,
+    /// Bumped by the sync loop each time Redis answers again after an
+    /// outage: workers then open fresh connections rather than find out,
+    /// one failed request each, that theirs broke.
+    reconnects: Arc<AtomicU64>,
     jobs: mpsc::Sender<Job>,
     timeout: Duration,
     budgets_fail_closed: bool,
@@ -241,6 +245,8 @@ impl SharedState {
         let (timeout, interval) = (config.timeout, config.sync_interval);
         let thread_stats = stats.clone();
         let thread_client = client.clone();
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let thread_reconnects = reconnects.clone();
         std::thread::Builder::new()
             .name("chat2api-redis".into())
             .spawn(move || {
@@ -249,6 +255,7 @@ impl SharedState {
                     rx,
                     slots,
                     thread_stats,
+                    thread_reconnects,
                     timeout,
                     interval,
                 ))
@@ -263,6 +270,7 @@ impl SharedState {
         Ok(Arc::new(SharedState {
             client,
             generation: GENERATION.fetch_add(1, Relaxed),
+            reconnects,
             jobs: tx,
             timeout,
             budgets_fail_closed: config.budgets_fail_closed,
@@ -278,14 +286,15 @@ impl SharedState {
     /// outside a runtime.
     fn worker_connection(&self) -> Option<ConnectionManager> {
         thread_local! {
-            static CONNECTION: std::cell::RefCell<Option<(u64, ConnectionManager)>> =
+            static CONNECTION: std::cell::RefCell<Option<((u64, u64), ConnectionManager)>> =
                 const { std::cell::RefCell::new(None) };
         }
         tokio::runtime::Handle::try_current().ok()?;
+        let current = (self.generation, self.reconnects.load(Relaxed));
         CONNECTION.with(|slot| {
             let mut slot = slot.borrow_mut();
-            if let Some((generation, conn)) = slot.as_ref() {
-                if *generation == self.generation {
+            if let Some((made, conn)) = slot.as_ref() {
+                if *made == current {
                     return Some(conn.clone());
                 }
             }
@@ -294,7 +303,7 @@ impl SharedState {
                 connection_config(self.timeout),
             )
             .ok()?;
-            *slot = Some((self.generation, conn.clone()));
+            *slot = Some((current, conn.clone()));
             Some(conn)
         })
     }
@@ -465,6 +474,7 @@ async fn serve(
     mut jobs: mpsc::Receiver<Job>,
     slots: Slots,
     stats: Arc<Stats>,
+    reconnects: Arc<AtomicU64>,
     timeout: Duration,
     interval: Duration,
 ) {
@@ -476,7 +486,13 @@ async fn serve(
             return;
         }
     };
-    let sync = tokio::spawn(sync_loop(conn.clone(), slots, stats.clone(), interval));
+    let sync = tokio::spawn(sync_loop(
+        conn.clone(),
+        slots,
+        stats.clone(),
+        reconnects,
+        interval,
+    ));
     while let Some(job) = jobs.recv().await {
         let mut conn = conn.clone();
         let stats = stats.clone();
@@ -505,6 +521,7 @@ async fn sync_loop(
     mut conn: ConnectionManager,
     slots: Slots,
     stats: Arc<Stats>,
+    reconnects: Arc<AtomicU64>,
     interval: Duration,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -522,6 +539,7 @@ async fn sync_loop(
         let state = &stats.shared_state;
         if ok {
             if state.state.swap(1, Relaxed) == 2 {
+                reconnects.fetch_add(1, Relaxed);
                 eprintln!("chat2api: shared state: Redis answers again; sharing resumed");
             }
         } else {

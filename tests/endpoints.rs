@@ -966,8 +966,9 @@ async fn an_agent_turn_and_its_replay_reach_a_chat_provider() {
 /// `previous_response_id` (and reading back, listing and deleting the
 /// stored responses), the Vercel AI SDK's default provider over three
 /// turns with a tool call, which refers to earlier items by
-/// `item_reference`, and the OpenAI Agents SDK's tool loop (plain,
-/// continued by `previous_response_id`, streamed).
+/// `item_reference`, the OpenAI Agents SDK's tool loop (plain, continued
+/// by `previous_response_id`, streamed), and langchain-openai's Responses
+/// client through the same loop (plain, streamed, continued).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_loops_continue_from_the_response_store() {
     let (_up, gw) = gateway().await;
@@ -980,8 +981,9 @@ async fn agent_loops_continue_from_the_response_store() {
         root.join("tests/sdk/responses_loop_test.mjs"),
     );
     let agents = root.join("tests/sdk/agents_sdk_test.py");
+    let langchain = root.join("tests/sdk/langchain_test.py");
     tokio::task::spawn_blocking(move || {
-        for (program, script) in [(&py, script), (&node, mjs), (&py, agents)] {
+        for (program, script) in [(&py, script), (&node, mjs), (&py, agents), (&py, langchain)] {
             support::sdk::run(
                 std::process::Command::new(program)
                     .arg(script)
@@ -1024,4 +1026,130 @@ async fn item_references_resolve_from_the_store() {
     let r = gw.get("/v1/responses/resp_nowhere").await;
     assert_eq!(r.status, 404);
     assert!(r.text().contains("resp_nowhere"), "{}", r.text());
+}
+
+/// One request to a gateway child process at `addr`.
+async fn call(addr: &str, method: &str, path: &str, body: &str) -> support::Response {
+    let mut c = support::Client::connect(addr.parse().unwrap()).await;
+    let raw = match method {
+        "POST" => support::post_request(path, "", body),
+        _ => format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    };
+    c.send(raw.as_bytes()).await;
+    c.response().await.expect("a response")
+}
+
+/// With `sharedState.redis` the response store lives in Redis (a real
+/// `redis-server`): two gateway processes, each with its own memory,
+/// continue each other's conversations (`previous_response_id`,
+/// `item_reference`), read each other's responses, and a deletion on one
+/// holds on the other. While Redis is down, each continues what it made
+/// itself, and the other cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_stored_responses_through_redis() {
+    let mut redis = support::redis::RedisServer::start();
+    let config = support::binary::temp_file(
+        "shared-store.json",
+        &format!(
+            r#"{{"sharedState": {{"redis": "{}"}},
+  "providers": [{{"id": "local", "type": "mock", "models": ["mock-echo"], "tokenDelayMs": 0}}]}}"#,
+            redis.url()
+        ),
+    );
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--port",
+        "0",
+        "--management-port",
+        "0",
+    ];
+    let (a, b) = (support::binary::spawn(&args), support::binary::spawn(&args));
+    let (a, b) = (a.addr.clone(), b.addr.clone());
+
+    let first = call(
+        &a,
+        "POST",
+        "/v1/responses",
+        r#"{"model":"mock-echo","input":"Remember the word teal"}"#,
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let id1 = first.json()["id"].as_str().unwrap().to_owned();
+    // B continues A's conversation: the input it answered holds A's turn.
+    let body =
+        format!(r#"{{"model":"mock-echo","previous_response_id":"{id1}","input":"Which word?"}}"#);
+    let second = call(&b, "POST", "/v1/responses", &body).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    let id2 = second.json()["id"].as_str().unwrap().to_owned();
+    let items = call(
+        &b,
+        "GET",
+        &format!("/v1/responses/{id2}/input_items?order=asc"),
+        "",
+    )
+    .await;
+    assert_eq!(items.status, 200, "{}", items.text());
+    let texts = items.text();
+    assert!(
+        texts.contains("Remember the word teal") && texts.contains("Which word?"),
+        "{texts}"
+    );
+    // B reads A's response as A sent it.
+    let read = call(&b, "GET", &format!("/v1/responses/{id1}"), "").await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json(), first.json());
+    // A refers to the item B made.
+    let item2 = second.json()["output"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = format!(
+        r#"{{"model":"mock-echo","input":[{{"type":"item_reference","id":"{item2}"}},{{"role":"user","content":"And again?"}}]}}"#
+    );
+    let third = call(&a, "POST", "/v1/responses", &body).await;
+    assert_eq!(third.status, 200, "{}", third.text());
+
+    // Deleted on B: gone on A too, although A holds it in memory.
+    let deleted = call(&b, "DELETE", &format!("/v1/responses/{id1}"), "").await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json()["deleted"], true);
+    assert_eq!(
+        call(&a, "GET", &format!("/v1/responses/{id1}"), "")
+            .await
+            .status,
+        404
+    );
+    let body =
+        format!(r#"{{"model":"mock-echo","previous_response_id":"{id1}","input":"Again?"}}"#);
+    let refused = call(&a, "POST", "/v1/responses", &body).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text().contains(&id1) && refused.text().contains("shared Redis"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        call(&b, "DELETE", &format!("/v1/responses/{id1}"), "")
+            .await
+            .status,
+        404
+    );
+
+    // Redis down: A continues its own conversation from memory; B, which
+    // never saw it, cannot.
+    redis.stop();
+    let made = call(
+        &a,
+        "POST",
+        "/v1/responses",
+        r#"{"model":"mock-echo","input":"Offline"}"#,
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.text());
+    let id4 = made.json()["id"].as_str().unwrap().to_owned();
+    let body =
+        format!(r#"{{"model":"mock-echo","previous_response_id":"{id4}","input":"Still here?"}}"#);
+    assert_eq!(call(&a, "POST", "/v1/responses", &body).await.status, 200);
+    assert_eq!(call(&b, "POST", "/v1/responses", &body).await.status, 400);
 }

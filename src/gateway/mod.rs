@@ -109,7 +109,6 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config, stats: Arc<Stats>) -> Result<Gateway, String> {
-        store::store().configure(&config.responses_store);
         let router = Router::new(&config, &stats);
         let mut upstreams = Vec::with_capacity(router.providers.len());
         for p in &router.providers {
@@ -179,6 +178,7 @@ impl Gateway {
                 None
             }
         };
+        store::store().configure(&config.responses_store, shared.clone());
         Ok(Gateway {
             keys,
             key_limits,
@@ -271,7 +271,7 @@ impl Service for Gateway {
                 head.header("anthropic-version").is_some(),
                 &allowed,
             ),
-            Route::StoredResponse => stored_response(head),
+            Route::StoredResponse => stored_response(head).await,
             Route::Health => Response::json_doc(200, self.stats.health_json()),
             Route::Stats => {
                 let port = self.bound_port.load(std::sync::atomic::Ordering::Relaxed);
@@ -476,6 +476,11 @@ impl Gateway {
             Ok(quota) => quota,
             Err(e) => return Response::error(&e).with_tally(tally),
         };
+        let store = store::store();
+        if endpoint == Endpoint::Responses && store.is_shared() {
+            let (responses, items) = responses::references(&body);
+            store.sync(&responses, &items).await;
+        }
         let mut resp = self
             .attempts(endpoint, head, &body, &info, &resolved, tally)
             .await;
@@ -854,7 +859,7 @@ fn parse_request(
 /// "Stored responses"). 404 for an id the store does not hold; 405 for
 /// other methods; `POST …/cancel` is 400 (only background responses can
 /// be cancelled, and chat2api runs none).
-fn stored_response(head: &RequestHead) -> Response {
+async fn stored_response(head: &RequestHead) -> Response {
     let rest = &head.path()[b"/v1/responses/".len()..];
     let (id, tail) = match memchr::memchr(b'/', rest) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -862,6 +867,9 @@ fn stored_response(head: &RequestHead) -> Response {
     };
     let id = percent_decode(id);
     let store = store::store();
+    if head.method() != Method::Delete {
+        store.sync(std::slice::from_ref(&id), &[]).await;
+    }
     let found = || {
         store
             .get(&id)
@@ -874,7 +882,7 @@ fn stored_response(head: &RequestHead) -> Response {
         (Method::Get | Method::Head, b"/input_items") => {
             found().map(|s| input_items_page(s.input(), head.query().unwrap_or_default()))
         }
-        (Method::Delete, b"") => match store.delete(&id) {
+        (Method::Delete, b"") => match store.delete(&id).await {
             true => Ok(serde_json::json!({"id": id, "object": "response", "deleted": true}).to_string()),
             false => Err(ApiError::NotStored(id.clone())),
         },

@@ -94,10 +94,53 @@ fn invalid(message: impl Into<String>, param: &'static str) -> ApiError {
     ApiError::invalid(message, Some(param))
 }
 
+/// The stored responses and output items a Responses request `body` names
+/// (`previous_response_id`; `item_reference` inputs, or items that are an
+/// `id` alone): what the response store brings from Redis before the
+/// request is translated (`store::ResponseStore::sync`). Empty for a body
+/// that is not shaped so; its translation then answers it.
+pub fn references(body: &[u8]) -> (Vec<String>, Vec<String>) {
+    use serde::de::IgnoredAny;
+    #[derive(serde::Deserialize)]
+    struct Request {
+        previous_response_id: Option<String>,
+        input: Option<Input>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        Items(Vec<Item>),
+        Other(IgnoredAny),
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        id: Option<String>,
+        role: Option<IgnoredAny>,
+    }
+    let Ok(request) = serde_json::from_slice::<Request>(body) else {
+        return (Vec::new(), Vec::new());
+    };
+    let items = match request.input {
+        Some(Input::Items(items)) => items
+            .into_iter()
+            .filter(|i| match i.kind.as_deref() {
+                Some(kind) => kind == "item_reference",
+                None => i.role.is_none(),
+            })
+            .filter_map(|i| i.id)
+            .collect(),
+        _ => Vec::new(),
+    };
+    (request.previous_response_id.into_iter().collect(), items)
+}
+
 /// The chat completions request for a Responses API `body`, for
-/// `upstream_model`; and what the answer must echo. 400 for requests that
-/// need server-side state (`previous_response_id`, `conversation`,
-/// `store: true`, `item_reference` inputs) or tools other than functions.
+/// `upstream_model`; and what the answer must echo. The responses and
+/// items it names are read from the response store (`store.rs`): 400 for
+/// one it does not hold, for a stored conversation or prompt, and for
+/// tools a chat provider cannot run.
 pub fn request_to_chat(
     body: &[u8],
     client_model: &str,
@@ -170,8 +213,9 @@ pub fn request_to_chat_with(
         let prior = store.get(id).ok_or_else(|| {
             invalid(
                 format!(
-                    "Previous response '{id}' is not stored here: chat2api keeps the responses it makes for {} s (responsesStore), in this process only, and not those of 'store': false requests; it may have expired, been deleted, come from another gateway or from before a restart.",
-                    store.ttl_secs()
+                    "Previous response '{id}' is not stored here: chat2api keeps the responses it makes for {} s (responsesStore), {}, and not those of 'store': false requests; it may have expired, been deleted, come from another gateway or from before a restart.",
+                    store.ttl_secs(),
+                    store.kept_where()
                 ),
                 "previous_response_id",
             )
@@ -203,8 +247,9 @@ pub fn request_to_chat_with(
                 let found = store.item(id).ok_or_else(|| {
                     invalid(
                         format!(
-                            "input[{i}] refers to item '{id}', which is not stored here: chat2api keeps the items of the responses it makes for {} s (responsesStore), in this process only; it may have expired or come from another gateway.",
-                            store.ttl_secs()
+                            "input[{i}] refers to item '{id}', which is not stored here: chat2api keeps the items of the responses it makes for {} s (responsesStore), {}; it may have expired, been deleted or come from another gateway.",
+                            store.ttl_secs(),
+                            store.kept_where()
                         ),
                         "input",
                     )

@@ -8,15 +8,24 @@
 //! by count and by bytes (the oldest response goes first) and by age (the
 //! `responsesStore` config). It is touched once per Responses request that
 //! uses it, never per event: one short lock.
+//!
+//! With `sharedState.redis` (docs/config.md "Several instances") every
+//! response is also written to Redis (`crate::shared`), and Redis decides:
+//! before a request that names stored responses or items is translated,
+//! [`ResponseStore::sync`] brings what it names into this process's memory
+//! (or drops what was deleted on another instance). The translation then
+//! reads memory alone, synchronously. While Redis does not answer, each
+//! instance continues the conversations it holds itself.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use crate::config::ResponsesStore as Limits;
+use crate::shared::{SharedResponse, SharedState};
 
 /// A stored response: the object a client got, and the whole input it
 /// answered (the input of the response it continued included). Both are
@@ -29,6 +38,9 @@ pub struct Stored {
     input: Bytes,
     at: Instant,
     bytes: usize,
+    /// Brought from Redis (made by another instance, or before a restart):
+    /// dropped here once Redis no longer holds it.
+    fetched: bool,
 }
 
 impl Stored {
@@ -44,11 +56,15 @@ impl Stored {
 
     /// The response's output items.
     pub fn output(&self) -> Vec<Value> {
-        let response: Value = serde_json::from_slice(&self.response).unwrap_or_default();
-        match response.get("output") {
-            Some(Value::Array(items)) => items.clone(),
-            _ => Vec::new(),
-        }
+        output_of(&self.response)
+    }
+}
+
+fn output_of(response: &[u8]) -> Vec<Value> {
+    let response: Value = serde_json::from_slice(response).unwrap_or_default();
+    match response.get("output") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
     }
 }
 
@@ -68,6 +84,8 @@ struct Inner {
 pub struct ResponseStore {
     inner: Mutex<Inner>,
     limits: Mutex<Limits>,
+    /// Redis, when the config shares state between instances.
+    shared: Mutex<Option<Arc<SharedState>>>,
 }
 
 /// The store of this process.
@@ -88,13 +106,20 @@ impl ResponseStore {
         ResponseStore {
             inner: Mutex::new(Inner::default()),
             limits: Mutex::new(limits),
+            shared: Mutex::new(None),
         }
     }
 
     /// The bounds of the config in force (a reload applies new ones from
-    /// the next response stored).
-    pub fn configure(&self, limits: &Limits) {
+    /// the next response stored), and the Redis it shares responses
+    /// through, if any.
+    pub fn configure(&self, limits: &Limits, shared: Option<Arc<SharedState>>) {
         *lock(&self.limits) = limits.clone();
+        *lock(&self.shared) = shared;
+    }
+
+    fn shared(&self) -> Option<Arc<SharedState>> {
+        lock(&self.shared).clone()
     }
 
     /// Whether responses are kept at all (`responsesStore.enabled`).
@@ -102,14 +127,28 @@ impl ResponseStore {
         lock(&self.limits).enabled
     }
 
+    /// Whether responses are shared with other instances through Redis
+    /// (then a request that names one calls [`ResponseStore::sync`] first).
+    pub fn is_shared(&self) -> bool {
+        lock(&self.shared).is_some()
+    }
+
     /// How long a response is kept, in seconds (for error messages).
     pub fn ttl_secs(&self) -> u64 {
         lock(&self.limits).ttl.as_secs()
     }
 
+    /// Where responses are kept, for error messages.
+    pub fn kept_where(&self) -> &'static str {
+        match self.is_shared() {
+            true => "in the shared Redis",
+            false => "in this process only",
+        }
+    }
+
     /// Keeps `response` (its `id` is the key) with the `input` it answered;
     /// the oldest responses go to make room. A response larger than the
-    /// whole byte bound is not kept.
+    /// whole byte bound is not kept. With Redis, it is written there too.
     pub fn put(&self, response: Value, input: Vec<Value>) {
         let limits = lock(&self.limits).clone();
         if !limits.enabled {
@@ -118,30 +157,43 @@ impl ResponseStore {
         let Some(id) = response["id"].as_str().map(str::to_owned) else {
             return;
         };
-        let item_ids: Vec<String> = response["output"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i["id"].as_str().map(str::to_owned))
-            .collect();
+        let item_ids = item_ids(&response);
         let response = Bytes::from(response.to_string());
         let input = Bytes::from(Value::Array(input).to_string());
+        if self.put_here(&id, response.clone(), input.clone(), &item_ids, false) {
+            if let Some(shared) = self.shared() {
+                shared.put_response(&id, response, input, &item_ids, limits.ttl);
+            }
+        }
+    }
+
+    /// Keeps a response in this process's memory; whether it fit.
+    fn put_here(
+        &self,
+        id: &str,
+        response: Bytes,
+        input: Bytes,
+        item_ids: &[String],
+        fetched: bool,
+    ) -> bool {
+        let limits = lock(&self.limits).clone();
         let index: usize = item_ids
             .iter()
             .map(|i| i.len() + id.len() + INDEX_ENTRY_BYTES)
             .sum();
         let bytes = response.len() + input.len() + index;
         if bytes > limits.max_bytes {
-            return;
+            return false;
         }
         let stored = Arc::new(Stored {
             response,
             input,
             at: Instant::now(),
             bytes,
+            fetched,
         });
         let mut inner = lock(&self.inner);
-        inner.remove(&id);
+        inner.remove(id);
         while !inner.order.is_empty()
             && (inner.order.len() >= limits.max_responses || inner.bytes + bytes > limits.max_bytes)
         {
@@ -151,11 +203,15 @@ impl ResponseStore {
         for item in item_ids {
             // The response that made an item owns it; a later one that
             // carries it in its input does not take it over.
-            inner.items.entry(item).or_insert_with(|| id.clone());
+            inner
+                .items
+                .entry(item.clone())
+                .or_insert_with(|| id.to_owned());
         }
         inner.bytes += bytes;
-        inner.order.push_back(id.clone());
-        inner.by_id.insert(id, stored);
+        inner.order.push_back(id.to_owned());
+        inner.by_id.insert(id.to_owned(), stored);
+        true
     }
 
     /// The response stored as `id`, unless it expired.
@@ -177,10 +233,97 @@ impl ResponseStore {
         stored.output().into_iter().find(|i| i["id"] == item_id)
     }
 
-    /// Forgets the response stored as `id`; whether there was one.
-    pub fn delete(&self, id: &str) -> bool {
+    /// Forgets the response stored as `id` in this process; whether there
+    /// was one.
+    pub fn forget_here(&self, id: &str) -> bool {
         self.get(id).is_some() && lock(&self.inner).remove(id)
     }
+
+    /// Forgets the response stored as `id`, on every instance when Redis
+    /// is shared; whether there was one (here or there).
+    pub async fn delete(&self, id: &str) -> bool {
+        let ttl = lock(&self.limits).ttl;
+        let there = match self.shared() {
+            Some(shared) => shared.delete_response(id, ttl).await == Some(true),
+            None => false,
+        };
+        self.forget_here(id) || there
+    }
+
+    /// With Redis: brings the responses named by id, and those that made
+    /// the output items named, into this process's memory, and drops the
+    /// ones deleted on another instance (or expired from Redis after being
+    /// brought here). Without Redis, or while it does not answer, memory
+    /// stays as it is.
+    pub async fn sync(&self, responses: &[String], items: &[String]) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        let mut ids: Vec<String> = responses.to_vec();
+        for item in items {
+            let mut owner = shared.item_owner(item).await;
+            for wait in WRITE_LAG_MS {
+                if owner.is_some() || lock(&self.inner).items.contains_key(item) || !shared.is_up()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                owner = shared.item_owner(item).await;
+            }
+            ids.extend(owner.or_else(|| lock(&self.inner).items.get(item).cloned()));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            let mut fetched = shared.fetch_response(&id).await;
+            for wait in WRITE_LAG_MS {
+                if !matches!(fetched, SharedResponse::Missing) || self.get(&id).is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                fetched = shared.fetch_response(&id).await;
+            }
+            match fetched {
+                SharedResponse::Found { response, input } => {
+                    if self.get(&id).is_none() {
+                        let item_ids =
+                            item_ids(&serde_json::from_slice(&response).unwrap_or_default());
+                        self.put_here(&id, response, input, &item_ids, true);
+                    }
+                }
+                SharedResponse::Deleted => {
+                    lock(&self.inner).remove(&id);
+                }
+                SharedResponse::Missing => {
+                    // Made here while Redis was away: kept. Brought from
+                    // Redis, which no longer holds it: expired there.
+                    let mut inner = lock(&self.inner);
+                    if inner.by_id.get(&id).is_some_and(|s| s.fetched) {
+                        inner.remove(&id);
+                    }
+                }
+                SharedResponse::Unavailable => return,
+            }
+        }
+    }
+}
+
+/// A response reaches Redis as its answer leaves the instance that made
+/// it (the write is not waited for), so a client quick enough to name it
+/// at once on another instance can ask before it lands. What Redis does
+/// not hold yet (and this instance does not either) is asked again after
+/// each of these waits (90 ms in all): only a reference to an id that is
+/// nowhere pays them.
+const WRITE_LAG_MS: [u64; 4] = [5, 10, 25, 50];
+
+/// The ids of a response's output items.
+fn item_ids(response: &Value) -> Vec<String> {
+    response["output"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 impl Inner {
@@ -220,11 +363,11 @@ mod tests {
         // copy) does not take it over, and deleting it loses nothing.
         let forged = json!({"id": "msg_resp_1", "role": "assistant", "content": "FORGED"});
         s.put(response("resp_2", "again"), vec![forged]);
-        assert!(s.delete("resp_2"));
+        assert!(s.forget_here("resp_2"));
         assert_eq!(s.item("msg_resp_1").unwrap()["content"][0]["text"], "hi");
-        assert!(s.delete("resp_1"));
+        assert!(s.forget_here("resp_1"));
         assert!(s.get("resp_1").is_none() && s.item("msg_resp_1").is_none());
-        assert!(!s.delete("resp_1"));
+        assert!(!s.forget_here("resp_1"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What several chat2api instances agree on through one Redis (or Valkey):
-//! client-key limits and budgets, accounts' `dailyLimit` counters and the
-//! rests learnt from upstreams' `Retry-After` (docs/config.md "Several
-//! instances", docs/architecture.md "Shared state").
+//! client-key limits and budgets, accounts' `dailyLimit` counters, the
+//! rests learnt from upstreams' `Retry-After`, and stored responses
+//! (`responses.rs`) (docs/config.md "Several instances",
+//! docs/architecture.md "Shared state").
 //!
 //! - **Admission**: one Lua script per request, and only for a key with
 //!   counting rules ([`SharedState::admit`]): every rule checked and
@@ -36,6 +37,9 @@ use tokio::sync::mpsc;
 use crate::config::SharedState as SharedConfig;
 use crate::limits::{Ask, KeyLimits, Quota, Refusal, SettleShared};
 use crate::stats::Stats;
+
+mod responses;
+pub use responses::SharedResponse;
 
 const ADMIT: &str = include_str!("admit.lua");
 const SETTLE: &str = include_str!("settle.lua");

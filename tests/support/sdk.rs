@@ -13,17 +13,19 @@ use std::sync::Mutex;
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The official Python SDKs, pinned (as in `.ci/run`).
-pub const PYTHON_SDKS: [&str; 3] = [
+pub const PYTHON_SDKS: [&str; 4] = [
     "openai==3.63.0",
     "anthropic==2.17.0",
     "openai-agents==0.24.0",
+    "langchain-openai==1.8.1",
 ];
 
 /// Installs run one at a time within a test binary (tests run on threads;
 /// cargo runs test binaries one after another).
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// A Python with the `openai`, `anthropic` and `openai-agents` packages: `CHAT2API_PYTHON`,
+/// A Python with the `openai`, `anthropic`, `openai-agents` and
+/// `langchain-openai` packages: `CHAT2API_PYTHON`,
 /// or the project's `.venv`, created and filled on first use.
 pub fn python() -> PathBuf {
     if let Some(py) = std::env::var_os("CHAT2API_PYTHON") {
@@ -52,7 +54,7 @@ pub fn python() -> PathBuf {
 
 fn has_openai(py: &Path) -> bool {
     Command::new(py)
-        .args(["-c", "import openai, anthropic, agents"])
+        .args(["-c", "import openai, anthropic, agents, langchain_openai"])
         .output()
         .is_ok_and(|o| o.status.success())
 }

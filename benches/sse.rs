@@ -14,7 +14,7 @@
 use std::hint::black_box;
 
 use bytes::Bytes;
-use chat2api::gateway::stream::upstream::{Reframed, Reframer};
+use chat2api::gateway::stream::upstream::{Native, Reframed, Reframer};
 use chat2api::sse::SseDecoder;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -88,7 +88,7 @@ fn reframe(body: &Bytes, alias: &Bytes, rewrite: bool) -> usize {
         }
         return n;
     }
-    let mut r = Reframer::new(16 << 20, alias.clone(), None, false);
+    let mut r = Reframer::new(16 << 20, alias.clone(), None, Native::Chat);
     r.push(body.clone());
     let mut n = 0;
     while let Reframed::Item(item) = r.next_item() {

@@ -68,7 +68,7 @@ Environment:
   that is set adds that vendor as a provider:
     OPENAI_API_KEY  DEEPSEEK_API_KEY  GROQ_API_KEY  MISTRAL_API_KEY
     TOGETHER_API_KEY  OPENROUTER_API_KEY  XAI_API_KEY  MOONSHOT_API_KEY
-    SILICONFLOW_API_KEY  FIREWORKS_API_KEY
+    SILICONFLOW_API_KEY  FIREWORKS_API_KEY  ANTHROPIC_API_KEY (Messages API)
 
 Signals:
   SIGINT, SIGTERM     stop accepting, let requests finish (drain), exit 0

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::upstream::{chat_script, MockUpstream};
+use support::upstream::{chat_script, messages_script, MockUpstream};
 use support::TestGateway;
 
 /// A gateway with client keys: `claude-alias` served by a scripted chat
@@ -265,4 +265,220 @@ async fn errors_of_every_layer_keep_anthropic_shape() {
         assert_eq!(r.status, status, "{path}: {}", r.text());
         assert_eq!(r.json()["type"], "error", "{path}: {}", r.text());
     }
+}
+
+// ---- A native Anthropic provider (`"type": "anthropic"`) ----
+
+/// A gateway whose `claude-native` is served (as `claude-sonnet-4-5`) by
+/// a scripted native Anthropic upstream ([`messages_script`]), and
+/// `mock-echo` by the mock.
+async fn native_gateway() -> (MockUpstream, TestGateway) {
+    let up = MockUpstream::start(messages_script).await;
+    let config = format!(
+        r#"{{"apiKeys": ["sk-test"], "requestTimeout": 5000, "retryCount": 0,
+  "providers": [
+    {{"id": "claude", "type": "anthropic", "baseUrl": "{}", "accounts": [{{"id": "a", "apiKey": "sk-ant-up"}}],
+      "models": {{"claude-native": "claude-sonnet-4-5"}}}},
+    {{"id": "local", "type": "mock", "models": ["mock-echo"]}}]}}"#,
+        up.base_url()
+    );
+    (up, TestGateway::start(&config).await)
+}
+
+const NATIVE_ASK: &str = r#"{"model":"claude-native","max_tokens":256,"thinking":{"type":"enabled","budget_tokens":1024},
+  "tools":[{"name":"get_weather","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],
+  "messages":[{"role":"user","content":[{"type":"text","text":"Weather in Oslo?","cache_control":{"type":"ephemeral"}}]}]STREAM}"#;
+
+/// `/v1/messages` to an Anthropic provider passes through: the alias
+/// rewritten, the account's key in `x-api-key`, the client's
+/// `anthropic-version` and `anthropic-beta` forwarded, everything else of
+/// the request (cache_control, thinking) byte for byte, and the answer's
+/// thinking block and its signature as the upstream sent them.
+#[tokio::test]
+async fn messages_pass_through_to_an_anthropic_provider() {
+    let (up, gw) = native_gateway().await;
+    let body = NATIVE_ASK.replace("STREAM", "");
+    let mut c = gw.connect().await;
+    c.send(messages_request(&body, "sk-test").as_bytes()).await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.last();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-up"));
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(
+        sent.header("anthropic-beta"),
+        Some("interleaved-thinking-2025-05-14")
+    );
+    let expected = body.replace("\"claude-native\"", "\"claude-sonnet-4-5\"");
+    assert_eq!(String::from_utf8_lossy(&sent.body), expected);
+    assert!(
+        r.text()
+            .contains(r#""signature":"EqQBCkYIARgCIkD+sig/with=chars""#),
+        "{}",
+        r.text()
+    );
+    let m = r.json();
+    assert_eq!(m["model"], "claude-native");
+    assert_eq!(
+        m["content"][1]["input"],
+        serde_json::json!({"city": "Oslo"})
+    );
+    assert_eq!(r.header("request-id"), Some("req_native"));
+
+    // Streamed: Anthropic's events as they came, the model in
+    // `message_start` rewritten, no `[DONE]`; the tokens counted.
+    let mut c = gw.connect().await;
+    c.send(
+        messages_request(
+            &NATIVE_ASK.replace("STREAM", r#","stream":true"#),
+            "sk-test",
+        )
+        .as_bytes(),
+    )
+    .await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert!(text.contains(r#""model":"claude-native""#), "{text}");
+    assert!(!text.contains("claude-sonnet-4-5"), "{text}");
+    assert!(
+        text.contains(r#""signature":"EqQBCkYIARgCIkD+sig/with=chars","type":"signature_delta""#),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with(r#"data: {"type":"message_stop"}"#),
+        "{text}"
+    );
+    let stats = gw.settled_stats().await;
+    assert_eq!(stats["keyUsage"]["key1"]["promptTokens"], 6, "{stats}");
+    assert_eq!(stats["keyUsage"]["key1"]["completionTokens"], 4, "{stats}");
+
+    // count_tokens is the provider's own (exact).
+    let count = r#"{"model":"claude-native","messages":[{"role":"user","content":"Hi"}]}"#;
+    let r = gw
+        .request(&format!(
+            "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: gw\r\nx-api-key: sk-test\r\nanthropic-version: 2023-06-01\r\nContent-Length: {}\r\n\r\n{count}",
+            count.len()
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["input_tokens"], 42);
+    assert_eq!(up.last().path, "/v1/messages/count_tokens");
+    assert_eq!(up.last().json()["model"], "claude-sonnet-4-5");
+}
+
+/// A stream cut before `message_stop` ends with Anthropic's `error` event
+/// for a Messages client, and with an error chunk (no `[DONE]`) for a chat
+/// client.
+#[tokio::test]
+async fn a_native_stream_cut_short_ends_with_an_error_event() {
+    let (_up, gw) = native_gateway().await;
+    let body = r#"{"model":"claude-native","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"cut"}]}"#;
+    let mut c = gw.connect().await;
+    c.send(messages_request(body, "sk-test").as_bytes()).await;
+    let text = c.response().await.expect("an answer").text();
+    let error = text
+        .split("event: error\ndata: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no error event: {text}"));
+    let error: serde_json::Value = serde_json::from_str(error.trim()).expect("error JSON");
+    assert_eq!(error["type"], "error");
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("broke off"));
+    assert!(!text.contains("message_stop"), "{text}");
+    let chat =
+        r#"{"model":"claude-native","stream":true,"messages":[{"role":"user","content":"cut"}]}"#;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-test"), chat)
+        .await;
+    let text = r.text();
+    assert!(text.contains("\"Hello"), "{text}");
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+}
+
+/// Chat completions onto an Anthropic provider, on the wire: the request
+/// the upstream gets (system hoisted, image as base64, tools with their
+/// schema, max_tokens always sent, anthropic-version added), and the
+/// answer as a chat completion.
+#[tokio::test]
+async fn chat_completions_reach_an_anthropic_provider() {
+    let (up, gw) = native_gateway().await;
+    let body = r#"{"model":"claude-native","messages":[{"role":"system","content":"Be brief."},
+      {"role":"user","content":[{"type":"text","text":"Weather?"},{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/AA=="}}]}],
+      "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
+      "reasoning_effort":"low"}"#;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-test"), body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.last();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-up"));
+    let m = sent.json();
+    assert_eq!(m["model"], "claude-sonnet-4-5");
+    assert_eq!(m["system"][0]["text"], "Be brief.");
+    assert_eq!(
+        m["messages"][0]["content"][1]["source"]["media_type"],
+        "image/jpeg"
+    );
+    assert_eq!(
+        m["tools"][0]["input_schema"]["properties"]["city"]["type"],
+        "string"
+    );
+    assert_eq!(m["thinking"]["budget_tokens"], 1024);
+    let c = r.json();
+    assert_eq!(c["object"], "chat.completion");
+    assert_eq!(c["model"], "claude-native");
+    assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+    let msg = &c["choices"][0]["message"];
+    assert_eq!(msg["reasoning_content"], "The user asks about Oslo.");
+    assert_eq!(msg["tool_calls"][0]["id"], "toolu_1");
+    assert_eq!(
+        msg["tool_calls"][0]["function"]["arguments"],
+        r#"{"city":"Oslo"}"#
+    );
+    assert_eq!(c["usage"]["prompt_tokens"], 3);
+}
+
+/// The OpenAI Python SDK onto an Anthropic provider: chat with tools and
+/// an image, plain and streamed; the Responses API with a tool round trip,
+/// plain and streamed. And the Anthropic SDKs (Python and JavaScript)
+/// onto the same provider, passed through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdks_work_against_an_anthropic_provider() {
+    let py = support::sdk::python();
+    let node = support::sdk::node();
+    let (_up, gw) = native_gateway().await;
+    let base = format!("http://{}", gw.addr);
+    let root = std::path::Path::new(support::sdk::ROOT).join("tests/sdk");
+    tokio::task::spawn_blocking(move || {
+        support::sdk::run(
+            std::process::Command::new(&py)
+                .arg(root.join("openai_on_anthropic_test.py"))
+                .arg(format!("{base}/v1"))
+                .arg("claude-native"),
+        );
+        support::sdk::run(
+            std::process::Command::new(&py)
+                .arg(root.join("anthropic_test.py"))
+                .arg(&base)
+                .arg("claude-native"),
+        );
+        support::sdk::run(
+            std::process::Command::new(node)
+                .arg(root.join("anthropic_test.mjs"))
+                .arg(&base)
+                .arg("claude-native"),
+        );
+    })
+    .await
+    .unwrap();
 }

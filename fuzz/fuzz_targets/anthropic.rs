@@ -1,2 +1,7 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| chat2api::gateway::anthropic::fuzz_anthropic(data));
+// Both directions: Anthropic clients onto chat providers, and chat clients
+// onto Anthropic providers.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    chat2api::gateway::anthropic::fuzz_anthropic(data);
+    chat2api::gateway::anthropic_upstream::fuzz_anthropic_upstream(data);
+});

@@ -748,11 +748,64 @@ fn endpoint_list(names: &[String], path: &str) -> Result<Vec<Endpoint>, ConfigEr
         .collect()
 }
 
+/// The endpoints of an Anthropic provider: those it was given (each one
+/// it can serve, see [`vendors::ANTHROPIC_ENDPOINTS`]), else all of those.
+/// `completions` and `responses` modes do not apply to it.
+fn anthropic_endpoints(
+    path: &str,
+    modes_given: &[&'static str],
+    endpoints: Option<Vec<Endpoint>>,
+    model_endpoints: &[(String, Vec<Endpoint>)],
+) -> Result<Vec<Endpoint>, ConfigError> {
+    if let Some(key) = modes_given.first() {
+        return Err(invalid(
+            &key_path(path, key),
+            "does not apply to \"type\": \"anthropic\" (its chat completions and Responses requests are always translated to the Messages API)",
+        ));
+    }
+    let served = |list: &[Endpoint], at: &str| {
+        match list
+            .iter()
+            .position(|e| !vendors::ANTHROPIC_ENDPOINTS.contains(e))
+        {
+            Some(i) => Err(invalid(
+                &index_path(at, i),
+                format!(
+                    "`{}` is not served by an Anthropic provider (it serves chat.completions, responses and messages)",
+                    list[i].name()
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
+    for (model, list) in model_endpoints {
+        let at = key_path(&key_path(&key_path(path, "models"), model), "endpoints");
+        served(list, &at)?;
+    }
+    match endpoints {
+        Some(list) => {
+            served(&list, &key_path(path, "endpoints"))?;
+            Ok(list)
+        }
+        None => Ok(vendors::ANTHROPIC_ENDPOINTS.to_vec()),
+    }
+}
+
 impl RawProvider {
     /// `path` is `providers[i]`. Checks that depend on the type happen here;
     /// the rest is left to `Config::validate`.
     fn into_provider(self, path: &str, env: Env<'_>) -> Result<Provider, ConfigError> {
         let id = self.id.clone().unwrap_or_else(|| self.kind.clone());
+        // An Anthropic provider's chat and Responses requests are always
+        // translated: these keys say nothing for it.
+        let completions_given: Vec<&'static str> = [
+            ("completions", self.completions.is_some()),
+            ("responses", self.responses.is_some()),
+        ]
+        .iter()
+        .filter(|(_, given)| *given)
+        .map(|(key, _)| *key)
+        .collect();
         let completions = self.completions.unwrap_or_default();
         let responses = self.responses.unwrap_or_default();
         let hosted_tools = self.hosted_tools.unwrap_or_default();
@@ -782,13 +835,22 @@ impl RawProvider {
             ));
         };
         let models_path = key_path(path, "models");
-        let model_endpoints = model_endpoints
+        let model_endpoints: Vec<(String, Vec<Endpoint>)> = model_endpoints
             .into_iter()
             .map(|(model, names)| {
                 let at = key_path(&key_path(&models_path, &model), "endpoints");
                 Ok((model, endpoint_list(&names, &at)?))
             })
             .collect::<Result<_, ConfigError>>()?;
+        let endpoints = match kind.is_anthropic() {
+            true => Some(anthropic_endpoints(
+                path,
+                &completions_given,
+                endpoints,
+                &model_endpoints,
+            )?),
+            false => endpoints,
+        };
         Ok(Provider {
             id,
             kind,
@@ -962,10 +1024,7 @@ impl RawProvider {
                 }
             },
         };
-        let kind = ProviderKind::OpenAi {
-            base_url,
-            ca_file: self.ca_file,
-        };
+        let kind = vendor.kind(base_url, self.ca_file);
         Ok(TypeParts {
             kind,
             accounts,

@@ -274,6 +274,41 @@ pub enum ProviderKind {
     },
     /// The built-in deterministic provider (no network).
     Mock(MockProfile),
+    /// Anthropic's Messages API (`"type": "anthropic"`, docs/config.md
+    /// "Anthropic providers"): `/v1/messages` and its `count_tokens` are
+    /// forwarded as they are; chat completions and Responses requests are
+    /// translated to Messages requests, and the answers back.
+    Anthropic {
+        base_url: BaseUrl,
+        /// Extra PEM root certificates to trust, besides the built-in roots.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl ProviderKind {
+    /// The base URL and extra roots of a provider reached over HTTP
+    /// (`None` for the mock).
+    pub fn http(&self) -> Option<(&BaseUrl, Option<&PathBuf>)> {
+        match self {
+            ProviderKind::OpenAi { base_url, ca_file }
+            | ProviderKind::Anthropic { base_url, ca_file } => Some((base_url, ca_file.as_ref())),
+            ProviderKind::Mock(_) => None,
+        }
+    }
+
+    fn ca_file_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            ProviderKind::OpenAi { ca_file, .. } | ProviderKind::Anthropic { ca_file, .. } => {
+                ca_file.as_mut()
+            }
+            ProviderKind::Mock(_) => None,
+        }
+    }
+
+    /// Whether this provider speaks Anthropic's Messages API.
+    pub fn is_anthropic(&self) -> bool {
+        matches!(self, ProviderKind::Anthropic { .. })
+    }
 }
 
 /// How the mock behaves (README "The mock as a benchmark target"): what it
@@ -608,10 +643,7 @@ impl Config {
         let mut config = Config::from_json(&text, &env)?;
         let dir = path.parent().unwrap_or(Path::new(""));
         for provider in &mut config.providers {
-            if let ProviderKind::OpenAi {
-                ca_file: Some(ca), ..
-            } = &mut provider.kind
-            {
+            if let Some(ca) = provider.kind.ca_file_mut() {
                 if ca.is_relative() {
                     *ca = dir.join(&*ca);
                 }
@@ -784,10 +816,7 @@ impl Config {
             }
             validate_accounts(&path, p)?;
             validate_models(&path, p)?;
-            if let ProviderKind::OpenAi {
-                ca_file: Some(ca), ..
-            } = &p.kind
-            {
+            if let Some((_, Some(ca))) = p.kind.http() {
                 if ca.as_os_str().is_empty() {
                     return Err(invalid(&key_path(&path, "caFile"), "is empty"));
                 }
@@ -980,16 +1009,13 @@ fn builtin_providers(env: &dyn Fn(&str) -> Option<String>) -> Vec<Provider> {
         };
         providers.push(Provider {
             id: vendor.name.to_owned(),
-            kind: ProviderKind::OpenAi {
-                base_url,
-                ca_file: None,
-            },
+            kind: vendor.kind(base_url, None),
             accounts: vec![default_account(key)],
             models: vendor_models(vendor),
             completions: EndpointMode::Native,
             responses: EndpointMode::Native,
             hosted_tools: HostedTools::Drop,
-            endpoints: None,
+            endpoints: vendor.endpoints(),
             model_endpoints: Vec::new(),
             enabled: true,
         });

@@ -150,8 +150,13 @@ fn write_table(out: &mut String, c: &Config) -> std::fmt::Result {
 fn write_provider(out: &mut String, p: &Provider) -> std::fmt::Result {
     write!(out, "  {}: ", p.id)?;
     match &p.kind {
-        ProviderKind::OpenAi { base_url, ca_file } => {
-            write!(out, "openai-compatible {base_url}")?;
+        ProviderKind::OpenAi { base_url, ca_file }
+        | ProviderKind::Anthropic { base_url, ca_file } => {
+            let api = match p.kind.is_anthropic() {
+                true => "anthropic messages",
+                false => "openai-compatible",
+            };
+            write!(out, "{api} {base_url}")?;
             if let Some(ca) = ca_file {
                 write!(out, ", extra CA {}", ca.display())?;
             }

@@ -806,10 +806,7 @@ fn load_reads_a_file_and_resolves_ca_file() {
 
     let c = loaded.expect("valid");
     assert_eq!(c.source.as_deref(), Some(file.as_path()));
-    let ca = |i: usize| match &c.providers[i].kind {
-        ProviderKind::OpenAi { ca_file, .. } => ca_file.clone(),
-        ProviderKind::Mock(_) => None,
-    };
+    let ca = |i: usize| c.providers[i].kind.http().and_then(|(_, ca)| ca.cloned());
     assert_eq!(ca(0), Some(dir.join("ca.pem")));
     assert_eq!(ca(1), Some(PathBuf::from("/etc/ssl/ca.pem")));
 
@@ -932,4 +929,46 @@ fn key_rule_and_shared_state_errors_name_the_field() {
     assert!(err.to_string().contains("rpmm"), "{err}");
     let err = parse(r#"{"sharedState": {"redis": "redis://h", "budgets": "maybe"}}"#).unwrap_err();
     assert!(err.to_string().contains("budgets"), "{err}");
+}
+
+#[test]
+fn anthropic_providers() {
+    // The vendor: Anthropic's own URL, ANTHROPIC_API_KEY, its models, and
+    // the endpoints it serves (chat and Responses translated, Messages).
+    let env = |name: &str| (name == "ANTHROPIC_API_KEY").then(|| "sk-ant".to_owned());
+    let c = Config::from_json(r#"{"providers": [{"type": "anthropic"}]}"#, &env).expect("valid");
+    let p = &c.providers[0];
+    assert!(p.kind.is_anthropic());
+    let (url, _) = p.kind.http().expect("over HTTP");
+    assert_eq!(url.to_string(), "https://api.anthropic.com/v1");
+    assert_eq!(
+        p.upstream_model("claude-sonnet-4-5"),
+        Some("claude-sonnet-4-5")
+    );
+    assert_eq!(
+        p.endpoints.as_deref(),
+        Some(&[Endpoint::Chat, Endpoint::Responses, Endpoint::Messages][..])
+    );
+    // The built-in default adds it too, from the variable alone.
+    let c = Config::builtin(&env);
+    c.validate().expect("valid");
+    assert_eq!(served_by(&c, "claude-opus-4-5"), ["anthropic"]);
+    // A proxy of its own: endpoints narrowed, and what does not apply refused.
+    let own = r#"{"providers": [{"type": "anthropic", "baseUrl": "https://claude.example/v1",
+        "accounts": [{"id": "a", "apiKey": "k"}], "models": ["claude-x"], "endpoints": ["messages"]}]}"#;
+    let c = Config::from_json(own, &no_env).expect("valid");
+    assert_eq!(
+        c.providers[0].endpoints.as_deref(),
+        Some(&[Endpoint::Messages][..])
+    );
+    let msg = assert_invalid(
+        &own.replace(r#""messages"]"#, r#""messages", "embeddings"]"#),
+        "providers[0].endpoints[1]",
+    );
+    assert!(msg.contains("embeddings"), "{msg}");
+    let msg = assert_invalid(
+        &own.replace(r#""endpoints""#, r#""responses": "native", "endpoints""#),
+        "providers[0].responses",
+    );
+    assert!(msg.contains("always translated"), "{msg}");
 }

@@ -1,4 +1,4 @@
-//! Well-known OpenAI-compatible vendors.
+//! Well-known vendors: OpenAI-compatible ones, and Anthropic.
 //!
 //! A vendor name can stand in for a whole provider block (`"type": "deepseek"`)
 //! and, with no config file, every vendor whose API-key variable is set becomes a
@@ -10,7 +10,10 @@
 //! Client model names are unique across the whole table, so the built-in
 //! default never has two vendors answering the same name by accident.
 
-/// One OpenAI-compatible vendor.
+use super::{BaseUrl, ProviderKind};
+use crate::api::Endpoint;
+
+/// One vendor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vendor {
     /// The `providers[].type` value that selects this vendor; also the provider
@@ -23,6 +26,29 @@ pub struct Vendor {
     pub env_var: &'static str,
     /// Default models: (name clients use, name the vendor expects).
     pub models: &'static [(&'static str, &'static str)],
+    /// The API it speaks: OpenAI's chat completions, or Anthropic's
+    /// Messages API.
+    pub anthropic: bool,
+}
+
+/// What an Anthropic provider serves: chat completions and Responses
+/// requests translated to Messages requests, and the Messages API itself.
+pub const ANTHROPIC_ENDPOINTS: [Endpoint; 3] =
+    [Endpoint::Chat, Endpoint::Responses, Endpoint::Messages];
+
+impl Vendor {
+    /// The provider kind of this vendor at `base_url`.
+    pub fn kind(&self, base_url: BaseUrl, ca_file: Option<std::path::PathBuf>) -> ProviderKind {
+        match self.anthropic {
+            true => ProviderKind::Anthropic { base_url, ca_file },
+            false => ProviderKind::OpenAi { base_url, ca_file },
+        }
+    }
+
+    /// The endpoints its models serve by default (`None`: all).
+    pub fn endpoints(&self) -> Option<Vec<Endpoint>> {
+        self.anthropic.then(|| ANTHROPIC_ENDPOINTS.to_vec())
+    }
 }
 
 /// Every vendor chat2api knows by name, in the order the built-in default adds
@@ -39,6 +65,7 @@ pub const VENDORS: &[Vendor] = &[
             ("gpt-4.1-mini", "gpt-4.1-mini"),
             ("o3-mini", "o3-mini"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "deepseek",
@@ -50,6 +77,7 @@ pub const VENDORS: &[Vendor] = &[
             ("deepseek-chat", "deepseek-chat"),
             ("deepseek-reasoner", "deepseek-reasoner"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "groq",
@@ -60,6 +88,7 @@ pub const VENDORS: &[Vendor] = &[
             ("llama-3.1-8b-instant", "llama-3.1-8b-instant"),
             ("openai/gpt-oss-120b", "openai/gpt-oss-120b"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "mistral",
@@ -70,6 +99,7 @@ pub const VENDORS: &[Vendor] = &[
             ("mistral-small-latest", "mistral-small-latest"),
             ("codestral-latest", "codestral-latest"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "together",
@@ -89,6 +119,7 @@ pub const VENDORS: &[Vendor] = &[
                 "mistralai/Mixtral-8x7B-Instruct-v0.1",
             ),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "openrouter",
@@ -100,6 +131,7 @@ pub const VENDORS: &[Vendor] = &[
             ("google/gemini-2.5-flash", "google/gemini-2.5-flash"),
             ("deepseek/deepseek-chat", "deepseek/deepseek-chat"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "xai",
@@ -110,6 +142,7 @@ pub const VENDORS: &[Vendor] = &[
             ("grok-3", "grok-3"),
             ("grok-3-mini", "grok-3-mini"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "moonshot",
@@ -120,6 +153,7 @@ pub const VENDORS: &[Vendor] = &[
             ("moonshot-v1-8k", "moonshot-v1-8k"),
             ("moonshot-v1-32k", "moonshot-v1-32k"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "siliconflow",
@@ -130,6 +164,7 @@ pub const VENDORS: &[Vendor] = &[
             ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-R1"),
             ("Qwen/Qwen2.5-72B-Instruct", "Qwen/Qwen2.5-72B-Instruct"),
         ],
+        anthropic: false,
     },
     Vendor {
         name: "fireworks",
@@ -149,6 +184,18 @@ pub const VENDORS: &[Vendor] = &[
                 "accounts/fireworks/models/qwen2p5-72b-instruct",
             ),
         ],
+        anthropic: false,
+    },
+    Vendor {
+        name: "anthropic",
+        base_url: "https://api.anthropic.com/v1",
+        env_var: "ANTHROPIC_API_KEY",
+        models: &[
+            ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+            ("claude-opus-4-5", "claude-opus-4-5"),
+            ("claude-haiku-4-5", "claude-haiku-4-5"),
+        ],
+        anthropic: true,
     },
 ];
 

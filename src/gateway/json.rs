@@ -542,6 +542,50 @@ fn key_values<'a>(
     })
 }
 
+/// The `type` member of an event (every Anthropic Messages event and
+/// every Responses event opens with it); `None` when there is none.
+pub fn event_type(event: &[u8]) -> Option<String> {
+    let mut kind = None;
+    walk_members(event, |key, value| {
+        if key == b"type" {
+            kind = serde_json::from_slice::<String>(&event[value]).ok();
+            return Walk::Stop;
+        }
+        Walk::Go
+    })?;
+    kind
+}
+
+/// The token counts of an Anthropic `message_start` event, whose `usage`
+/// sits inside its `message`: `(input, output)`, the input counting the
+/// tokens read from and written to the prompt cache too.
+pub fn message_start_usage(event: &[u8]) -> Option<(u64, u64)> {
+    #[derive(Deserialize)]
+    struct Start {
+        message: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        usage: Option<MessagesUsage>,
+    }
+    #[derive(Deserialize)]
+    struct MessagesUsage {
+        #[serde(default)]
+        input_tokens: u64,
+        #[serde(default)]
+        output_tokens: u64,
+        #[serde(default)]
+        cache_read_input_tokens: Option<u64>,
+        #[serde(default)]
+        cache_creation_input_tokens: Option<u64>,
+    }
+    let u = serde_json::from_slice::<Start>(event).ok()?.message.usage?;
+    let input = u.input_tokens
+        + u.cache_read_input_tokens.unwrap_or(0)
+        + u.cache_creation_input_tokens.unwrap_or(0);
+    Some((input, u.output_tokens))
+}
+
 /// [`inspect_event`] for the events of one stream, which an upstream sends
 /// in one shape: `{"id":"chatcmpl-1","object":"chat.completion.chunk",
 /// "created":1,"model":"…` opens every chunk with the same bytes. The bytes
@@ -609,8 +653,9 @@ fn top_level_fields(doc: &[u8], stop_at_model: bool) -> Option<TopLevel> {
                 return Walk::Stop;
             }
             (b"model", b'"') if found.model.is_none() => found.model = Some(value),
-            // Responses API events carry the model inside `response`.
-            (b"response", b'{') if found.model.is_none() => {
+            // Responses API events carry the model inside `response`, and
+            // an Anthropic `message_start` inside `message`.
+            (b"response" | b"message", b'{') if found.model.is_none() => {
                 let base = value.start;
                 walk_members(&doc[value.clone()], |k, v| {
                     if k == b"model" && doc[base + v.start] == b'"' {

@@ -6,6 +6,7 @@
 //! body, and writes out the [`Response`] it returns.
 
 pub mod anthropic;
+pub mod anthropic_upstream;
 pub mod auth;
 pub mod form;
 pub mod json;
@@ -114,7 +115,8 @@ impl Gateway {
         for p in &router.providers {
             upstreams.push(match &p.kind {
                 ProviderKind::Mock { .. } => None,
-                ProviderKind::OpenAi { base_url, ca_file } => {
+                ProviderKind::OpenAi { base_url, ca_file }
+                | ProviderKind::Anthropic { base_url, ca_file } => {
                     let cfg = UpstreamConfig {
                         connect_timeout: config.limits.upstream_connect_timeout,
                         idle_timeout: config.limits.upstream_idle_timeout,
@@ -252,7 +254,7 @@ impl Service for Gateway {
                 return with_request_id(resp);
             }
             Route::CountTokens => {
-                let resp = self.count_tokens(body, &allowed).await;
+                let resp = self.count_tokens(head, body, &allowed).await;
                 return with_request_id(anthropic_error(resp.with_tally(tally)));
             }
             // Anthropic's SDKs and Claude Code list models in their shape.
@@ -421,10 +423,18 @@ impl Gateway {
     /// `POST /v1/messages/count_tokens`: the estimate for a model this
     /// gateway serves (404 otherwise), counted off the worker's thread: a
     /// long prompt takes the tokenizer a while.
-    async fn count_tokens(&self, body: Bytes, allowed: &(dyn Fn(&str) -> bool + Sync)) -> Response {
+    async fn count_tokens(
+        &self,
+        head: &RequestHead,
+        body: Bytes,
+        allowed: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Response {
         if let Some(model) = json::model_of(&body) {
             if self.router.resolve(&model).is_none() || !allowed(&model) {
                 return Response::error(&ApiError::ModelNotFound(model));
+            }
+            if let Some(exact) = self.native_count(head, &body, &model).await {
+                return exact;
             }
         }
         match tokio::task::spawn_blocking(move || anthropic::count_tokens(&body)).await {
@@ -432,6 +442,50 @@ impl Gateway {
             Ok(Err(e)) => Response::error(&e),
             Err(_) => Response::error(&ApiError::Upstream("the token count failed".into())),
         }
+    }
+
+    /// `/v1/messages/count_tokens` answered by the native Anthropic
+    /// provider that serves `model` (exact, the model's own tokenizer),
+    /// its answer or error passed on; `None` when no Anthropic provider
+    /// serves it (then the count is estimated here).
+    async fn native_count(&self, head: &RequestHead, body: &[u8], model: &str) -> Option<Response> {
+        let resolved = self.router.resolve(model)?;
+        let pick = self.router.pick(&resolved, Endpoint::Messages, &[]).ok()?;
+        if !pick.provider.anthropic {
+            return None;
+        }
+        let upstream = self.upstreams[pick.index().0].as_ref()?;
+        // A body that is no JSON object is answered by the estimate's 400.
+        let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+        doc.as_object_mut()?.insert(
+            "model".into(),
+            serde_json::from_slice(pick.upstream_model).ok()?,
+        );
+        let body = [Bytes::from(doc.to_string())];
+        let fields = proxy::account_fields(&pick, head);
+        let request = crate::upstream::UpstreamRequest {
+            method: "POST",
+            path: "/messages/count_tokens",
+            authorization: None,
+            account_fields: &fields,
+            forward: Some(head),
+            content_type: None,
+            body: &body,
+            first_byte_timeout: self.config.request_timeout,
+        };
+        let limits = &self.config.limits;
+        let answer = match upstream.send(request).await {
+            Ok(mut resp) => match resp
+                .collect(limits.max_answer_bytes, self.config.request_timeout)
+                .await
+            {
+                Ok(body) => Response::json(resp.status(), body),
+                Err(e) => Response::error(&ApiError::Upstream(e.to_string())),
+            },
+            Err(e) if e.is_timeout() => Response::error(&ApiError::UpstreamTimeout),
+            Err(e) => Response::error(&ApiError::Upstream(e.to_string())),
+        };
+        Some(answer)
     }
 
     /// `/v1/chat/completions` and `/v1/completions`: validate, route, and try

@@ -10,11 +10,12 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::anthropic_upstream::{self, FromMessages};
 use super::json::{self, RequestInfo};
 use super::router::{Cause, Failure, Pick, Scope};
 use super::stream::pace::PreparedStream;
 use super::stream::passthrough::ByteStream;
-use super::stream::upstream::{EventTranslator, Translation, UpstreamStream};
+use super::stream::upstream::{EventTranslator, Native, Translation, UpstreamStream};
 use super::stream::EventStream;
 use super::{anthropic, responses, stream_response, translate, Gateway, Response};
 use crate::api::{ApiError, Body, Endpoint};
@@ -92,9 +93,17 @@ fn classify_error(e: &UpstreamError) -> (Scope, Cause) {
 }
 
 /// Upstream answer headers the client gets too (docs/wire.md §4): the request id
-/// and OpenAI's timing and rate-limit figures.
+/// and OpenAI's timing and rate-limit figures (Anthropic's: `request-id` and
+/// its `anthropic-ratelimit-*` family).
 const PASSED_HEADERS: &[&str] = &[
     "x-request-id",
+    "request-id",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-tokens-reset",
     "openai-processing-ms",
     "x-ratelimit-limit-requests",
     "x-ratelimit-limit-tokens",
@@ -186,14 +195,53 @@ pub async fn forward(
     let mut translate = None;
     // Hosted tools the Responses translation left out, named in a header.
     let mut dropped_tools = None;
+    let anthropic = pick.provider.anthropic;
     let via_chat = match endpoint {
+        _ if anthropic => false,
         Endpoint::Completions => !pick.provider.native_completions,
         Endpoint::Responses => !pick.provider.native_responses,
-        // Every provider so far speaks chat; none speaks Messages natively.
+        // A chat provider gets Messages requests as chat requests.
         Endpoint::Messages => true,
         _ => false,
     };
-    let (path, parts) = if via_chat {
+    let (path, parts) = if anthropic && endpoint != Endpoint::Messages {
+        // A native Anthropic provider: chat (and Responses, through chat)
+        // as a Messages request; its answers back through chat.
+        let upstream_model: String =
+            serde_json::from_slice(pick.upstream_model).unwrap_or_default();
+        let mut then: Option<Box<dyn EventTranslator>> = None;
+        let chat = match endpoint {
+            Endpoint::Responses => responses::request_to_chat_with(
+                body,
+                &info.model,
+                &upstream_model,
+                pick.provider.hosted_tools,
+            )
+            .map(|(chat, seed)| {
+                if !seed.dropped_tools.is_empty() {
+                    let names = seed.dropped_tools.join(", ");
+                    if let Some(t) = tally.as_mut() {
+                        t.dropped_tools(&names);
+                    }
+                    dropped_tools = Some(Bytes::from(names));
+                }
+                then = Some(Box::new(responses::StreamTranslator::new(seed)));
+                chat
+            }),
+            _ => Ok(body.clone()),
+        };
+        let messages =
+            chat.and_then(|chat| anthropic_upstream::chat_to_messages(&chat, &upstream_model));
+        match messages {
+            Ok((messages, seed)) => {
+                translate = Some(Translation::FromMessages(Box::new(FromMessages::new(
+                    seed, then,
+                ))));
+                ("/messages", [messages, Bytes::new(), Bytes::new()])
+            }
+            Err(e) => return Attempt::Done(Response::error(&e)),
+        }
+    } else if via_chat {
         let upstream_model: String =
             serde_json::from_slice(pick.upstream_model).unwrap_or_default();
         let chat = match endpoint {
@@ -247,11 +295,12 @@ pub async fn forward(
             json::splice(body, info.model_span.clone(), pick.upstream_model),
         )
     };
+    let account_fields = account_fields(pick, head);
     let request = UpstreamRequest {
         method: "POST",
         path,
         authorization: Some(&pick.account.authorization[..]).filter(|a| !a.is_empty()),
-        account_fields: &pick.account.fields,
+        account_fields: &account_fields,
         forward: Some(head),
         // A form keeps its own type: the boundary is in it.
         content_type: info.form.as_ref().and(head.header("content-type")),
@@ -339,6 +388,21 @@ pub async fn forward(
         info,
         tally,
     ))
+}
+
+/// The account's own header lines for a request from `head`; for an
+/// Anthropic provider with `anthropic-version` added when the client named
+/// none (an OpenAI client), as Anthropic's API requires one.
+pub fn account_fields<'a>(pick: &'a Pick<'_>, head: &RequestHead) -> std::borrow::Cow<'a, [u8]> {
+    match pick.provider.anthropic && head.header("anthropic-version").is_none() {
+        true => [
+            &pick.account.fields[..],
+            anthropic_upstream::ANTHROPIC_VERSION,
+        ]
+        .concat()
+        .into(),
+        false => pick.account.fields[..].into(),
+    }
 }
 
 /// Whether an answer's `Content-Type` is `media` (RFC 9110 §8.3.1: the
@@ -465,13 +529,17 @@ fn answer_for(
 ) -> Result<Response, ApiError> {
     match answer {
         Answer::Stream(first) => {
-            let responses = endpoint == Endpoint::Responses && translate.is_none();
+            let native = match (endpoint, &translate) {
+                (Endpoint::Responses, None) => Native::Responses,
+                (Endpoint::Messages, None) => Native::Messages,
+                _ => Native::Chat,
+            };
             let stream = UpstreamStream::new(
                 &gw.config.limits,
                 resp,
                 client_model,
                 translate,
-                responses,
+                native,
                 first,
             );
             // The caller attaches the tally to whichever answer it returns.
@@ -479,12 +547,22 @@ fn answer_for(
             Ok(stream_response(stream, None))
         }
         Answer::Whole(answer) => {
+            // A native Anthropic provider's message: a chat completion
+            // first, then on as any chat provider's answer.
+            let (answer, translate) = match translate {
+                Some(Translation::FromMessages(t)) => {
+                    let (seed, then) = t.into_parts();
+                    let chat = anthropic_upstream::message_to_chat(&answer, &seed)?;
+                    (chat, then.map(Translation::Events))
+                }
+                other => (answer, other),
+            };
             let answer = match translate {
                 Some(Translation::Completions(name)) => {
                     translate::chat_to_completion(&answer, &name).unwrap_or(answer)
                 }
                 Some(Translation::Events(t)) => return translated_answer(&answer, t, info, tally),
-                None => answer,
+                Some(Translation::FromMessages(_)) | None => answer,
             };
             if !info.stream {
                 // A chat or text completion has its choices (a translated

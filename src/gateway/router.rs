@@ -231,6 +231,9 @@ pub struct Provider {
     pub native_responses: bool,
     /// What the translation to chat does with hosted tools.
     pub hosted_tools: crate::config::HostedTools,
+    /// Speaks Anthropic's Messages API (`"type": "anthropic"`): chat and
+    /// Responses requests are translated to it, Messages requests pass.
+    pub anthropic: bool,
     /// The origin's health: connections that cannot be made.
     pub health: Health,
     counter: Counter,
@@ -243,7 +246,8 @@ pub struct Account {
     /// `Bearer KEY`, rendered once; empty for an account without a key
     /// (local servers), which then sends no `Authorization` at all.
     pub authorization: Bytes,
-    /// `OpenAI-Organization` / `OpenAI-Project` header lines, rendered once.
+    /// `OpenAI-Organization` / `OpenAI-Project` header lines (an Anthropic
+    /// provider's: `x-api-key`), rendered once.
     pub fields: Bytes,
     daily_limit: u64,
     enabled: bool,
@@ -258,8 +262,18 @@ pub struct Account {
 }
 
 impl Account {
-    fn new(config: &crate::config::Account, name: String, label: (LabelId, Counter)) -> Account {
+    /// `anthropic`: the key goes in `x-api-key` (Anthropic's API), not in
+    /// `Authorization`.
+    fn new(
+        config: &crate::config::Account,
+        name: String,
+        label: (LabelId, Counter),
+        anthropic: bool,
+    ) -> Account {
         let mut fields = Vec::new();
+        if anthropic && !config.api_key.is_empty() {
+            fields.extend_from_slice(format!("x-api-key: {}\r\n", config.api_key).as_bytes());
+        }
         for (name, value) in [
             ("OpenAI-Organization", &config.organization),
             ("OpenAI-Project", &config.project),
@@ -274,7 +288,7 @@ impl Account {
         }
         Account {
             id: config.id.clone(),
-            authorization: if config.api_key.is_empty() {
+            authorization: if config.api_key.is_empty() || anthropic {
                 Bytes::new()
             } else {
                 Bytes::from(format!("Bearer {}", config.api_key))
@@ -395,14 +409,14 @@ impl Router {
                 .map(|a| {
                     let name = format!("{}/{}", p.id, a.id);
                     let l = stats.label(Label::Account, &name);
-                    Account::new(a, name, l)
+                    Account::new(a, name, l, p.kind.is_anthropic())
                 })
                 .collect();
             if accounts.is_empty() && matches!(p.kind, ProviderKind::Mock { .. }) {
                 let name = format!("{}/default", p.id);
                 let l = stats.label(Label::Account, &name);
                 let config = crate::config::default_account(String::new());
-                accounts.push(Account::new(&config, name, l));
+                accounts.push(Account::new(&config, name, l, false));
             }
             let account_count = accounts.len();
             let (label, counter) = stats.label(Label::Provider, &p.id);
@@ -413,6 +427,7 @@ impl Router {
                 native_completions: matches!(p.completions, crate::config::EndpointMode::Native),
                 native_responses: matches!(p.responses, crate::config::EndpointMode::Native),
                 hosted_tools: p.hosted_tools,
+                anthropic: p.kind.is_anthropic(),
                 health: Health::default(),
                 counter,
                 label,
@@ -908,7 +923,7 @@ mod tests {
             daily_limit: 2,
             ..crate::config::default_account("k".into())
         };
-        let a = Account::new(&config, "p/a".into(), (0, Counter::default()));
+        let a = Account::new(&config, "p/a".into(), (0, Counter::default()), false);
         a.record_use();
         assert!(a.has_quota());
         a.record_use();

@@ -33,6 +33,7 @@ pub fn spawn(args: &[&str]) -> Running {
         .env_remove("CHAT2API_CONFIG")
         .env_remove("OPENAI_API_KEY")
         .env_remove("DEEPSEEK_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

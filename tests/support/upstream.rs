@@ -433,3 +433,133 @@ pub fn chat_reply(req: &Recorded, reply: &ChatReply<'_>) -> Vec<Step> {
     out.push_str("0\r\n\r\n");
     vec![send(out)]
 }
+
+/// A scripted native Anthropic Messages upstream, the counterpart of
+/// [`chat_script`]: `POST /v1/messages` calls the first offered tool
+/// (`get_weather`-like, input `{"city":"Oslo"}`) until a `tool_result`
+/// comes back, then answers "It rains in Oslo."; without tools it answers
+/// "Hello there". With `thinking` asked for, a thinking block (with its
+/// signature) comes first. Usage: 3 input tokens, 2 output. Plain or
+/// streamed as Anthropic's events (chunked, ending at `message_stop`, no
+/// `[DONE]`); a last user message "cut" is a stream cut after its first
+/// text delta. `POST /v1/messages/count_tokens` answers 42.
+pub fn messages_script(req: &Recorded) -> Vec<Step> {
+    let json_reply = |doc: &serde_json::Value| {
+        let doc = doc.to_string();
+        vec![send(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nrequest-id: req_native\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        ))]
+    };
+    if req.path == "/v1/messages/count_tokens" {
+        return json_reply(&serde_json::json!({"input_tokens": 42}));
+    }
+    let v = req.json();
+    let model = v["model"].as_str().unwrap_or("claude").to_owned();
+    let messages = v["messages"].as_array().cloned().unwrap_or_default();
+    let answered = messages.iter().any(|m| {
+        m["content"]
+            .as_array()
+            .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+    });
+    let last_text = messages
+        .last()
+        .and_then(|m| match &m["content"] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(b) => {
+                b.iter().find_map(|b| b["text"].as_str().map(str::to_owned))
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    let tool = v["tools"][0]["name"].as_str().map(str::to_owned);
+    let thinking = v.get("thinking").is_some();
+    let (text, call) = match (&tool, answered) {
+        (Some(name), false) => (None, Some(name.clone())),
+        (_, true) => (Some("It rains in Oslo."), None),
+        _ => (Some("Hello there"), None),
+    };
+    let stop = if call.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    let mut content = Vec::new();
+    if thinking {
+        content.push(
+            serde_json::json!({"type": "thinking", "thinking": "The user asks about Oslo.",
+            "signature": "EqQBCkYIARgCIkD+sig/with=chars"}),
+        );
+    }
+    if let Some(text) = text {
+        content.push(serde_json::json!({"type": "text", "text": text}));
+    }
+    if let Some(name) = &call {
+        content.push(
+            serde_json::json!({"type": "tool_use", "id": "toolu_1", "name": name,
+            "input": {"city": "Oslo"}}),
+        );
+    }
+    if v["stream"] != true {
+        return json_reply(&serde_json::json!({"id": "msg_native1", "type": "message",
+            "role": "assistant", "model": model, "content": content, "stop_reason": stop,
+            "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 2}}));
+    }
+    let mut events = vec![
+        serde_json::json!({"type": "message_start", "message": {"id": "msg_native1",
+        "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null,
+        "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+    ];
+    events.push(serde_json::json!({"type": "ping"}));
+    for (index, block) in content.iter().enumerate() {
+        let (start, deltas) = match block["type"].as_str() {
+            Some("thinking") => (
+                serde_json::json!({"type": "thinking", "thinking": ""}),
+                vec![
+                    serde_json::json!({"type": "thinking_delta", "thinking": block["thinking"]}),
+                    serde_json::json!({"type": "signature_delta", "signature": block["signature"]}),
+                ],
+            ),
+            Some("text") => (
+                serde_json::json!({"type": "text", "text": ""}),
+                block["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split_inclusive(' ')
+                    .map(|w| serde_json::json!({"type": "text_delta", "text": w}))
+                    .collect(),
+            ),
+            _ => (
+                serde_json::json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}),
+                vec![
+                    serde_json::json!({"type": "input_json_delta", "partial_json": ""}),
+                    serde_json::json!({"type": "input_json_delta", "partial_json": "{\"city\":"}),
+                    serde_json::json!({"type": "input_json_delta", "partial_json": " \"Oslo\"}"}),
+                ],
+            ),
+        };
+        events.push(serde_json::json!({"type": "content_block_start", "index": index, "content_block": start}));
+        for delta in deltas {
+            events.push(
+                serde_json::json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            );
+        }
+        events.push(serde_json::json!({"type": "content_block_stop", "index": index}));
+    }
+    events.push(serde_json::json!({"type": "message_delta",
+        "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 2}}));
+    events.push(serde_json::json!({"type": "message_stop"}));
+    let mut out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nTransfer-Encoding: chunked\r\nrequest-id: req_native\r\n\r\n".to_owned();
+    for e in &events {
+        out.push_str(&chunked(&format!(
+            "event: {}\ndata: {e}\n\n",
+            e["type"].as_str().unwrap_or("")
+        )));
+        if last_text == "cut" && e["delta"]["type"] == "text_delta" {
+            // Cut after the first text delta: no last chunk.
+            return vec![send(out), Step::Close];
+        }
+    }
+    out.push_str("0\r\n\r\n");
+    vec![send(out)]
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::ApiError;
 use crate::config::Limits;
+use crate::gateway::anthropic_upstream::FromMessages;
 use crate::gateway::responses::NamedEvent;
 use crate::gateway::{json, translate};
 use crate::sse::encode::{error_event, event_fields, reprefix_lines, StreamItem, KEEP_ALIVE};
@@ -25,6 +26,22 @@ pub enum Translation {
     /// Into another dialect's event sequence (the Responses API, the
     /// Anthropic Messages API).
     Events(Box<dyn EventTranslator>),
+    /// A native Anthropic provider's Messages events into chat chunks,
+    /// and those on into Responses events where the client asked for them
+    /// (`anthropic_upstream::FromMessages`). A whole answer is turned into
+    /// a chat completion first (`answer_for` in `proxy.rs`).
+    FromMessages(Box<FromMessages>),
+}
+
+impl Translation {
+    /// The event translator, for the translations that make events.
+    fn events(&mut self) -> Option<&mut dyn EventTranslator> {
+        match self {
+            Translation::Events(t) => Some(&mut **t),
+            Translation::FromMessages(t) => Some(&mut **t),
+            Translation::Completions(_) => None,
+        }
+    }
 }
 
 /// A chat stream turned into another dialect's typed events, chunk by
@@ -54,6 +71,12 @@ pub trait EventTranslator: Send {
     /// The dialect's stream is over before the chat stream is (it ended
     /// with an error event): nothing more is read or sent.
     fn ended(&self) -> bool;
+    /// Prompt and completion tokens, when the translator counts them
+    /// itself (a native Anthropic stream, whose counts come in two
+    /// events); `None`: they are read from each chunk's `usage`.
+    fn usage(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// How long a finished stream waits for the end of its upstream body
@@ -102,11 +125,10 @@ pub struct Reframer {
     /// Events made and not yet handed out (a chat chunk can make several
     /// Responses events).
     pending: std::collections::VecDeque<StreamItem>,
-    /// A native Responses API stream: it must end with a terminal event
-    /// (`response.completed`, `.incomplete`, `.failed`), and `error` or
-    /// `response.failed` events fail the request.
-    responses: bool,
-    /// A terminal Responses event went by.
+    /// The dialect of a stream passed on as it is.
+    native: Native,
+    /// A terminal event went by (Responses: `response.completed`, …;
+    /// Messages: `message_stop`).
     terminal: bool,
     /// Token counts from the upstream's `usage`, when it sent one.
     usage: (u64, u64),
@@ -126,6 +148,23 @@ pub struct Reframer {
     ended: bool,
 }
 
+/// The dialect of an upstream stream passed on as it is (no translation):
+/// what ends it and what in it says the request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Native {
+    /// Chat and text completions: `data:` chunks, then `data: [DONE]`.
+    Chat,
+    /// The Responses API: typed events that end with a terminal one
+    /// (`response.completed`, `.incomplete`, `.failed`); `error` and
+    /// `response.failed` fail the request.
+    Responses,
+    /// Anthropic's Messages API: typed events from `message_start` (whose
+    /// `message` carries the model and the input tokens) to
+    /// `message_stop`, no `[DONE]`; an `error` event fails the request,
+    /// and a stream cut before `message_stop` ends with one.
+    Messages,
+}
+
 /// What the [`Reframer`] has for the client next.
 pub enum Reframed {
     /// An item to write.
@@ -138,20 +177,20 @@ pub enum Reframed {
 
 impl Reframer {
     /// A re-framer splicing `client_model` (a JSON literal) into every
-    /// event, or translating chat chunks with `translate`; `responses`
-    /// for a native Responses stream.
+    /// event of a `native` stream, or translating its events with
+    /// `translate`.
     pub fn new(
         max_event_bytes: usize,
         client_model: Bytes,
         translate: Option<Translation>,
-        responses: bool,
+        native: Native,
     ) -> Reframer {
         Reframer {
             decoder: SseDecoder::new(),
             client_model,
             translate,
             pending: std::collections::VecDeque::new(),
-            responses,
+            native,
             terminal: false,
             usage: (0, 0),
             inspector: json::EventInspector::default(),
@@ -237,14 +276,16 @@ impl Reframer {
     /// A chat chunk for a Responses API client becomes its events, queued
     /// in `pending` (then `None` is returned when it made none).
     fn rewrite(&mut self, ev: Event) -> Option<StreamItem> {
-        if let Some(Translation::Events(_)) = &self.translate {
+        if matches!(
+            self.translate,
+            Some(Translation::Events(_) | Translation::FromMessages(_))
+        ) {
             let info = json::inspect_answer(&ev.data).unwrap_or_default();
             self.note(&info);
-            let Some(Translation::Events(t)) = &mut self.translate else {
-                return None;
-            };
+            let t = self.translate.as_mut().and_then(Translation::events)?;
             for (name, data) in t.chunk(&ev.data) {
-                let fields = event_fields(Some(name.as_bytes()), None);
+                // A chat client's chunks have no event name.
+                let fields = event_fields((!name.is_empty()).then_some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
             if t.ended() {
@@ -265,7 +306,10 @@ impl Reframer {
         // stream: it is left out rather than handed to a client's parser.
         let info = self.inspector.inspect(&data)?;
         self.note(&info);
-        if self.responses {
+        if self.native == Native::Messages {
+            self.note_message_event(&data);
+        }
+        if self.native == Native::Responses {
             if let Some(name) = ev.event.as_deref() {
                 let terminal = matches!(
                     name,
@@ -298,8 +342,38 @@ impl Reframer {
         })
     }
 
+    /// A native Messages event: `message_start` holds the input tokens
+    /// (inside its `message`), `message_delta` the output tokens so far,
+    /// `message_stop` ends the answer, `error` fails it. Told by the
+    /// `type` member every Messages event opens with.
+    fn note_message_event(&mut self, data: &[u8]) {
+        let kind = json::event_type(data);
+        match kind.as_deref() {
+            Some("message_start") => {
+                if let Some((input, output)) = json::message_start_usage(data) {
+                    self.usage = (input, output);
+                }
+            }
+            Some("message_stop") => self.terminal = true,
+            Some("error") => self.fault = Some("upstream_stream_error"),
+            _ => {}
+        }
+    }
+
     /// Keep an event's token counts, and whether it carried an error.
     fn note(&mut self, info: &json::AnswerInfo) {
+        if self.native == Native::Messages {
+            // `message_delta`'s `usage` has the output tokens, and the
+            // input tokens only in newer API versions.
+            if let Some(output) = info.completion_tokens {
+                self.usage.1 = output;
+            }
+            if let Some(input) = info.prompt_tokens.filter(|n| *n > 0) {
+                self.usage.0 = input;
+            }
+            self.fault = self.fault.or(info.error.then_some("upstream_stream_error"));
+            return;
+        }
         if info.prompt_tokens.is_some() || info.completion_tokens.is_some() {
             self.usage = (
                 info.prompt_tokens.unwrap_or(0),
@@ -315,7 +389,10 @@ impl Reframer {
     /// Prompt and completion tokens from the upstream's `usage`, as far
     /// as it sent one.
     pub fn usage(&self) -> (u64, u64) {
-        self.usage
+        match &self.translate {
+            Some(Translation::FromMessages(t)) => t.usage().unwrap_or(self.usage),
+            _ => self.usage,
+        }
     }
 
     fn finish_done(&mut self) -> StreamItem {
@@ -327,12 +404,22 @@ impl Reframer {
                 "the upstream's stream ended without a single event".into(),
             ));
         }
-        if self.responses && !self.terminal {
+        if self.native == Native::Responses && !self.terminal {
             return self.fail(ApiError::Upstream(
                 "the upstream's Responses stream ended before response.completed".into(),
             ));
         }
-        if let Some(Translation::Events(t)) = &mut self.translate {
+        if self.native == Native::Messages {
+            if !self.terminal {
+                return self.fail(ApiError::Upstream(
+                    "the upstream's Messages stream ended before message_stop".into(),
+                ));
+            }
+            // Anthropic's streams end at `message_stop`: no `[DONE]`.
+            self.done = true;
+            return StreamItem::Raw(Bytes::new());
+        }
+        if let Some(t) = self.translate.as_mut().and_then(Translation::events) {
             // The items closed and `response.completed` (or `.failed`),
             // then `[DONE]` (Anthropic: the blocks closed, `message_delta`
             // and `message_stop`); or, when the chat events made no
@@ -345,7 +432,7 @@ impl Reframer {
                 self.fault = Some("upstream_stream_error");
             }
             for (name, data) in closing {
-                let fields = event_fields(Some(name.as_bytes()), None);
+                let fields = event_fields((!name.is_empty()).then_some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
             self.done = true;
@@ -366,9 +453,9 @@ impl Reframer {
     pub fn fail(&mut self, err: ApiError) -> StreamItem {
         self.failed = true;
         self.ended = true;
-        if let Some(Translation::Events(t)) = &mut self.translate {
+        if let Some(t) = self.translate.as_mut().and_then(Translation::events) {
             for (name, data) in t.abort(&err.to_string()) {
-                let fields = event_fields(Some(name.as_bytes()), None);
+                let fields = event_fields((!name.is_empty()).then_some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
             // A dialect's stream that already ended with its error event
@@ -378,6 +465,12 @@ impl Reframer {
                 .pending
                 .pop_front()
                 .unwrap_or_else(|| StreamItem::Raw(Bytes::new()));
+        }
+        if self.native == Native::Messages {
+            // An Anthropic client's parser knows Anthropic's error event.
+            let data = crate::gateway::anthropic::error_body(err.status(), &err.body());
+            let data = Bytes::copy_from_slice(data.trim_ascii_end());
+            return StreamItem::event(event_fields(Some(b"error"), None), data);
         }
         StreamItem::Raw(error_event(&err))
     }
@@ -404,12 +497,11 @@ impl UpstreamStream {
         response: UpstreamResponse,
         client_model: Bytes,
         translate: Option<Translation>,
-        responses: bool,
+        native: Native,
         first: Option<Bytes>,
     ) -> UpstreamStream {
         let now = Instant::now();
-        let mut reframer =
-            Reframer::new(limits.max_event_bytes, client_model, translate, responses);
+        let mut reframer = Reframer::new(limits.max_event_bytes, client_model, translate, native);
         reframer.push(first.unwrap_or_default());
         UpstreamStream {
             response,

@@ -29,4 +29,5 @@ pub mod server;
 pub mod shared;
 pub mod sse;
 pub mod stats;
+pub mod translate;
 pub mod upstream;

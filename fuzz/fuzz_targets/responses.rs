@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| chat2api::gateway::responses::fuzz_responses(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| chat2api::translate::responses::fuzz_responses(data));

@@ -8,6 +8,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod request_id;
 pub mod response;
 
 pub use endpoint::{Endpoint, ENDPOINTS};

@@ -5,25 +5,20 @@
 //! socket: the connection driver (`crate::server`) hands it a parsed head and
 //! body, and writes out the [`Response`] it returns.
 
-pub mod anthropic;
-pub mod anthropic_upstream;
 pub mod auth;
 pub mod form;
 pub mod json;
 pub mod mock;
 pub mod proxy;
-pub mod request_id;
-pub mod responses;
 pub mod router;
 pub mod store;
 pub mod stream;
-pub mod tool_calls;
-pub mod translate;
 
 use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use crate::api::request_id;
 use crate::api::{self, ApiError, Body, Endpoint};
 use crate::config::{Config, Limits, ProviderKind};
 use crate::http1::{Method, RequestHead};
@@ -31,10 +26,10 @@ use crate::limits::{self, KeyLimits};
 use crate::server::Service;
 use crate::shared::{self, SharedState};
 use crate::stats::{unix_time, Stats, Tally};
+use crate::translate::{anthropic, responses, EventTranslator};
 use crate::upstream::{Upstream, UpstreamConfig};
 use auth::ClientKeys;
 use router::Router;
-use stream::upstream::EventTranslator;
 use stream::EventStream;
 
 /// A request turned into a chat request, and the translator that turns the
@@ -99,8 +94,8 @@ pub struct Gateway {
     /// Redis (`sharedState`); `None`: this instance alone.
     shared: Option<Arc<SharedState>>,
     router: Router,
-    /// One client per provider (by router index); `None` for the mock.
-    upstreams: Vec<Option<Upstream>>,
+    /// What answers each provider's requests, by router index.
+    backends: Vec<Backend>,
     created: u64,
     root: Bytes,
     /// The port the listener actually bound, for `/stats` (the config may
@@ -108,13 +103,32 @@ pub struct Gateway {
     bound_port: std::sync::atomic::AtomicU16,
 }
 
+/// One API request as it goes through [`Gateway::complete`]'s phases:
+/// what each phase reads, and the statistics record they fill.
+struct Exchange<'a> {
+    endpoint: Endpoint,
+    head: &'a RequestHead,
+    body: Bytes,
+    /// The record of a counted request, attached to its answer once.
+    tally: Option<Tally>,
+}
+
+/// What answers one provider's requests.
+enum Backend {
+    /// The built-in mock, answering in process as its profile says.
+    Mock(crate::config::MockProfile),
+    /// An HTTP upstream (OpenAI-compatible or Anthropic) and its pool of
+    /// keep-alive connections.
+    Http(Upstream),
+}
+
 impl Gateway {
     pub fn new(config: Config, stats: Arc<Stats>) -> Result<Gateway, String> {
         let router = Router::new(&config, &stats);
-        let mut upstreams = Vec::with_capacity(router.providers.len());
+        let mut backends = Vec::with_capacity(router.providers.len());
         for p in &router.providers {
-            upstreams.push(match &p.kind {
-                ProviderKind::Mock { .. } => None,
+            backends.push(match &p.kind {
+                ProviderKind::Mock(profile) => Backend::Mock(profile.clone()),
                 ProviderKind::OpenAi { base_url, ca_file }
                 | ProviderKind::Anthropic { base_url, ca_file } => {
                     let cfg = UpstreamConfig {
@@ -138,7 +152,7 @@ impl Gateway {
                         cfg,
                     )
                     .map_err(|e| format!("provider '{}': {e}", p.id))?;
-                    Some(u)
+                    Backend::Http(u)
                 }
             });
         }
@@ -155,6 +169,11 @@ impl Gateway {
                 "POST /v1/audio/speech",
                 "POST /v1/audio/transcriptions",
                 "POST /v1/audio/translations",
+                "POST /v1/messages",
+                "POST /v1/messages/count_tokens",
+                "GET /v1/responses/:id",
+                "GET /v1/responses/:id/input_items",
+                "DELETE /v1/responses/:id",
                 "GET /v1/models",
                 "GET /v1/models/:model",
                 "GET /health",
@@ -181,12 +200,13 @@ impl Gateway {
             }
         };
         store::store().configure(&config.responses_store, shared.clone());
+        crate::translate::use_store(store::store());
         Ok(Gateway {
             keys,
             key_limits,
             shared,
             router,
-            upstreams,
+            backends,
             created: unix_time(),
             root: Bytes::from(format!("{root}\n")),
             bound_port: std::sync::atomic::AtomicU16::new(config.port),
@@ -454,7 +474,9 @@ impl Gateway {
         if !pick.provider.anthropic {
             return None;
         }
-        let upstream = self.upstreams[pick.index().0].as_ref()?;
+        let Backend::Http(upstream) = &self.backends[pick.index().0] else {
+            return None;
+        };
         // A body that is no JSON object is answered by the estimate's 400.
         let mut doc: serde_json::Value = serde_json::from_slice(body).ok()?;
         doc.as_object_mut()?.insert(
@@ -488,30 +510,70 @@ impl Gateway {
         Some(answer)
     }
 
-    /// `/v1/chat/completions` and `/v1/completions`: validate, route, and try
-    /// accounts until one answers or `retryCount` retries are spent.
+    /// An API request through its phases (docs/architecture.md, steps
+    /// 5–9): validate → route → key rules → stored responses → attempts,
+    /// each a method below over the one [`Exchange`]. A phase that refuses
+    /// ends the request with its error; the statistics record is attached
+    /// to whatever answer comes out, once, here, and logged when its last
+    /// byte is written.
     async fn complete(
         self: &Arc<Self>,
         endpoint: Endpoint,
         head: &RequestHead,
         body: Bytes,
-        mut tally: Option<Tally>,
+        tally: Option<Tally>,
     ) -> Response {
-        let info = match parse_request(endpoint, head, &body, false) {
-            Ok(info) => info,
-            Err(e) => {
-                // The log still names the model, when the body named one.
-                if let (Some(t), Some(model)) = (tally.as_mut(), json::model_of(&body)) {
-                    t.requested_model(&model);
-                }
-                return Response::error(&e).with_tally(tally);
-            }
+        let mut ex = Exchange {
+            endpoint,
+            head,
+            body,
+            tally,
         };
-        if let Some(t) = tally.as_mut() {
-            t.requested_model(&info.model);
+        let resp = match self.phases(&mut ex).await {
+            Ok(resp) => resp,
+            Err(e) => Response::error(&e),
+        };
+        resp.with_tally(ex.tally)
+    }
+
+    async fn phases(self: &Arc<Self>, ex: &mut Exchange<'_>) -> Result<Response, ApiError> {
+        let info = self.validate(ex)?;
+        let resolved = self.route(ex.endpoint, &info)?;
+        let quota = self.admit_key(&info, ex.body.len(), &mut ex.tally).await?;
+        self.load_stored(ex.endpoint, &ex.body).await;
+        let mut resp = self.attempts(ex, &info, &resolved).await;
+        quota.apply(&mut resp.headers);
+        Ok(resp)
+    }
+
+    /// Phase "validate": the body checked against its endpoint (400 naming
+    /// what is wrong); the record names the model either way, when the
+    /// body named one.
+    fn validate(&self, ex: &mut Exchange<'_>) -> Result<json::RequestInfo, ApiError> {
+        let parsed = parse_request(ex.endpoint, ex.head, &ex.body, false);
+        if let Some(t) = ex.tally.as_mut() {
+            match &parsed {
+                Ok(info) => t.requested_model(&info.model),
+                Err(_) => {
+                    if let Some(model) = json::model_of(&ex.body) {
+                        t.requested_model(&model);
+                    }
+                }
+            }
         }
+        parsed
+    }
+
+    /// Phase "route": the model's routes (404 for a model nobody serves),
+    /// and one of them on this endpoint (404 naming the endpoints it is
+    /// served on otherwise).
+    fn route(
+        &self,
+        endpoint: Endpoint,
+        info: &json::RequestInfo,
+    ) -> Result<router::Resolved<'_>, ApiError> {
         let Some(resolved) = self.router.resolve(&info.model) else {
-            return Response::error(&ApiError::ModelNotFound(info.model)).with_tally(tally);
+            return Err(ApiError::ModelNotFound(info.model.clone()));
         };
         if !self.router.serves(&resolved, endpoint) {
             let serves: Vec<&str> = self
@@ -519,27 +581,24 @@ impl Gateway {
                 .endpoints_of(resolved.route)
                 .map(Endpoint::name)
                 .collect();
-            let err = ApiError::EndpointNotServed {
-                model: info.model,
+            return Err(ApiError::EndpointNotServed {
+                model: info.model.clone(),
                 path: endpoint.upstream_path(),
                 serves: serves.join(", "),
-            };
-            return Response::error(&err).with_tally(tally);
+            });
         }
-        let quota = match self.admit_key(&info, body.len(), &mut tally).await {
-            Ok(quota) => quota,
-            Err(e) => return Response::error(&e).with_tally(tally),
-        };
+        Ok(resolved)
+    }
+
+    /// Phase "stored responses": with Redis, the stored responses and
+    /// items a Responses request names are brought into memory, where its
+    /// translation reads them (`store.rs`).
+    async fn load_stored(&self, endpoint: Endpoint, body: &[u8]) {
         let store = store::store();
         if endpoint == Endpoint::Responses && store.is_shared() {
-            let (responses, items) = responses::references(&body);
+            let (responses, items) = responses::references(body);
             store.sync(&responses, &items).await;
         }
-        let mut resp = self
-            .attempts(endpoint, head, &body, &info, &resolved, tally)
-            .await;
-        quota.apply(&mut resp.headers);
-        resp
     }
 
     /// The key's rules for a valid request of a model it may ask for
@@ -615,13 +674,11 @@ impl Gateway {
     /// retries are spent; the mock answers in place.
     async fn attempts(
         self: &Arc<Self>,
-        endpoint: Endpoint,
-        head: &RequestHead,
-        body: &Bytes,
+        ex: &mut Exchange<'_>,
         info: &json::RequestInfo,
         resolved: &router::Resolved<'_>,
-        mut tally: Option<Tally>,
     ) -> Response {
+        let (endpoint, head, body, tally) = (ex.endpoint, ex.head, &ex.body, &mut ex.tally);
         let mut tried = Vec::new();
         let mut last: Option<Response> = None;
         // The usage counters of the attempt whose answer the client gets:
@@ -649,23 +706,22 @@ impl Gateway {
                 t.route(pick.ids);
                 t.route_name(&pick.account.name);
             }
-            if let ProviderKind::Mock(profile) = &pick.provider.kind {
-                pick.record_success();
-                pick.usage().count();
-                // Injected failures reach the client as they would from a
-                // real provider: not retried, and resting nothing.
-                let fate = mock::fate(&profile.failures);
-                if matches!(fate, mock::Fate::RateLimit | mock::Fate::ServerError) {
-                    return mock::failure_answer(fate, &profile.failures).with_tally(tally);
+            let upstream = match &self.backends[pick.index().0] {
+                Backend::Http(upstream) => upstream,
+                Backend::Mock(profile) => {
+                    pick.record_success();
+                    pick.usage().count();
+                    // Injected failures reach the client as they would from a
+                    // real provider: not retried, and resting nothing.
+                    let fate = mock::fate(&profile.failures);
+                    if matches!(fate, mock::Fate::RateLimit | mock::Fate::ServerError) {
+                        return mock::failure_answer(fate, &profile.failures);
+                    }
+                    if !info.stream && !profile.first_token.is_zero() {
+                        tokio::time::sleep(profile.first_token).await;
+                    }
+                    return self.mock_answer(endpoint, head, body, profile, fate, tally);
                 }
-                if !info.stream && !profile.first_token.is_zero() {
-                    tokio::time::sleep(profile.first_token).await;
-                }
-                return self.mock_answer(endpoint, head, body, profile, fate, tally);
-            }
-            // Built in `new` for every provider that is not the mock.
-            let Some(upstream) = self.upstreams[pick.index().0].as_ref() else {
-                break;
             };
             // The client's name as a JSON string, for answers and events
             // (a form holds it as bare text).
@@ -682,12 +738,12 @@ impl Gateway {
                 body,
                 info,
                 client_model,
-                &mut tally,
+                tally,
             );
             match attempt.await {
                 proxy::Attempt::Done(resp) => {
                     pick.usage().count();
-                    return resp.with_tally(tally);
+                    return resp;
                 }
                 proxy::Attempt::Failed(failed) => {
                     if pick.record_failure(failed.scope, failed.failure) {
@@ -710,10 +766,9 @@ impl Gateway {
             Some(usage) => usage.count(),
             None => resolved.count_unserved(),
         }
-        let resp = last.unwrap_or_else(|| {
+        last.unwrap_or_else(|| {
             Response::error(&ApiError::NoAvailableAccount(info.model.clone(), None))
-        });
-        resp.with_tally(tally)
+        })
     }
 
     /// The built-in mock's answer, plain or streamed.
@@ -724,7 +779,7 @@ impl Gateway {
         body: &[u8],
         profile: &crate::config::MockProfile,
         fate: mock::Fate,
-        mut tally: Option<Tally>,
+        tally: &mut Option<Tally>,
     ) -> Response {
         // Dialects a chat provider is translated into: the mock answers the
         // chat request they become, through the same translation, so that
@@ -771,7 +826,7 @@ impl Gateway {
         // The mock needs the prompt text, which the first parse skipped.
         let info = match parse_request(endpoint, head, body, true) {
             Ok(info) => info,
-            Err(e) => return Response::error(&e).with_tally(tally),
+            Err(e) => return Response::error(&e),
         };
         match endpoint {
             Endpoint::Speech => {
@@ -781,13 +836,13 @@ impl Gateway {
                 if let Some(t) = tally.as_mut() {
                     t.first_token();
                 }
-                return resp.with_tally(tally);
+                return resp;
             }
             Endpoint::Transcriptions | Endpoint::Translations => {
                 let text = mock::transcript_text(endpoint, profile, &info);
                 if info.stream {
                     let events = mock::transcript_events(&text);
-                    return stream_response(self.paced(events, profile, fate, true), tally);
+                    return stream_response(self.paced(events, profile, fate, true), None);
                 }
                 let (content_type, answer) = mock::transcript(endpoint, &text, &info);
                 let mut resp = Response::json(200, answer);
@@ -795,7 +850,7 @@ impl Gateway {
                 if let Some(t) = tally.as_mut() {
                     t.first_token();
                 }
-                return resp.with_tally(tally);
+                return resp;
             }
             _ => {}
         }
@@ -809,14 +864,14 @@ impl Gateway {
                 fate,
                 self.config.limits.sse_keepalive_interval,
             );
-            return stream_response(EventStream::Mock(s), tally);
+            return stream_response(EventStream::Mock(s), None);
         }
         let (body, prompt, completion) = mock::complete(endpoint, &answer, &info);
         if let Some(t) = tally.as_mut() {
             t.first_token();
             t.tokens(prompt, completion);
         }
-        Response::json(200, body).with_tally(tally)
+        Response::json(200, body)
     }
 }
 
@@ -849,14 +904,14 @@ impl Gateway {
         translated: Result<ViaChat, ApiError>,
         profile: &crate::config::MockProfile,
         fate: mock::Fate,
-        mut tally: Option<Tally>,
+        tally: &mut Option<Tally>,
     ) -> Response {
         let parsed = translated.and_then(|(chat, translator)| {
             json::parse_request(&chat, Endpoint::Chat, true).map(|info| (info, translator))
         });
         let (info, mut translator) = match parsed {
             Ok(t) => t,
-            Err(e) => return Response::error(&e).with_tally(tally),
+            Err(e) => return Response::error(&e),
         };
         let answer = mock::answer_text(profile, &info);
         if let Some(t) = tally.as_mut() {
@@ -868,8 +923,8 @@ impl Gateway {
                 t.first_token();
             }
             return match translator.whole(&chat) {
-                Ok(doc) => Response::json(200, doc).with_tally(tally),
-                Err(e) => Response::error(&e).with_tally(tally),
+                Ok(doc) => Response::json(200, doc),
+                Err(e) => Response::error(&e),
             };
         }
         let mut events = Vec::new();
@@ -886,10 +941,10 @@ impl Gateway {
         }
         match translator.finish() {
             Ok(closing) => events.extend(closing.into_iter().map(|(n, d)| made(n, d, false))),
-            Err(e) => return Response::error(&e).with_tally(tally),
+            Err(e) => return Response::error(&e),
         }
         let end_with_done = translator.ends_with_done();
-        stream_response(self.paced(events, profile, fate, end_with_done), tally)
+        stream_response(self.paced(events, profile, fate, end_with_done), None)
     }
 }
 

@@ -10,19 +10,20 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::anthropic_upstream::{self, FromMessages};
 use super::json::{self, RequestInfo};
 use super::router::{Cause, Failure, Pick, Scope};
 use super::stream::pace::PreparedStream;
 use super::stream::passthrough::ByteStream;
-use super::stream::upstream::{EventTranslator, Native, Translation, UpstreamStream};
+use super::stream::upstream::{Native, Translation, UpstreamStream};
 use super::stream::EventStream;
-use super::{anthropic, responses, stream_response, translate, Gateway, Response};
+use super::{stream_response, Gateway, Response};
 use crate::api::{ApiError, Body, Endpoint};
 use crate::http1::RequestHead;
 use crate::sse::encode::event_fields;
 use crate::sse::SseDecoder;
 use crate::stats::Tally;
+use crate::translate::anthropic_upstream::{self, FromMessages};
+use crate::translate::{anthropic, chat as translate, responses, EventTranslator};
 use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 
 /// How one attempt at one deployment ended.
@@ -606,7 +607,7 @@ fn translated_answer(
     let Some(chunks) = translate::answer_to_events(chat, &info.model) else {
         return Err(not_an_answer(chat));
     };
-    let mut events: Vec<responses::NamedEvent> =
+    let mut events: Vec<crate::translate::NamedEvent> =
         chunks.iter().flat_map(|c| translator.chunk(c)).collect();
     match translator.finish() {
         Ok(closing) => events.extend(closing),

@@ -308,6 +308,32 @@ impl ResponseStore {
     }
 }
 
+/// The Responses translation's view of the store: memory lookups only
+/// (what a request names was brought from Redis by [`ResponseStore::sync`]
+/// before it is translated).
+impl crate::translate::StoredResponses for ResponseStore {
+    fn response(&self, id: &str) -> Option<(Vec<Value>, Vec<Value>)> {
+        let stored = self.get(id)?;
+        Some((stored.input(), stored.output()))
+    }
+
+    fn item(&self, id: &str) -> Option<Value> {
+        ResponseStore::item(self, id)
+    }
+
+    fn keep(&self, response: Value, input: Vec<Value>) {
+        self.put(response, input);
+    }
+
+    fn enabled(&self) -> bool {
+        ResponseStore::enabled(self)
+    }
+
+    fn kept_for(&self) -> (u64, &'static str) {
+        (self.ttl_secs(), self.kept_where())
+    }
+}
+
 /// A response reaches Redis as its answer leaves the instance that made
 /// it (the write is not waited for), so a client quick enough to name it
 /// at once on another instance can ask before it lands. What Redis does

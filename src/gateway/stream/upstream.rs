@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use crate::api::ApiError;
 use crate::config::Limits;
-use crate::gateway::anthropic_upstream::FromMessages;
-use crate::gateway::responses::NamedEvent;
-use crate::gateway::{json, translate};
+use crate::gateway::json;
 use crate::sse::encode::{error_event, event_fields, reprefix_lines, StreamItem, KEEP_ALIVE};
 use crate::sse::{Event, SseDecoder};
+use crate::translate::anthropic_upstream::FromMessages;
+use crate::translate::{chat as translate, EventTranslator};
 use crate::upstream::{UpstreamError, UpstreamResponse};
 
 /// How a chat provider's answers are turned into another endpoint's.
@@ -41,41 +41,6 @@ impl Translation {
             Translation::FromMessages(t) => Some(&mut **t),
             Translation::Completions(_) => None,
         }
-    }
-}
-
-/// A chat stream turned into another dialect's typed events, chunk by
-/// chunk (sans-IO: `responses::StreamTranslator`,
-/// `anthropic::MessagesTranslator`).
-pub trait EventTranslator: Send {
-    /// A whole chat answer as the dialect's one object. An answer that is
-    /// no chat completion, carries an `error` or broke off is a 502.
-    fn whole(&self, chat: &[u8]) -> Result<Bytes, ApiError>;
-    /// Whether a whole chat answer is one (502 otherwise), without keeping
-    /// anything of it: before it is streamed as events.
-    fn judge(&self, chat: &[u8]) -> Result<(), ApiError> {
-        self.whole(chat).map(drop)
-    }
-    /// The events one chat chunk makes (none, one or several).
-    fn chunk(&mut self, chunk: &[u8]) -> Vec<NamedEvent>;
-    /// The closing events once the chat stream ended, or the error to end
-    /// with when its events made no answer.
-    fn finish(&mut self) -> Result<Vec<NamedEvent>, ApiError>;
-    /// The events that end a stream that broke off with `message`.
-    fn abort(&mut self, message: &str) -> Vec<NamedEvent>;
-    /// An error came inside the chat stream: the request failed.
-    fn failed(&self) -> bool;
-    /// Whether the dialect's streams end with `data: [DONE]` (OpenAI's
-    /// do, and its SDKs skip it; Anthropic's end at `message_stop`).
-    fn ends_with_done(&self) -> bool;
-    /// The dialect's stream is over before the chat stream is (it ended
-    /// with an error event): nothing more is read or sent.
-    fn ended(&self) -> bool;
-    /// Prompt and completion tokens, when the translator counts them
-    /// itself (a native Anthropic stream, whose counts come in two
-    /// events); `None`: they are read from each chunk's `usage`.
-    fn usage(&self) -> Option<(u64, u64)> {
-        None
     }
 }
 
@@ -468,7 +433,7 @@ impl Reframer {
         }
         if self.native == Native::Messages {
             // An Anthropic client's parser knows Anthropic's error event.
-            let data = crate::gateway::anthropic::error_body(err.status(), &err.body());
+            let data = crate::translate::anthropic::error_body(err.status(), &err.body());
             let data = Bytes::copy_from_slice(data.trim_ascii_end());
             return StreamItem::event(event_fields(Some(b"error"), None), data);
         }

@@ -11,10 +11,9 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::request_id::fresh_id;
-use super::responses::NamedEvent;
-use super::stream::upstream::EventTranslator;
 use super::tool_calls::ToolCallRule;
+use super::{EventTranslator, NamedEvent};
+use crate::api::request_id::fresh_id;
 use crate::api::ApiError;
 
 /// What the answer needs to know of its request.
@@ -538,7 +537,7 @@ pub fn chat_to_message(answer: &[u8], seed: &MessagesSeed) -> Result<Bytes, ApiE
     for key in ["content", "refusal"] {
         if let Some(t) = message
             .get(key)
-            .and_then(super::translate::content_text)
+            .and_then(super::chat::content_text)
             .filter(|t| !t.is_empty())
         {
             content.push(json!({"type": "text", "text": t}));
@@ -817,7 +816,7 @@ impl EventTranslator for MessagesTranslator {
         for key in ["content", "refusal"] {
             if let Some(t) = delta
                 .get(key)
-                .and_then(super::translate::content_text)
+                .and_then(super::chat::content_text)
                 .filter(|t| !t.is_empty())
             {
                 let index = self.ensure(Open::Text, json!({"type": "text", "text": ""}), &mut out);

@@ -22,8 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::responses::NamedEvent;
-use super::stream::upstream::EventTranslator;
+use super::{EventTranslator, NamedEvent};
 use crate::api::ApiError;
 use crate::stats::unix_time;
 

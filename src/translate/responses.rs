@@ -10,10 +10,10 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::request_id::fresh_id;
-use super::stream::upstream::EventTranslator;
+use super::chat::content_text;
 use super::tool_calls::ToolCallRule;
-use super::translate::content_text;
+use super::{EventTranslator, NamedEvent};
+use crate::api::request_id::fresh_id;
 use crate::api::ApiError;
 use crate::stats::unix_time;
 
@@ -46,7 +46,7 @@ impl Seed {
     /// request said `store: false`. A failed response is not kept.
     fn keep(&self, response: &Value) {
         if self.keep && response["status"] != "failed" {
-            super::store::store().put(response.clone(), self.input.clone());
+            super::stored().keep(response.clone(), self.input.clone());
         }
     }
 
@@ -138,7 +138,7 @@ pub fn references(body: &[u8]) -> (Vec<String>, Vec<String>) {
 
 /// The chat completions request for a Responses API `body`, for
 /// `upstream_model`; and what the answer must echo. The responses and
-/// items it names are read from the response store (`store.rs`): 400 for
+/// items it names are read from the response store ([`super::StoredResponses`]): 400 for
 /// one it does not hold, for a stored conversation or prompt, and for
 /// tools a chat provider cannot run.
 pub fn request_to_chat(
@@ -199,7 +199,8 @@ pub fn request_to_chat_with(
         )?),
         None => None,
     };
-    let store = super::store::store();
+    let store = super::stored();
+    let (kept_secs, kept_where) = store.kept_for();
     // The whole input, as items: a previous response's input and output,
     // then this request's items with references resolved.
     let mut input = Vec::new();
@@ -210,18 +211,18 @@ pub fn request_to_chat_with(
                 "previous_response_id",
             )
         })?;
-        let prior = store.get(id).ok_or_else(|| {
+        let (prior_input, prior_output) = store.response(id).ok_or_else(|| {
             invalid(
                 format!(
                     "Previous response '{id}' is not stored here: chat2api keeps the responses it makes for {} s (responsesStore), {}, and not those of 'store': false requests; it may have expired, been deleted, come from another gateway or from before a restart.",
-                    store.ttl_secs(),
-                    store.kept_where()
+                    kept_secs,
+                    kept_where
                 ),
                 "previous_response_id",
             )
         })?;
-        input.extend(prior.input());
-        input.extend(prior.output());
+        input.extend(prior_input);
+        input.extend(prior_output);
     }
     match here("input") {
         Some(Value::String(text)) => input.push(json!({"type": "message", "id": fresh_id("msg_"),
@@ -248,8 +249,8 @@ pub fn request_to_chat_with(
                     invalid(
                         format!(
                             "input[{i}] refers to item '{id}', which is not stored here: chat2api keeps the items of the responses it makes for {} s (responsesStore), {}; it may have expired, been deleted or come from another gateway.",
-                            store.ttl_secs(),
-                            store.kept_where()
+                            kept_secs,
+                            kept_where
                         ),
                         "input",
                     )
@@ -1091,9 +1092,6 @@ pub struct StreamTranslator {
     error: Option<Value>,
 }
 
-/// One event: its name (for the `event:` line) and its data.
-pub type NamedEvent = (&'static str, Bytes);
-
 impl StreamTranslator {
     /// A translator for one answer, echoing `seed`'s request settings.
     pub fn new(seed: Seed) -> StreamTranslator {
@@ -1743,9 +1741,8 @@ mod tests {
     /// chunks make on the two paths that gather them: a plain answer made
     /// of events, and the Responses events. They must be the same.
     fn calls_on_every_path(chunks: &[&str]) -> [Vec<(String, String, String)>; 2] {
-        let plain =
-            crate::gateway::translate::aggregate_events(chunks.iter().map(|c| c.as_bytes()))
-                .expect("an answer");
+        let plain = crate::translate::chat::aggregate_events(chunks.iter().map(|c| c.as_bytes()))
+            .expect("an answer");
         let plain: Value = serde_json::from_slice(&plain).unwrap();
         let plain = plain["choices"][0]["message"]["tool_calls"]
             .as_array()

@@ -482,3 +482,83 @@ async fn the_sdks_work_against_an_anthropic_provider() {
     .await
     .unwrap();
 }
+
+/// A native Messages stream that carries an `error` event ends there, with
+/// that one error; the provider's own error bodies pass as they came; a
+/// whole message where a stream was asked for becomes
+/// the events a stream of it would have been; input tokens read from the
+/// prompt cache count as prompt tokens, streamed or not.
+#[tokio::test]
+async fn native_streams_end_once_replay_whole_answers_and_count_the_cache() {
+    let (_up, gw) = native_gateway().await;
+    let ask = |text: &str, stream: bool| {
+        format!(
+            r#"{{"model":"claude-native","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"{text}"}}]}}"#
+        )
+    };
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask("overloaded", true), "sk-test").as_bytes())
+        .await;
+    let text = c.response().await.expect("an answer").text();
+    assert_eq!(text.matches("event: error").count(), 1, "{text}");
+    assert!(text.contains("overloaded_error"), "{text}");
+
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask("whole", true), "sk-test").as_bytes())
+        .await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ],
+        "{text}"
+    );
+    assert!(text.contains(r#""model":"claude-native""#), "{text}");
+    assert!(text.contains(r#""text":"Hello there""#), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+
+    // An Anthropic provider's own error reaches a Messages client as it
+    // came: its error type and request id kept.
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask("refuse", false), "sk-test").as_bytes())
+        .await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["type"], "not_found_error");
+    assert_eq!(r.json()["request_id"], "req_011");
+
+    let before = gw.settled_stats().await["keyUsage"]["key1"]["promptTokens"]
+        .as_u64()
+        .unwrap();
+    for stream in [false, true] {
+        let mut c = gw.connect().await;
+        c.send(messages_request(&ask("cached", stream), "sk-test").as_bytes())
+            .await;
+        assert_eq!(c.response().await.expect("an answer").status, 200);
+    }
+    let chat = r#"{"model":"claude-native","messages":[{"role":"user","content":"cached"}]}"#;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-test"), chat)
+        .await;
+    assert_eq!(r.json()["usage"]["prompt_tokens"], 103);
+    assert_eq!(
+        r.json()["usage"]["prompt_tokens_details"]["cached_tokens"],
+        100
+    );
+    let after = gw.settled_stats().await["keyUsage"]["key1"]["promptTokens"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after - before, 3 * 103);
+}

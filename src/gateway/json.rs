@@ -442,13 +442,31 @@ pub struct AnswerInfo {
 }
 
 /// `usage` of a chat or text completion, or (`input_tokens`,
-/// `output_tokens`) of a Responses object.
+/// `output_tokens`) of a Responses object or an Anthropic message, whose
+/// input leaves out the tokens read from and written to the prompt cache
+/// (`cache_read_input_tokens`, `cache_creation_input_tokens`), counted
+/// here as prompt tokens too.
 #[derive(Deserialize)]
 struct UsageView {
     #[serde(default, alias = "input_tokens")]
     prompt_tokens: Option<u64>,
     #[serde(default, alias = "output_tokens")]
     completion_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+impl UsageView {
+    /// Prompt tokens, the prompt cache's included (upstream numbers, added
+    /// without overflow).
+    fn prompt(&self) -> Option<u64> {
+        self.prompt_tokens.map(|p| {
+            p.saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+                .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
+        })
+    }
 }
 
 /// The token counts of a Responses stream's terminal event
@@ -468,7 +486,7 @@ pub fn terminal_usage(event: &[u8]) -> Option<(u64, u64)> {
         .response
         .usage?;
     Some((
-        usage.prompt_tokens.unwrap_or(0),
+        usage.prompt().unwrap_or(0),
         usage.completion_tokens.unwrap_or(0),
     ))
 }
@@ -489,7 +507,7 @@ pub fn inspect_answer(body: &[u8]) -> Option<AnswerInfo> {
         .and_then(|span| serde_json::from_slice::<UsageView>(&body[span]).ok());
     Some(AnswerInfo {
         model_span: fields.model,
-        prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
+        prompt_tokens: usage.as_ref().and_then(UsageView::prompt),
         completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
         error: fields.error,
         choices: fields.choices,
@@ -566,24 +584,10 @@ pub fn message_start_usage(event: &[u8]) -> Option<(u64, u64)> {
     }
     #[derive(Deserialize)]
     struct Inner {
-        usage: Option<MessagesUsage>,
-    }
-    #[derive(Deserialize)]
-    struct MessagesUsage {
-        #[serde(default)]
-        input_tokens: u64,
-        #[serde(default)]
-        output_tokens: u64,
-        #[serde(default)]
-        cache_read_input_tokens: Option<u64>,
-        #[serde(default)]
-        cache_creation_input_tokens: Option<u64>,
+        usage: Option<UsageView>,
     }
     let u = serde_json::from_slice::<Start>(event).ok()?.message.usage?;
-    let input = u.input_tokens
-        + u.cache_read_input_tokens.unwrap_or(0)
-        + u.cache_creation_input_tokens.unwrap_or(0);
-    Some((input, u.output_tokens))
+    Some((u.prompt().unwrap_or(0), u.completion_tokens.unwrap_or(0)))
 }
 
 /// [`inspect_event`] for the events of one stream, which an upstream sends

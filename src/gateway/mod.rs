@@ -540,7 +540,7 @@ impl Gateway {
         let info = self.validate(ex)?;
         let resolved = self.route(ex.endpoint, &info)?;
         let quota = self.admit_key(&info, ex.body.len(), &mut ex.tally).await?;
-        self.load_stored(ex.endpoint, &ex.body).await;
+        self.load_stored(ex.endpoint, &ex.body, &resolved).await;
         let mut resp = self.attempts(ex, &info, &resolved).await;
         quota.apply(&mut resp.headers);
         Ok(resp)
@@ -592,10 +592,16 @@ impl Gateway {
 
     /// Phase "stored responses": with Redis, the stored responses and
     /// items a Responses request names are brought into memory, where its
-    /// translation reads them (`store.rs`).
-    async fn load_stored(&self, endpoint: Endpoint, body: &[u8]) {
+    /// translation reads them (`store.rs`); only for a model some provider
+    /// of which answers Responses requests through chat (a native
+    /// provider's ids are its own, and never in the store).
+    async fn load_stored(&self, endpoint: Endpoint, body: &[u8], resolved: &router::Resolved<'_>) {
         let store = store::store();
-        if endpoint == Endpoint::Responses && store.is_shared() {
+        if endpoint == Endpoint::Responses
+            && store.is_shared()
+            && store.enabled()
+            && self.router.translates_responses(resolved)
+        {
             let (responses, items) = responses::references(body);
             store.sync(&responses, &items).await;
         }

@@ -105,6 +105,12 @@ const PASSED_HEADERS: &[&str] = &[
     "anthropic-ratelimit-tokens-limit",
     "anthropic-ratelimit-tokens-remaining",
     "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-limit",
+    "anthropic-ratelimit-input-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-limit",
+    "anthropic-ratelimit-output-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-reset",
     "openai-processing-ms",
     "x-ratelimit-limit-requests",
     "x-ratelimit-limit-tokens",
@@ -212,23 +218,12 @@ pub async fn forward(
             serde_json::from_slice(pick.upstream_model).unwrap_or_default();
         let mut then: Option<Box<dyn EventTranslator>> = None;
         let chat = match endpoint {
-            Endpoint::Responses => responses::request_to_chat_with(
-                body,
-                &info.model,
-                &upstream_model,
-                pick.provider.hosted_tools,
-            )
-            .map(|(chat, seed)| {
-                if !seed.dropped_tools.is_empty() {
-                    let names = seed.dropped_tools.join(", ");
-                    if let Some(t) = tally.as_mut() {
-                        t.dropped_tools(&names);
-                    }
-                    dropped_tools = Some(Bytes::from(names));
-                }
-                then = Some(Box::new(responses::StreamTranslator::new(seed)));
-                chat
-            }),
+            Endpoint::Responses => responses_via_chat(pick, body, info, &upstream_model, tally)
+                .map(|(chat, seed, dropped)| {
+                    dropped_tools = dropped;
+                    then = Some(Box::new(responses::StreamTranslator::new(seed)));
+                    chat
+                }),
             _ => Ok(body.clone()),
         };
         let messages =
@@ -246,25 +241,14 @@ pub async fn forward(
         let upstream_model: String =
             serde_json::from_slice(pick.upstream_model).unwrap_or_default();
         let chat = match endpoint {
-            Endpoint::Responses => responses::request_to_chat_with(
-                body,
-                &info.model,
-                &upstream_model,
-                pick.provider.hosted_tools,
-            )
-            .map(|(chat, seed)| {
-                if !seed.dropped_tools.is_empty() {
-                    let names = seed.dropped_tools.join(", ");
-                    if let Some(t) = tally.as_mut() {
-                        t.dropped_tools(&names);
-                    }
-                    dropped_tools = Some(Bytes::from(names));
-                }
-                translate = Some(Translation::Events(Box::new(
-                    responses::StreamTranslator::new(seed),
-                )));
-                chat
-            }),
+            Endpoint::Responses => responses_via_chat(pick, body, info, &upstream_model, tally)
+                .map(|(chat, seed, dropped)| {
+                    dropped_tools = dropped;
+                    translate = Some(Translation::Events(Box::new(
+                        responses::StreamTranslator::new(seed),
+                    )));
+                    chat
+                }),
             Endpoint::Messages => anthropic::request_to_chat(body, &info.model, &upstream_model)
                 .map(|(chat, seed)| {
                     translate = Some(Translation::Events(Box::new(
@@ -389,6 +373,34 @@ pub async fn forward(
         info,
         tally,
     ))
+}
+
+/// A Responses request as the chat request it becomes for this pick's
+/// provider (hosted tools dropped or refused as it says), with what the
+/// answer must echo, and the names of the hosted tools left out (also
+/// written to the record), for the `x-chat2api-dropped-tools` header.
+fn responses_via_chat(
+    pick: &Pick<'_>,
+    body: &[u8],
+    info: &RequestInfo,
+    upstream_model: &str,
+    tally: &mut Option<Tally>,
+) -> Result<(Bytes, responses::Seed, Option<Bytes>), ApiError> {
+    let (chat, seed) = responses::request_to_chat_with(
+        body,
+        &info.model,
+        upstream_model,
+        pick.provider.hosted_tools,
+    )?;
+    let mut dropped = None;
+    if !seed.dropped_tools.is_empty() {
+        let names = seed.dropped_tools.join(", ");
+        if let Some(t) = tally.as_mut() {
+            t.dropped_tools(&names);
+        }
+        dropped = Some(Bytes::from(names));
+    }
+    Ok((chat, seed, dropped))
 }
 
 /// The account's own header lines for a request from `head`; for an
@@ -571,7 +583,11 @@ fn answer_for(
                 let completion = matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
                 return plain_answer(answer, &client_model, completion, tally);
             }
-            // A whole answer where a stream was asked for: a short stream.
+            // A whole answer where a stream was asked for: a short stream,
+            // in the dialect asked for.
+            if endpoint == Endpoint::Messages {
+                return messages_short_stream(answer, &client_model, tally);
+            }
             match translate::answer_to_events(&answer, &info.model) {
                 Some(events) => {
                     let events = events.into_iter().map(|e| (Bytes::new(), e)).collect();
@@ -582,6 +598,35 @@ fn answer_for(
             }
         }
     }
+}
+
+/// An Anthropic provider's whole `message` where a stream was asked for
+/// (`/v1/messages` passed through): the client's model set, and the
+/// events a stream of it would have been, without `[DONE]`; 502 when it
+/// is no message.
+fn messages_short_stream(
+    answer: Bytes,
+    client_model: &Bytes,
+    tally: &mut Option<Tally>,
+) -> Result<Response, ApiError> {
+    let info = json::inspect_answer(&answer).ok_or_else(|| not_an_answer(&answer))?;
+    if let Some(t) = tally.as_mut() {
+        t.tokens(
+            info.prompt_tokens.unwrap_or(0),
+            info.completion_tokens.unwrap_or(0),
+        );
+    }
+    let message = match info.model_span {
+        Some(span) => Bytes::from(json::splice(&answer, span, client_model).concat()),
+        None => answer.clone(),
+    };
+    let events = anthropic::message_to_events(&message).ok_or_else(|| not_an_answer(&answer))?;
+    let events = events
+        .into_iter()
+        .map(|(name, data)| (event_fields(Some(name.as_bytes()), None), data))
+        .collect();
+    let stream = PreparedStream::ready(events).without_done();
+    Ok(stream_response(EventStream::Prepared(stream), None))
 }
 
 /// A whole chat answer for a client of another dialect (Responses,

@@ -1,5 +1,6 @@
 //! The response store (docs/wire.md §3, "Stored responses"): the responses
-//! chat2api itself makes (a `responses: "chat"` provider's, the mock's),
+//! chat2api itself makes (a `responses: "chat"` provider's, an Anthropic
+//! provider's, the mock's),
 //! kept so that a later turn can name them: `previous_response_id`,
 //! `item_reference` to any output item of theirs, `GET /v1/responses/{id}`
 //! (and `/input_items`), `DELETE /v1/responses/{id}`.

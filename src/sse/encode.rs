@@ -55,8 +55,10 @@ pub fn error_event(err: &ApiError) -> Bytes {
 }
 
 /// The `event:` and `id:` lines of an event, rendered once (empty when it
-/// has neither, as chat chunks do).
+/// has neither, as chat chunks do; an empty event name is none: a chat
+/// chunk made by a translator has no name).
 pub fn event_fields(event: Option<&[u8]>, id: Option<&[u8]>) -> Bytes {
+    let event = event.filter(|e| !e.is_empty());
     if event.is_none() && id.is_none() {
         return Bytes::new();
     }
@@ -86,4 +88,16 @@ pub fn reprefix_lines(parts: &[Bytes]) -> Bytes {
         }
     }
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_event_name_writes_no_event_line() {
+        assert!(event_fields(Some(b""), None).is_empty());
+        assert_eq!(&event_fields(Some(b""), Some(b"7"))[..], b"id: 7\n");
+        assert_eq!(&event_fields(Some(b"ping"), None)[..], b"event: ping\n");
+    }
 }

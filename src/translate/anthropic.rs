@@ -998,6 +998,77 @@ pub fn count_tokens(body: &[u8]) -> Result<u64, ApiError> {
     Ok(tokens + media * TOKENS_PER_MEDIA + TOKENS_PER_MESSAGE * (messages.len() as u64 + 1))
 }
 
+/// A whole `message` object as the events a stream of it would have been
+/// (an upstream that answered a stream request with one object):
+/// `message_start` (no content yet), each content block opened, filled by
+/// one delta (text, thinking and its signature, or a tool's whole input)
+/// and closed, `message_delta` with the stop reason and output tokens,
+/// `message_stop`. `None` when it is no message.
+pub fn message_to_events(message: &[u8]) -> Option<Vec<NamedEvent>> {
+    let m: Value = serde_json::from_slice(message).ok()?;
+    if m.get("type").and_then(Value::as_str) != Some("message") {
+        return None;
+    }
+    let blocks = m.get("content")?.as_array()?;
+    let mut start = m.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    start["stop_sequence"] = Value::Null;
+    let event = |doc: Value| Bytes::from(doc.to_string());
+    let mut events = vec![(
+        "message_start",
+        event(json!({"type": "message_start", "message": start})),
+    )];
+    for (index, b) in blocks.iter().enumerate() {
+        let (open, deltas) = match b.get("type").and_then(Value::as_str).unwrap_or("") {
+            "text" => (
+                json!({"type": "text", "text": ""}),
+                vec![json!({"type": "text_delta", "text": b["text"]})],
+            ),
+            "thinking" => (
+                json!({"type": "thinking", "thinking": ""}),
+                vec![
+                    json!({"type": "thinking_delta", "thinking": b["thinking"]}),
+                    json!({"type": "signature_delta", "signature": b["signature"]}),
+                ],
+            ),
+            "tool_use" | "server_tool_use" => {
+                let mut open = b.clone();
+                open["input"] = json!({});
+                let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
+                (
+                    open,
+                    vec![json!({"type": "input_json_delta", "partial_json": input.to_string()})],
+                )
+            }
+            // Redacted thinking, search results: whole in their opening.
+            _ => (b.clone(), Vec::new()),
+        };
+        events.push((
+            "content_block_start",
+            event(json!({"type": "content_block_start", "index": index, "content_block": open})),
+        ));
+        for delta in deltas {
+            events.push((
+                "content_block_delta",
+                event(json!({"type": "content_block_delta", "index": index, "delta": delta})),
+            ));
+        }
+        events.push((
+            "content_block_stop",
+            event(json!({"type": "content_block_stop", "index": index})),
+        ));
+    }
+    events.push((
+        "message_delta",
+        event(json!({"type": "message_delta",
+            "delta": {"stop_reason": m["stop_reason"], "stop_sequence": m["stop_sequence"]},
+            "usage": {"output_tokens": m.pointer("/usage/output_tokens").cloned().unwrap_or(json!(0))}})),
+    ));
+    events.push(("message_stop", event(json!({"type": "message_stop"}))));
+    Some(events)
+}
+
 /// Anthropic's error `type` for a status (its API reference, "Errors").
 pub fn error_type(status: u16) -> &'static str {
     match status {
@@ -1017,6 +1088,16 @@ pub fn error_type(status: u16) -> &'static str {
 /// one (chat2api's own, or an upstream's passed on) or any other body.
 pub fn error_body(status: u16, body: &[u8]) -> Bytes {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    // Already Anthropic's (an Anthropic provider's own error): as it came,
+    // with its own error type and request id.
+    if let Some(v) = &parsed {
+        if v.get("type").and_then(Value::as_str) == Some("error")
+            && v.pointer("/error/type").is_some_and(Value::is_string)
+            && v.pointer("/error/message").is_some_and(Value::is_string)
+        {
+            return Bytes::copy_from_slice(body);
+        }
+    }
     let message = parsed
         .as_ref()
         .and_then(|v| {

@@ -187,12 +187,25 @@ pub fn chat_to_messages(body: &[u8], upstream_model: &str) -> Result<(Bytes, Cha
         })
         .transpose()?
         .unwrap_or(DEFAULT_MAX_TOKENS);
+    // Thinking is asked for only where the Messages API can take it: not
+    // with a forced tool choice, which it refuses with thinking, and not
+    // in a conversation that replays tool calls, whose assistant turns
+    // would need the signed thinking blocks chat cannot carry back.
+    let forces_tool = match here("tool_choice") {
+        Some(Value::String(choice)) => choice == "required",
+        Some(choice) => choice.is_object(),
+        None => false,
+    };
+    let replays_tools = turns.iter().any(|(role, blocks)| {
+        role == "assistant" && blocks.iter().any(|b| b["type"] == "tool_use")
+    });
     let thinking = here("reasoning_effort")
         .and_then(Value::as_str)
-        .and_then(thinking_budget);
+        .and_then(thinking_budget)
+        .filter(|_| !forces_tool && !replays_tools);
     if let Some(budget) = thinking {
         if max_tokens <= budget {
-            max_tokens += budget;
+            max_tokens = max_tokens.saturating_add(budget);
         }
         out.insert(
             "thinking".into(),
@@ -211,10 +224,16 @@ pub fn chat_to_messages(body: &[u8], upstream_model: &str) -> Result<(Bytes, Cha
             .collect(),
     );
     if thinking.is_none() {
-        for key in ["temperature", "top_p"] {
-            if let Some(v) = here(key) {
-                out.insert(key.into(), v.clone());
+        // Anthropic's range is 0–1 (OpenAI's 0–2), and its newer models
+        // take `temperature` or `top_p`, not both: `temperature` wins.
+        match (here("temperature").and_then(Value::as_f64), here("top_p")) {
+            (Some(t), _) => {
+                out.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
             }
+            (None, Some(p)) => {
+                out.insert("top_p".into(), p.clone());
+            }
+            (None, None) => {}
         }
     }
     match here("stop") {
@@ -341,9 +360,10 @@ fn user_blocks(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
                     .get("file_data")
                     .and_then(Value::as_str)
                     .and_then(data_url)
+                    .filter(|(media, _)| *media == "application/pdf")
                 else {
                     return Err(invalid(
-                        format!("messages[{i}]: a file part must carry its 'file_data' as a base64 data URL for an Anthropic provider (file ids are OpenAI's)."),
+                        format!("messages[{i}]: a file part must carry a PDF as a base64 data URL in its 'file_data' for an Anthropic provider (file ids are OpenAI's; other files are not documents it reads)."),
                         "messages",
                     ));
                 };
@@ -493,13 +513,17 @@ impl Usage {
     /// also given apart.
     fn chat(&self) -> ChatUsage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt =
-            self.input_tokens.unwrap_or(0) + cached + self.cache_creation_input_tokens.unwrap_or(0);
+        // Upstream numbers: added without overflow, whatever they are.
+        let prompt = self
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(cached)
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
         let completion = self.output_tokens.unwrap_or(0);
         ChatUsage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             prompt_tokens_details: CachedTokens {
                 cached_tokens: cached,
             },
@@ -727,9 +751,10 @@ struct FunctionDelta<'a> {
 pub struct FromMessages {
     seed: ChatSeed,
     id: String,
-    /// The chat tool-call index of each content block that is a tool call,
-    /// by block index.
-    tool_blocks: Vec<Option<u32>>,
+    /// (block index, chat tool-call index) of each content block that is
+    /// a tool call. A list, not a table indexed by block: the index comes
+    /// from the upstream and may be anything.
+    tool_blocks: Vec<(usize, u32)>,
     tools: u32,
     usage: Usage,
     finish: Option<&'static str>,
@@ -806,12 +831,9 @@ impl FromMessages {
                 if block.kind != "tool_use" {
                     return (None, None);
                 }
-                if self.tool_blocks.len() <= index {
-                    self.tool_blocks.resize(index + 1, None);
-                }
                 let call = self.tools;
                 self.tools += 1;
-                self.tool_blocks[index] = Some(call);
+                self.tool_blocks.push((index, call));
                 let delta = ChunkDelta {
                     tool_calls: Some([ToolCallDelta {
                         index: call,
@@ -843,7 +865,8 @@ impl FromMessages {
                 } else if let Some(json) = d.partial_json.as_deref() {
                     let Some(call) = ev
                         .index
-                        .and_then(|i| self.tool_blocks.get(i).copied().flatten())
+                        .and_then(|i| self.tool_blocks.iter().rev().find(|(b, _)| *b == i))
+                        .map(|(_, call)| *call)
                     else {
                         return (None, None);
                     };
@@ -1110,6 +1133,58 @@ mod tests {
     }
 
     #[test]
+    fn thinking_and_sampling_follow_what_the_messages_api_takes() {
+        let ask = json!({"role": "user", "content": "Hi"});
+        let call = json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]});
+        let result = json!({"role": "tool", "tool_call_id": "c1", "content": "ok"});
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        // A replayed tool call, or a forced tool: no thinking.
+        let r = request(
+            json!({"model": "c", "reasoning_effort": "high", "tools": tools,
+            "messages": [ask, call, result]}),
+        );
+        assert!(r.get("thinking").is_none(), "{r}");
+        let r = request(
+            json!({"model": "c", "reasoning_effort": "high", "tools": tools,
+            "tool_choice": "required", "messages": [ask]}),
+        );
+        assert!(r.get("thinking").is_none(), "{r}");
+        let r = request(
+            json!({"model": "c", "reasoning_effort": "high", "tools": tools, "messages": [ask]}),
+        );
+        assert_eq!(r["thinking"]["budget_tokens"], 16384);
+        // temperature clamped to 0–1; with top_p, temperature alone.
+        let r = request(json!({"model": "c", "temperature": 1.6, "top_p": 0.9, "messages": [ask]}));
+        assert_eq!(r["temperature"], 1.0);
+        assert!(r.get("top_p").is_none());
+        let r = request(json!({"model": "c", "top_p": 0.9, "messages": [ask]}));
+        assert_eq!(r["top_p"], 0.9);
+    }
+
+    #[test]
+    fn untrusted_indices_and_counts_cost_nothing() {
+        let seed = ChatSeed {
+            model: "claude".into(),
+            include_usage: true,
+            created: 1,
+        };
+        let mut t = FromMessages::new(seed, None);
+        t.chunk(br#"{"type":"message_start","message":{"id":"msg_x","usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":5}}}"#);
+        for index in ["100000000000", "18446744073709551615"] {
+            let start = format!(
+                r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"tool_use","id":"t","name":"f"}}}}"#
+            );
+            assert_eq!(t.chunk(start.as_bytes()).len(), 1);
+            let delta = format!(
+                r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"input_json_delta","partial_json":"{{}}"}}}}"#
+            );
+            assert_eq!(t.chunk(delta.as_bytes()).len(), 1);
+        }
+        assert_eq!(t.usage().unwrap().0, u64::MAX);
+    }
+
+    #[test]
     fn what_the_messages_api_cannot_carry_is_refused_by_name() {
         for (body, param) in [
             (json!({"n": 2}), "n"),
@@ -1133,6 +1208,11 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "user", "content": ""}]}),
+                "messages",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "file",
+                    "file": {"file_data": "data:text/csv;base64,YQ=="}}]}]}),
                 "messages",
             ),
         ] {

@@ -441,8 +441,13 @@ pub fn chat_reply(req: &Recorded, reply: &ChatReply<'_>) -> Vec<Step> {
 /// "Hello there". With `thinking` asked for, a thinking block (with its
 /// signature) comes first. Usage: 3 input tokens, 2 output. Plain or
 /// streamed as Anthropic's events (chunked, ending at `message_stop`, no
-/// `[DONE]`); a last user message "cut" is a stream cut after its first
-/// text delta. `POST /v1/messages/count_tokens` answers 42.
+/// `[DONE]`). A last user message "cut" is a stream cut after its first
+/// text delta; "overloaded" a stream whose second event is an
+/// `overloaded_error`, then the connection closed; "whole" one message
+/// object whether a stream was asked for or not; "cached" 100 more input
+/// tokens read from the prompt cache; "refuse" a 400 with Anthropic's error
+/// body (its own type and `request_id`). `POST /v1/messages/count_tokens`
+/// answers 42.
 pub fn messages_script(req: &Recorded) -> Vec<Step> {
     let json_reply = |doc: &serde_json::Value| {
         let doc = doc.to_string();
@@ -500,16 +505,36 @@ pub fn messages_script(req: &Recorded) -> Vec<Step> {
             "input": {"city": "Oslo"}}),
         );
     }
-    if v["stream"] != true {
+    if last_text == "refuse" {
+        let doc = r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-x"},"request_id":"req_011"}"#;
+        return vec![send(format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{doc}",
+            doc.len()
+        ))];
+    }
+    let cached = if last_text == "cached" { 100 } else { 0 };
+    if v["stream"] != true || last_text == "whole" {
         return json_reply(&serde_json::json!({"id": "msg_native1", "type": "message",
             "role": "assistant", "model": model, "content": content, "stop_reason": stop,
-            "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 2}}));
+            "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 2,
+                "cache_read_input_tokens": cached}}));
     }
     let mut events = vec![
         serde_json::json!({"type": "message_start", "message": {"id": "msg_native1",
         "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null,
-        "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+        "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 1,
+            "cache_read_input_tokens": cached}}}),
     ];
+    if last_text == "overloaded" {
+        let error = serde_json::json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        let mut out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned();
+        out.push_str(&chunked(&format!(
+            "event: message_start\ndata: {}\n\n",
+            events[0]
+        )));
+        out.push_str(&chunked(&format!("event: error\ndata: {error}\n\n")));
+        return vec![send(out), Step::Close];
+    }
     events.push(serde_json::json!({"type": "ping"}));
     for (index, block) in content.iter().enumerate() {
         let (start, deltas) = match block["type"].as_str() {

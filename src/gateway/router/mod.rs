@@ -371,6 +371,16 @@ impl Router {
     }
 
     /// Whether some provider serves `endpoint` for this route's model.
+    /// Whether some provider of a resolved model answers Responses
+    /// requests through chat (and so keeps them in the response store):
+    /// `responses: "chat"`, an Anthropic provider, or the mock.
+    pub fn translates_responses(&self, resolved: &Resolved<'_>) -> bool {
+        resolved.route.targets.iter().any(|t| {
+            let p = &self.providers[t.provider];
+            p.anthropic || !p.native_responses || matches!(p.kind, ProviderKind::Mock(_))
+        })
+    }
+
     pub fn serves(&self, resolved: &Resolved<'_>, endpoint: Endpoint) -> bool {
         let bit = endpoint_bit(endpoint);
         resolved

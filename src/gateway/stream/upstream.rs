@@ -249,8 +249,7 @@ impl Reframer {
             self.note(&info);
             let t = self.translate.as_mut().and_then(Translation::events)?;
             for (name, data) in t.chunk(&ev.data) {
-                // A chat client's chunks have no event name.
-                let fields = event_fields((!name.is_empty()).then_some(name.as_bytes()), None);
+                let fields = event_fields(Some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
             if t.ended() {
@@ -309,7 +308,7 @@ impl Reframer {
 
     /// A native Messages event: `message_start` holds the input tokens
     /// (inside its `message`), `message_delta` the output tokens so far,
-    /// `message_stop` ends the answer, `error` fails it. Told by the
+    /// `message_stop` ends the answer, `error` fails it and is the last. Told by the
     /// `type` member every Messages event opens with.
     fn note_message_event(&mut self, data: &[u8]) {
         let kind = json::event_type(data);
@@ -320,7 +319,13 @@ impl Reframer {
                 }
             }
             Some("message_stop") => self.terminal = true,
-            Some("error") => self.fault = Some("upstream_stream_error"),
+            Some("error") => {
+                // Passed on, and the last event: an Anthropic stream ends
+                // at its error (no second one when the upstream closes).
+                self.fault = Some("upstream_stream_error");
+                self.ended = true;
+                self.failed = true;
+            }
             _ => {}
         }
     }
@@ -397,7 +402,7 @@ impl Reframer {
                 self.fault = Some("upstream_stream_error");
             }
             for (name, data) in closing {
-                let fields = event_fields((!name.is_empty()).then_some(name.as_bytes()), None);
+                let fields = event_fields(Some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
             self.done = true;
@@ -420,7 +425,7 @@ impl Reframer {
         self.ended = true;
         if let Some(t) = self.translate.as_mut().and_then(Translation::events) {
             for (name, data) in t.abort(&err.to_string()) {
-                let fields = event_fields((!name.is_empty()).then_some(name.as_bytes()), None);
+                let fields = event_fields(Some(name.as_bytes()), None);
                 self.pending.push_back(StreamItem::event(fields, data));
             }
             // A dialect's stream that already ended with its error event

@@ -29,7 +29,7 @@ pub enum Translation {
     /// A native Anthropic provider's Messages events into chat chunks,
     /// and those on into Responses events where the client asked for them
     /// (`anthropic_upstream::FromMessages`). A whole answer is turned into
-    /// a chat completion first (`answer_for` in `proxy.rs`).
+    /// a chat completion first (`answer_for` in `proxy/mod.rs`).
     FromMessages(Box<FromMessages>),
 }
 

@@ -31,3 +31,4 @@ pub mod sse;
 pub mod stats;
 pub mod translate;
 pub mod upstream;
+pub mod vectored;

@@ -5,27 +5,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::io::{self, IoSlice};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 use crate::api::{Body, Response};
 use crate::http1::encode::{reason_phrase, write_decimal, ChunkSize, CHUNK_END, LAST_CHUNK};
 use crate::sse::encode::StreamItem;
 
-/// Write every byte of `bufs`, however the kernel splits the writes.
-pub async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    mut bufs: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        let n = w.write_vectored(bufs).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut bufs, n);
-    }
-    Ok(())
-}
+pub use crate::vectored::write_all as write_all_vectored;
 
 /// How the body of an answer is framed on this connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

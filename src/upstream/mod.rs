@@ -438,36 +438,15 @@ impl Inner {
 }
 
 /// Writes the head and the body slices with as few `writev` calls as the
-/// socket allows, then flushes (TLS buffers records until then).
-///
-/// A partial write advances past the written bytes by hand instead of with
-/// `IoSlice::advance_slices`, which is newer than the crate's MSRV (1.80).
+/// socket allows (`crate::vectored`), then flushes (TLS buffers records
+/// until then).
 async fn write_request(conn: &mut Stream, head: &[u8], body: &[Bytes]) -> std::io::Result<()> {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + body.len());
-    parts.push(head);
-    parts.extend(body.iter().map(|b| &b[..]).filter(|b| !b.is_empty()));
-    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-    // Index of the first part not completely written.
-    let mut first = 0;
-    while first < parts.len() {
-        // `first < parts.len() == slices.len()` by the loop condition.
-        let mut n = conn.write_vectored(&slices[first..]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while let Some(part) = parts.get(first) {
-            if n < part.len() {
-                break;
-            }
-            n -= part.len();
-            first += 1;
-        }
-        if let (Some(part), Some(slice)) = (parts.get_mut(first), slices.get_mut(first)) {
-            // The loop above stopped at this part because `n < part.len()`.
-            *part = &part[n..];
-            *slice = IoSlice::new(part);
-        }
-    }
+    let mut slices: Vec<IoSlice<'_>> = std::iter::once(head)
+        .chain(body.iter().map(|b| &b[..]))
+        .filter(|p| !p.is_empty())
+        .map(IoSlice::new)
+        .collect();
+    crate::vectored::write_all(conn, &mut slices).await?;
     conn.flush().await
 }
 

@@ -1,6 +1,7 @@
 //! Translations between the API dialects chat2api speaks, pure and
 //! sans-IO: functions of bytes and event translators fed one event at a
-//! time, with no socket, no clock of their own and no knowledge of routing
+//! time, with no socket, no timer (the one clock read is the `created`
+//! second of the objects they make) and no knowledge of routing
 //! (docs/architecture.md, "Why this layout"). The gateway decides which
 //! translation a request needs and feeds it; each direction is tested here
 //! on its own.

@@ -562,3 +562,125 @@ async fn native_streams_end_once_replay_whole_answers_and_count_the_cache() {
         .unwrap();
     assert_eq!(after - before, 3 * 103);
 }
+
+/// What an Anthropic upstream may do that it should not, each answered
+/// well: `message_stop` ends the answer even when the upstream sends more
+/// or holds its body open; events where a plain answer was asked for are
+/// gathered into the message (or the chat completion) they make; usage
+/// counts of 2^64 - 1 overflow nothing, and a key's concurrency slot comes
+/// back after them.
+#[tokio::test]
+async fn misbehaving_native_upstreams_are_answered_well() {
+    let up = MockUpstream::start(messages_script).await;
+    let config = format!(
+        r#"{{"apiKeys": [{{"name": "ci", "key": "sk-test", "maxConcurrent": 1}}],
+  "requestTimeout": 5000, "retryCount": 0,
+  "providers": [{{"id": "claude", "type": "anthropic", "baseUrl": "{}",
+    "accounts": [{{"id": "a", "apiKey": "sk-ant-up"}}], "models": {{"claude-native": "claude-sonnet-4-5"}}}}]}}"#,
+        up.base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    // The key's one slot is held to each answer's last byte, a moment
+    // after the client has it: each request waits for it (up to 3 s).
+    let slot_back = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while gw.settled_stats().await["keyUsage"]["ci"]["open"] != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slot never came back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let ask = |text: &str, stream: bool| {
+        format!(
+            r#"{{"model":"claude-native","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":"{text}"}}]}}"#
+        )
+    };
+    let within = |what| async move {
+        tokio::time::timeout(std::time::Duration::from_secs(10), what)
+            .await
+            .expect("answered at message_stop, not at the upstream's end")
+    };
+    // message_stop, then more, then a body held open.
+    slot_back().await;
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask("linger", true), "sk-test").as_bytes())
+        .await;
+    let text = within(c.response()).await.expect("an answer").text();
+    assert!(
+        text.trim_end()
+            .ends_with(r#"data: {"type":"message_stop"}"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("AFTER-STOP") && !text.contains("event: error"),
+        "{text}"
+    );
+    let chat = r#"{"model":"claude-native","stream":true,"messages":[{"role":"user","content":"linger"}]}"#;
+    slot_back().await;
+    let mut c = gw.connect().await;
+    c.send(
+        support::post_request(
+            "/v1/chat/completions",
+            "Authorization: Bearer sk-test\r\n",
+            chat,
+        )
+        .as_bytes(),
+    )
+    .await;
+    let text = within(c.response()).await.expect("an answer").text();
+    assert!(
+        text.contains("data: [DONE]") && !text.contains("AFTER-STOP"),
+        "{text}"
+    );
+    assert!(!text.contains("\"error\""), "{text}");
+
+    // Events where a plain answer was asked for.
+    slot_back().await;
+    let mut c = gw.connect().await;
+    c.send(messages_request(&ask("streams-anyway", false), "sk-test").as_bytes())
+        .await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = r.json();
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["model"], "claude-native");
+    assert_eq!(m["content"][0]["text"], "Hello there");
+    assert_eq!(m["usage"]["input_tokens"], 3);
+    let chat =
+        r#"{"model":"claude-native","messages":[{"role":"user","content":"streams-anyway"}]}"#;
+    slot_back().await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-test"), chat)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello there");
+
+    // Counts of 2^64 - 1, through every door; the key's one slot comes
+    // back after each (a slot is held to the answer's last byte, a moment
+    // after the client has it: waited for here, up to 3 s).
+    for stream in [false, true] {
+        slot_back().await;
+        let mut c = gw.connect().await;
+        c.send(messages_request(&ask("huge", stream), "sk-test").as_bytes())
+            .await;
+        assert_eq!(c.response().await.expect("an answer").status, 200);
+        for door in ["/v1/chat/completions", "/v1/responses"] {
+            slot_back().await;
+            let body = match door {
+                "/v1/responses" => {
+                    format!(r#"{{"model":"claude-native","input":"huge","stream":{stream}}}"#)
+                }
+                _ => format!(
+                    r#"{{"model":"claude-native","stream":{stream},"messages":[{{"role":"user","content":"huge"}}]}}"#
+                ),
+            };
+            let r = gw.post_json(door, Some("sk-test"), &body).await;
+            assert_eq!(r.status, 200, "{door} {stream}: {}", r.text());
+        }
+    }
+    let stats = gw.settled_stats().await;
+    assert_eq!(stats["keyUsage"]["ci"]["open"], 0, "{stats}");
+    assert!(stats["keyUsage"]["ci"]["refused"] == 0, "{stats}");
+}

@@ -34,13 +34,25 @@ fn process_prefix() -> u32 {
     })
 }
 
-/// An id no other of this process has, `prefix` then 24 hex digits: for
-/// the items and messages chat2api makes (`msg_…`, `fc_…`, `toolu_…`),
-/// which upstreams' chat answers do not give (or repeat).
+/// A new id, `prefix` then 32 hex digits of 128 random bits: for the
+/// responses, items and messages chat2api makes (`resp_…`, `msg_…`,
+/// `fc_…`, `toolu_…`), which upstreams' chat answers do not give (or
+/// repeat). Random, not counted: a stored response or item is read by its
+/// id alone, so no id may be guessed from another one. (Should the
+/// system's random source fail, a counted id unique in the process.)
 pub fn fresh_id(prefix: &str) -> String {
-    let id = next();
-    let hex = id.strip_prefix(b"req_").unwrap_or(&id);
-    format!("{prefix}{}", String::from_utf8_lossy(hex))
+    let mut bytes = [0u8; 16];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        let id = next();
+        let hex = id.strip_prefix(b"req_").unwrap_or(&id);
+        return format!("{prefix}{}", String::from_utf8_lossy(hex));
+    }
+    let mut id = String::with_capacity(prefix.len() + 32);
+    id.push_str(prefix);
+    for b in bytes {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
 }
 
 /// A new request id, e.g. `req_5f3c9a1e0000000100000007`.
@@ -60,6 +72,16 @@ pub fn next() -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_ids_are_random_and_unguessable() {
+        let a = fresh_id("msg_");
+        let b = fresh_id("msg_");
+        assert!(a.starts_with("msg_") && a.len() == 36, "{a}");
+        assert_ne!(a, b);
+        // No shared run of digits beyond chance: not a counter.
+        assert_ne!(a[4..20], b[4..20]);
+    }
 
     #[test]
     fn ids_are_unique_across_threads() {

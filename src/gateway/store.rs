@@ -244,7 +244,7 @@ impl ResponseStore {
     /// is shared; whether there was one (here or there).
     pub async fn delete(&self, id: &str) -> bool {
         let ttl = lock(&self.limits).ttl;
-        let there = match self.shared() {
+        let there = match self.shared().filter(|_| id.len() <= MAX_ID_BYTES) {
             Some(shared) => shared.delete_response(id, ttl).await == Some(true),
             None => false,
         };
@@ -260,54 +260,88 @@ impl ResponseStore {
         let Some(shared) = self.shared() else {
             return;
         };
-        let mut ids: Vec<String> = responses.to_vec();
-        for item in items {
-            let mut owner = shared.item_owner(item).await;
-            for wait in WRITE_LAG_MS {
-                if owner.is_some() || lock(&self.inner).items.contains_key(item) || !shared.is_up()
-                {
-                    break;
+        // Only what could be an id chat2api made, each once, and a bounded
+        // number of them: a request cannot make this instance ask Redis
+        // without end.
+        let ours = |id: &&String| id.len() <= MAX_ID_BYTES;
+        let mut items: Vec<&String> = items.iter().filter(ours).collect();
+        items.sort_unstable();
+        items.dedup();
+        items.truncate(MAX_LOOKUPS);
+        let mut ids: Vec<String> = responses.iter().filter(ours).cloned().collect();
+        // Items: their owners, asked again (all together, once per
+        // request) while some is neither in Redis nor here.
+        let mut waits = WRITE_LAG_MS.iter();
+        let mut pending = items;
+        loop {
+            let mut missing = Vec::new();
+            for item in pending {
+                match shared.item_owner(item).await {
+                    Some(owner) => ids.push(owner),
+                    None => match lock(&self.inner).items.get(item.as_str()).cloned() {
+                        Some(owner) => ids.push(owner),
+                        None => missing.push(item),
+                    },
                 }
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-                owner = shared.item_owner(item).await;
             }
-            ids.extend(owner.or_else(|| lock(&self.inner).items.get(item).cloned()));
+            match waits.next() {
+                Some(wait) if !missing.is_empty() && shared.is_up() => {
+                    tokio::time::sleep(Duration::from_millis(*wait)).await;
+                    pending = missing;
+                }
+                _ => break,
+            }
         }
         ids.sort_unstable();
         ids.dedup();
-        for id in ids {
-            let mut fetched = shared.fetch_response(&id).await;
-            for wait in WRITE_LAG_MS {
-                if !matches!(fetched, SharedResponse::Missing) || self.get(&id).is_some() {
-                    break;
+        ids.truncate(MAX_LOOKUPS);
+        // Responses: the same, for those Redis does not hold yet.
+        let mut pending = ids;
+        loop {
+            let mut missing = Vec::new();
+            for id in pending {
+                match shared.fetch_response(&id).await {
+                    SharedResponse::Found { response, input } => {
+                        if self.get(&id).is_none() {
+                            let item_ids =
+                                item_ids(&serde_json::from_slice(&response).unwrap_or_default());
+                            self.put_here(&id, response, input, &item_ids, true);
+                        }
+                    }
+                    SharedResponse::Deleted => {
+                        lock(&self.inner).remove(&id);
+                    }
+                    SharedResponse::Missing => {
+                        let mut inner = lock(&self.inner);
+                        match inner.by_id.get(&id).map(|s| s.fetched) {
+                            // Brought from Redis, which no longer holds
+                            // it: expired there.
+                            Some(true) => {
+                                inner.remove(&id);
+                            }
+                            // Made here while Redis was away: kept.
+                            Some(false) => {}
+                            None => missing.push(id),
+                        }
+                    }
+                    SharedResponse::Unavailable => return,
                 }
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-                fetched = shared.fetch_response(&id).await;
             }
-            match fetched {
-                SharedResponse::Found { response, input } => {
-                    if self.get(&id).is_none() {
-                        let item_ids =
-                            item_ids(&serde_json::from_slice(&response).unwrap_or_default());
-                        self.put_here(&id, response, input, &item_ids, true);
-                    }
+            match waits.next() {
+                Some(wait) if !missing.is_empty() => {
+                    tokio::time::sleep(Duration::from_millis(*wait)).await;
+                    pending = missing;
                 }
-                SharedResponse::Deleted => {
-                    lock(&self.inner).remove(&id);
-                }
-                SharedResponse::Missing => {
-                    // Made here while Redis was away: kept. Brought from
-                    // Redis, which no longer holds it: expired there.
-                    let mut inner = lock(&self.inner);
-                    if inner.by_id.get(&id).is_some_and(|s| s.fetched) {
-                        inner.remove(&id);
-                    }
-                }
-                SharedResponse::Unavailable => return,
+                _ => break,
             }
         }
     }
 }
+
+/// The longest id looked up in Redis: chat2api's own are under 40 bytes.
+const MAX_ID_BYTES: usize = 128;
+/// The most ids one request has looked up in Redis (each way).
+const MAX_LOOKUPS: usize = 256;
 
 /// The Responses translation's view of the store: memory lookups only
 /// (what a request names was brought from Redis by [`ResponseStore::sync`]
@@ -339,8 +373,8 @@ impl crate::translate::StoredResponses for ResponseStore {
 /// it (the write is not waited for), so a client quick enough to name it
 /// at once on another instance can ask before it lands. What Redis does
 /// not hold yet (and this instance does not either) is asked again after
-/// each of these waits (90 ms in all): only a reference to an id that is
-/// nowhere pays them.
+/// each of these waits (90 ms in all, once per request whatever it names):
+/// only a request naming an id that is nowhere pays them.
 const WRITE_LAG_MS: [u64; 4] = [5, 10, 25, 50];
 
 /// The ids of a response's output items.

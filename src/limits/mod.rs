@@ -375,7 +375,7 @@ impl Lease {
     fn close(&mut self, (prompt, completion): (u64, u64), answered: bool) {
         self.ended = true;
         self.key.usage.open.fetch_sub(1, Relaxed);
-        let used = prompt + completion;
+        let used = prompt.saturating_add(completion);
         let used = if answered && used == 0 {
             self.reserved
         } else {
@@ -388,8 +388,9 @@ impl Lease {
             .rules
             .tpm
             .map_or(self.reserved, |r| self.reserved.clamp(1, r));
-        let tpm_delta = used as i64 - charged as i64;
-        let day_delta = used as i64 - self.day_cost as i64;
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let tpm_delta = signed(used).saturating_sub(signed(charged));
+        let day_delta = signed(used).saturating_sub(signed(self.day_cost));
         match &self.shared {
             None => self
                 .key

@@ -212,14 +212,24 @@ pub struct SharedState {
     next_lease: AtomicU64,
 }
 
-/// `c2a:{key:NAME}`: a Redis key part from a config name, with the braces
-/// that would end a hash tag early replaced.
+/// `c2a:{key:NAME}`: a Redis key part from a name (a config name, a
+/// response or item id), with the braces that would end a hash tag early
+/// percent-encoded, and `%` itself: two names never share a key.
 fn tag(kind: &str, name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| if c == '{' || c == '}' { '_' } else { c })
-        .collect();
-    format!("c2a:{{{kind}:{name}}}")
+    let mut out = String::with_capacity(name.len() + kind.len() + 8);
+    out.push_str("c2a:{");
+    out.push_str(kind);
+    out.push(':');
+    for c in name.chars() {
+        match c {
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out.push('}');
+    out
 }
 
 const RESTS_KEY: &str = "c2a:{rests}";
@@ -613,7 +623,10 @@ mod tests {
     #[test]
     fn hash_tags_keep_one_keys_state_in_one_slot() {
         assert_eq!(tag("key", "ci"), "c2a:{key:ci}");
-        assert_eq!(tag("key", "a}b{c"), "c2a:{key:a_b_c}");
+        assert_eq!(tag("key", "a}b{c"), "c2a:{key:a%7Db%7Bc}");
+        // Distinct names, distinct keys (a forged id cannot alias another).
+        assert_ne!(tag("resp", "resp{1"), tag("resp", "resp_1"));
+        assert_ne!(tag("resp", "a%7B"), tag("resp", "a{"));
     }
 
     #[test]

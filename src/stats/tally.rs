@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The most tokens one answer is counted for, each way (2^40, about 10^12:
+/// far above any model's context, far below an overflow).
+pub const MAX_TOKENS_PER_ANSWER: u64 = 1 << 40;
+
 use super::log::{log_error_index, LogRecord, Text, MODEL_BYTES, REQUEST_ID_BYTES};
 use super::{access, KeyUsage, LabelId, Stats, NO_LABEL};
 
@@ -138,8 +142,15 @@ impl Tally {
         }
     }
 
+    /// The answer's token counts, as its `usage` said. They come from the
+    /// upstream, which may say anything: each is capped at
+    /// [`MAX_TOKENS_PER_ANSWER`], so that no sum or conversion downstream
+    /// (statistics, key budgets, Redis settlements) can overflow.
     pub fn tokens(&mut self, prompt: u64, completion: u64) {
-        self.tokens = (prompt, completion);
+        self.tokens = (
+            prompt.min(MAX_TOKENS_PER_ANSWER),
+            completion.min(MAX_TOKENS_PER_ANSWER),
+        );
     }
 
     pub fn route(&mut self, route: RouteIds) {

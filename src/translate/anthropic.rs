@@ -1069,6 +1069,95 @@ pub fn message_to_events(message: &[u8]) -> Option<Vec<NamedEvent>> {
     Some(events)
 }
 
+/// An Anthropic event stream gathered into the one `message` it makes
+/// (an upstream that streamed where a plain answer was asked for):
+/// `message_start`'s message, each block's deltas joined (text, thinking
+/// and its signature, a tool's `input` from its JSON pieces),
+/// `message_delta`'s stop reason and usage. `None` when an `error` event
+/// came or the stream did not reach `message_stop`.
+pub fn gather_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Option<Bytes> {
+    let mut message: Option<Value> = None;
+    // (block index, block, its input's JSON pieces)
+    let mut blocks: Vec<(Option<u64>, Value, String)> = Vec::new();
+    let mut stopped = false;
+    for data in events {
+        let Ok(ev) = serde_json::from_slice::<Value>(data) else {
+            continue;
+        };
+        match ev.get("type").and_then(Value::as_str).unwrap_or("") {
+            "message_start" => message = ev.get("message").cloned(),
+            "content_block_start" => blocks.push((
+                ev.get("index").and_then(Value::as_u64),
+                ev.get("content_block")
+                    .cloned()
+                    .unwrap_or_else(|| json!({})),
+                String::new(),
+            )),
+            "content_block_delta" => {
+                let index = ev.get("index").and_then(Value::as_u64);
+                let Some((_, block, json)) = blocks.iter_mut().rev().find(|b| b.0 == index) else {
+                    continue;
+                };
+                let d = ev.get("delta").unwrap_or(&Value::Null);
+                let piece = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or("");
+                let mut append = |key: &str| {
+                    let joined = format!(
+                        "{}{}",
+                        block.get(key).and_then(Value::as_str).unwrap_or(""),
+                        piece(key)
+                    );
+                    block[key] = json!(joined);
+                };
+                match d.get("type").and_then(Value::as_str).unwrap_or("") {
+                    "text_delta" => append("text"),
+                    "thinking_delta" => append("thinking"),
+                    "signature_delta" => block["signature"] = json!(piece("signature")),
+                    "input_json_delta" => json.push_str(piece("partial_json")),
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                let Some(m) = message.as_mut().filter(|m| m.is_object()) else {
+                    continue;
+                };
+                for key in ["stop_reason", "stop_sequence"] {
+                    if let Some(v) = ev.pointer(&format!("/delta/{key}")) {
+                        m[key] = v.clone();
+                    }
+                }
+                if let Some(Value::Object(usage)) = ev.get("usage") {
+                    if !m["usage"].is_object() {
+                        m["usage"] = json!({});
+                    }
+                    for (k, v) in usage {
+                        m["usage"][k] = v.clone();
+                    }
+                }
+            }
+            "message_stop" => {
+                stopped = true;
+                break;
+            }
+            "error" => return None,
+            _ => {}
+        }
+    }
+    let mut m = message.filter(|m| m.is_object() && stopped)?;
+    m["content"] = blocks
+        .into_iter()
+        .map(|(_, mut block, json)| {
+            if !json.is_empty() {
+                block["input"] = match serde_json::from_str::<Value>(&json) {
+                    Ok(Value::Object(o)) => Value::Object(o),
+                    _ => json!({"arguments": json}),
+                };
+            }
+            block
+        })
+        .collect();
+    Some(Bytes::from(m.to_string()))
+}
+
 /// Anthropic's error `type` for a status (its API reference, "Errors").
 pub fn error_type(status: u16) -> &'static str {
     match status {
@@ -1629,6 +1718,30 @@ mod tests {
         ) {
             fuzz_anthropic(lines.join("\n").as_bytes());
         }
+    }
+
+    #[test]
+    fn a_stream_gathers_into_its_message_and_back() {
+        let message = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "thinking", "thinking": "Hm.", "signature": "sig"},
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "t1", "name": "get", "input": {"city": "Oslo"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 3, "output_tokens": 9}});
+        let events = message_to_events(message.to_string().as_bytes()).unwrap();
+        let gathered = gather_events(events.iter().map(|(_, d)| &d[..])).unwrap();
+        let back: Value = serde_json::from_slice(&gathered).unwrap();
+        assert_eq!(back["content"], message["content"]);
+        assert_eq!(back["stop_reason"], "tool_use");
+        assert_eq!(back["usage"]["output_tokens"], 9);
+        // Cut before message_stop, or with an error: no message.
+        let cut: Vec<&[u8]> = events[..events.len() - 1]
+            .iter()
+            .map(|(_, d)| &d[..])
+            .collect();
+        assert!(gather_events(cut).is_none());
+        let error: &[u8] = br#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#;
+        assert!(gather_events([&events[0].1[..], error]).is_none());
     }
 
     #[test]

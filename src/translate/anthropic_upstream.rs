@@ -87,11 +87,23 @@ pub fn chat_to_messages(body: &[u8], upstream_model: &str) -> Result<(Bytes, Cha
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    if here("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+    if here("n").is_some_and(|n| n.as_u64() != Some(1)) {
         return Err(invalid(
-            "'n' above 1 cannot be sent to an Anthropic provider: the Messages API makes one answer per request.",
+            "'n' other than 1 cannot be sent to an Anthropic provider: the Messages API makes one answer per request.",
             "n",
         ));
+    }
+    for key in ["temperature", "top_p"] {
+        if here(key).is_some_and(|v| !v.is_number()) {
+            return Err(invalid(
+                format!("'{key}' must be a number."),
+                if key == "top_p" {
+                    "top_p"
+                } else {
+                    "temperature"
+                },
+            ));
+        }
     }
     if here("logprobs") == Some(&Value::Bool(true)) {
         return Err(invalid(
@@ -231,19 +243,32 @@ pub fn chat_to_messages(body: &[u8], upstream_model: &str) -> Result<(Bytes, Cha
                 out.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
             }
             (None, Some(p)) => {
-                out.insert("top_p".into(), p.clone());
+                out.insert(
+                    "top_p".into(),
+                    json!(p.as_f64().unwrap_or(1.0).clamp(0.0, 1.0)),
+                );
             }
             (None, None) => {}
         }
     }
-    match here("stop") {
-        Some(Value::String(s)) => {
-            out.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(Value::Array(list)) if !list.is_empty() => {
-            out.insert("stop_sequences".into(), Value::Array(list.clone()));
-        }
-        _ => {}
+    let stops: Vec<&Value> = match here("stop") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    if stops.iter().any(|s| !s.is_string()) {
+        return Err(invalid(
+            "'stop' must be a string or an array of strings.",
+            "stop",
+        ));
+    }
+    // Anthropic refuses empty (or blank) stop sequences.
+    let stops: Vec<&Value> = stops
+        .into_iter()
+        .filter(|s| s.as_str().is_some_and(|s| !s.trim().is_empty()))
+        .collect();
+    if !stops.is_empty() {
+        out.insert("stop_sequences".into(), json!(stops));
     }
     if let Some(user) = here("user").and_then(Value::as_str) {
         out.insert("metadata".into(), json!({"user_id": user}));
@@ -271,6 +296,16 @@ pub fn chat_to_messages(body: &[u8], upstream_model: &str) -> Result<(Bytes, Cha
         None if no_parallel && out.contains_key("tools") => Some(json!({"type": "auto"})),
         None => None,
     };
+    if choice
+        .as_ref()
+        .is_some_and(|c| c["type"] != "none" && c["type"] != "auto")
+        && !out.contains_key("tools")
+    {
+        return Err(invalid(
+            "'tool_choice' asks for a tool, but 'tools' offers none.",
+            "tool_choice",
+        ));
+    }
     if let Some(mut choice) = choice {
         if no_parallel && choice["type"] != "none" {
             choice["disable_parallel_tool_use"] = json!(true);
@@ -347,10 +382,16 @@ fn user_blocks(content: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
                         )
                     })?;
                 let source = match data_url(url) {
-                    Some((media, data)) => {
+                    Some((media, data)) if media.starts_with("image/") => {
                         json!({"type": "base64", "media_type": media, "data": data})
                     }
-                    None => json!({"type": "url", "url": url}),
+                    _ if url.starts_with("data:") => {
+                        return Err(invalid(
+                            format!("messages[{i}]: an image given as a data URL must be `data:image/…;base64,…`."),
+                            "messages",
+                        ))
+                    }
+                    _ => json!({"type": "url", "url": url}),
                 };
                 blocks.push(json!({"type": "image", "source": source}));
             }
@@ -399,7 +440,17 @@ fn assistant_blocks(m: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
             .collect(),
         other => text_blocks(other, i)?,
     };
-    if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+    let calls = match m.get("tool_calls") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(calls)) => &calls[..],
+        Some(_) => {
+            return Err(invalid(
+                format!("messages[{i}]: 'tool_calls' must be an array."),
+                "messages",
+            ))
+        }
+    };
+    {
         for call in calls {
             let id = call.get("id").and_then(Value::as_str);
             let name = call.pointer("/function/name").and_then(Value::as_str);
@@ -409,12 +460,22 @@ fn assistant_blocks(m: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
                     "messages",
                 ));
             };
-            let arguments = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            blocks.push(json!({"type": "tool_use", "id": id, "name": name,
-                "input": tool_input(arguments)}));
+            // Arguments are a JSON string in chat; an object given as is
+            // is taken as the input it means.
+            let input = match call.pointer("/function/arguments") {
+                Some(Value::String(arguments)) => tool_input(arguments),
+                Some(Value::Object(o)) => Value::Object(o.clone()),
+                None | Some(Value::Null) => json!({}),
+                Some(_) => {
+                    return Err(invalid(
+                        format!(
+                        "messages[{i}]: a tool call's 'function.arguments' must be a JSON string."
+                    ),
+                        "messages",
+                    ))
+                }
+            };
+            blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
         }
     }
     Ok(blocks)
@@ -446,9 +507,17 @@ fn anthropic_tool(t: &Value, i: usize) -> Result<Value, ApiError> {
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid(format!("tools[{i}].function.name is required."), "tools"))?;
-    let mut tool = json!({"name": name,
-        "input_schema": f.get("parameters").filter(|p| p.is_object()).cloned()
-            .unwrap_or_else(|| json!({"type": "object", "properties": {}}))});
+    let schema = match f.get("parameters") {
+        None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+        Some(p) if p.is_object() => p.clone(),
+        Some(_) => {
+            return Err(invalid(
+                format!("tools[{i}].function.parameters must be a JSON Schema object."),
+                "tools",
+            ))
+        }
+    };
+    let mut tool = json!({"name": name, "input_schema": schema});
     if let Some(d) = f.get("description").and_then(Value::as_str) {
         tool["description"] = json!(d);
     }
@@ -498,14 +567,41 @@ fn chat_id(message_id: &str) -> String {
 /// Anthropic's `usage` (its input excludes cached tokens).
 #[derive(Deserialize, Default, Clone, Copy, Debug)]
 struct Usage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     cache_creation_input_tokens: Option<u64>,
+}
+
+/// A number the upstream sends, read leniently: a count below zero is 0, a
+/// fraction is cut, anything that is no number is absent. One odd field
+/// must not lose the whole event it came in.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Lenient {
+    Whole(u64),
+    Negative(i64),
+    Fraction(f64),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Lenient {
+    fn count(self) -> Option<u64> {
+        match self {
+            Lenient::Whole(n) => Some(n),
+            Lenient::Negative(n) => Some(n.max(0) as u64),
+            Lenient::Fraction(f) if f.is_finite() => Some(f.max(0.0) as u64),
+            Lenient::Fraction(_) | Lenient::Other(_) => None,
+        }
+    }
+}
+
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<Lenient>::deserialize(d)?.and_then(Lenient::count))
 }
 
 impl Usage {
@@ -643,7 +739,10 @@ pub fn message_to_chat(answer: &[u8], seed: &ChatSeed) -> Result<Bytes, ApiError
 struct Event<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    index: Option<usize>,
+    /// A block's index; absent (or not a whole number: then the blocks it
+    /// names are told apart by arrival alone).
+    #[serde(default, deserialize_with = "count")]
+    index: Option<u64>,
     #[serde(borrow)]
     message: Option<StartMessage<'a>>,
     #[serde(borrow)]
@@ -652,7 +751,19 @@ struct Event<'a> {
     delta: Option<Delta<'a>>,
     usage: Option<Usage>,
     #[serde(borrow)]
-    error: Option<ErrorBody<'a>>,
+    error: Option<ErrorField<'a>>,
+}
+
+/// An `error` event's `error`: Anthropic's object, or whatever else an
+/// upstream put there.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorField<'a> {
+    #[serde(borrow)]
+    Object(ErrorBody<'a>),
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+    Other(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -751,10 +862,11 @@ struct FunctionDelta<'a> {
 pub struct FromMessages {
     seed: ChatSeed,
     id: String,
-    /// (block index, chat tool-call index) of each content block that is
-    /// a tool call. A list, not a table indexed by block: the index comes
-    /// from the upstream and may be anything.
-    tool_blocks: Vec<(usize, u32)>,
+    /// The chat tool-call index of each content block that is a tool call,
+    /// by its block index (which the upstream sends, and may be anything:
+    /// a map, not a table sized by it; a later block of the same index
+    /// takes it over).
+    tool_blocks: std::collections::HashMap<Option<u64>, u32>,
     tools: u32,
     usage: Usage,
     finish: Option<&'static str>,
@@ -773,7 +885,7 @@ impl FromMessages {
         FromMessages {
             seed,
             id: String::new(),
-            tool_blocks: Vec::new(),
+            tool_blocks: std::collections::HashMap::new(),
             tools: 0,
             usage: Usage::default(),
             finish: None,
@@ -809,6 +921,12 @@ impl FromMessages {
     /// message of an `error` event.
     fn convert(&mut self, data: &[u8]) -> (Option<Bytes>, Option<String>) {
         let Ok(ev) = serde_json::from_slice::<Event>(data) else {
+            // An event that is not even JSON: the upstream is broken, and
+            // what it meant is lost; the answer ends on it, said so.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
+                self.errored = true;
+                return (None, Some("an event that is not JSON".to_owned()));
+            }
             return (None, None);
         };
         match &*ev.kind {
@@ -825,7 +943,7 @@ impl FromMessages {
                 (Some(self.chat_chunk(delta, None)), None)
             }
             "content_block_start" => {
-                let (Some(index), Some(block)) = (ev.index, ev.content_block) else {
+                let (index, Some(block)) = (ev.index, ev.content_block) else {
                     return (None, None);
                 };
                 if block.kind != "tool_use" {
@@ -833,7 +951,7 @@ impl FromMessages {
                 }
                 let call = self.tools;
                 self.tools += 1;
-                self.tool_blocks.push((index, call));
+                self.tool_blocks.insert(index, call);
                 let delta = ChunkDelta {
                     tool_calls: Some([ToolCallDelta {
                         index: call,
@@ -863,11 +981,7 @@ impl FromMessages {
                         ..ChunkDelta::default()
                     }
                 } else if let Some(json) = d.partial_json.as_deref() {
-                    let Some(call) = ev
-                        .index
-                        .and_then(|i| self.tool_blocks.iter().rev().find(|(b, _)| *b == i))
-                        .map(|(_, call)| *call)
-                    else {
+                    let Some(call) = self.tool_blocks.get(&ev.index).copied() else {
                         return (None, None);
                     };
                     if json.is_empty() {
@@ -911,15 +1025,13 @@ impl FromMessages {
             }
             "error" => {
                 self.errored = true;
-                let e = ev.error;
-                let kind = e
-                    .as_ref()
-                    .and_then(|e| e.kind.as_deref())
-                    .unwrap_or("api_error");
-                let message = e
-                    .as_ref()
-                    .and_then(|e| e.message.as_deref())
-                    .unwrap_or("the upstream's stream failed");
+                let (kind, message) = match &ev.error {
+                    Some(ErrorField::Object(e)) => (e.kind.as_deref(), e.message.as_deref()),
+                    Some(ErrorField::Text(text)) => (None, Some(&**text)),
+                    Some(ErrorField::Other(_)) | None => (None, None),
+                };
+                let kind = kind.unwrap_or("api_error");
+                let message = message.unwrap_or("the upstream's stream failed");
                 (None, Some(format!("{kind}: {message}")))
             }
             // `ping`, and events added later.
@@ -973,20 +1085,31 @@ impl EventTranslator for FromMessages {
     }
 
     fn finish(&mut self) -> Result<Vec<NamedEvent>, ApiError> {
-        if !self.stopped || self.finish.is_none() {
+        if !self.stopped {
             return Err(ApiError::Upstream(
                 "the upstream's Messages stream ended before message_stop".into(),
             ));
         }
-        let usage = self.usage_chunk();
+        // A `message_stop` with no `message_delta` before it: the answer is
+        // whole, its stop reason unsaid.
+        let mut closing = Vec::new();
+        if self.finish.is_none() {
+            self.finish = Some("stop");
+            closing.push(self.chat_chunk(ChunkDelta::default(), Some("stop")));
+        }
+        closing.push(self.usage_chunk());
+        let usage_asked = self.seed.include_usage;
         match &mut self.then {
             Some(then) => {
-                let mut events = then.chunk(&usage);
+                let mut events: Vec<NamedEvent> =
+                    closing.iter().flat_map(|c| then.chunk(c)).collect();
                 events.extend(then.finish()?);
                 Ok(events)
             }
-            None if self.seed.include_usage => Ok(vec![("", usage)]),
-            None => Ok(Vec::new()),
+            None => {
+                let usage = closing.pop().filter(|_| usage_asked);
+                Ok(closing.into_iter().chain(usage).map(|c| ("", c)).collect())
+            }
         }
     }
 
@@ -1012,6 +1135,10 @@ impl EventTranslator for FromMessages {
     fn usage(&self) -> Option<(u64, u64)> {
         let u = self.usage.chat();
         Some((u.prompt_tokens, u.completion_tokens))
+    }
+
+    fn complete(&self) -> bool {
+        self.stopped
     }
 }
 
@@ -1182,6 +1309,38 @@ mod tests {
             assert_eq!(t.chunk(delta.as_bytes()).len(), 1);
         }
         assert_eq!(t.usage().unwrap().0, u64::MAX);
+        // Odd indices still make their call and fill it; odd counts and a
+        // string error lose nothing else of their event.
+        for index in ["-1", "1.5", "\"1\""] {
+            let start = format!(
+                r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"tool_use","id":"t","name":"f"}}}}"#
+            );
+            let made = t.chunk(start.as_bytes());
+            assert_eq!(made.len(), 1, "{index}");
+            let delta = format!(
+                r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"input_json_delta","partial_json":"{{}}"}}}}"#
+            );
+            assert_eq!(t.chunk(delta.as_bytes()).len(), 1, "{index}");
+        }
+        let seed = ChatSeed {
+            model: "claude".into(),
+            include_usage: true,
+            created: 1,
+        };
+        let mut t = FromMessages::new(seed, None);
+        let start = t.chunk(br#"{"type":"message_start","message":{"id":"msg_y","usage":{"input_tokens":-5,"output_tokens":2.5}}}"#);
+        assert_eq!(start.len(), 1);
+        assert_eq!(t.usage(), Some((0, 2)));
+        let out = t.chunk(br#"{"type":"error","error":"just a string"}"#);
+        assert!(String::from_utf8_lossy(&out[0].1).contains("just a string"));
+        let seed = ChatSeed {
+            model: "claude".into(),
+            include_usage: false,
+            created: 1,
+        };
+        let mut t = FromMessages::new(seed, None);
+        let out = t.chunk(b"{not json");
+        assert!(t.failed() && String::from_utf8_lossy(&out[0].1).contains("not JSON"));
     }
 
     #[test]
@@ -1208,6 +1367,24 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "user", "content": ""}]}),
+                "messages",
+            ),
+            (json!({"n": "2"}), "n"),
+            (json!({"temperature": "hot"}), "temperature"),
+            (json!({"top_p": "x"}), "top_p"),
+            (json!({"stop": [1, 2]}), "stop"),
+            (json!({"tool_choice": "required"}), "tool_choice"),
+            (
+                json!({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]}),
+                "tools",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": "x"}]}),
+                "messages",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url",
+                    "image_url": {"url": "data:image/png,abc"}}]}]}),
                 "messages",
             ),
             (

@@ -70,6 +70,11 @@ pub trait EventTranslator: Send {
     fn usage(&self) -> Option<(u64, u64)> {
         None
     }
+    /// The upstream's answer reached its end marker without `[DONE]` (an
+    /// Anthropic stream's `message_stop`): the stream is finished there.
+    fn complete(&self) -> bool {
+        false
+    }
 }
 
 /// The responses kept for later turns, as the Responses translation reads

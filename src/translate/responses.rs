@@ -800,7 +800,7 @@ fn usage(chat: &Value) -> Value {
         "input_tokens_details": {"cached_tokens": n(chat.pointer("/prompt_tokens_details/cached_tokens"))},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": n(chat.pointer("/completion_tokens_details/reasoning_tokens"))},
-        "total_tokens": n(chat.get("total_tokens")).max(input + output),
+        "total_tokens": n(chat.get("total_tokens")).max(input.saturating_add(output)),
     })
 }
 
@@ -809,14 +809,7 @@ fn usage(chat: &Value) -> Value {
 /// every answer) and which would then name two stored responses; 128
 /// random bits.
 fn response_id(_chat_id: &str) -> String {
-    // Random, not a counter: a stored response is read by its id alone,
-    // so an id must not be guessable from another one.
-    let mut bytes = [0u8; 16];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        return fresh_id("resp_");
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("resp_{hex}")
+    fresh_id("resp_")
 }
 
 impl Seed {

@@ -446,7 +446,10 @@ pub fn chat_reply(req: &Recorded, reply: &ChatReply<'_>) -> Vec<Step> {
 /// `overloaded_error`, then the connection closed; "whole" one message
 /// object whether a stream was asked for or not; "cached" 100 more input
 /// tokens read from the prompt cache; "refuse" a 400 with Anthropic's error
-/// body (its own type and `request_id`). `POST /v1/messages/count_tokens`
+/// body (its own type and `request_id`); "huge" usage counts of 2^64 - 1;
+/// "linger" one more event after `message_stop`, then the body held open
+/// for 30 s; "streams-anyway" events even where a plain answer was asked
+/// for. `POST /v1/messages/count_tokens`
 /// answers 42.
 pub fn messages_script(req: &Recorded) -> Vec<Step> {
     let json_reply = |doc: &serde_json::Value| {
@@ -513,16 +516,22 @@ pub fn messages_script(req: &Recorded) -> Vec<Step> {
         ))];
     }
     let cached = if last_text == "cached" { 100 } else { 0 };
-    if v["stream"] != true || last_text == "whole" {
+    // "huge": counts no model has; the gateway must not overflow on them.
+    let (input, output) = match last_text.as_str() {
+        "huge" => (u64::MAX, u64::MAX),
+        _ => (3, 2),
+    };
+    let streams = v["stream"] == true || last_text == "streams-anyway";
+    if !streams || last_text == "whole" {
         return json_reply(&serde_json::json!({"id": "msg_native1", "type": "message",
             "role": "assistant", "model": model, "content": content, "stop_reason": stop,
-            "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 2,
+            "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": output,
                 "cache_read_input_tokens": cached}}));
     }
     let mut events = vec![
         serde_json::json!({"type": "message_start", "message": {"id": "msg_native1",
         "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null,
-        "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 1,
+        "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1,
             "cache_read_input_tokens": cached}}}),
     ];
     if last_text == "overloaded" {
@@ -572,8 +581,15 @@ pub fn messages_script(req: &Recorded) -> Vec<Step> {
         events.push(serde_json::json!({"type": "content_block_stop", "index": index}));
     }
     events.push(serde_json::json!({"type": "message_delta",
-        "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 2}}));
+        "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": output}}));
     events.push(serde_json::json!({"type": "message_stop"}));
+    if last_text == "linger" {
+        // After message_stop: one more event, then the body held open.
+        events.push(
+            serde_json::json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": " AFTER-STOP"}}),
+        );
+    }
     let mut out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nTransfer-Encoding: chunked\r\nrequest-id: req_native\r\n\r\n".to_owned();
     for e in &events {
         out.push_str(&chunked(&format!(
@@ -584,6 +600,12 @@ pub fn messages_script(req: &Recorded) -> Vec<Step> {
             // Cut after the first text delta: no last chunk.
             return vec![send(out), Step::Close];
         }
+    }
+    if last_text == "linger" {
+        return vec![send(out), Step::Sleep(std::time::Duration::from_secs(30))];
+    }
+    if last_text == "linger" {
+        return vec![send(out), Step::Sleep(std::time::Duration::from_secs(30))];
     }
     out.push_str("0\r\n\r\n");
     vec![send(out)]

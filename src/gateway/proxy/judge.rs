@@ -12,7 +12,7 @@ use crate::gateway::json;
 use crate::gateway::Gateway;
 use crate::sse::SseDecoder;
 use crate::stats::Tally;
-use crate::translate::{chat as translate, responses};
+use crate::translate::{anthropic, chat as translate, responses};
 use crate::upstream::UpstreamResponse;
 
 /// Whether an answer's `Content-Type` is `media` (RFC 9110 §8.3.1: the
@@ -43,7 +43,9 @@ pub(super) enum Answer {
 ///
 /// - stream asked: SSE (by `Content-Type`, or by its first bytes) is
 ///   streamed; anything else is collected whole;
-/// - plain asked: the body is collected; SSE is gathered into one object.
+/// - plain asked: the body is collected; SSE is gathered into one object
+///   (`messages`: an Anthropic provider's events into one `message`,
+///   else chat chunks into one completion).
 ///
 /// Whether a whole answer is a JSON object at all is left to the one walk
 /// that reads it ([`plain_answer`], [`translate::answer_to_events`]).
@@ -51,6 +53,7 @@ pub(super) async fn judge_and_collect(
     gw: &Gateway,
     resp: &mut UpstreamResponse,
     stream: bool,
+    messages: bool,
 ) -> Result<Answer, ApiError> {
     if stream && is_media_type(resp.head(), b"text/event-stream") {
         return Ok(Answer::Stream(None));
@@ -92,16 +95,20 @@ pub(super) async fn judge_and_collect(
             .take_while(|ev| !ev.is_done())
             .map(|ev| ev.data)
             .collect();
-        return translate::aggregate_events(events.iter().map(|e| &e[..]))
-            .map(Answer::Whole)
-            .ok_or_else(|| match events.iter().find_map(|e| carried_error(e)) {
+        let gathered = match messages {
+            true => anthropic::gather_events(events.iter().map(|e| &e[..])),
+            false => translate::aggregate_events(events.iter().map(|e| &e[..])),
+        };
+        return gathered.map(Answer::Whole).ok_or_else(|| {
+            match events.iter().find_map(|e| carried_error(e)) {
                 Some(message) => {
                     ApiError::Upstream(format!("the upstream's stream carried an error: {message}"))
                 }
                 None => ApiError::Upstream(
                     "the upstream streamed events that do not make up a completion".into(),
                 ),
-            });
+            }
+        });
     }
     Ok(Answer::Whole(body))
 }

@@ -260,7 +260,7 @@ pub async fn forward(
         return settle(answer);
     }
     let stream = info.stream || (endpoint.passes_bytes() && sse);
-    let answer = match judge_and_collect(gw, &mut resp, stream).await {
+    let answer = match judge_and_collect(gw, &mut resp, stream, anthropic).await {
         Ok(answer) => answer,
         Err(e) => return settle(Err(e)),
     };
@@ -378,6 +378,12 @@ fn answer_for(
             // in the dialect asked for.
             if endpoint == Endpoint::Messages {
                 return messages_short_stream(answer, &client_model, tally);
+            }
+            if let (Some(t), Some(usage)) = (tally.as_mut(), json::inspect_answer(&answer)) {
+                t.tokens(
+                    usage.prompt_tokens.unwrap_or(0),
+                    usage.completion_tokens.unwrap_or(0),
+                );
             }
             match translate::answer_to_events(&answer, &info.model) {
                 Some(events) => {

@@ -95,6 +95,10 @@ pub struct Reframer {
     /// A terminal event went by (Responses: `response.completed`, …;
     /// Messages: `message_stop`).
     terminal: bool,
+    /// The upstream's answer is complete without `[DONE]` (an Anthropic
+    /// stream's `message_stop`): the stream ends there, and whatever the
+    /// upstream sends after it is not read.
+    complete: bool,
     /// Token counts from the upstream's `usage`, when it sent one.
     usage: (u64, u64),
     /// Finds each event's `model` (SSE events of one stream share a shape).
@@ -157,6 +161,7 @@ impl Reframer {
             pending: std::collections::VecDeque::new(),
             native,
             terminal: false,
+            complete: false,
             usage: (0, 0),
             inspector: json::EventInspector::default(),
             max_event_bytes,
@@ -182,6 +187,9 @@ impl Reframer {
             }
             if self.ended {
                 return Reframed::End;
+            }
+            if self.complete {
+                return Reframed::Item(self.finish_done());
             }
             let event = match self.decoder.next_event() {
                 Some(ev) => Some(ev),
@@ -257,6 +265,8 @@ impl Reframer {
                 // further, and the connection is closed after it.
                 self.ended = true;
                 self.failed = true;
+            } else if t.complete() {
+                self.complete = true;
             }
             return self.pending.pop_front();
         }
@@ -318,7 +328,10 @@ impl Reframer {
                     self.usage = (input, output);
                 }
             }
-            Some("message_stop") => self.terminal = true,
+            Some("message_stop") => {
+                self.terminal = true;
+                self.complete = true;
+            }
             Some("error") => {
                 // Passed on, and the last event: an Anthropic stream ends
                 // at its error (no second one when the upstream closes).

@@ -212,3 +212,38 @@ fn readme_key_rules_example_runs_as_written() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("200 200 200 429"), "{script}\n{text}");
 }
+
+/// Every whole config the README shows (its `json` blocks that are one
+/// object) loads: `--check-config` accepts it, with the variables it names
+/// set.
+#[test]
+fn readme_configs_load() {
+    let configs: Vec<String> = readme_blocks("json")
+        .into_iter()
+        .filter(|b| b.trim_start().starts_with('{'))
+        .collect();
+    assert!(
+        configs.iter().any(|c| c.contains("\"anthropic\"")),
+        "the README lost its Anthropic provider example"
+    );
+    for (i, config) in configs.iter().enumerate() {
+        let path = std::env::temp_dir().join(format!(
+            "chat2api-readme-config-{}-{i}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_chat2api"))
+            .args(["--config", path.to_str().unwrap(), "--check-config"])
+            .env("ANTHROPIC_API_KEY", "sk-ant-example")
+            .env("REDIS_PASSWORD", "example")
+            .env("CI_KEY", "sk-ci-example")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success(),
+            "{config}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -930,6 +930,14 @@ impl FromMessages {
             return (None, None);
         };
         match &*ev.kind {
+            // A second `message_start` would restart the answer: only
+            // its counts are kept.
+            "message_start" if !self.id.is_empty() => {
+                if let Some(m) = ev.message {
+                    self.usage.update(&m.usage);
+                }
+                (None, None)
+            }
             "message_start" => {
                 if let Some(m) = ev.message {
                     self.id = chat_id(m.id.as_deref().unwrap_or(""));
@@ -1008,6 +1016,11 @@ impl FromMessages {
             "message_delta" => {
                 if let Some(u) = &ev.usage {
                     self.usage.update(u);
+                }
+                if self.finish.is_some() {
+                    // One finish chunk per answer; a later delta only
+                    // updates the counts.
+                    return (None, None);
                 }
                 let stop = ev
                     .delta
@@ -1331,6 +1344,18 @@ mod tests {
         let start = t.chunk(br#"{"type":"message_start","message":{"id":"msg_y","usage":{"input_tokens":-5,"output_tokens":2.5}}}"#);
         assert_eq!(start.len(), 1);
         assert_eq!(t.usage(), Some((0, 2)));
+        // A second message_start and a second message_delta change
+        // nothing the client sees.
+        assert!(t
+            .chunk(br#"{"type":"message_start","message":{"id":"msg_z"}}"#)
+            .is_empty());
+        assert_eq!(
+            t.chunk(br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#)
+                .len(),
+            1
+        );
+        assert!(t.chunk(br#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":9}}"#).is_empty());
+        assert_eq!(t.usage(), Some((0, 9)));
         let out = t.chunk(br#"{"type":"error","error":"just a string"}"#);
         assert!(String::from_utf8_lossy(&out[0].1).contains("just a string"));
         let seed = ChatSeed {

@@ -505,8 +505,8 @@ impl Gateway {
                 Ok(body) if (200..300).contains(&resp.status()) => {
                     #[derive(serde::Deserialize)]
                     struct Count {
-                        #[allow(dead_code)]
-                        input_tokens: u64,
+                        #[serde(rename = "input_tokens")]
+                        _input_tokens: u64,
                     }
                     match serde_json::from_slice::<Count>(&body) {
                         Ok(_) => Response::json(200, body),

@@ -85,6 +85,14 @@ fn with_upstream_headers(mut resp: Response, passed: &[(&'static str, Bytes)]) -
     resp
 }
 
+/// One attempt at `pick`'s deployment over `upstream`: the request sent
+/// as the provider needs it (the client's body with the upstream model
+/// spliced in, or its translation: chat for a `completions`/`responses:
+/// "chat"` provider and for Messages requests to chat providers, Messages
+/// for an Anthropic provider), and the answer judged and made into the
+/// client's (`answer_for`). `Done` carries the client's answer, success or
+/// the client's own error; `Failed` a failure another deployment may not
+/// have (docs/wire.md §2).
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     gw: &Arc<Gateway>,

@@ -14,7 +14,8 @@ use std::fmt;
 /// where the next message starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpError {
-    /// The request line and header section exceed `Limits::max_head_bytes`.
+    /// The start line and header section (a request's, or an upstream
+    /// response's) exceed `Limits::max_head_bytes`.
     HeadTooLarge,
     /// More header fields than `Limits::max_headers`.
     TooManyHeaders,
@@ -48,7 +49,7 @@ impl HttpError {
     /// contains bytes from the input).
     pub fn reason(&self) -> &'static str {
         match self {
-            HttpError::HeadTooLarge => "request header section too large",
+            HttpError::HeadTooLarge => "header section too large",
             HttpError::TooManyHeaders => "too many header fields",
             HttpError::UriTooLong => "request-target too long",
             HttpError::BodyTooLarge => "message body too large",

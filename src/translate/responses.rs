@@ -1370,8 +1370,10 @@ impl StreamTranslator {
     /// Closes item `at`: its `…done` events and `output_item.done`, with
     /// `status` for a message.
     fn close(&mut self, at: usize, out: &mut Vec<NamedEvent>) {
-        let status = match final_status(self.finish.as_deref()) {
-            "incomplete" => "incomplete",
+        // An item of a response that failed (an error, an answer that
+        // broke off) was not completed either.
+        let status = match (self.error.is_some(), final_status(self.finish.as_deref())) {
+            (true, _) | (_, "incomplete") => "incomplete",
             _ => "completed",
         };
         let item = &mut self.items[at];
@@ -1555,7 +1557,7 @@ impl StreamTranslator {
         let mut sent: Vec<&Item> = self.items.iter().collect();
         sent.sort_by_key(|item| item.output_index);
         let item_status = match status {
-            "incomplete" => "incomplete",
+            "incomplete" | "failed" => "incomplete",
             _ => "completed",
         };
         let output = sent
@@ -2286,6 +2288,11 @@ mod tests {
         assert_eq!(
             last(&events)["response"]["output"][0]["content"][0]["text"],
             "Hel"
+        );
+        // Its item was not completed either.
+        assert_eq!(
+            last(&events)["response"]["output"][0]["status"],
+            "incomplete"
         );
         // An error before anything else: created first, then error, then failed.
         let mut t = StreamTranslator::new(seed);

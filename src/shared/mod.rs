@@ -372,19 +372,8 @@ impl SharedState {
             return Admission::Unavailable;
         };
         let call = ADMIT_SCRIPT.run(&mut conn, &keys, &args);
-        let value = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                self.went_down(&format!("failed ({})", e.category()));
-                return Admission::Unavailable;
-            }
-            Err(_) => {
-                self.went_down(&format!(
-                    "did not answer within {} ms",
-                    self.timeout.as_millis()
-                ));
-                return Admission::Unavailable;
-            }
+        let Some(value) = self.answer(call).await else {
+            return Admission::Unavailable;
         };
         let n: Vec<i64> = match redis::from_redis_value(value) {
             Ok(n) => n,
@@ -420,6 +409,29 @@ impl SharedState {
             },
             lease,
             day: at(7),
+        }
+    }
+
+    /// The answer of a call to Redis, waiting at most the timeout; `None`
+    /// (and Redis marked down, saying why) when it failed or did not
+    /// answer in time.
+    async fn answer<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.went_down(&format!("failed ({})", e.category()));
+                None
+            }
+            Err(_) => {
+                self.went_down(&format!(
+                    "did not answer within {} ms",
+                    self.timeout.as_millis()
+                ));
+                None
+            }
         }
     }
 

@@ -123,21 +123,12 @@ impl SharedState {
         let mut conn = self.worker_connection()?;
         let keys = [tag("resp", id)];
         let args = [(ttl.as_millis().max(1) as u64).to_string()];
-        let call = FORGET_SCRIPT.run(&mut conn, &keys, &args);
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => redis::from_redis_value::<i64>(v).ok().map(|had| had == 1),
-            Ok(Err(e)) => {
-                self.went_down(&format!("failed ({})", e.category()));
-                None
-            }
-            Err(_) => {
-                self.went_down(&format!(
-                    "did not answer within {} ms",
-                    self.timeout.as_millis()
-                ));
-                None
-            }
-        }
+        let value = self
+            .answer(FORGET_SCRIPT.run(&mut conn, &keys, &args))
+            .await?;
+        redis::from_redis_value::<i64>(value)
+            .ok()
+            .map(|had| had == 1)
     }
 
     /// One command on this worker's connection, waiting at most the
@@ -151,19 +142,6 @@ impl SharedState {
             self.went_down("cannot be reached from this thread");
             return None;
         };
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.went_down(&format!("failed ({})", e.category()));
-                None
-            }
-            Err(_) => {
-                self.went_down(&format!(
-                    "did not answer within {} ms",
-                    self.timeout.as_millis()
-                ));
-                None
-            }
-        }
+        self.answer(cmd.query_async::<T>(&mut conn)).await
     }
 }

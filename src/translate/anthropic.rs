@@ -451,7 +451,7 @@ fn tool_choice(choice: &Value) -> Result<Value, ApiError> {
 /// A tool call's `arguments` string as Anthropic's `input`, always an
 /// object: empty arguments are `{}`, and arguments that are no JSON
 /// object are kept whole under `"arguments"` rather than lost.
-fn tool_input(arguments: &str) -> Value {
+pub(super) fn tool_input(arguments: &str) -> Value {
     if arguments.trim().is_empty() {
         return json!({});
     }
@@ -1147,10 +1147,7 @@ pub fn gather_events<'a>(events: impl IntoIterator<Item = &'a [u8]>) -> Option<B
         .into_iter()
         .map(|(_, mut block, json)| {
             if !json.is_empty() {
-                block["input"] = match serde_json::from_str::<Value>(&json) {
-                    Ok(Value::Object(o)) => Value::Object(o),
-                    _ => json!({"arguments": json}),
-                };
+                block["input"] = tool_input(&json);
             }
             block
         })

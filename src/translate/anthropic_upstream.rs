@@ -22,6 +22,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::anthropic::tool_input;
 use super::{EventTranslator, NamedEvent};
 use crate::api::ApiError;
 use crate::stats::unix_time;
@@ -481,19 +482,6 @@ fn assistant_blocks(m: &Value, i: usize) -> Result<Vec<Value>, ApiError> {
     Ok(blocks)
 }
 
-/// A tool call's `arguments` string as a `tool_use` block's `input`,
-/// always an object: empty arguments are `{}`, and arguments that are no
-/// JSON object are kept whole under `"arguments"` rather than lost.
-fn tool_input(arguments: &str) -> Value {
-    if arguments.trim().is_empty() {
-        return json!({});
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(Value::Object(o)) => Value::Object(o),
-        _ => json!({"arguments": arguments}),
-    }
-}
-
 /// A chat function tool as an Anthropic tool.
 fn anthropic_tool(t: &Value, i: usize) -> Result<Value, ApiError> {
     if t.get("type").and_then(Value::as_str) != Some("function") {
@@ -901,18 +889,25 @@ impl FromMessages {
         (self.seed, self.then)
     }
 
+    /// A chat chunk of this answer with one choice's `delta`.
     fn chat_chunk(&self, delta: ChunkDelta<'_>, finish: Option<&'static str>) -> Bytes {
+        let choice = Choice {
+            index: 0,
+            delta,
+            finish_reason: finish,
+        };
+        self.encode(vec![choice], None)
+    }
+
+    /// A chat chunk of this answer, written out.
+    fn encode(&self, choices: Vec<Choice<'_>>, usage: Option<ChatUsage>) -> Bytes {
         let chunk = Chunk {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.seed.created,
             model: &self.seed.model,
-            choices: vec![Choice {
-                index: 0,
-                delta,
-                finish_reason: finish,
-            }],
-            usage: None,
+            choices,
+            usage,
         };
         Bytes::from(serde_json::to_vec(&chunk).unwrap_or_default())
     }
@@ -1055,15 +1050,7 @@ impl FromMessages {
     /// The closing usage chunk (`choices: []`), when the client asked for
     /// one or a further translation counts it.
     fn usage_chunk(&self) -> Bytes {
-        let chunk = Chunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.seed.created,
-            model: &self.seed.model,
-            choices: Vec::new(),
-            usage: Some(self.usage.chat()),
-        };
-        Bytes::from(serde_json::to_vec(&chunk).unwrap_or_default())
+        self.encode(Vec::new(), Some(self.usage.chat()))
     }
 }
 

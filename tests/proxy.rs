@@ -404,6 +404,99 @@ async fn bursts_reuse_every_connection_they_opened() {
     assert_eq!(up.count(), 2 * BURST);
 }
 
+/// `limits.upstreamMaxConns` caps an origin's open connections, as nginx's
+/// `max_conns` with a `queue`: 48 concurrent requests (plain and streamed)
+/// to a slow upstream capped at 4 are all answered, and the upstream never
+/// sees a fifth connection; with two workers (the cap is per origin, not
+/// per worker) every request is answered too. Connections opened per
+/// upstream, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_upstream_gets_no_more_connections_than_its_cap() {
+    const REQUESTS: usize = 48;
+    for workers in [1, 2] {
+        let up = MockUpstream::start(|req| {
+            let mut steps = vec![Step::Sleep(Duration::from_millis(60))];
+            match req.json()["stream"].as_bool().unwrap_or(false) {
+                false => steps.extend(json_answer(&chat_answer("deepseek-chat", "x"))),
+                true => steps.push(send(format!(
+                    "{SSE_HEAD}{}{}0\r\n\r\n",
+                    sse_event("a"),
+                    chunked("data: [DONE]\n\n")
+                ))),
+            }
+            steps
+        })
+        .await;
+        let extra = format!(
+            r#", "workers": {workers}, "limits": {{"upstreamMaxConns": 4, "upstreamQueueTimeout": 10000}}"#
+        );
+        let gw = std::sync::Arc::new(TestGateway::start(&config(&up.base_url(), &extra)).await);
+        let tasks: Vec<_> = (0..REQUESTS)
+            .map(|n| {
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    let body = if n % 2 == 0 { PLAIN_BODY } else { STREAM_BODY };
+                    let r = gw
+                        .post_json("/v1/chat/completions", Some("sk-client"), body)
+                        .await;
+                    (r.status, r.text())
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (status, text) = t.await.unwrap();
+            assert_eq!(status, 200, "workers {workers}: {text}");
+        }
+        assert_eq!(up.count(), REQUESTS);
+        if workers == 1 {
+            assert!(
+                up.accepts.load(SeqCst) <= 4,
+                "{} connections under a cap of 4",
+                up.accepts.load(SeqCst)
+            );
+        }
+    }
+}
+
+/// A request that queues at the cap longer than `upstreamQueueTimeout` is
+/// refused with 503 `server_overloaded` and `Retry-After`, never sent; the
+/// one holding the connection is answered.
+#[tokio::test]
+async fn a_request_queued_past_the_queue_timeout_gets_503() {
+    let up = MockUpstream::start(|_| {
+        let mut steps = vec![Step::Sleep(Duration::from_millis(600))];
+        steps.extend(json_answer(&chat_answer("deepseek-chat", "x")));
+        steps
+    })
+    .await;
+    let extra = r#", "limits": {"upstreamMaxConns": 1, "upstreamQueueTimeout": 100}"#;
+    let gw = std::sync::Arc::new(TestGateway::start(&config(&up.base_url(), extra)).await);
+    let first = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            gw.post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+                .await
+        })
+    };
+    while up.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.error_code(), "server_overloaded");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        refused.text().contains("All 1 connections"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(up.count(), 1);
+    assert_eq!(up.accepts.load(SeqCst), 1);
+}
+
 /// An upstream that keeps its body open after `[DONE]`: the client still
 /// gets its whole answer at once, and that connection is closed rather
 /// than pooled (the next stream opens a new one).

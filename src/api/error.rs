@@ -60,6 +60,9 @@ pub enum ApiError {
     /// 503: the listener is at `maxConnections` (docs/wire.md §6); sent with
     /// `Retry-After` before the connection is closed.
     Overloaded,
+    /// 503: the upstream had its `upstreamMaxConns` connections (the value)
+    /// busy for the whole `upstreamQueueTimeout`; sent with `Retry-After`.
+    UpstreamBusy(usize),
 }
 
 impl ApiError {
@@ -84,6 +87,7 @@ impl ApiError {
             ApiError::NoAvailableAccount(..)
             | ApiError::ShuttingDown
             | ApiError::Overloaded
+            | ApiError::UpstreamBusy(_)
             | ApiError::BudgetUnavailable => 503,
             ApiError::RateLimited(..) | ApiError::KeyRateLimited { .. } => 429,
             ApiError::Upstream(_) => 502,
@@ -108,9 +112,10 @@ impl ApiError {
             | ApiError::Upstream(_)
             | ApiError::UpstreamTimeout => "upstream_error",
             ApiError::RateLimited(..) | ApiError::KeyRateLimited { .. } => "rate_limit_error",
-            ApiError::ShuttingDown | ApiError::Overloaded | ApiError::BudgetUnavailable => {
-                "server_error"
-            }
+            ApiError::ShuttingDown
+            | ApiError::Overloaded
+            | ApiError::UpstreamBusy(_)
+            | ApiError::BudgetUnavailable => "server_error",
         }
     }
 
@@ -139,7 +144,7 @@ impl ApiError {
             ApiError::Upstream(_) => Some("upstream_error"),
             ApiError::UpstreamTimeout => Some("upstream_timeout"),
             ApiError::ShuttingDown => Some("server_shutting_down"),
-            ApiError::Overloaded => Some("server_overloaded"),
+            ApiError::Overloaded | ApiError::UpstreamBusy(_) => Some("server_overloaded"),
         }
     }
 
@@ -162,7 +167,9 @@ impl ApiError {
             ApiError::KeyRateLimited { retry_after_ms, .. } => {
                 Some(retry_after_ms.div_ceil(1000).max(1))
             }
-            ApiError::Overloaded | ApiError::BudgetUnavailable => Some(1),
+            ApiError::Overloaded | ApiError::UpstreamBusy(_) | ApiError::BudgetUnavailable => {
+                Some(1)
+            }
             _ => None,
         }
     }
@@ -245,6 +252,10 @@ impl fmt::Display for ApiError {
             ApiError::Overloaded => f.write_str(
                 "The gateway is at its connection limit; retry after the Retry-After delay.",
             ),
+            ApiError::UpstreamBusy(max) => write!(
+                f,
+                "All {max} connections to the upstream stayed busy for the queue timeout; retry after the Retry-After delay."
+            ),
         }
     }
 }
@@ -289,6 +300,7 @@ mod tests {
             ApiError::UpstreamTimeout,
             ApiError::ShuttingDown,
             ApiError::Overloaded,
+            ApiError::UpstreamBusy(4),
         ];
         let codes = errors.iter().map(ApiError::log_code).chain([
             // Set by the proxy, the stream writer and the mock.
@@ -338,6 +350,7 @@ mod tests {
             (ApiError::UpstreamTimeout, 504, "upstream_timeout".into()),
             (ApiError::ShuttingDown, 503, "server_shutting_down".into()),
             (ApiError::Overloaded, 503, "server_overloaded".into()),
+            (ApiError::UpstreamBusy(4), 503, "server_overloaded".into()),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status(), status);

@@ -150,6 +150,8 @@ fn home_of(key: &str) -> Option<&'static str> {
                 "drainTimeout",
                 "upstreamIdleTimeout",
                 "upstreamMaxIdle",
+                "upstreamMaxConns",
+                "upstreamQueueTimeout",
                 "sseKeepaliveInterval",
                 "maxConnections",
                 "maxAnswerBytes",

@@ -480,6 +480,14 @@ pub struct Limits {
     /// reopen connections on every burst, and a small upstream's accept
     /// queue overflows (1 s SYN retries).
     pub upstream_max_idle: usize,
+    /// Upstream connections open at once per origin, idle and busy, across
+    /// all workers; 0 = no cap. At the cap a request queues for a connection
+    /// (nginx's `max_conns` with `queue`), so a small upstream's accept
+    /// queue never overflows.
+    pub upstream_max_conns: usize,
+    /// Longest a request queues at `upstream_max_conns`; over it → 503
+    /// `server_overloaded`. Zero refuses at once.
+    pub upstream_queue_timeout: Duration,
     /// SSE comment sent to the client when a stream is quiet this long; 0 = never.
     pub sse_keepalive_interval: Duration,
     /// Concurrent client connections; a connection over it gets a prompt
@@ -512,6 +520,8 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             upstream_idle_timeout: Duration::from_secs(20),
             upstream_max_idle: DEFAULT_UPSTREAM_MAX_IDLE,
+            upstream_max_conns: 0,
+            upstream_queue_timeout: Duration::from_secs(10),
             sse_keepalive_interval: Duration::from_secs(15),
             max_connections: 20_000,
             max_answer_bytes: 64 * 1024 * 1024,

@@ -135,6 +135,8 @@ impl Gateway {
                         connect_timeout: config.limits.upstream_connect_timeout,
                         idle_timeout: config.limits.upstream_idle_timeout,
                         max_idle: config.limits.upstream_max_idle,
+                        max_conns: config.limits.upstream_max_conns,
+                        queue_timeout: config.limits.upstream_queue_timeout,
                         // Answers are bounded by the gateway (`maxAnswerBytes`
                         // for plain ones, `maxEventBytes` per streamed event),
                         // not by the request-body limit.
@@ -518,8 +520,7 @@ impl Gateway {
                 Ok(body) => Response::json(resp.status(), body),
                 Err(e) => Response::error(&ApiError::Upstream(e.to_string())),
             },
-            Err(e) if e.is_timeout() => Response::error(&ApiError::UpstreamTimeout),
-            Err(e) => Response::error(&ApiError::Upstream(e.to_string())),
+            Err(e) => Response::error(&proxy::failure::api_error(&e)),
         };
         Some(answer)
     }

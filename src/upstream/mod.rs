@@ -56,6 +56,12 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Idle connections kept for reuse; 0 disables pooling.
     pub max_idle: usize,
+    /// Connections open at once, idle and busy; 0 = no cap
+    /// ([`pool`]'s module docs).
+    pub max_conns: usize,
+    /// How long a request may queue for a connection at `max_conns`; zero
+    /// refuses it at once.
+    pub queue_timeout: Duration,
     /// Limits applied to responses (head size, header count, body size).
     pub limits: Limits,
 }
@@ -67,16 +73,20 @@ impl Default for UpstreamConfig {
             connect_timeout: d.upstream_connect_timeout,
             idle_timeout: d.upstream_idle_timeout,
             max_idle: d.upstream_max_idle,
+            max_conns: d.upstream_max_conns,
+            queue_timeout: d.upstream_queue_timeout,
             limits: Limits::default(),
         }
     }
 }
 
 /// What went wrong talking to an upstream. The gateway answers 502
-/// `upstream_error` for all of them except [`FirstByteTimeout`], which is
-/// 504 `upstream_timeout` (docs/wire.md §4).
+/// `upstream_error` for all of them except the timeouts ([`is_timeout`]),
+/// which are 504 `upstream_timeout`, and [`QueueTimeout`], which is 503
+/// `server_overloaded` (docs/wire.md §4).
 ///
-/// [`FirstByteTimeout`]: UpstreamError::FirstByteTimeout
+/// [`is_timeout`]: UpstreamError::is_timeout
+/// [`QueueTimeout`]: UpstreamError::QueueTimeout
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpstreamError {
     /// DNS failed, or every address refused or was unreachable.
@@ -99,6 +109,12 @@ pub enum UpstreamError {
     /// The body uses a content-coding we cannot undo, or is not valid for
     /// the coding it names (RFC 9110 §8.4).
     Decode(String),
+    /// The origin had `max_conns` connections open for the whole queue
+    /// timeout; the request was never sent.
+    QueueTimeout {
+        /// The cap (`limits.upstreamMaxConns`).
+        max_conns: usize,
+    },
 }
 
 impl UpstreamError {
@@ -127,6 +143,10 @@ impl fmt::Display for UpstreamError {
                 f.write_str("upstream closed the connection before the response was complete")
             }
             UpstreamError::Decode(e) => f.write_str(e),
+            UpstreamError::QueueTimeout { max_conns } => write!(
+                f,
+                "all {max_conns} connections to the upstream stayed busy for the queue timeout"
+            ),
         }
     }
 }
@@ -223,7 +243,8 @@ impl Upstream {
             false => None,
         };
         let target = Target::new(tls, bare, port, base_path)?;
-        let pool = pool::Pool::new(cfg.max_idle, cfg.idle_timeout);
+        let pool = pool::Pool::new(cfg.max_idle, cfg.idle_timeout)
+            .capped(cfg.max_conns, cfg.queue_timeout);
         Ok(Upstream {
             inner: Arc::new(Inner {
                 host: bare.to_owned(),
@@ -247,10 +268,17 @@ impl Upstream {
         self.inner.pool.idle()
     }
 
+    /// Requests queued for a connection at the cap right now.
+    pub fn queued_requests(&self) -> usize {
+        self.inner.pool.queued()
+    }
+
     /// Sends one request and waits for the final response head (interim 1xx
     /// responses are skipped by the parser).
     ///
-    /// A pooled connection is tried first. If it fails before a single byte
+    /// A pooled connection is tried first; at the origin's cap the request
+    /// queues for one ([`pool`]; [`UpstreamError::QueueTimeout`] after the
+    /// queue timeout). If a pooled connection fails before a single byte
     /// of response arrived — the write failed, or it was closed or reset
     /// before the head — the request is sent once more on a fresh
     /// connection. This is the keep-alive race: a server may close an idle
@@ -313,24 +341,33 @@ impl Upstream {
             )
         };
 
-        if let Some(conn) = self.inner.pool.checkout(Stream::is_idle_healthy) {
-            match exchange(conn, true).await {
+        // The second pass is the retry on a fresh connection; at the cap it
+        // may still be handed a connection just checked in.
+        let mut reuse = true;
+        loop {
+            let queue_timeout = || UpstreamError::QueueTimeout {
+                max_conns: self.inner.cfg.max_conns,
+            };
+            let slot = self.inner.pool.slot(Stream::is_idle_healthy, reuse).await;
+            let (conn, reused) = match slot.map_err(|_| queue_timeout())? {
+                pool::Slot::Idle(conn) => (conn, true),
+                pool::Slot::Open(permit) => (self.connect(permit).await?, false),
+            };
+            match exchange(conn, reused).await {
                 Ok(response) => return Ok(response),
                 Err(Failed {
                     retryable: true, ..
-                }) => {}
+                }) if reuse => reuse = false,
                 Err(failed) => return Err(failed.error),
             }
         }
-        let conn = self.connect().await?;
-        exchange(conn, false).await.map_err(|failed| failed.error)
     }
 
-    /// Opens a connection: DNS, TCP (addresses tried in order), TLS, all
-    /// within the connect timeout.
-    async fn connect(&self) -> Result<Stream, UpstreamError> {
+    /// Opens a connection holding `permit`: DNS, TCP (addresses tried in
+    /// order), TLS, all within the connect timeout.
+    async fn connect(&self, permit: Option<pool::Permit>) -> Result<Stream, UpstreamError> {
         let inner = &*self.inner;
-        tokio::time::timeout(inner.cfg.connect_timeout, inner.open())
+        tokio::time::timeout(inner.cfg.connect_timeout, inner.open(permit))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)?
     }
@@ -400,7 +437,7 @@ impl fmt::Debug for Upstream {
 }
 
 impl Inner {
-    async fn open(&self) -> Result<Stream, UpstreamError> {
+    async fn open(&self, permit: Option<pool::Permit>) -> Result<Stream, UpstreamError> {
         let host = self.host.as_str();
         let addrs = tokio::net::lookup_host((host, self.port))
             .await
@@ -427,11 +464,11 @@ impl Inner {
         tcp.set_nodelay(true)
             .map_err(|e| UpstreamError::Io(e.to_string()))?;
         match &self.tls {
-            None => Ok(Stream::Plain(tcp)),
+            None => Ok(Stream::plain(tcp, permit)),
             Some(connector) => connector
                 .connect(tcp)
                 .await
-                .map(|tls| Stream::Tls(Box::new(tls)))
+                .map(|tls| Stream::tls(tls, permit))
                 .map_err(UpstreamError::Tls),
         }
     }

@@ -1,10 +1,13 @@
-//! The idle-connection pool of one upstream (one origin).
+//! The idle-connection pool of one upstream (one origin), and its cap on
+//! open connections.
 //!
 //! Owns the idle set: which connections wait for reuse, since when, and
-//! how many. It must not open, read or write connections, nor decide whether
-//! a response allowed reuse — the client checks a connection in only after
-//! a complete, keep-alive exchange, and the caller supplies the health probe
-//! run on checkout.
+//! how many; and, when the origin is capped (`limits.upstreamMaxConns`), how
+//! many connections are open and which requests queue for one. It must not
+//! open, read or write connections, nor decide whether a response allowed
+//! reuse — the client checks a connection in only after a complete,
+//! keep-alive exchange, and the caller supplies the health probe run on
+//! checkout.
 //!
 //! # Design: sharded by worker thread
 //!
@@ -25,11 +28,33 @@
 //! (warmest, least likely to have been closed by the server's keep-alive
 //! timer), and the oldest sit at the front, where check-in evicts them when
 //! the pool is full and drops them once they are past the idle timeout.
+//!
+//! # The cap: nginx's `max_conns` with a `queue`
+//!
+//! A capped origin has one [`Semaphore`] with a permit per connection it may
+//! have open, idle or busy, across all workers; each connection holds its
+//! permit until it closes ([`Slot::Open`]). A request that finds neither an
+//! idle connection of its worker nor a free permit queues, up to the queue
+//! timeout, for whichever comes first:
+//!
+//! - a connection checked in to its own worker's shard (handed over through
+//!   that shard's [`Notify`]);
+//! - a permit, freed when any connection closes. A connection checked in on
+//!   a worker with no queued request of its own, while requests queue on
+//!   another, is closed rather than kept, since only its permit can serve
+//!   them; and a queued request closes the oldest idle connection of another
+//!   shard itself. So no request waits while a permit sits in an idle
+//!   connection it cannot use.
+//!
+//! Unlike nginx without a shared zone, the cap is per origin, not per
+//! worker. An uncapped origin (the default) never touches the semaphore.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Shards per pool: one for each worker a config may start, so that no two
 /// workers share one.
@@ -55,9 +80,52 @@ struct Entry<T> {
     idle_since: Instant,
 }
 
-type Shard<T> = Mutex<VecDeque<Entry<T>>>;
+/// One worker's part of the pool.
+struct Shard<T> {
+    state: Mutex<ShardState<T>>,
+    /// Wakes a request of this shard queued at the cap when a connection is
+    /// checked in here.
+    checked_in: Notify,
+}
 
-/// Idle connections of one upstream. See the module docs.
+struct ShardState<T> {
+    /// Oldest first.
+    idle: VecDeque<Entry<T>>,
+    /// Requests of this shard queued at the cap.
+    queued: usize,
+}
+
+/// The cap on one origin's open connections. See the module docs.
+struct Cap {
+    /// One permit per connection that may be open.
+    permits: Arc<Semaphore>,
+    /// Requests queued at the cap, in all shards. Read under a shard lock by
+    /// check-in and written before the queued request locks other shards,
+    /// so the shard mutexes order the two (`Relaxed` suffices).
+    queued: AtomicUsize,
+    queue_timeout: Duration,
+}
+
+/// A connection's place under its origin's cap: kept with the connection
+/// for as long as it is open, and given back when it is dropped.
+pub type Permit = OwnedSemaphorePermit;
+
+/// What [`Pool::slot`] found for a request.
+#[derive(Debug)]
+pub enum Slot<T> {
+    /// An idle connection of this worker's shard, checked out.
+    Idle(T),
+    /// Room to open a connection. When the origin is capped the permit must
+    /// live as long as the connection opened with it.
+    Open(Option<Permit>),
+}
+
+/// The origin stayed at its cap for the whole queue timeout: no connection
+/// was checked in and none closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTimeout;
+
+/// Idle connections of one upstream, and its cap. See the module docs.
 pub struct Pool<T> {
     shards: Box<[Shard<T>]>,
     /// Idle connections in all shards. A slot is reserved with `fetch_add`
@@ -67,24 +135,55 @@ pub struct Pool<T> {
     idle: AtomicUsize,
     max_idle: usize,
     idle_timeout: Duration,
+    cap: Option<Cap>,
 }
 
 impl<T> Pool<T> {
     /// A pool keeping at most `max_idle` connections, each for at most
-    /// `idle_timeout`. `max_idle == 0` disables pooling.
+    /// `idle_timeout`, with no cap on open connections. `max_idle == 0`
+    /// disables pooling.
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool<T> {
-        let shards = (0..SHARDS).map(|_| Mutex::new(VecDeque::new())).collect();
+        let shards = (0..SHARDS)
+            .map(|_| Shard {
+                state: Mutex::new(ShardState {
+                    idle: VecDeque::new(),
+                    queued: 0,
+                }),
+                checked_in: Notify::new(),
+            })
+            .collect();
         Pool {
             shards,
             idle: AtomicUsize::new(0),
             max_idle,
             idle_timeout,
+            cap: None,
         }
+    }
+
+    /// The same pool with at most `max_conns` connections open at once
+    /// (idle and busy, all workers), requests queuing for at most
+    /// `queue_timeout` at the cap (0: refused at once). `max_conns == 0`
+    /// leaves the origin uncapped.
+    pub fn capped(mut self, max_conns: usize, queue_timeout: Duration) -> Pool<T> {
+        self.cap = (max_conns > 0).then(|| Cap {
+            permits: Arc::new(Semaphore::new(max_conns.min(Semaphore::MAX_PERMITS))),
+            queued: AtomicUsize::new(0),
+            queue_timeout,
+        });
+        self
     }
 
     /// Idle connections currently held.
     pub fn idle(&self) -> usize {
         self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Requests queued at the cap right now (0 when uncapped).
+    pub fn queued(&self) -> usize {
+        self.cap
+            .as_ref()
+            .map_or(0, |cap| cap.queued.load(Ordering::Relaxed))
     }
 
     /// Takes the most recently used idle connection for which `healthy`
@@ -95,25 +194,92 @@ impl<T> Pool<T> {
             return None;
         }
         let mut dead = Vec::new();
-        let found = self.take_from(lock(&self.shards[self.own_shard()]), &healthy, &mut dead);
+        let shard = lock(&self.shards[self.own_shard()]);
+        let found = self.take_from(shard, &healthy, &mut dead);
         drop(dead);
         found
     }
 
+    /// Where the next request goes: an idle connection (when `reuse`), or
+    /// room for a new one; at the cap, the request queues as the module docs
+    /// describe, and takes an idle connection then even when `!reuse`.
+    /// Uncapped, this never waits.
+    ///
+    /// Errors: [`QueueTimeout`] when the origin stayed at its cap for the
+    /// whole `queue_timeout`.
+    pub async fn slot(
+        &self,
+        healthy: impl Fn(&T) -> bool,
+        reuse: bool,
+    ) -> Result<Slot<T>, QueueTimeout> {
+        if reuse {
+            if let Some(conn) = self.checkout(&healthy) {
+                return Ok(Slot::Idle(conn));
+            }
+        }
+        let Some(cap) = &self.cap else {
+            return Ok(Slot::Open(None));
+        };
+        if let Ok(permit) = Arc::clone(&cap.permits).try_acquire_owned() {
+            return Ok(Slot::Open(Some(permit)));
+        }
+        let deadline = tokio::time::Instant::now() + cap.queue_timeout;
+        let shard = &self.shards[self.own_shard()];
+        let _queued = Queued::enter(cap, shard);
+        loop {
+            // Registered before looking, so a check-in between the look
+            // and the wait still wakes this request.
+            let checked_in = shard.checked_in.notified();
+            tokio::pin!(checked_in);
+            checked_in.as_mut().enable();
+            if let Some(conn) = self.checkout(&healthy) {
+                return Ok(Slot::Idle(conn));
+            }
+            if let Ok(permit) = Arc::clone(&cap.permits).try_acquire_owned() {
+                return Ok(Slot::Open(Some(permit)));
+            }
+            if self.close_idle_elsewhere() {
+                continue;
+            }
+            tokio::select! {
+                permit = Arc::clone(&cap.permits).acquire_owned() => {
+                    // The semaphore is never closed.
+                    return permit.map(|p| Slot::Open(Some(p))).map_err(|_| QueueTimeout);
+                }
+                () = &mut checked_in => {}
+                () = tokio::time::sleep_until(deadline) => return Err(QueueTimeout),
+            }
+        }
+    }
+
     /// Returns a connection after a complete exchange. When the pool is full
     /// the oldest connection of this thread's shard makes room, or, if the
-    /// shard has none, `conn` itself is dropped.
+    /// shard has none, `conn` itself is dropped. At the cap, it goes to a
+    /// request queued on this shard, or is closed to free its permit for
+    /// one queued on another (module docs).
     pub fn checkin(&self, conn: T) {
         if self.max_idle == 0 {
             return;
         }
         let now = Instant::now();
         let mut dropped = Vec::new();
+        let shard = &self.shards[self.own_shard()];
+        let wake;
         {
-            let mut shard = lock(&self.shards[self.own_shard()]);
-            self.drop_expired(&mut shard, now, &mut dropped);
+            let mut state = lock(shard);
+            self.drop_expired(&mut state.idle, now, &mut dropped);
+            wake = state.queued > 0;
+            if !wake
+                && self
+                    .cap
+                    .as_ref()
+                    .is_some_and(|cap| cap.queued.load(Ordering::Relaxed) > 0)
+            {
+                dropped.push(conn);
+                return;
+            }
             if self.idle() >= self.max_idle {
-                if let Some(oldest) = shard.pop_front() {
+                if let Some(oldest) = state.idle.pop_front() {
                     self.idle.fetch_sub(1, Ordering::Relaxed);
                     dropped.push(oldest.conn);
                 }
@@ -125,10 +291,13 @@ impl<T> Pool<T> {
                 dropped.push(conn);
                 return;
             }
-            shard.push_back(Entry {
+            state.idle.push_back(Entry {
                 conn,
                 idle_since: now,
             });
+        }
+        if wake {
+            shard.checked_in.notify_one();
         }
         drop(dropped);
     }
@@ -137,20 +306,40 @@ impl<T> Pool<T> {
         THREAD_SHARD.with(|n| n.get()) % self.shards.len()
     }
 
+    /// Closes the oldest idle connection of some other shard, freeing its
+    /// permit; false when no shard holds one. Every shard is locked in turn
+    /// (the idle count could be stale here): this runs only for a request
+    /// queued at the cap.
+    fn close_idle_elsewhere(&self) -> bool {
+        let own = self.own_shard();
+        for (i, shard) in self.shards.iter().enumerate() {
+            if i == own {
+                continue;
+            }
+            let oldest = lock(shard).idle.pop_front();
+            if let Some(entry) = oldest {
+                self.idle.fetch_sub(1, Ordering::Relaxed);
+                drop(entry.conn);
+                return true;
+            }
+        }
+        false
+    }
+
     fn take_from(
         &self,
-        mut shard: MutexGuard<'_, VecDeque<Entry<T>>>,
+        mut shard: MutexGuard<'_, ShardState<T>>,
         healthy: &impl Fn(&T) -> bool,
         dead: &mut Vec<T>,
     ) -> Option<T> {
         let now = Instant::now();
-        while let Some(entry) = shard.pop_back() {
+        while let Some(entry) = shard.idle.pop_back() {
             self.idle.fetch_sub(1, Ordering::Relaxed);
             if now.saturating_duration_since(entry.idle_since) >= self.idle_timeout {
                 // The shard is ordered by idle_since: everything in front of
                 // an expired connection is older still.
                 dead.push(entry.conn);
-                self.drop_expired(&mut shard, now, dead);
+                self.drop_expired(&mut shard.idle, now, dead);
                 return None;
             }
             if healthy(&entry.conn) {
@@ -161,17 +350,41 @@ impl<T> Pool<T> {
         None
     }
 
-    /// Moves the expired connections at the front of `shard` into `dead`.
-    fn drop_expired(&self, shard: &mut VecDeque<Entry<T>>, now: Instant, dead: &mut Vec<T>) {
-        while let Some(oldest) = shard.front() {
+    /// Moves the expired connections at the front of `idle` into `dead`.
+    fn drop_expired(&self, idle: &mut VecDeque<Entry<T>>, now: Instant, dead: &mut Vec<T>) {
+        while let Some(oldest) = idle.front() {
             if now.saturating_duration_since(oldest.idle_since) < self.idle_timeout {
                 break;
             }
-            if let Some(entry) = shard.pop_front() {
+            if let Some(entry) = idle.pop_front() {
                 self.idle.fetch_sub(1, Ordering::Relaxed);
                 dead.push(entry.conn);
             }
         }
+    }
+}
+
+/// A request counted as queued at the cap, in its shard and in all, until
+/// dropped (served, timed out, or cancelled with its client).
+struct Queued<'a, T> {
+    cap: &'a Cap,
+    shard: &'a Shard<T>,
+}
+
+impl<'a, T> Queued<'a, T> {
+    fn enter(cap: &'a Cap, shard: &'a Shard<T>) -> Self {
+        // The origin-wide count first: a check-in that sees this shard's
+        // count must also see it (module docs).
+        cap.queued.fetch_add(1, Ordering::Relaxed);
+        lock(shard).queued += 1;
+        Queued { cap, shard }
+    }
+}
+
+impl<T> Drop for Queued<'_, T> {
+    fn drop(&mut self) {
+        lock(self.shard).queued -= 1;
+        self.cap.queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -182,14 +395,19 @@ impl<T> std::fmt::Debug for Pool<T> {
             .field("idle", &self.idle())
             .field("max_idle", &self.max_idle)
             .field("idle_timeout", &self.idle_timeout)
+            .field(
+                "free_permits",
+                &self.cap.as_ref().map(|c| c.permits.available_permits()),
+            )
+            .field("queued", &self.queued())
             .finish()
     }
 }
 
 /// Locks a shard. A panic while holding the lock cannot leave a `VecDeque`
 /// of owned connections inconsistent, so poisoning is ignored.
-fn lock<T>(shard: &Shard<T>) -> MutexGuard<'_, VecDeque<Entry<T>>> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(shard: &Shard<T>) -> MutexGuard<'_, ShardState<T>> {
+    shard.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -274,5 +492,228 @@ mod tests {
         assert_eq!(on_worker(0, None), None);
         assert_eq!(on_worker(1, None), Some(7));
         assert_eq!(pool.idle(), 0);
+    }
+
+    /// A connection for the cap tests: holds its permit and counts itself
+    /// in `open` while it lives, as an upstream connection does.
+    struct Conn {
+        _permit: Option<Permit>,
+        open: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl Conn {
+        fn new(
+            permit: Option<Permit>,
+            open: &std::sync::Arc<AtomicUsize>,
+            most: &AtomicUsize,
+        ) -> Conn {
+            let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            Conn {
+                _permit: permit,
+                open: open.clone(),
+            }
+        }
+    }
+
+    impl Drop for Conn {
+        fn drop(&mut self) {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn permit_of<T>(slot: Result<Slot<T>, QueueTimeout>) -> Permit {
+        match slot {
+            Ok(Slot::Open(Some(permit))) => permit,
+            _ => panic!("expected room for a new connection"),
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_checked_in_connection_goes_to_the_queued_request() {
+        let pool = std::sync::Arc::new(
+            Pool::new(8, Duration::from_secs(60)).capped(1, Duration::from_secs(5)),
+        );
+        let permit = permit_of(pool.slot(|_: &(u32, Permit)| true, true).await);
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.slot(|_| true, true).await })
+        };
+        while pool.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        pool.checkin((7, permit));
+        match queued.await.unwrap() {
+            Ok(Slot::Idle((7, _))) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_closed_connection_frees_its_permit() {
+        let pool = std::sync::Arc::new(
+            Pool::<Permit>::new(8, Duration::from_secs(60)).capped(1, Duration::from_secs(5)),
+        );
+        let permit = permit_of(pool.slot(|_| true, true).await);
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.slot(|_| true, true).await })
+        };
+        while pool.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(permit);
+        assert!(matches!(queued.await.unwrap(), Ok(Slot::Open(Some(_)))));
+    }
+
+    #[tokio::test]
+    async fn the_queue_times_out_and_zero_refuses_at_once() {
+        for wait in [Duration::ZERO, Duration::from_millis(50)] {
+            let pool = Pool::<Permit>::new(8, Duration::from_secs(60)).capped(1, wait);
+            let _held = permit_of(pool.slot(|_| true, true).await);
+            let started = tokio::time::Instant::now();
+            assert_eq!(pool.slot(|_| true, true).await.unwrap_err(), QueueTimeout);
+            assert!(started.elapsed() >= wait);
+            assert_eq!(pool.queued(), 0);
+        }
+    }
+
+    #[test]
+    fn uncapped_pools_never_queue() {
+        let pool = Pool::<u32>::new(8, Duration::from_secs(60));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for _ in 0..1000 {
+            assert!(matches!(
+                rt.block_on(pool.slot(|_| true, true)),
+                Ok(Slot::Open(None))
+            ));
+        }
+    }
+
+    /// The permit of an idle connection on another worker's shard serves a
+    /// request queued on this one: the queued request closes it, and a
+    /// check-in on a shard with no queue of its own closes its connection
+    /// while another shard queues.
+    #[test]
+    fn a_queued_request_gets_the_permit_of_another_workers_idle_connection() {
+        let pool = std::sync::Arc::new(
+            Pool::<Permit>::new(8, Duration::from_secs(60)).capped(1, Duration::from_secs(5)),
+        );
+        let on_worker = |index: usize| {
+            let pool = std::sync::Arc::clone(&pool);
+            move |f: fn(std::sync::Arc<Pool<Permit>>)| {
+                std::thread::spawn(move || {
+                    set_thread_shard(index);
+                    f(pool)
+                })
+            }
+        };
+        // Worker 1 opens the only connection and keeps it idle.
+        on_worker(1)(|pool| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let permit = permit_of(rt.block_on(pool.slot(|_| true, true)));
+            pool.checkin(permit);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pool.idle(), 1);
+        // Worker 0 cannot use it, so it closes it and opens its own.
+        on_worker(0)(|pool| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let permit = permit_of(rt.block_on(pool.slot(|_| true, true)));
+            assert_eq!(pool.idle(), 0);
+            // Now worker 0 holds it: worker 1 queues, and when worker 0
+            // checks its connection in with nobody of its own waiting, the
+            // connection is closed and worker 1 gets the permit.
+            let waiter = std::thread::spawn({
+                let pool = pool.clone();
+                move || {
+                    set_thread_shard(1);
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .unwrap();
+                    matches!(
+                        rt.block_on(pool.slot(|_| true, true)),
+                        Ok(Slot::Open(Some(_)))
+                    )
+                }
+            });
+            while pool.queued() == 0 {
+                std::thread::yield_now();
+            }
+            pool.checkin(permit);
+            assert!(waiter.join().unwrap());
+            assert_eq!(pool.idle(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Two workers, 400 requests, a cap of 3: never more than 3 connections
+    /// open, and every request served.
+    #[test]
+    fn the_cap_holds_across_workers_under_load() {
+        const CAP: usize = 3;
+        let pool = std::sync::Arc::new(
+            Pool::<Conn>::new(8, Duration::from_secs(60)).capped(CAP, Duration::from_secs(10)),
+        );
+        let open = std::sync::Arc::new(AtomicUsize::new(0));
+        let most = std::sync::Arc::new(AtomicUsize::new(0));
+        let workers: Vec<_> = (0..2)
+            .map(|index| {
+                let (pool, open, most) = (pool.clone(), open.clone(), most.clone());
+                std::thread::spawn(move || {
+                    set_thread_shard(index);
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        let tasks: Vec<_> = (0..200u64)
+                            .map(|n| {
+                                let (pool, open, most) = (pool.clone(), open.clone(), most.clone());
+                                tokio::spawn(async move {
+                                    let conn = match pool.slot(|_| true, n % 5 != 0).await {
+                                        Ok(Slot::Idle(conn)) => conn,
+                                        Ok(Slot::Open(permit)) => Conn::new(permit, &open, &most),
+                                        Err(QueueTimeout) => return false,
+                                    };
+                                    tokio::time::sleep(Duration::from_micros(200 + n % 7 * 100))
+                                        .await;
+                                    match n % 4 {
+                                        0 => drop(conn),
+                                        _ => pool.checkin(conn),
+                                    }
+                                    true
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            assert!(t.await.unwrap(), "a request timed out in the queue");
+                        }
+                    })
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert!(
+            most.load(Ordering::SeqCst) <= CAP,
+            "{} open at once",
+            most.load(Ordering::SeqCst)
+        );
+        assert_eq!(pool.queued(), 0);
     }
 }

@@ -696,7 +696,7 @@ async fn idle_probe_sees_eof_and_stray_bytes() {
     for _ in 0..3 {
         let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        pairs.push((Stream::Plain(client), server));
+        pairs.push((Stream::plain(client, None), server));
     }
     let (quiet, _quiet_server) = pairs.remove(0);
     let (closed, closed_server) = pairs.remove(0);

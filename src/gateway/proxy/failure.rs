@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::Response;
+use crate::api::error::ApiError;
 use crate::gateway::router::{Cause, Failure, Scope};
 use crate::upstream::UpstreamError;
 
@@ -63,15 +64,28 @@ pub(super) fn classify_status(status: u16) -> Option<(Scope, Cause)> {
 }
 
 /// The scope of a failure before any answer: connections that cannot be
-/// made belong to the origin, a missed deadline or a broken answer to the
+/// made belong to the origin, and so does a queue at its connection cap
+/// that did not move; a missed deadline or a broken answer to the
 /// deployment.
 pub(super) fn classify_error(e: &UpstreamError) -> (Scope, Cause) {
     match e {
         UpstreamError::Connect(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_) => {
             (Scope::Origin, Cause::Unreachable)
         }
+        UpstreamError::QueueTimeout { .. } => (Scope::Origin, Cause::Timeout),
         e if e.is_timeout() => (Scope::Deployment, Cause::Timeout),
         _ => (Scope::Deployment, Cause::ServerError),
+    }
+}
+
+/// The client's answer to an upstream failure (docs/wire.md §4): 504
+/// `upstream_timeout` for a missed deadline, 503 `server_overloaded` for a
+/// queue at the connection cap, else 502 `upstream_error` with the cause.
+pub(crate) fn api_error(e: &UpstreamError) -> ApiError {
+    match e {
+        UpstreamError::QueueTimeout { max_conns } => ApiError::UpstreamBusy(*max_conns),
+        e if e.is_timeout() => ApiError::UpstreamTimeout,
+        e => ApiError::Upstream(e.to_string()),
     }
 }
 

@@ -217,8 +217,7 @@ pub(super) async fn collect(gw: &Gateway, resp: &mut UpstreamResponse) -> Result
         .await
     {
         Ok(body) => Ok(body),
-        Err(e) if e.is_timeout() => Err(ApiError::UpstreamTimeout),
-        Err(e) => Err(ApiError::Upstream(e.to_string())),
+        Err(e) => Err(super::failure::api_error(&e)),
     }
 }
 

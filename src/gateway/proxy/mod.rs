@@ -16,7 +16,7 @@
 //! - `audio.rs`: audio and transcript answers.
 
 mod audio;
-mod failure;
+pub(crate) mod failure;
 mod judge;
 
 pub use failure::{retry_after, Attempt, FailedAttempt};
@@ -38,7 +38,7 @@ use crate::translate::anthropic_upstream::{self, FromMessages};
 use crate::translate::{anthropic, chat as translate, responses, EventTranslator};
 use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse};
 use audio::{byte_answer, transcript_answer};
-use failure::{classify_error, classify_status};
+use failure::{api_error, classify_error, classify_status};
 use judge::{
     collect, is_media_type, judge_and_collect, not_an_answer, passthrough_error, plain_answer,
     Answer,
@@ -205,12 +205,8 @@ pub async fn forward(
         Ok(r) => r,
         Err(e) => {
             let (scope, cause) = classify_error(&e);
-            let err = if e.is_timeout() {
-                ApiError::UpstreamTimeout
-            } else {
-                ApiError::Upstream(e.to_string())
-            };
-            return FailedAttempt::attempt(Response::error(&err), scope, cause, 0, None);
+            let answer = Response::error(&api_error(&e));
+            return FailedAttempt::attempt(answer, scope, cause, 0, None);
         }
     };
     let status = resp.status();

@@ -480,10 +480,11 @@ pub struct Limits {
     /// reopen connections on every burst, and a small upstream's accept
     /// queue overflows (1 s SYN retries).
     pub upstream_max_idle: usize,
-    /// Upstream connections open at once per origin, idle and busy, across
-    /// all workers; 0 = no cap. At the cap a request queues for a connection
-    /// (nginx's `max_conns` with `queue`), so a small upstream's accept
-    /// queue never overflows.
+    /// Upstream connections open at once per origin, idle and busy, shared
+    /// out over the workers (`crate::upstream::pool`); 0 = no cap. At its
+    /// worker's share a request queues for a connection (nginx's
+    /// `max_conns` with `queue`), so a burst does not overflow a small
+    /// upstream's accept queue.
     pub upstream_max_conns: usize,
     /// Longest a request queues at `upstream_max_conns`; over it → 503
     /// `server_overloaded`. Zero refuses at once.

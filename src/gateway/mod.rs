@@ -136,6 +136,7 @@ impl Gateway {
                         idle_timeout: config.limits.upstream_idle_timeout,
                         max_idle: config.limits.upstream_max_idle,
                         max_conns: config.limits.upstream_max_conns,
+                        workers: config.workers,
                         queue_timeout: config.limits.upstream_queue_timeout,
                         // Answers are bounded by the gateway (`maxAnswerBytes`
                         // for plain ones, `maxEventBytes` per streamed event),

@@ -56,9 +56,12 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Idle connections kept for reuse; 0 disables pooling.
     pub max_idle: usize,
-    /// Connections open at once, idle and busy; 0 = no cap
-    /// ([`pool`]'s module docs).
+    /// Connections open at once, idle and busy, shared out over `workers`;
+    /// 0 = no cap ([`pool`]'s module docs).
     pub max_conns: usize,
+    /// The proxy workers that send requests (`crate::server`), for the
+    /// shares of `max_conns`.
+    pub workers: usize,
     /// How long a request may queue for a connection at `max_conns`; zero
     /// refuses it at once.
     pub queue_timeout: Duration,
@@ -74,6 +77,7 @@ impl Default for UpstreamConfig {
             idle_timeout: d.upstream_idle_timeout,
             max_idle: d.upstream_max_idle,
             max_conns: d.upstream_max_conns,
+            workers: crate::config::default_workers(),
             queue_timeout: d.upstream_queue_timeout,
             limits: Limits::default(),
         }
@@ -243,8 +247,11 @@ impl Upstream {
             false => None,
         };
         let target = Target::new(tls, bare, port, base_path)?;
-        let pool = pool::Pool::new(cfg.max_idle, cfg.idle_timeout)
-            .capped(cfg.max_conns, cfg.queue_timeout);
+        let pool = pool::Pool::new(cfg.max_idle, cfg.idle_timeout).capped(
+            cfg.max_conns,
+            cfg.queue_timeout,
+            cfg.workers,
+        );
         Ok(Upstream {
             inner: Arc::new(Inner {
                 host: bare.to_owned(),

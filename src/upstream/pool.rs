@@ -29,25 +29,30 @@
 //! timer), and the oldest sit at the front, where check-in evicts them when
 //! the pool is full and drops them once they are past the idle timeout.
 //!
-//! # The cap: nginx's `max_conns` with a `queue`
+//! # The cap: nginx's `max_conns` with a `queue`, per worker
 //!
-//! A capped origin has one [`Semaphore`] with a permit per connection it may
-//! have open, idle or busy, across all workers; each connection holds its
-//! permit until it closes ([`Slot::Open`]). A request that finds neither an
-//! idle connection of its worker nor a free permit queues, up to the queue
-//! timeout, for whichever comes first:
+//! A capped origin gives each worker's shard a share of the cap
+//! (`max_conns / workers`, the remainder to the first shards, at least one
+//! each) as a [`Semaphore`] with a permit per connection that worker may
+//! have open, idle or busy; each connection holds its permit until it
+//! closes ([`Slot::Open`]). A request that finds neither an idle connection
+//! of its worker nor a free permit queues, up to the queue timeout, for
+//! whichever comes first: a connection checked in to its worker's shard
+//! (handed over through the shard's [`Notify`]), or a permit, freed when
+//! one of its worker's connections closes.
 //!
-//! - a connection checked in to its own worker's shard (handed over through
-//!   that shard's [`Notify`]);
-//! - a permit, freed when any connection closes. A connection checked in on
-//!   a worker with no queued request of its own, while requests queue on
-//!   another, is closed rather than kept, since only its permit can serve
-//!   them; and a queued request closes the oldest idle connection of another
-//!   shard itself. So no request waits while a permit sits in an idle
-//!   connection it cannot use.
-//!
-//! Unlike nginx without a shared zone, the cap is per origin, not per
-//! worker. An uncapped origin (the default) never touches the semaphore.
+//! Shares per worker are what nginx does without a shared zone. One
+//! semaphore for the whole origin was tried first: a worker's connections
+//! cannot serve another worker's requests, so a worker with no queue of its
+//! own had to close a connection it checked in whenever another worker
+//! queued, and under a steady burst (1000 client connections, cap 256) the
+//! upstream accepted 2526 connections in 5 s: the churn the cap is there
+//! to prevent (BENCHMARKS.md). With shares no connection is ever closed to
+//! make room, and the lock a request takes stays its own worker's. The cost
+//! is balance: a worker whose clients are busier waits for its share while
+//! another's permits are free, which `SO_REUSEPORT`'s spread of client
+//! connections keeps small. An uncapped origin (the default) never touches
+//! a semaphore.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,6 +91,9 @@ struct Shard<T> {
     /// Wakes a request of this shard queued at the cap when a connection is
     /// checked in here.
     checked_in: Notify,
+    /// This worker's share of the cap, one permit per connection it may
+    /// have open; `None` when the origin is uncapped.
+    permits: Option<Arc<Semaphore>>,
 }
 
 struct ShardState<T> {
@@ -97,11 +105,8 @@ struct ShardState<T> {
 
 /// The cap on one origin's open connections. See the module docs.
 struct Cap {
-    /// One permit per connection that may be open.
-    permits: Arc<Semaphore>,
-    /// Requests queued at the cap, in all shards. Read under a shard lock by
-    /// check-in and written before the queued request locks other shards,
-    /// so the shard mutexes order the two (`Relaxed` suffices).
+    max_conns: usize,
+    /// Requests queued at the cap, in all shards (a statistic: `Relaxed`).
     queued: AtomicUsize,
     queue_timeout: Duration,
 }
@@ -150,6 +155,7 @@ impl<T> Pool<T> {
                     queued: 0,
                 }),
                 checked_in: Notify::new(),
+                permits: None,
             })
             .collect();
         Pool {
@@ -162,12 +168,24 @@ impl<T> Pool<T> {
     }
 
     /// The same pool with at most `max_conns` connections open at once
-    /// (idle and busy, all workers), requests queuing for at most
-    /// `queue_timeout` at the cap (0: refused at once). `max_conns == 0`
-    /// leaves the origin uncapped.
-    pub fn capped(mut self, max_conns: usize, queue_timeout: Duration) -> Pool<T> {
-        self.cap = (max_conns > 0).then(|| Cap {
-            permits: Arc::new(Semaphore::new(max_conns.min(Semaphore::MAX_PERMITS))),
+    /// (idle and busy) over `workers` workers, each worker's shard holding
+    /// its share (module docs; at least one each, so `workers` when
+    /// `max_conns` is smaller), requests queuing for at most `queue_timeout`
+    /// at their worker's share (0: refused at once). `max_conns == 0` leaves
+    /// the origin uncapped.
+    pub fn capped(mut self, max_conns: usize, queue_timeout: Duration, workers: usize) -> Pool<T> {
+        if max_conns == 0 {
+            return self;
+        }
+        let workers = workers.clamp(1, self.shards.len());
+        for (i, shard) in self.shards.iter_mut().enumerate() {
+            let worker = i % workers;
+            let share = max_conns / workers + usize::from(worker < max_conns % workers);
+            let share = share.clamp(1, Semaphore::MAX_PERMITS);
+            shard.permits = Some(Arc::new(Semaphore::new(share)));
+        }
+        self.cap = Some(Cap {
+            max_conns,
             queued: AtomicUsize::new(0),
             queue_timeout,
         });
@@ -201,12 +219,12 @@ impl<T> Pool<T> {
     }
 
     /// Where the next request goes: an idle connection (when `reuse`), or
-    /// room for a new one; at the cap, the request queues as the module docs
-    /// describe, and takes an idle connection then even when `!reuse`.
-    /// Uncapped, this never waits.
+    /// room for a new one; at its worker's share of the cap, the request
+    /// queues as the module docs describe, and takes an idle connection then
+    /// even when `!reuse`. Uncapped, this never waits.
     ///
-    /// Errors: [`QueueTimeout`] when the origin stayed at its cap for the
-    /// whole `queue_timeout`.
+    /// Errors: [`QueueTimeout`] when the worker's share stayed taken for
+    /// the whole queue timeout.
     pub async fn slot(
         &self,
         healthy: impl Fn(&T) -> bool,
@@ -217,14 +235,14 @@ impl<T> Pool<T> {
                 return Ok(Slot::Idle(conn));
             }
         }
-        let Some(cap) = &self.cap else {
+        let shard = &self.shards[self.own_shard()];
+        let (Some(cap), Some(permits)) = (&self.cap, &shard.permits) else {
             return Ok(Slot::Open(None));
         };
-        if let Ok(permit) = Arc::clone(&cap.permits).try_acquire_owned() {
+        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
             return Ok(Slot::Open(Some(permit)));
         }
         let deadline = tokio::time::Instant::now() + cap.queue_timeout;
-        let shard = &self.shards[self.own_shard()];
         let _queued = Queued::enter(cap, shard);
         loop {
             // Registered before looking, so a check-in between the look
@@ -235,14 +253,8 @@ impl<T> Pool<T> {
             if let Some(conn) = self.checkout(&healthy) {
                 return Ok(Slot::Idle(conn));
             }
-            if let Ok(permit) = Arc::clone(&cap.permits).try_acquire_owned() {
-                return Ok(Slot::Open(Some(permit)));
-            }
-            if self.close_idle_elsewhere() {
-                continue;
-            }
             tokio::select! {
-                permit = Arc::clone(&cap.permits).acquire_owned() => {
+                permit = Arc::clone(permits).acquire_owned() => {
                     // The semaphore is never closed.
                     return permit.map(|p| Slot::Open(Some(p))).map_err(|_| QueueTimeout);
                 }
@@ -254,9 +266,8 @@ impl<T> Pool<T> {
 
     /// Returns a connection after a complete exchange. When the pool is full
     /// the oldest connection of this thread's shard makes room, or, if the
-    /// shard has none, `conn` itself is dropped. At the cap, it goes to a
-    /// request queued on this shard, or is closed to free its permit for
-    /// one queued on another (module docs).
+    /// shard has none, `conn` itself is dropped. A request of this shard
+    /// queued at the cap is woken to take it.
     pub fn checkin(&self, conn: T) {
         if self.max_idle == 0 {
             return;
@@ -269,15 +280,6 @@ impl<T> Pool<T> {
             let mut state = lock(shard);
             self.drop_expired(&mut state.idle, now, &mut dropped);
             wake = state.queued > 0;
-            if !wake
-                && self
-                    .cap
-                    .as_ref()
-                    .is_some_and(|cap| cap.queued.load(Ordering::Relaxed) > 0)
-            {
-                dropped.push(conn);
-                return;
-            }
             if self.idle() >= self.max_idle {
                 if let Some(oldest) = state.idle.pop_front() {
                     self.idle.fetch_sub(1, Ordering::Relaxed);
@@ -304,26 +306,6 @@ impl<T> Pool<T> {
 
     fn own_shard(&self) -> usize {
         THREAD_SHARD.with(|n| n.get()) % self.shards.len()
-    }
-
-    /// Closes the oldest idle connection of some other shard, freeing its
-    /// permit; false when no shard holds one. Every shard is locked in turn
-    /// (the idle count could be stale here): this runs only for a request
-    /// queued at the cap.
-    fn close_idle_elsewhere(&self) -> bool {
-        let own = self.own_shard();
-        for (i, shard) in self.shards.iter().enumerate() {
-            if i == own {
-                continue;
-            }
-            let oldest = lock(shard).idle.pop_front();
-            if let Some(entry) = oldest {
-                self.idle.fetch_sub(1, Ordering::Relaxed);
-                drop(entry.conn);
-                return true;
-            }
-        }
-        false
     }
 
     fn take_from(
@@ -373,8 +355,6 @@ struct Queued<'a, T> {
 
 impl<'a, T> Queued<'a, T> {
     fn enter(cap: &'a Cap, shard: &'a Shard<T>) -> Self {
-        // The origin-wide count first: a check-in that sees this shard's
-        // count must also see it (module docs).
         cap.queued.fetch_add(1, Ordering::Relaxed);
         lock(shard).queued += 1;
         Queued { cap, shard }
@@ -395,10 +375,7 @@ impl<T> std::fmt::Debug for Pool<T> {
             .field("idle", &self.idle())
             .field("max_idle", &self.max_idle)
             .field("idle_timeout", &self.idle_timeout)
-            .field(
-                "free_permits",
-                &self.cap.as_ref().map(|c| c.permits.available_permits()),
-            )
+            .field("max_conns", &self.cap.as_ref().map(|c| c.max_conns))
             .field("queued", &self.queued())
             .finish()
     }
@@ -531,9 +508,11 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_cap_a_checked_in_connection_goes_to_the_queued_request() {
-        let pool = std::sync::Arc::new(
-            Pool::new(8, Duration::from_secs(60)).capped(1, Duration::from_secs(5)),
-        );
+        let pool = std::sync::Arc::new(Pool::new(8, Duration::from_secs(60)).capped(
+            1,
+            Duration::from_secs(5),
+            1,
+        ));
         let permit = permit_of(pool.slot(|_: &(u32, Permit)| true, true).await);
         let queued = {
             let pool = pool.clone();
@@ -552,9 +531,11 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_cap_a_closed_connection_frees_its_permit() {
-        let pool = std::sync::Arc::new(
-            Pool::<Permit>::new(8, Duration::from_secs(60)).capped(1, Duration::from_secs(5)),
-        );
+        let pool = std::sync::Arc::new(Pool::<Permit>::new(8, Duration::from_secs(60)).capped(
+            1,
+            Duration::from_secs(5),
+            1,
+        ));
         let permit = permit_of(pool.slot(|_| true, true).await);
         let queued = {
             let pool = pool.clone();
@@ -570,7 +551,7 @@ mod tests {
     #[tokio::test]
     async fn the_queue_times_out_and_zero_refuses_at_once() {
         for wait in [Duration::ZERO, Duration::from_millis(50)] {
-            let pool = Pool::<Permit>::new(8, Duration::from_secs(60)).capped(1, wait);
+            let pool = Pool::<Permit>::new(8, Duration::from_secs(60)).capped(1, wait, 1);
             let _held = permit_of(pool.slot(|_| true, true).await);
             let started = tokio::time::Instant::now();
             assert_eq!(pool.slot(|_| true, true).await.unwrap_err(), QueueTimeout);
@@ -594,80 +575,52 @@ mod tests {
         }
     }
 
-    /// The permit of an idle connection on another worker's shard serves a
-    /// request queued on this one: the queued request closes it, and a
-    /// check-in on a shard with no queue of its own closes its connection
-    /// while another shard queues.
+    /// Each worker has its share of the cap (3 over 2 workers: 2 and 1),
+    /// and queues at it even while another worker's share is free.
     #[test]
-    fn a_queued_request_gets_the_permit_of_another_workers_idle_connection() {
-        let pool = std::sync::Arc::new(
-            Pool::<Permit>::new(8, Duration::from_secs(60)).capped(1, Duration::from_secs(5)),
-        );
-        let on_worker = |index: usize| {
-            let pool = std::sync::Arc::clone(&pool);
-            move |f: fn(std::sync::Arc<Pool<Permit>>)| {
-                std::thread::spawn(move || {
-                    set_thread_shard(index);
-                    f(pool)
-                })
-            }
-        };
-        // Worker 1 opens the only connection and keeps it idle.
-        on_worker(1)(|pool| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
-            let permit = permit_of(rt.block_on(pool.slot(|_| true, true)));
-            pool.checkin(permit);
-        })
-        .join()
-        .unwrap();
-        assert_eq!(pool.idle(), 1);
-        // Worker 0 cannot use it, so it closes it and opens its own.
-        on_worker(0)(|pool| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
-            let permit = permit_of(rt.block_on(pool.slot(|_| true, true)));
-            assert_eq!(pool.idle(), 0);
-            // Now worker 0 holds it: worker 1 queues, and when worker 0
-            // checks its connection in with nobody of its own waiting, the
-            // connection is closed and worker 1 gets the permit.
-            let waiter = std::thread::spawn({
-                let pool = pool.clone();
-                move || {
-                    set_thread_shard(1);
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
-                        .build()
-                        .unwrap();
-                    matches!(
-                        rt.block_on(pool.slot(|_| true, true)),
-                        Ok(Slot::Open(Some(_)))
-                    )
+    fn each_worker_queues_at_its_own_share() {
+        let pool = std::sync::Arc::new(Pool::<Permit>::new(8, Duration::from_secs(60)).capped(
+            3,
+            Duration::from_millis(20),
+            2,
+        ));
+        for (worker, share) in [(1, 1), (0, 2)] {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                set_thread_shard(worker);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                let held: Vec<_> = (0..share)
+                    .map(|_| permit_of(rt.block_on(pool.slot(|_| true, true))))
+                    .collect();
+                assert_eq!(
+                    rt.block_on(pool.slot(|_| true, true)).unwrap_err(),
+                    QueueTimeout,
+                    "worker {worker} past its share of {share}"
+                );
+                // Kept idle, its connections serve only this worker.
+                for permit in held {
+                    pool.checkin(permit);
                 }
-            });
-            while pool.queued() == 0 {
-                std::thread::yield_now();
-            }
-            pool.checkin(permit);
-            assert!(waiter.join().unwrap());
-            assert_eq!(pool.idle(), 0);
-        })
-        .join()
-        .unwrap();
+            })
+            .join()
+            .unwrap();
+        }
+        assert_eq!(pool.idle(), 3);
     }
 
-    /// Two workers, 400 requests, a cap of 3: never more than 3 connections
-    /// open, and every request served.
+    /// Two workers, 400 requests, a cap of 3 (shares 2 and 1): never more
+    /// than 3 connections open, and every request served.
     #[test]
     fn the_cap_holds_across_workers_under_load() {
         const CAP: usize = 3;
-        let pool = std::sync::Arc::new(
-            Pool::<Conn>::new(8, Duration::from_secs(60)).capped(CAP, Duration::from_secs(10)),
-        );
+        let pool = std::sync::Arc::new(Pool::<Conn>::new(8, Duration::from_secs(60)).capped(
+            CAP,
+            Duration::from_secs(10),
+            2,
+        ));
         let open = std::sync::Arc::new(AtomicUsize::new(0));
         let most = std::sync::Arc::new(AtomicUsize::new(0));
         let workers: Vec<_> = (0..2)

@@ -28,7 +28,7 @@ async def serve(reader, writer, delay):
             await asyncio.sleep(delay)
             writer.write(RESPONSE)
             await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
         pass
     finally:
         writer.close()

@@ -371,27 +371,34 @@ impl SseDecoder {
         // "Collect the characters on the line before the first colon ...
         // If value starts with a U+0020 SPACE character, remove it."
         // No colon: the whole line is the field name, the value is empty.
-        let (name_len, value) = match memchr(b':', &line) {
-            Some(colon) => {
-                let mut value = line.slice(colon + 1..);
-                if value.first() == Some(&b' ') {
-                    value.advance(1);
-                }
-                (colon, value)
-            }
-            None => (line.len(), Bytes::new()),
+        let (name_len, value_at) = match memchr(b':', &line) {
+            Some(colon) => (colon, colon + 1),
+            None => (line.len(), line.len()),
         };
         self.building.any_field = true;
-        match &line[..name_len] {
-            b"data" => self.building.push_data(value),
-            b"event" => self.building.event = Some(value),
-            // "If the field value does not contain U+0000 NULL, then set the
-            // last event ID buffer to the field value. Otherwise, ignore."
-            b"id" if memchr(0, &value).is_none() => self.building.id = Some(value),
+        let field = match &line[..name_len] {
+            b"data" => Field::Data,
+            b"event" => Field::Event,
+            b"id" => Field::Id,
             // `retry` sets the browser's reconnection time, which concerns
             // the gateway's client, not the gateway; other names are ignored
             // by the spec.
-            _ => {}
+            _ => return None,
+        };
+        // The line becomes its value in place: advancing a `Bytes` moves
+        // its start, where a slice would take (and drop) a reference.
+        let mut value = line;
+        value.advance(value_at);
+        if value.first() == Some(&b' ') {
+            value.advance(1);
+        }
+        match field {
+            Field::Data => self.building.push_data(value),
+            Field::Event => self.building.event = Some(value),
+            // "If the field value does not contain U+0000 NULL, then set the
+            // last event ID buffer to the field value. Otherwise, ignore."
+            Field::Id if memchr(0, &value).is_none() => self.building.id = Some(value),
+            Field::Id => {}
         }
         None
     }
@@ -521,6 +528,13 @@ fn decode_pieces<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Event>,
     events.extend(std::iter::from_fn(|| dec.finish()));
     assert_eq!(dec.pending_len(), 0, "finish left bytes behind");
     (events, dec.comments_seen())
+}
+
+/// The fields of an event the decoder keeps (WHATWG HTML §9.2.6).
+enum Field {
+    Data,
+    Event,
+    Id,
 }
 
 #[cfg(test)]

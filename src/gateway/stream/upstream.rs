@@ -304,7 +304,9 @@ impl Reframer {
         }
         let mut parts = match info.model_span {
             // A translated chunk already names the client's model.
-            Some(span) if self.translate.is_none() => json::splice(&data, span, &self.client_model),
+            Some(span) if self.translate.is_none() => {
+                json::splice_owned(data, span, &self.client_model)
+            }
             _ => [data, Bytes::new(), Bytes::new()],
         };
         if parts.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {

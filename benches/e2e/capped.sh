@@ -6,7 +6,10 @@
 # (limits.upstreamMaxConns; 0 = no cap). Prints, per cap: req/s, latency
 # p50/p99/max, the upstream connections accepted, and the kernel's
 # TcpExtListenOverflows/ListenDrops during the run (SYNs dropped on a full
-# accept queue, each retried by Linux after 1 s). All on 127.0.0.1.
+# accept queue, each retried by Linux after 1 s). Then the same through
+# nginx 1.22 (2 workers, keepalive 1024): open-source nginx has `max_conns`
+# but not its `queue` (NGINX Plus only), so at a cap it would answer 502;
+# its row is uncapped. All on 127.0.0.1, nothing pinned.
 #
 #   bash benches/e2e/capped.sh
 #   CAPS="0 64 256" CONNS=2000 bash benches/e2e/capped.sh
@@ -17,6 +20,7 @@ CAPS=${CAPS:-0 256}
 CONNS=${CONNS:-1000}
 DURATION=${DURATION:-5s}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 [[ -x $BIN ]] || (cd "$ROOT" && cargo build --release -q)
 ulimit -n 65536 2>/dev/null || true
 WORK=$(mktemp -d)
@@ -25,7 +29,7 @@ trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 counter() { nstat -az "$1" | awk -v n="$1" '$1 == n { print $2 }'; }
 printf 'cap\treq_s\tp50_ms\tp99_ms\tmax_ms\tupstream_conns\tlisten_overflows\tlisten_drops\tnon2xx\n'
-for cap in $CAPS; do
+for cap in $CAPS nginx; do
     UP=$(free_port); C2A=$(free_port)
     python3 "$ROOT/benches/e2e/small_upstream.py" --port "$UP" >"$WORK/up.out" &
     UP_PID=$!
@@ -37,7 +41,20 @@ for cap in $CAPS; do
  "providers": [{"id": "small", "type": "openai", "baseUrl": "http://127.0.0.1:$UP/v1",
    "accounts": [{"id": "a", "apiKey": "sk-up"}], "models": {"DeepSeek-V3.2": "small"}}]}
 J
-    "$BIN" --config "$WORK/front.json" >"$WORK/c2a.out" 2>&1 &
+    if [[ $cap == nginx ]]; then
+        mkdir -p "$WORK/ngx/logs"
+        cat >"$WORK/ngx/nginx.conf" <<N
+worker_processes 2; daemon off; error_log $WORK/ngx/error.log; pid $WORK/ngx/nginx.pid;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 100000000;
+  upstream small { server 127.0.0.1:$UP; keepalive 1024; }
+  server { listen 127.0.0.1:$C2A backlog=4096;
+    location / { proxy_pass http://small; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+N
+        nginx -p "$WORK/ngx/" -c "$WORK/ngx/nginx.conf" &
+    else
+        "$BIN" --config "$WORK/front.json" >"$WORK/c2a.out" 2>&1 &
+    fi
     C2A_PID=$!
     PIDS=("$UP_PID" "$C2A_PID")
     sleep 0.7

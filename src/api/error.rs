@@ -60,8 +60,10 @@ pub enum ApiError {
     /// 503: the listener is at `maxConnections` (docs/wire.md §6); sent with
     /// `Retry-After` before the connection is closed.
     Overloaded,
-    /// 503: the upstream had its `upstreamMaxConns` connections (the value)
-    /// busy for the whole `upstreamQueueTimeout`; sent with `Retry-After`.
+    /// 503: the request's worker had its share of the upstream's
+    /// `upstreamMaxConns` connections (the value) busy for the whole
+    /// `upstreamQueueTimeout`, and the request was not sent; with
+    /// `Retry-After`.
     UpstreamBusy(usize),
 }
 
@@ -254,7 +256,7 @@ impl fmt::Display for ApiError {
             ),
             ApiError::UpstreamBusy(max) => write!(
                 f,
-                "All {max} connections to the upstream stayed busy for the queue timeout; retry after the Retry-After delay."
+                "The upstream's connections (at most {max}, upstreamMaxConns) stayed busy for the queue timeout; the request was not sent; retry after the Retry-After delay."
             ),
         }
     }

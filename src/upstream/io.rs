@@ -19,7 +19,7 @@ pub(crate) struct Stream {
     io: Io,
     /// Given back when the connection closes (`super::pool`); `None` for an
     /// uncapped origin.
-    _permit: Option<Permit>,
+    permit: Option<Permit>,
 }
 
 /// The bytes under a [`Stream`]. Both variants are `Unpin`, so the trait
@@ -35,7 +35,7 @@ impl Stream {
     pub(crate) fn plain(tcp: TcpStream, permit: Option<Permit>) -> Stream {
         Stream {
             io: Io::Plain(tcp),
-            _permit: permit,
+            permit,
         }
     }
 
@@ -43,8 +43,14 @@ impl Stream {
     pub(crate) fn tls(tls: TlsStream<TcpStream>, permit: Option<Permit>) -> Stream {
         Stream {
             io: Io::Tls(Box::new(tls)),
-            _permit: permit,
+            permit,
         }
+    }
+
+    /// Closes the connection and keeps its place under the cap, for a new
+    /// connection to take.
+    pub(crate) fn into_permit(self) -> Option<Permit> {
+        self.permit
     }
 
     /// The TCP socket under the stream.

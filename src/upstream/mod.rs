@@ -113,8 +113,10 @@ pub enum UpstreamError {
     /// The body uses a content-coding we cannot undo, or is not valid for
     /// the coding it names (RFC 9110 §8.4).
     Decode(String),
-    /// The origin had `max_conns` connections open for the whole queue
-    /// timeout; the request was never sent.
+    /// The request's worker had its share of the origin's `max_conns`
+    /// connections busy for the whole queue timeout; the request was never
+    /// sent (a retry that queues that long fails with the first attempt's
+    /// error instead).
     QueueTimeout {
         /// The cap (`limits.upstreamMaxConns`).
         max_conns: usize,
@@ -149,7 +151,7 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Decode(e) => f.write_str(e),
             UpstreamError::QueueTimeout { max_conns } => write!(
                 f,
-                "all {max_conns} connections to the upstream stayed busy for the queue timeout"
+                "this worker's share of the {max_conns} connections allowed to the upstream stayed busy for the queue timeout"
             ),
         }
     }
@@ -283,9 +285,10 @@ impl Upstream {
     /// Sends one request and waits for the final response head (interim 1xx
     /// responses are skipped by the parser).
     ///
-    /// A pooled connection is tried first; at the origin's cap the request
-    /// queues for one ([`pool`]; [`UpstreamError::QueueTimeout`] after the
-    /// queue timeout). If a pooled connection fails before a single byte
+    /// A pooled connection is tried first; at its worker's share of the
+    /// origin's cap the request queues for one ([`pool`];
+    /// [`UpstreamError::QueueTimeout`] after the queue timeout). If a pooled
+    /// connection fails before a single byte
     /// of response arrived — the write failed, or it was closed or reset
     /// before the head — the request is sent once more on a fresh
     /// connection. This is the keep-alive race: a server may close an idle
@@ -348,23 +351,36 @@ impl Upstream {
             )
         };
 
-        // The second pass is the retry on a fresh connection; at the cap it
-        // may still be handed a connection just checked in.
+        // The second pass is the retry on a fresh connection.
         let mut reuse = true;
+        let mut first_failure = None;
         loop {
-            let queue_timeout = || UpstreamError::QueueTimeout {
-                max_conns: self.inner.cfg.max_conns,
+            let slot = match self.inner.pool.slot(Stream::is_idle_healthy, reuse).await {
+                Ok(slot) => slot,
+                // A retry's request was sent once already: its answer is
+                // the first failure, never "not sent".
+                Err(pool::QueueTimeout) => {
+                    return Err(first_failure.unwrap_or(UpstreamError::QueueTimeout {
+                        max_conns: self.inner.cfg.max_conns,
+                    }))
+                }
             };
-            let slot = self.inner.pool.slot(Stream::is_idle_healthy, reuse).await;
-            let (conn, reused) = match slot.map_err(|_| queue_timeout())? {
-                pool::Slot::Idle(conn) => (conn, true),
+            let (conn, reused) = match slot {
+                pool::Slot::Idle(conn) if reuse => (conn, true),
+                // At the cap the retry may be handed a pooled connection:
+                // it gives up its place under the cap for a fresh one.
+                pool::Slot::Idle(conn) => (self.connect(conn.into_permit()).await?, false),
                 pool::Slot::Open(permit) => (self.connect(permit).await?, false),
             };
             match exchange(conn, reused).await {
                 Ok(response) => return Ok(response),
                 Err(Failed {
-                    retryable: true, ..
-                }) if reuse => reuse = false,
+                    retryable: true,
+                    error,
+                }) if reuse => {
+                    reuse = false;
+                    first_failure = Some(error);
+                }
                 Err(failed) => return Err(failed.error),
             }
         }

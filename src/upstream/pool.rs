@@ -32,14 +32,18 @@
 //! # The cap: nginx's `max_conns` with a `queue`, per worker
 //!
 //! A capped origin gives each worker's shard a share of the cap
-//! (`max_conns / workers`, the remainder to the first shards, at least one
-//! each) as a [`Semaphore`] with a permit per connection that worker may
+//! (`max_conns / workers`, the remainder to the first workers, at least
+//! one each) as a [`Semaphore`] with a permit per connection that worker may
 //! have open, idle or busy; each connection holds its permit until it
 //! closes ([`Slot::Open`]). A request that finds neither an idle connection
 //! of its worker nor a free permit queues, up to the queue timeout, for
 //! whichever comes first: a connection checked in to its worker's shard
 //! (handed over through the shard's [`Notify`]), or a permit, freed when
-//! one of its worker's connections closes.
+//! one of its worker's connections closes. A worker's requests are served
+//! in arrival order: while some queue, a new one queues behind them
+//! instead of taking what was checked in or freed for them, and each keeps
+//! its place in the semaphore's first-in, first-out queue. A thread that is
+//! no worker shares a worker's permits, so the cap holds whoever sends.
 //!
 //! Shares per worker are what nginx does without a shared zone. One
 //! semaphore for the whole origin was tried first: a worker's connections
@@ -125,8 +129,8 @@ pub enum Slot<T> {
     Open(Option<Permit>),
 }
 
-/// The origin stayed at its cap for the whole queue timeout: no connection
-/// was checked in and none closed.
+/// The request's worker stayed at its share of the origin's cap for the
+/// whole queue timeout: no connection of its worker came to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueTimeout;
 
@@ -178,11 +182,16 @@ impl<T> Pool<T> {
             return self;
         }
         let workers = workers.clamp(1, self.shards.len());
+        let shares: Vec<_> = (0..workers)
+            .map(|worker| {
+                let share = max_conns / workers + usize::from(worker < max_conns % workers);
+                Arc::new(Semaphore::new(share.clamp(1, Semaphore::MAX_PERMITS)))
+            })
+            .collect();
+        // A thread that is no worker (its shard number is past them) shares
+        // a worker's permits, so the cap holds whoever sends.
         for (i, shard) in self.shards.iter_mut().enumerate() {
-            let worker = i % workers;
-            let share = max_conns / workers + usize::from(worker < max_conns % workers);
-            let share = share.clamp(1, Semaphore::MAX_PERMITS);
-            shard.permits = Some(Arc::new(Semaphore::new(share)));
+            shard.permits = Some(Arc::clone(&shares[i % workers]));
         }
         self.cap = Some(Cap {
             max_conns,
@@ -219,9 +228,11 @@ impl<T> Pool<T> {
     }
 
     /// Where the next request goes: an idle connection (when `reuse`), or
-    /// room for a new one; at its worker's share of the cap, the request
-    /// queues as the module docs describe, and takes an idle connection then
-    /// even when `!reuse`. Uncapped, this never waits.
+    /// room for a new one. At its worker's share of the cap, or while other
+    /// requests of its worker queue there, the request queues behind them
+    /// as the module docs describe; a connection it is handed then may be
+    /// an idle one even when `!reuse` (the caller may trade it for its
+    /// permit). Uncapped, this never waits.
     ///
     /// Errors: [`QueueTimeout`] when the worker's share stayed taken for
     /// the whole queue timeout.
@@ -230,36 +241,57 @@ impl<T> Pool<T> {
         healthy: impl Fn(&T) -> bool,
         reuse: bool,
     ) -> Result<Slot<T>, QueueTimeout> {
-        if reuse {
-            if let Some(conn) = self.checkout(&healthy) {
-                return Ok(Slot::Idle(conn));
-            }
-        }
         let shard = &self.shards[self.own_shard()];
         let (Some(cap), Some(permits)) = (&self.cap, &shard.permits) else {
+            if reuse {
+                if let Some(conn) = self.checkout(&healthy) {
+                    return Ok(Slot::Idle(conn));
+                }
+            }
             return Ok(Slot::Open(None));
         };
-        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
-            return Ok(Slot::Open(Some(permit)));
+        // First come, first served: while requests of this worker queue, a
+        // new one does not take what was checked in or freed for them.
+        if lock(shard).queued == 0 {
+            if reuse {
+                if let Some(conn) = self.checkout(&healthy) {
+                    return Ok(Slot::Idle(conn));
+                }
+            }
+            if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+                return Ok(Slot::Open(Some(permit)));
+            }
         }
-        let deadline = tokio::time::Instant::now() + cap.queue_timeout;
-        let _queued = Queued::enter(cap, shard);
+        let timeout = tokio::time::sleep(cap.queue_timeout);
+        tokio::pin!(timeout);
+        // One wait for a permit for the whole queueing, so the request keeps
+        // its place in the semaphore's first-in, first-out queue.
+        let permit = Arc::clone(permits).acquire_owned();
+        tokio::pin!(permit);
+        let (_queued, first) = Queued::enter(cap, shard);
+        // Behind others, an idle connection is theirs (each check-in wakes
+        // one of them); only the first in the queue looks before it waits,
+        // for one checked in between its look above and its entering.
+        let mut look = first;
         loop {
             // Registered before looking, so a check-in between the look
             // and the wait still wakes this request.
             let checked_in = shard.checked_in.notified();
             tokio::pin!(checked_in);
             checked_in.as_mut().enable();
-            if let Some(conn) = self.checkout(&healthy) {
-                return Ok(Slot::Idle(conn));
+            if look {
+                if let Some(conn) = self.checkout(&healthy) {
+                    return Ok(Slot::Idle(conn));
+                }
             }
+            look = true;
             tokio::select! {
-                permit = Arc::clone(permits).acquire_owned() => {
+                permit = &mut permit => {
                     // The semaphore is never closed.
                     return permit.map(|p| Slot::Open(Some(p))).map_err(|_| QueueTimeout);
                 }
                 () = &mut checked_in => {}
-                () = tokio::time::sleep_until(deadline) => return Err(QueueTimeout),
+                () = &mut timeout => return Err(QueueTimeout),
             }
         }
     }
@@ -354,10 +386,13 @@ struct Queued<'a, T> {
 }
 
 impl<'a, T> Queued<'a, T> {
-    fn enter(cap: &'a Cap, shard: &'a Shard<T>) -> Self {
+    /// Counts a request in, and says whether it is the first of its shard.
+    fn enter(cap: &'a Cap, shard: &'a Shard<T>) -> (Self, bool) {
         cap.queued.fetch_add(1, Ordering::Relaxed);
-        lock(shard).queued += 1;
-        Queued { cap, shard }
+        let mut state = lock(shard);
+        let first = state.queued == 0;
+        state.queued += 1;
+        (Queued { cap, shard }, first)
     }
 }
 
@@ -527,6 +562,33 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(pool.queued(), 0);
+    }
+
+    /// First come, first served: a request arriving just after a check-in
+    /// that woke a queued one does not take that connection.
+    #[tokio::test]
+    async fn a_new_request_waits_behind_the_queued_ones() {
+        let pool = std::sync::Arc::new(Pool::new(8, Duration::from_secs(60)).capped(
+            1,
+            Duration::from_secs(5),
+            1,
+        ));
+        let permit = permit_of(pool.slot(|_: &(u32, Permit)| true, true).await);
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.slot(|_| true, true).await })
+        };
+        while pool.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        pool.checkin((7, permit));
+        let newcomer =
+            tokio::time::timeout(Duration::from_millis(50), pool.slot(|_| true, true)).await;
+        assert!(newcomer.is_err(), "the new request jumped the queue");
+        match queued.await.unwrap() {
+            Ok(Slot::Idle((7, _))) => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

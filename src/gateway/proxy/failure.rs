@@ -64,15 +64,14 @@ pub(super) fn classify_status(status: u16) -> Option<(Scope, Cause)> {
 }
 
 /// The scope of a failure before any answer: connections that cannot be
-/// made belong to the origin, and so does a queue at its connection cap
-/// that did not move; a missed deadline or a broken answer to the
-/// deployment.
+/// made belong to the origin, a missed deadline or a broken answer to the
+/// deployment. (A queue timeout at the origin's connection cap is no
+/// failure of the upstream's: `forward` answers it at once.)
 pub(super) fn classify_error(e: &UpstreamError) -> (Scope, Cause) {
     match e {
         UpstreamError::Connect(_) | UpstreamError::ConnectTimeout | UpstreamError::Tls(_) => {
             (Scope::Origin, Cause::Unreachable)
         }
-        UpstreamError::QueueTimeout { .. } => (Scope::Origin, Cause::Timeout),
         e if e.is_timeout() => (Scope::Deployment, Cause::Timeout),
         _ => (Scope::Deployment, Cause::ServerError),
     }

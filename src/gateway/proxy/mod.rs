@@ -36,7 +36,7 @@ use crate::sse::encode::event_fields;
 use crate::stats::Tally;
 use crate::translate::anthropic_upstream::{self, FromMessages};
 use crate::translate::{anthropic, chat as translate, responses, EventTranslator};
-use crate::upstream::{Upstream, UpstreamRequest, UpstreamResponse};
+use crate::upstream::{Upstream, UpstreamError, UpstreamRequest, UpstreamResponse};
 use audio::{byte_answer, transcript_answer};
 use failure::{api_error, classify_error, classify_status};
 use judge::{
@@ -203,6 +203,12 @@ pub async fn forward(
     };
     let mut resp = match upstream.send(request).await {
         Ok(r) => r,
+        // Our own cap, not the upstream's failure: nothing rests, and no
+        // other deployment is tried (on the same origin it would queue as
+        // long again); the client gets 503 with Retry-After.
+        Err(e @ UpstreamError::QueueTimeout { .. }) => {
+            return Attempt::Done(Response::error(&api_error(&e)));
+        }
         Err(e) => {
             let (scope, cause) = classify_error(&e);
             let answer = Response::error(&api_error(&e));

@@ -6,7 +6,7 @@
 //! as a byte range so that it can be replaced by emitting
 //! `prefix | name | suffix` slices of the original `Bytes`.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -815,18 +815,11 @@ fn value_end(doc: &[u8], start: usize) -> Option<usize> {
 /// `body` with the bytes in `span` replaced by `with`, as three slices that
 /// share `body`'s storage.
 pub fn splice(body: &Bytes, span: Range<usize>, with: &Bytes) -> [Bytes; 3] {
-    splice_owned(body.clone(), span, with)
-}
-
-/// [`splice`] taking `body`: its reference becomes the suffix, so one
-/// reference is taken for the prefix instead of two for both (the
-/// re-framer's per-event path: each reference taken and dropped is an
-/// atomic operation on the read buffer's count).
-pub fn splice_owned(body: Bytes, span: Range<usize>, with: &Bytes) -> [Bytes; 3] {
-    let mut suffix = body;
-    let prefix = suffix.split_to(span.start);
-    suffix.advance(span.end - span.start);
-    [prefix, with.clone(), suffix]
+    [
+        body.slice(..span.start),
+        with.clone(),
+        body.slice(span.end..),
+    ]
 }
 
 /// A model name as a JSON string literal, quotes included.

@@ -95,8 +95,9 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
     let len: usize = items
         .iter()
         .map(|item| match item {
-            StreamItem::Data { fields, data } => {
-                fields.len() + DATA.len() + data.iter().map(Bytes::len).sum::<usize>() + END.len()
+            StreamItem::Data { fields, .. } => {
+                let payload: usize = item.payload().iter().map(|p| p.len()).sum();
+                fields.len() + DATA.len() + payload + END.len()
             }
             StreamItem::Raw(r) => r.len(),
         })
@@ -114,15 +115,16 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
     }
     for item in items {
         match item {
-            StreamItem::Data { fields, data } => {
+            StreamItem::Data { fields, .. } => {
                 if !fields.is_empty() {
                     slices.push(IoSlice::new(fields));
                 }
                 slices.push(IoSlice::new(DATA));
                 slices.extend(
-                    data.iter()
+                    item.payload()
+                        .into_iter()
                         .filter(|p| !p.is_empty())
-                        .map(|p| IoSlice::new(p)),
+                        .map(IoSlice::new),
                 );
                 slices.push(IoSlice::new(END));
             }

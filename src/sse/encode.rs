@@ -4,6 +4,8 @@
 //! copy), multi-line payloads, keep-alives, error events and `[DONE]`.
 //! The connection driver frames each [`StreamItem`] as it writes it.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use crate::api::ApiError;
@@ -22,19 +24,51 @@ pub const KEEP_ALIVE: &[u8] = b": keep-alive\n";
 /// One piece of a streamed answer, as the connection driver writes it.
 pub enum StreamItem {
     /// One event: `fields` (its `event:`/`id:` lines, usually empty) and its
-    /// payload as slices; written as `fields` + `data: ` + slices + `\n\n`.
-    Data { fields: Bytes, data: [Bytes; 3] },
+    /// payload, `data` with `splice` written in place of a part of it;
+    /// written as `fields` + `data: ` + [`payload`](Self::payload) + `\n\n`.
+    Data {
+        fields: Bytes,
+        data: Bytes,
+        splice: Option<Splice>,
+    },
     /// Pre-framed bytes: `[DONE]`, a keep-alive comment, an error event.
     Raw(Bytes),
 }
 
+/// `data` with `splice` in place, in three pieces (empty ones included).
+pub fn payload<'a>(data: &'a [u8], splice: Option<&'a Splice>) -> [&'a [u8]; 3] {
+    match splice {
+        Some(Splice { span, with }) => [&data[..span.start], with, &data[span.end..]],
+        None => [data, &[], &[]],
+    }
+}
+
+/// Bytes written in place of `data[span]` (the client's model name in place
+/// of the upstream's). The payload is cut into its three pieces only as I/O
+/// slices, so an event holds one reference to the buffer it was read into
+/// (each reference taken and dropped is an atomic operation).
+pub struct Splice {
+    /// Within the event's `data`.
+    pub span: Range<usize>,
+    pub with: Bytes,
+}
+
 impl StreamItem {
-    /// One event of a whole payload (no slices to splice), with its field
+    /// One event of a whole payload (nothing spliced), with its field
     /// lines (`event: …\n`, usually none).
     pub fn event(fields: Bytes, data: Bytes) -> StreamItem {
         StreamItem::Data {
             fields,
-            data: [data, Bytes::new(), Bytes::new()],
+            data,
+            splice: None,
+        }
+    }
+
+    /// An event's payload as written ([`payload`]); a raw item's bytes.
+    pub fn payload(&self) -> [&[u8]; 3] {
+        match self {
+            StreamItem::Data { data, splice, .. } => payload(data, splice.as_ref()),
+            StreamItem::Raw(raw) => [raw, &[], &[]],
         }
     }
 
@@ -76,8 +110,8 @@ pub fn event_fields(event: Option<&[u8]>, id: Option<&[u8]>) -> Bytes {
 /// The payload `parts` with `data: ` after every LF, so that the `data: `
 /// the writer puts in front and the `\n\n` it puts after frame one event
 /// of several `data:` lines.
-pub fn reprefix_lines(parts: &[Bytes]) -> Bytes {
-    let len: usize = parts.iter().map(Bytes::len).sum();
+pub fn reprefix_lines(parts: &[&[u8]]) -> Bytes {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut out = Vec::with_capacity(len + 64);
     for part in parts {
         for (i, line) in part.split(|b| *b == b'\n').enumerate() {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use crate::api::ApiError;
 use crate::config::Limits;
 use crate::gateway::json;
-use crate::sse::encode::{error_event, event_fields, reprefix_lines, StreamItem, KEEP_ALIVE};
+use crate::sse::encode::{
+    self, error_event, event_fields, reprefix_lines, Splice, StreamItem, KEEP_ALIVE,
+};
 use crate::sse::{Event, SseDecoder};
 use crate::translate::anthropic_upstream::FromMessages;
 use crate::translate::{chat as translate, EventTranslator};
@@ -302,19 +304,24 @@ impl Reframer {
                 }
             }
         }
-        let mut parts = match info.model_span {
+        let splice = match info.model_span {
             // A translated chunk already names the client's model.
-            Some(span) if self.translate.is_none() => {
-                json::splice_owned(data, span, &self.client_model)
-            }
-            _ => [data, Bytes::new(), Bytes::new()],
+            Some(span) if self.translate.is_none() => Some(Splice {
+                span,
+                with: self.client_model.clone(),
+            }),
+            _ => None,
         };
-        if parts.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
-            parts = [reprefix_lines(&parts), Bytes::new(), Bytes::new()];
+        let fields = event_fields(ev.event.as_deref(), ev.id.as_deref());
+        let payload = encode::payload(&data, splice.as_ref());
+        if payload.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
+            // A payload of several lines is written as several `data:` lines.
+            return Some(StreamItem::event(fields, reprefix_lines(&payload)));
         }
         Some(StreamItem::Data {
-            fields: event_fields(ev.event.as_deref(), ev.id.as_deref()),
-            data: parts,
+            fields,
+            data,
+            splice,
         })
     }
 

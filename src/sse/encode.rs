@@ -35,11 +35,15 @@ pub enum StreamItem {
     Raw(Bytes),
 }
 
-/// `data` with `splice` in place, in three pieces (empty ones included).
+/// `data` with `splice` in place, in three pieces (empty ones included). A
+/// span outside `data` (never made by the re-framer) splices nothing.
 pub fn payload<'a>(data: &'a [u8], splice: Option<&'a Splice>) -> [&'a [u8]; 3] {
-    match splice {
-        Some(Splice { span, with }) => [&data[..span.start], with, &data[span.end..]],
-        None => [data, &[], &[]],
+    let Some(Splice { span, with }) = splice else {
+        return [data, &[], &[]];
+    };
+    match (data.get(..span.start), data.get(span.end..)) {
+        (Some(prefix), Some(suffix)) if span.start <= span.end => [prefix, with, suffix],
+        _ => [data, &[], &[]],
     }
 }
 
@@ -127,6 +131,24 @@ pub fn reprefix_lines(parts: &[&[u8]]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_splice_replaces_its_span_and_one_outside_the_data_does_nothing() {
+        let with = Bytes::from_static(b"\"m\"");
+        let splice = |span| Splice {
+            span,
+            with: with.clone(),
+        };
+        let data = br#"{"model":"up","x":1}"#;
+        assert_eq!(
+            payload(data, Some(&splice(9..13))).concat(),
+            br#"{"model":"m","x":1}"#
+        );
+        assert_eq!(payload(data, Some(&splice(9..99))).concat(), data);
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = splice(13..9);
+        assert_eq!(payload(data, Some(&reversed)).concat(), data);
+    }
 
     #[test]
     fn an_empty_event_name_writes_no_event_line() {

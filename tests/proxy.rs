@@ -492,6 +492,50 @@ async fn a_request_queued_past_the_queue_timeout_gets_503() {
     assert_eq!(up.accepts.load(SeqCst), 1);
 }
 
+/// Clients that all leave at once, one of them holding the only upstream
+/// connection and ten queued behind it, cost the upstream nothing more:
+/// the freed connection slot passes from one departed request to the next,
+/// and each sees its client gone before it opens a connection (a handler
+/// polled before the client's socket opened one for each). The next live
+/// request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_clients_left_while_queued_open_no_connection() {
+    use tokio::io::AsyncWriteExt;
+    let up = MockUpstream::start(|_| {
+        let mut steps = vec![Step::Sleep(Duration::from_millis(400))];
+        steps.extend(json_answer(&chat_answer("deepseek-chat", "x")));
+        steps
+    })
+    .await;
+    let extra =
+        r#", "workers": 1, "limits": {"upstreamMaxConns": 1, "upstreamQueueTimeout": 5000}"#;
+    let gw = TestGateway::start(&config(&up.base_url(), extra)).await;
+    let mut departing = Vec::new();
+    for _ in 0..11 {
+        let mut c = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        c.write_all(chat_request(PLAIN_BODY).as_bytes())
+            .await
+            .unwrap();
+        departing.push(c);
+    }
+    while up.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(departing);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = gw
+        .post_json("/v1/chat/completions", Some("sk-client"), PLAIN_BODY)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.count(), 2, "requests of departed clients were sent");
+    assert_eq!(
+        up.accepts.load(SeqCst),
+        2,
+        "connections were opened for departed clients"
+    );
+}
+
 /// An upstream that keeps its body open after `[DONE]`: the client still
 /// gets its whole answer at once, and that connection is closed rather
 /// than pooled (the next stream opens a new one).

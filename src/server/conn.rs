@@ -8,9 +8,11 @@
 //! dropped, and its connection with it).
 
 use bytes::{Bytes, BytesMut};
+use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -286,16 +288,24 @@ impl<S: Service> Conn<S> {
         let service = self.service.clone();
         let serve = service.serve(route, head, body, tally);
         tokio::pin!(serve);
+        // An answer ready at once (the mock's) needs no look at the socket.
+        let first = std::future::poll_fn(|cx| Poll::Ready(serve.as_mut().poll(cx))).await;
+        if let Poll::Ready(resp) = first {
+            return Some(resp);
+        }
         let max = self.limits.max_head_bytes;
         loop {
+            // The socket first: a handler woken after its client left (say,
+            // handed an upstream connection slot freed by another departed
+            // client) is dropped before it opens a connection or sends.
             tokio::select! {
                 biased;
-                resp = &mut serve => return Some(resp),
                 r = read_some(&mut self.stream, &mut self.rbuf), if self.rbuf.len() < max => {
                     if !matches!(r, Ok(n) if n > 0) {
                         return None;
                     }
                 }
+                resp = &mut serve => return Some(resp),
                 _ = reached(&mut self.phase, Phase::Deadline) => {
                     return Some(Response::error(&ApiError::ShuttingDown));
                 }

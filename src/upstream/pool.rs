@@ -285,12 +285,20 @@ impl<T> Pool<T> {
                 }
             }
             look = true;
+            // Woken, a request yields once before it goes on: the runtime
+            // then polls its I/O driver, so whatever arrived while it
+            // waited (its client's departure, which the connection driver
+            // looks at first) is seen before a connection is taken or
+            // opened for it. Many clients leaving at once would otherwise
+            // pass the freed slot down the queue, each opening a connection.
             tokio::select! {
                 permit = &mut permit => {
                     // The semaphore is never closed.
-                    return permit.map(|p| Slot::Open(Some(p))).map_err(|_| QueueTimeout);
+                    let permit = permit.map_err(|_| QueueTimeout)?;
+                    tokio::task::yield_now().await;
+                    return Ok(Slot::Open(Some(permit)));
                 }
-                () = &mut checked_in => {}
+                () = &mut checked_in => tokio::task::yield_now().await,
                 () = &mut timeout => return Err(QueueTimeout),
             }
         }

@@ -549,59 +549,15 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn at_the_cap_a_checked_in_connection_goes_to_the_queued_request() {
+    /// A pool capped at one connection (one worker), the permit of that
+    /// connection, and a request queued behind it (spawned on this
+    /// runtime, already counted as queued).
+    async fn one_open_one_queued<T: Send + 'static>() -> (
+        std::sync::Arc<Pool<T>>,
+        Permit,
+        tokio::task::JoinHandle<Result<Slot<T>, QueueTimeout>>,
+    ) {
         let pool = std::sync::Arc::new(Pool::new(8, Duration::from_secs(60)).capped(
-            1,
-            Duration::from_secs(5),
-            1,
-        ));
-        let permit = permit_of(pool.slot(|_: &(u32, Permit)| true, true).await);
-        let queued = {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.slot(|_| true, true).await })
-        };
-        while pool.queued() == 0 {
-            tokio::task::yield_now().await;
-        }
-        pool.checkin((7, permit));
-        match queued.await.unwrap() {
-            Ok(Slot::Idle((7, _))) => {}
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(pool.queued(), 0);
-    }
-
-    /// First come, first served: a request arriving just after a check-in
-    /// that woke a queued one does not take that connection.
-    #[tokio::test]
-    async fn a_new_request_waits_behind_the_queued_ones() {
-        let pool = std::sync::Arc::new(Pool::new(8, Duration::from_secs(60)).capped(
-            1,
-            Duration::from_secs(5),
-            1,
-        ));
-        let permit = permit_of(pool.slot(|_: &(u32, Permit)| true, true).await);
-        let queued = {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.slot(|_| true, true).await })
-        };
-        while pool.queued() == 0 {
-            tokio::task::yield_now().await;
-        }
-        pool.checkin((7, permit));
-        let newcomer =
-            tokio::time::timeout(Duration::from_millis(50), pool.slot(|_| true, true)).await;
-        assert!(newcomer.is_err(), "the new request jumped the queue");
-        match queued.await.unwrap() {
-            Ok(Slot::Idle((7, _))) => {}
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn at_the_cap_a_closed_connection_frees_its_permit() {
-        let pool = std::sync::Arc::new(Pool::<Permit>::new(8, Duration::from_secs(60)).capped(
             1,
             Duration::from_secs(5),
             1,
@@ -614,6 +570,38 @@ mod tests {
         while pool.queued() == 0 {
             tokio::task::yield_now().await;
         }
+        (pool, permit, queued)
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_checked_in_connection_goes_to_the_queued_request() {
+        let (pool, permit, queued) = one_open_one_queued::<(u32, Permit)>().await;
+        pool.checkin((7, permit));
+        match queued.await.unwrap() {
+            Ok(Slot::Idle((7, _))) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.queued(), 0);
+    }
+
+    /// First come, first served: a request arriving just after a check-in
+    /// that woke a queued one does not take that connection.
+    #[tokio::test]
+    async fn a_new_request_waits_behind_the_queued_ones() {
+        let (pool, permit, queued) = one_open_one_queued::<(u32, Permit)>().await;
+        pool.checkin((7, permit));
+        let newcomer =
+            tokio::time::timeout(Duration::from_millis(50), pool.slot(|_| true, true)).await;
+        assert!(newcomer.is_err(), "the new request jumped the queue");
+        match queued.await.unwrap() {
+            Ok(Slot::Idle((7, _))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_closed_connection_frees_its_permit() {
+        let (_pool, permit, queued) = one_open_one_queued::<Permit>().await;
         drop(permit);
         assert!(matches!(queued.await.unwrap(), Ok(Slot::Open(Some(_)))));
     }

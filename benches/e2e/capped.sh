@@ -45,7 +45,7 @@ J
         mkdir -p "$WORK/ngx/logs"
         cat >"$WORK/ngx/nginx.conf" <<N
 worker_processes 2; daemon off; error_log $WORK/ngx/error.log; pid $WORK/ngx/nginx.pid;
-events { worker_connections 8192; }
+events { worker_connections 65536; }
 http { access_log off; keepalive_requests 100000000;
   upstream small { server 127.0.0.1:$UP; keepalive 1024; }
   server { listen 127.0.0.1:$C2A backlog=4096;

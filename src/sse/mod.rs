@@ -52,6 +52,10 @@ pub struct Event {
     /// browser's "last event ID buffer" it does not carry over to later
     /// events: a proxy re-emits each event as it came.
     pub id: Option<Bytes>,
+    /// Whether `data` holds a line feed, which it does exactly when it was
+    /// joined from several `data` lines (a single line holds no CR or LF).
+    /// Known from the decoding, so a writer need not look for one.
+    pub multiline: bool,
 }
 
 impl Event {
@@ -407,20 +411,21 @@ impl SseDecoder {
     /// was seen.
     fn dispatch(&mut self) -> Option<Event> {
         let building = mem::take(&mut self.building);
-        let data = match building.data {
+        let (data, multiline) = match building.data {
             Data::Absent => {
                 if building.any_field {
                     self.comments_seen += 1;
                 }
                 return None;
             }
-            Data::One(data) => data,
-            Data::Joined(data) => data.freeze(),
+            Data::One(data) => (data, false),
+            Data::Joined(data) => (data.freeze(), true),
         };
         Some(Event {
             data,
             event: building.event,
             id: building.id,
+            multiline,
         })
     }
 }
@@ -480,6 +485,7 @@ pub fn reference(input: &[u8]) -> Vec<Event> {
         if line.is_empty() {
             if let Some(d) = data.take() {
                 events.push(Event {
+                    multiline: d.contains(&b'\n'),
                     data: d.into(),
                     event: event.take(),
                     id: id.take(),
@@ -547,6 +553,7 @@ mod tests {
             data: Bytes::copy_from_slice(data.as_bytes()),
             event: None,
             id: None,
+            multiline: data.contains('\n'),
         }
     }
 
@@ -693,6 +700,7 @@ mod tests {
             data: Bytes::from_static(b"\xEF\xBB"),
             event: None,
             id: None,
+            multiline: false,
         }];
         // "\xEF\xBBdata" is an unknown field name: a block without data.
         check(b"\xEF\xBBdata: x\n\ndata: \xEF\xBB\n\n", &expected, 1);

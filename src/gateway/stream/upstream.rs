@@ -272,6 +272,7 @@ impl Reframer {
             }
             return self.pending.pop_front();
         }
+        let multiline = ev.multiline;
         let data = match &self.translate {
             Some(Translation::Completions(name)) => {
                 translate::chat_to_completion(&ev.data, name).unwrap_or(ev.data)
@@ -313,10 +314,15 @@ impl Reframer {
             _ => None,
         };
         let fields = event_fields(ev.event.as_deref(), ev.id.as_deref());
-        let payload = encode::payload(&data, splice.as_ref());
-        if payload.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
-            // A payload of several lines is written as several `data:` lines.
-            return Some(StreamItem::event(fields, reprefix_lines(&payload)));
+        // A payload of several lines is written as several `data:` lines.
+        // One that came as a single line holds no line feed, and neither
+        // does the client's model (a JSON string literal), so only a joined
+        // or a translated payload is looked through for one.
+        if multiline || self.translate.is_some() {
+            let payload = encode::payload(&data, splice.as_ref());
+            if payload.iter().any(|p| memchr::memchr(b'\n', p).is_some()) {
+                return Some(StreamItem::event(fields, reprefix_lines(&payload)));
+            }
         }
         Some(StreamItem::Data {
             fields,

@@ -365,3 +365,119 @@ fn dropped_tools_are_named_in_the_access_log() {
     let line = support::binary::stderr_line(&run, "/v1/responses", Duration::from_secs(3));
     assert!(line.contains("dropped=web_search, file_search"), "{line}");
 }
+
+/// Out of file descriptors for an upstream connection, chat2api answers 503
+/// `server_overloaded` with `Retry-After` (its own limit, docs/wire.md §4),
+/// never 502 `upstream_error`, and rests nothing: once descriptors are
+/// free the same upstream serves again. The binary runs with an open-file
+/// limit of 64 in front of an upstream that holds every request until it
+/// is released, and 60 clients each hold a request open.
+#[test]
+fn out_of_descriptors_for_upstream_connections_is_a_503_not_an_upstream_failure() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{mpsc, Arc};
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let released = release.clone();
+    std::thread::spawn(move || {
+        for conn in upstream.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let released = released.clone();
+            std::thread::spawn(move || {
+                let answer = r#"{"id":"c1","object":"chat.completion","created":1,"model":"up","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+                let mut buf = [0u8; 4096];
+                // One request per read is enough here: each is small and
+                // the next is sent only after the answer.
+                while matches!(conn.read(&mut buf), Ok(n) if n > 0) {
+                    while !released.load(SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if conn
+                        .write_all(format!("{head}{answer}").as_bytes())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let config = temp_file(
+        "nofile.json",
+        &format!(
+            r#"{{"workers": 1, "accessLog": "off", "management": {{"enabled": false}}, "requestTimeout": 60000,
+               "providers": [{{"id": "held", "type": "openai", "baseUrl": "http://{up_addr}/v1",
+                 "accounts": [{{"id": "a", "apiKey": "sk-up"}}], "models": {{"m": "up"}}}}]}}"#
+        ),
+    );
+    let run = support::binary::spawn_with_nofile(
+        64,
+        &["--config", config.to_str().unwrap(), "--port", "0"],
+    );
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"Hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Each client: one request, its answer's status line and body, then
+    // the connection is dropped (freeing the gateway's descriptor).
+    let (tx, answers) = mpsc::channel();
+    for _ in 0..60 {
+        let (addr, request, tx) = (run.addr.clone(), request.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let answer = loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break String::from_utf8_lossy(&got).into_owned(),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&got);
+                if text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                    break text.into_owned();
+                }
+            };
+            let _ = tx.send(answer);
+        });
+    }
+    drop(tx);
+    // While the upstream holds what it has, only refusals come back.
+    let first = answers
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a client out of descriptors is answered at once");
+    assert!(first.starts_with("HTTP/1.1 503"), "{first}");
+    assert!(first.contains("\"code\":\"server_overloaded\""), "{first}");
+    assert!(first.contains("file descriptor"), "{first}");
+    assert!(
+        first.to_ascii_lowercase().contains("retry-after: 1"),
+        "{first}"
+    );
+    release.store(true, SeqCst);
+    let rest: Vec<String> = answers.iter().collect();
+    assert_eq!(rest.len(), 59, "every client is answered");
+    let ok = rest
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 200"))
+        .count();
+    for a in &rest {
+        assert!(
+            a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.1 503"),
+            "only answers and refusals, no upstream failure: {a}"
+        );
+    }
+    assert!(ok > 0, "the held requests are answered");
+    // Nothing rested: a new request is served by the same upstream.
+    let again = exchange(
+        &run.addr,
+        &request.replacen("Host: x\r\n", "Host: x\r\nConnection: close\r\n", 1),
+    );
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}

@@ -65,6 +65,11 @@ pub enum ApiError {
     /// `upstreamQueueTimeout`, and the request was not sent; with
     /// `Retry-After`.
     UpstreamBusy(usize),
+    /// 503: no file descriptor (or socket memory) was left in chat2api for
+    /// a new upstream connection (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`):
+    /// chat2api's own limit, not the upstream's failure; the request was
+    /// not sent; with `Retry-After`.
+    OutOfDescriptors,
 }
 
 impl ApiError {
@@ -90,6 +95,7 @@ impl ApiError {
             | ApiError::ShuttingDown
             | ApiError::Overloaded
             | ApiError::UpstreamBusy(_)
+            | ApiError::OutOfDescriptors
             | ApiError::BudgetUnavailable => 503,
             ApiError::RateLimited(..) | ApiError::KeyRateLimited { .. } => 429,
             ApiError::Upstream(_) => 502,
@@ -117,6 +123,7 @@ impl ApiError {
             ApiError::ShuttingDown
             | ApiError::Overloaded
             | ApiError::UpstreamBusy(_)
+            | ApiError::OutOfDescriptors
             | ApiError::BudgetUnavailable => "server_error",
         }
     }
@@ -146,7 +153,9 @@ impl ApiError {
             ApiError::Upstream(_) => Some("upstream_error"),
             ApiError::UpstreamTimeout => Some("upstream_timeout"),
             ApiError::ShuttingDown => Some("server_shutting_down"),
-            ApiError::Overloaded | ApiError::UpstreamBusy(_) => Some("server_overloaded"),
+            ApiError::Overloaded | ApiError::UpstreamBusy(_) | ApiError::OutOfDescriptors => {
+                Some("server_overloaded")
+            }
         }
     }
 
@@ -169,9 +178,10 @@ impl ApiError {
             ApiError::KeyRateLimited { retry_after_ms, .. } => {
                 Some(retry_after_ms.div_ceil(1000).max(1))
             }
-            ApiError::Overloaded | ApiError::UpstreamBusy(_) | ApiError::BudgetUnavailable => {
-                Some(1)
-            }
+            ApiError::Overloaded
+            | ApiError::UpstreamBusy(_)
+            | ApiError::OutOfDescriptors
+            | ApiError::BudgetUnavailable => Some(1),
             _ => None,
         }
     }
@@ -258,6 +268,9 @@ impl fmt::Display for ApiError {
                 f,
                 "The upstream's connections (at most {max}, upstreamMaxConns) stayed busy for the queue timeout; the request was not sent; retry after the Retry-After delay."
             ),
+            ApiError::OutOfDescriptors => f.write_str(
+                "The gateway has no file descriptor left for another upstream connection (its open-file limit); the request was not sent; retry after the Retry-After delay. Operators: raise the limit or set limits.upstreamMaxConns.",
+            ),
         }
     }
 }
@@ -303,6 +316,7 @@ mod tests {
             ApiError::ShuttingDown,
             ApiError::Overloaded,
             ApiError::UpstreamBusy(4),
+            ApiError::OutOfDescriptors,
         ];
         let codes = errors.iter().map(ApiError::log_code).chain([
             // Set by the proxy, the stream writer and the mock.
@@ -353,6 +367,7 @@ mod tests {
             (ApiError::ShuttingDown, 503, "server_shutting_down".into()),
             (ApiError::Overloaded, 503, "server_overloaded".into()),
             (ApiError::UpstreamBusy(4), 503, "server_overloaded".into()),
+            (ApiError::OutOfDescriptors, 503, "server_overloaded".into()),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status(), status);

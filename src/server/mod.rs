@@ -48,9 +48,14 @@ use crate::config::Limits as ConfigLimits;
 use crate::http1::{Limits, RequestHead};
 use crate::stats::Tally;
 
-/// The kernel's accept queue per worker socket (as nginx's default `backlog`
-/// on Linux is 511; a burst of new connections waits here, not in RST).
-const BACKLOG: i32 = 1024;
+/// The kernel's accept queue per worker socket: a burst of new connections
+/// waits here. The kernel caps it at `net.core.somaxconn` (4096 by default
+/// since Linux 5.4), so this asks for that cap, as Go's listeners and
+/// HAProxy (its `backlog` defaults to `maxconn`) do. A connection that finds
+/// the queue full has its SYN dropped and retried by the client's kernel
+/// after 1 s: 10 000 clients connecting at once overflowed a queue of 1024
+/// (BENCHMARKS.md round four).
+const BACKLOG: i32 = 65_535;
 /// After the drain deadline: how long connections get to write their
 /// `server_shutting_down` answer before the worker's runtime is dropped.
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
@@ -597,6 +602,29 @@ mod tests {
     /// `SO_REUSEPORT` group.
     fn another_gateway(addr: SocketAddr) -> io::Result<Vec<socket2::Socket>> {
         bind_group(addr, 1, Vec::new())
+    }
+
+    /// Connections beyond the old queue of 1024 wait in the kernel for a
+    /// worker to accept them, not in SYN retries: 1500 connect at once to
+    /// a socket nobody accepts on (or as many as `somaxconn` allows).
+    #[test]
+    fn a_burst_of_connections_waits_in_the_accept_queue() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        let burst = 1500.min(somaxconn);
+        // The test's own descriptors: one per client socket.
+        rlimit::increase_nofile_limit(burst as u64 + 512).unwrap();
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 1, Vec::new()).unwrap();
+        let addr: SocketAddr = group[0].local_addr().unwrap().as_socket().unwrap();
+        let clients: Vec<std::net::TcpStream> = (0..burst)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                    .unwrap_or_else(|e| panic!("connection {i} of {burst}: {e}"))
+            })
+            .collect();
+        assert_eq!(clients.len(), burst);
     }
 
     /// A group on port 0 keeps the port the OS picked from its first bind:

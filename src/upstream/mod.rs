@@ -121,6 +121,10 @@ pub enum UpstreamError {
         /// The cap (`limits.upstreamMaxConns`).
         max_conns: usize,
     },
+    /// chat2api had no file descriptor or socket memory for a new
+    /// connection (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): its own
+    /// limit, not the upstream's failure; the request was never sent.
+    OutOfDescriptors(String),
 }
 
 impl UpstreamError {
@@ -153,6 +157,9 @@ impl fmt::Display for UpstreamError {
                 f,
                 "this worker's share of the {max_conns} connections allowed to the upstream stayed busy for the queue timeout"
             ),
+            UpstreamError::OutOfDescriptors(e) => {
+                write!(f, "no file descriptor for an upstream connection: {e}")
+            }
         }
     }
 }
@@ -473,6 +480,10 @@ impl Inner {
                     tcp = Some(stream);
                     break;
                 }
+                // Out of descriptors here, no other address fares better.
+                Err(e) if is_out_of_descriptors(&e) => {
+                    return Err(UpstreamError::OutOfDescriptors(format!("{addr}: {e}")));
+                }
                 Err(e) => last_error = Some(format!("{addr}: {e}")),
             }
         }
@@ -495,6 +506,16 @@ impl Inner {
                 .map_err(UpstreamError::Tls),
         }
     }
+}
+
+/// Whether a socket could not be made for want of chat2api's own resources:
+/// a file descriptor (`EMFILE` per process, `ENFILE` system-wide) or kernel
+/// memory for it (`ENOBUFS`, `ENOMEM`), socket(2) and connect(2).
+fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Writes the head and the body slices with as few `writev` calls as the

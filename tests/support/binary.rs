@@ -28,8 +28,24 @@ impl Drop for Running {
 /// Start the binary with `args`, without the environment variables that
 /// would change its default config, and wait until it listens.
 pub fn spawn(args: &[&str]) -> Running {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut command = Command::new(BIN);
+    command.args(args);
+    spawn_command(command)
+}
+
+/// [`spawn`] with the open-file limit, soft and hard, set to `nofile`.
+pub fn spawn_with_nofile(nofile: u32, args: &[&str]) -> Running {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(BIN)
+        .args(args);
+    spawn_command(command)
+}
+
+fn spawn_command(mut command: Command) -> Running {
+    let mut child = command
         .env_remove("CHAT2API_CONFIG")
         .env_remove("OPENAI_API_KEY")
         .env_remove("DEEPSEEK_API_KEY")

@@ -79,10 +79,12 @@ pub(super) fn classify_error(e: &UpstreamError) -> (Scope, Cause) {
 
 /// The client's answer to an upstream failure (docs/wire.md §4): 504
 /// `upstream_timeout` for a missed deadline, 503 `server_overloaded` for a
-/// queue at the connection cap, else 502 `upstream_error` with the cause.
+/// queue at the connection cap or no file descriptor for a connection,
+/// else 502 `upstream_error` with the cause.
 pub(crate) fn api_error(e: &UpstreamError) -> ApiError {
     match e {
         UpstreamError::QueueTimeout { max_conns } => ApiError::UpstreamBusy(*max_conns),
+        UpstreamError::OutOfDescriptors(_) => ApiError::OutOfDescriptors,
         e if e.is_timeout() => ApiError::UpstreamTimeout,
         e => ApiError::Upstream(e.to_string()),
     }

@@ -203,10 +203,11 @@ pub async fn forward(
     };
     let mut resp = match upstream.send(request).await {
         Ok(r) => r,
-        // Our own cap, not the upstream's failure: nothing rests, and no
-        // other deployment is tried (on the same origin it would queue as
-        // long again); the client gets 503 with Retry-After.
-        Err(e @ UpstreamError::QueueTimeout { .. }) => {
+        // Our own cap or our own open-file limit, not the upstream's
+        // failure: nothing rests, and no other deployment is tried (on the
+        // same origin it would queue as long again, and any other needs a
+        // descriptor too); the client gets 503 with Retry-After.
+        Err(e @ (UpstreamError::QueueTimeout { .. } | UpstreamError::OutOfDescriptors(_))) => {
             return Attempt::Done(Response::error(&api_error(&e)));
         }
         Err(e) => {

@@ -371,13 +371,16 @@ fn dropped_tools_are_named_in_the_access_log() {
 /// never 502 `upstream_error`, and rests nothing: once descriptors are
 /// free the same upstream serves again. The binary runs with an open-file
 /// limit of 64 in front of an upstream that holds every request until it
-/// is released, and 60 clients each hold a request open.
+/// is released; held requests take two descriptors each (client and
+/// upstream) until one is left, and the next request finds none for its
+/// upstream connection: one named by address (its connect fails), then one
+/// named by a hostname (the resolver has no descriptor either).
 #[test]
 fn out_of_descriptors_for_upstream_connections_is_a_503_not_an_upstream_failure() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    use std::sync::{mpsc, Arc};
+    use std::sync::Arc;
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let up_addr = upstream.local_addr().unwrap();
+    let up_port = upstream.local_addr().unwrap().port();
     let release = Arc::new(AtomicBool::new(false));
     let released = release.clone();
     std::thread::spawn(move || {
@@ -411,73 +414,125 @@ fn out_of_descriptors_for_upstream_connections_is_a_503_not_an_upstream_failure(
         "nofile.json",
         &format!(
             r#"{{"workers": 1, "accessLog": "off", "management": {{"enabled": false}}, "requestTimeout": 60000,
-               "providers": [{{"id": "held", "type": "openai", "baseUrl": "http://{up_addr}/v1",
-                 "accounts": [{{"id": "a", "apiKey": "sk-up"}}], "models": {{"m": "up"}}}}]}}"#
+               "providers": [{{"id": "held", "type": "openai", "baseUrl": "http://127.0.0.1:{up_port}/v1",
+                 "accounts": [{{"id": "a", "apiKey": "sk-up"}}], "models": {{"m": "up"}}}},
+                 {{"id": "named", "type": "openai", "baseUrl": "http://upstream.invalid:{up_port}/v1",
+                 "accounts": [{{"id": "a", "apiKey": "sk-up"}}], "models": {{"n": "up"}}}}]}}"#
         ),
     );
+    const LIMIT: usize = 64;
     let run = support::binary::spawn_with_nofile(
-        64,
+        LIMIT as u32,
         &["--config", config.to_str().unwrap(), "--port", "0"],
     );
+    let pid = run.child.id();
+    // Descriptors below the limit: one inherited above it (a test
+    // runner's jobserver pipe) takes no place under it.
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+            .filter(|&fd| fd < LIMIT)
+            .count()
+    };
+    // Waits until the gateway's count has moved from `before` and then
+    // stayed put for 100 ms (it takes descriptors as it accepts and
+    // connects, and a few once, lazily, on its first request); the count.
+    let settled = |before: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut last, mut same) = (open_fds(), 0);
+        while last == before || same < 20 {
+            assert!(
+                Instant::now() < deadline,
+                "{last} descriptors, from {before}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+            let now = open_fds();
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
+        }
+        last
+    };
     let body = r#"{"model":"m","messages":[{"role":"user","content":"Hi"}]}"#;
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    // Each client: one request, its answer's status line and body, then
-    // the connection is dropped (freeing the gateway's descriptor).
-    let (tx, answers) = mpsc::channel();
-    for _ in 0..60 {
-        let (addr, request, tx) = (run.addr.clone(), request.clone(), tx.clone());
-        std::thread::spawn(move || {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            s.write_all(request.as_bytes()).unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            let answer = loop {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break String::from_utf8_lossy(&got).into_owned(),
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-                let text = String::from_utf8_lossy(&got);
-                if text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
-                    break text.into_owned();
-                }
-            };
-            let _ = tx.send(answer);
-        });
+    let mut clients = Vec::new();
+    // Held requests take two descriptors each; with two left, an idle
+    // client takes one, so that exactly one is left for the last client.
+    let mut idle = None;
+    let mut open = open_fds();
+    while LIMIT - open > 1 {
+        let mut c = TcpStream::connect(&run.addr).unwrap();
+        if LIMIT - open > 2 {
+            c.write_all(request.as_bytes()).unwrap();
+            clients.push(c);
+        } else {
+            idle = Some(c);
+        }
+        open = settled(open);
     }
-    drop(tx);
-    // While the upstream holds what it has, only refusals come back.
-    let first = answers
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a client out of descriptors is answered at once");
-    assert!(first.starts_with("HTTP/1.1 503"), "{first}");
-    assert!(first.contains("\"code\":\"server_overloaded\""), "{first}");
-    assert!(first.contains("file descriptor"), "{first}");
-    assert!(
-        first.to_ascii_lowercase().contains("retry-after: 1"),
-        "{first}"
-    );
-    release.store(true, SeqCst);
-    let rest: Vec<String> = answers.iter().collect();
-    assert_eq!(rest.len(), 59, "every client is answered");
-    let ok = rest
-        .iter()
-        .filter(|a| a.starts_with("HTTP/1.1 200"))
-        .count();
-    for a in &rest {
+    assert_eq!(LIMIT - open, 1, "one descriptor left");
+    // One descriptor left: the client gets it, its upstream connection none.
+    let mut last = TcpStream::connect(&run.addr).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    last.write_all(request.as_bytes()).unwrap();
+    let refused = read_answer(&mut last);
+    last.write_all(request.replace("\"m\"", "\"n\"").as_bytes())
+        .unwrap();
+    let unresolved = read_answer(&mut last);
+    for refused in [&refused, &unresolved] {
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
         assert!(
-            a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.1 503"),
-            "only answers and refusals, no upstream failure: {a}"
+            refused.contains("\"code\":\"server_overloaded\""),
+            "{refused}"
+        );
+        assert!(refused.contains("file descriptor"), "{refused}");
+        assert!(
+            refused.to_ascii_lowercase().contains("retry-after: 1"),
+            "{refused}"
         );
     }
-    assert!(ok > 0, "the held requests are answered");
+    // Released, every held request is answered by the upstream.
+    release.store(true, SeqCst);
+    for c in &mut clients {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let answer = read_answer(c);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    drop((clients, idle, last));
     // Nothing rested: a new request is served by the same upstream.
     let again = exchange(
         &run.addr,
         &request.replacen("Host: x\r\n", "Host: x\r\nConnection: close\r\n", 1),
     );
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}
+
+/// One answer with a `Content-Length` body from `s`; what arrived if the
+/// read times out or the connection closes first.
+fn read_answer(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end].lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            });
+            if let Some(length) = length {
+                if text.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
 }

@@ -613,9 +613,9 @@ mod tests {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(4096);
-        let burst = 1500.min(somaxconn);
         // The test's own descriptors: one per client socket.
-        rlimit::increase_nofile_limit(burst as u64 + 512).unwrap();
+        let nofile = rlimit::increase_nofile_limit(2048).unwrap() as usize;
+        let burst = 1500.min(somaxconn).min(nofile.saturating_sub(256));
         let group = bind_group("127.0.0.1:0".parse().unwrap(), 1, Vec::new()).unwrap();
         let addr: SocketAddr = group[0].local_addr().unwrap().as_socket().unwrap();
         let clients: Vec<std::net::TcpStream> = (0..burst)

@@ -372,12 +372,22 @@ impl Upstream {
                     }))
                 }
             };
-            let (conn, reused) = match slot {
-                pool::Slot::Idle(conn) if reuse => (conn, true),
+            let opened = match slot {
+                pool::Slot::Idle(conn) if reuse => Ok((conn, true)),
                 // At the cap the retry may be handed a pooled connection:
                 // it gives up its place under the cap for a fresh one.
-                pool::Slot::Idle(conn) => (self.connect(conn.into_permit()).await?, false),
-                pool::Slot::Open(permit) => (self.connect(permit).await?, false),
+                pool::Slot::Idle(conn) => {
+                    self.connect(conn.into_permit()).await.map(|c| (c, false))
+                }
+                pool::Slot::Open(permit) => self.connect(permit).await.map(|c| (c, false)),
+            };
+            let (conn, reused) = match opened {
+                Ok(opened) => opened,
+                // Likewise a retry with no descriptor for its connection.
+                Err(e @ UpstreamError::OutOfDescriptors(_)) => {
+                    return Err(first_failure.unwrap_or(e))
+                }
+                Err(e) => return Err(e),
             };
             match exchange(conn, reused).await {
                 Ok(response) => return Ok(response),
@@ -469,9 +479,22 @@ impl fmt::Debug for Upstream {
 impl Inner {
     async fn open(&self, permit: Option<pool::Permit>) -> Result<Stream, UpstreamError> {
         let host = self.host.as_str();
-        let addrs = tokio::net::lookup_host((host, self.port))
-            .await
-            .map_err(|e| UpstreamError::Connect(format!("resolving {host}: {e}")))?;
+        let addrs = match tokio::net::lookup_host((host, self.port)).await {
+            Ok(addrs) => addrs,
+            // The resolver needs descriptors too (`/etc/hosts`, a socket to
+            // the name server), and out of them it may only say that the
+            // name did not resolve: a socket of our own tells which it was.
+            Err(e) => {
+                let ours = is_out_of_descriptors(&e)
+                    || std::net::UdpSocket::bind(("127.0.0.1", 0))
+                        .is_err_and(|probe| is_out_of_descriptors(&probe));
+                let what = format!("resolving {host}: {e}");
+                return Err(match ours {
+                    true => UpstreamError::OutOfDescriptors(what),
+                    false => UpstreamError::Connect(what),
+                });
+            }
+        };
         let mut last_error = None;
         let mut tcp = None;
         for addr in addrs {

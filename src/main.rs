@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let cli = match cli::parse_args(std::env::args_os().skip(1)) {
         Ok(CliAction::Run(cli)) => cli,
         Ok(CliAction::Help(text)) | Ok(CliAction::Version(text)) => {
-            println!("{text}");
+            print_out(&format!("{text}\n"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        print!("{}", config.routing_table());
+        print_out(&config.routing_table());
         return ExitCode::SUCCESS;
     }
     // Every client connection, and every upstream connection of a proxied
@@ -98,6 +98,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes `text` to stdout. A reader that stopped reading (`chat2api --help
+/// | head`) is no error: what it did not read it did not want, and the
+/// process must not panic on it (as `print!` does on `EPIPE`).
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// A bind error that says which flag moves the listener elsewhere.

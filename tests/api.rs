@@ -122,9 +122,24 @@ async fn route_and_method_errors() {
     assert_eq!((r.status, r.error_code()), (404, "not_found".into()));
     let r = gw.get("/v1/chat/completions?api_key=sk-one").await;
     assert_eq!(r.status, 405);
-    assert!(r.header("allow").is_some());
+    // The methods of the route asked for (RFC 9110 §15.5.6), not one list
+    // for every route.
+    assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
     let r = gw.post_json("/health", None, "{}").await;
     assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    let r = gw.post_json("/v1/models", Some("sk-one"), "{}").await;
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+    let put = |path: &str| {
+        format!("PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-one\r\nContent-Length: 0\r\n\r\n")
+    };
+    let r = gw.request(&put("/v1/responses/resp_abc")).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, DELETE, OPTIONS"));
+    let r = gw.request(&put("/v1/responses/resp_abc/cancel")).await;
+    assert_eq!(r.header("allow"), Some("POST, OPTIONS"));
+    let r = gw.request(&put("/v1/responses/resp_abc/input_items")).await;
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
 }
 
 #[tokio::test]

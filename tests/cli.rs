@@ -38,6 +38,26 @@ fn version_and_help() {
     assert!(!out.status.success());
 }
 
+/// Output to a reader that has gone (`chat2api --help | head -1`) ends the
+/// process quietly, with no panic: the pipe's read end is closed before
+/// the binary writes.
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    for args in [&["--help"][..], &["--version"], &["--check-config"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("CHAT2API_CONFIG")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn check_config_prints_the_routing_table_without_secrets() {
     let path = temp_file(

@@ -23,7 +23,9 @@ pub enum ApiError {
         path: &'static str,
         serves: String,
     },
-    MethodNotAllowed,
+    /// 405: the route does not take this method; the value is the methods
+    /// it does take, as the `Allow` header lists them (RFC 9110 §15.5.6).
+    MethodNotAllowed(&'static str),
     /// 404: a stored response asked for (`/v1/responses/{id}`) that the
     /// response store does not hold.
     NotStored(String),
@@ -88,7 +90,7 @@ impl ApiError {
             | ApiError::NotStored(_)
             | ApiError::ModelNotFound(_)
             | ApiError::EndpointNotServed { .. } => 404,
-            ApiError::MethodNotAllowed => 405,
+            ApiError::MethodNotAllowed(_) => 405,
             ApiError::Timeout => 408,
             ApiError::Http { status, .. } => *status,
             ApiError::NoAvailableAccount(..)
@@ -110,7 +112,7 @@ impl ApiError {
             | ApiError::NotStored(_)
             | ApiError::ModelNotFound(_)
             | ApiError::EndpointNotServed { .. }
-            | ApiError::MethodNotAllowed
+            | ApiError::MethodNotAllowed(_)
             | ApiError::Timeout
             | ApiError::Http { .. } => "invalid_request_error",
             ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::KeyExpired(_) => {
@@ -140,7 +142,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::EndpointNotServed { .. } => {
                 Some("model_not_found")
             }
-            ApiError::MethodNotAllowed => Some("method_not_allowed"),
+            ApiError::MethodNotAllowed(_) => Some("method_not_allowed"),
             ApiError::Timeout => Some("request_timeout"),
             ApiError::Http { status, .. } => match status {
                 413 => Some("request_too_large"),
@@ -237,7 +239,7 @@ impl fmt::Display for ApiError {
                 f,
                 "The model '{model}' is not served on /v1{path} by this gateway; it serves: {serves}."
             ),
-            ApiError::MethodNotAllowed => f.write_str("Method not allowed on this route."),
+            ApiError::MethodNotAllowed(_) => f.write_str("Method not allowed on this route."),
             ApiError::Timeout => f.write_str("The client was too slow to send its request."),
             ApiError::Http { message, .. } => f.write_str(message),
             ApiError::NoAvailableAccount(m, retry) => match retry {
@@ -297,7 +299,7 @@ mod tests {
                 path: "/x",
                 serves: String::new(),
             },
-            ApiError::MethodNotAllowed,
+            ApiError::MethodNotAllowed("GET, HEAD, OPTIONS"),
             ApiError::Http {
                 status: 413,
                 message: "x",

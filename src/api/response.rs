@@ -162,9 +162,9 @@ impl<S> Response<S> {
         body.push(b'\n');
         let mut r = Response::json(err.status(), body);
         r.error = Some(err.log_code());
-        if matches!(err, ApiError::MethodNotAllowed) {
+        if let ApiError::MethodNotAllowed(allow) = err {
             r.headers
-                .push(("Allow", Bytes::from_static(b"GET, POST, OPTIONS")));
+                .push(("Allow", Bytes::from_static(allow.as_bytes())));
         }
         if let Some(secs) = err.retry_after() {
             r.headers

@@ -349,8 +349,13 @@ impl Gateway {
             _ => matches!(method, Method::Get | Method::Head),
         };
         if !method_ok {
+            // Every path answers a CORS preflight (OPTIONS) besides its own.
+            let allow = match route.has_body() {
+                true => "POST, OPTIONS",
+                false => "GET, HEAD, OPTIONS",
+            };
             return Err(Box::new(
-                Response::error(&ApiError::MethodNotAllowed).with_tally(tally),
+                Response::error(&ApiError::MethodNotAllowed(allow)).with_tally(tally),
             ));
         }
         // `/stats` names providers and accounts: only for clients with a
@@ -1023,7 +1028,9 @@ async fn stored_response(head: &RequestHead) -> Response {
                 None,
             ))
         }),
-        (_, b"" | b"/input_items" | b"/cancel") => Err(ApiError::MethodNotAllowed),
+        (_, b"") => Err(ApiError::MethodNotAllowed("GET, HEAD, DELETE, OPTIONS")),
+        (_, b"/input_items") => Err(ApiError::MethodNotAllowed("GET, HEAD, OPTIONS")),
+        (_, b"/cancel") => Err(ApiError::MethodNotAllowed("POST, OPTIONS")),
         _ => Err(ApiError::NotFound),
     };
     match answer {

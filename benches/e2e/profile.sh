@@ -20,18 +20,8 @@ trap cleanup EXIT
 # shellcheck source=benches/e2e/upstream.sh
 source "$ROOT/benches/e2e/upstream.sh"
 start_upstream "$SSE_EVENTS"
-NGX=$(port); NGXS=$(port); C2A=$(port)
-cat >"$WORK/ngx.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/ngx.pid; error_log $WORK/ngx.err warn;
-events { worker_connections 16384; }
-http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-  upstream a { server 127.0.0.1:$UP; keepalive 256; }
-  upstream b { server 127.0.0.1:$UPS; keepalive 256; }
-  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://a; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-  server { listen 127.0.0.1:$NGXS; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
-CONF
-nginx -p "$WORK" -c "$WORK/ngx.conf" 2>/dev/null & PIDS+=($!)
-NGX_MASTER=$!
+start_nginx_proxy
+C2A=$(port)
 BENCH_UPSTREAM_PORT=$UP BENCH_UPSTREAM_SSE_PORT=$UPS BENCH_SLOW_TEXT=x BENCH_BACK_PORT=1 BENCH_PROXIED_TEXT=x \
     "$BIN" --config "${CONFIG:-$ROOT/benches/e2e/chat2api-bench.json}" --port "$C2A" 2>/dev/null & PIDS+=($!)
 C2A_PID=$!

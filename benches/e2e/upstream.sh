@@ -1,4 +1,5 @@
-# Sourced by benches/e2e/profile.sh and benches/e2e/allocs.sh: the instant upstream they
+# Sourced by the benches that measure beside nginx (benches/e2e/profile.sh,
+# allocs.sh, p99_bound.sh, messages.sh, benches/uring/): the instant upstream they
 # measure in front of, an nginx (1 worker, from memory/disk, keep-alive)
 # that answers POST /v1/chat/completions with a 395-byte chat.completion on
 # $UP and, on $UPS, a static text/event-stream of a role event, N content
@@ -30,4 +31,21 @@ CONF
     nginx -p "$WORK" -c "$WORK/up.conf" 2>/dev/null &
     PIDS+=($!)
     sleep 0.5
+}
+
+start_nginx_proxy() { # -> sets NGX (in front of UP), NGXS (in front of UPS, unbuffered) and NGX_MASTER
+    NGX=$(port)
+    NGXS=$(port)
+    cat >"$WORK/ngx.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/ngx.pid; error_log $WORK/ngx.err warn;
+events { worker_connections 16384; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  upstream a { server 127.0.0.1:$UP; keepalive 256; }
+  upstream b { server 127.0.0.1:$UPS; keepalive 256; }
+  server { listen 127.0.0.1:$NGX; location / { proxy_pass http://a; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NGXS; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
+CONF
+    nginx -p "$WORK" -c "$WORK/ngx.conf" 2>/dev/null &
+    PIDS+=($!)
+    NGX_MASTER=$!
 }

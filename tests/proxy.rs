@@ -41,6 +41,13 @@ fn chat_request(body: &str) -> String {
 
 const PLAIN_BODY: &str = r#"{"model":"DeepSeek-V3.2","messages":[{"role":"user","content":"Hi"}],"temperature":0.5,"response_format":{"type":"json_object"}}"#;
 
+/// A chat answer after `delay`, as a busy upstream gives it.
+fn answer_after(delay: Duration) -> Vec<Step> {
+    let mut steps = vec![Step::Sleep(delay)];
+    steps.extend(json_answer(&chat_answer("deepseek-chat", "x")));
+    steps
+}
+
 #[tokio::test]
 async fn plain_request_is_rewritten_both_ways() {
     let up = MockUpstream::start(|_| json_answer(&chat_answer("deepseek-chat", "hey"))).await;
@@ -373,12 +380,7 @@ async fn streamed_answers_return_their_upstream_connection_to_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_reuse_every_connection_they_opened() {
     const BURST: usize = 120;
-    let up = MockUpstream::start(|_| {
-        let mut steps = vec![Step::Sleep(Duration::from_millis(300))];
-        steps.extend(json_answer(&chat_answer("deepseek-chat", "x")));
-        steps
-    })
-    .await;
+    let up = MockUpstream::start(|_| answer_after(Duration::from_millis(300))).await;
     let gw =
         std::sync::Arc::new(TestGateway::start(&config(&up.base_url(), r#", "workers": 1"#)).await);
     for burst in 1..=2 {
@@ -461,12 +463,7 @@ async fn a_capped_upstream_gets_no_more_connections_than_its_cap() {
 /// one holding the connection is answered.
 #[tokio::test]
 async fn a_request_queued_past_the_queue_timeout_gets_503() {
-    let up = MockUpstream::start(|_| {
-        let mut steps = vec![Step::Sleep(Duration::from_millis(600))];
-        steps.extend(json_answer(&chat_answer("deepseek-chat", "x")));
-        steps
-    })
-    .await;
+    let up = MockUpstream::start(|_| answer_after(Duration::from_millis(600))).await;
     // One worker: each worker has a share of at least one connection.
     let extra = r#", "workers": 1, "limits": {"upstreamMaxConns": 1, "upstreamQueueTimeout": 100}"#;
     let gw = std::sync::Arc::new(TestGateway::start(&config(&up.base_url(), extra)).await);
@@ -501,12 +498,7 @@ async fn a_request_queued_past_the_queue_timeout_gets_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_whose_clients_left_while_queued_open_no_connection() {
     use tokio::io::AsyncWriteExt;
-    let up = MockUpstream::start(|_| {
-        let mut steps = vec![Step::Sleep(Duration::from_millis(400))];
-        steps.extend(json_answer(&chat_answer("deepseek-chat", "x")));
-        steps
-    })
-    .await;
+    let up = MockUpstream::start(|_| answer_after(Duration::from_millis(400))).await;
     let extra =
         r#", "workers": 1, "limits": {"upstreamMaxConns": 1, "upstreamQueueTimeout": 5000}"#;
     let gw = TestGateway::start(&config(&up.base_url(), extra)).await;

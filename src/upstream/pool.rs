@@ -542,6 +542,14 @@ mod tests {
         }
     }
 
+    /// A current-thread runtime with timers, as a worker's.
+    fn worker_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     fn permit_of<T>(slot: Result<Slot<T>, QueueTimeout>) -> Permit {
         match slot {
             Ok(Slot::Open(Some(permit))) => permit,
@@ -621,10 +629,7 @@ mod tests {
     #[test]
     fn uncapped_pools_never_queue() {
         let pool = Pool::<u32>::new(8, Duration::from_secs(60));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = worker_runtime();
         for _ in 0..1000 {
             assert!(matches!(
                 rt.block_on(pool.slot(|_| true, true)),
@@ -646,10 +651,7 @@ mod tests {
             let pool = pool.clone();
             std::thread::spawn(move || {
                 set_thread_shard(worker);
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                    .unwrap();
+                let rt = worker_runtime();
                 let held: Vec<_> = (0..share)
                     .map(|_| permit_of(rt.block_on(pool.slot(|_| true, true))))
                     .collect();
@@ -686,10 +688,7 @@ mod tests {
                 let (pool, open, most) = (pool.clone(), open.clone(), most.clone());
                 std::thread::spawn(move || {
                     set_thread_shard(index);
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
-                        .build()
-                        .unwrap();
+                    let rt = worker_runtime();
                     rt.block_on(async move {
                         let tasks: Vec<_> = (0..200u64)
                             .map(|n| {

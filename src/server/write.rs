@@ -96,27 +96,15 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
     // slice costs the kernel a copy of its own (about 20 ns on loopback,
     // BENCHMARKS.md round four), and a 66-event read is 330 slices without it.
     const END_DATA: &[u8] = b"\n\ndata: ";
-    let len: usize = items
-        .iter()
-        .map(|item| match item {
-            StreamItem::Data { fields, .. } => {
-                let payload: usize = item.payload().iter().map(|p| p.len()).sum();
-                fields.len() + DATA.len() + payload + END.len()
-            }
-            StreamItem::Raw(r) => r.len(),
-        })
-        .sum();
-    // No bytes, no chunk: an empty one would be the body's last chunk
-    // (RFC 9112 §7.1).
-    let chunked = framing == Framing::Chunked && len > 0;
+    // The chunk's size line goes before the items and is known after them:
+    // its slot is kept and filled once the items are laid out.
+    let size: ChunkSize;
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(4 + items.len() * 6);
     if !head.is_empty() {
         slices.push(IoSlice::new(head));
     }
-    let size = chunked.then(|| ChunkSize::new(len));
-    if let Some(size) = &size {
-        slices.push(IoSlice::new(size.as_bytes()));
-    }
+    let size_slot = slices.len();
+    slices.push(IoSlice::new(&[]));
     // Whether the last item was an event whose `\n\n` is still to come.
     let mut open = false;
     for item in items {
@@ -153,7 +141,12 @@ pub async fn write_items<W: AsyncWrite + Unpin>(
     if open {
         slices.push(IoSlice::new(END));
     }
-    if chunked {
+    let len: usize = slices[size_slot + 1..].iter().map(|s| s.len()).sum();
+    // No bytes, no chunk: an empty one would be the body's last chunk
+    // (RFC 9112 §7.1); the size slot then stays empty.
+    if framing == Framing::Chunked && len > 0 {
+        size = ChunkSize::new(len);
+        slices[size_slot] = IoSlice::new(size.as_bytes());
         slices.push(IoSlice::new(CHUNK_END));
     }
     if end && framing == Framing::Chunked {
